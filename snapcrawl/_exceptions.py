@@ -1,0 +1,151 @@
+"""The errors snapcrawl raises, one tree rooted at :class:`SnapcrawlError`.
+
+::
+
+    SnapcrawlError                 anything snapcrawl raises on purpose
+    ├── ConfigError                bad or missing settings, caught before any request
+    ├── ApiError                   the server answered with an error status
+    │   ├── AuthError              401/403, or the gateway's 404 for an unauthenticated call
+    │   ├── RequestError           400: the server rejected the request (``detail`` says why)
+    │   ├── NotFoundError          404 from the API itself
+    │   ├── ThrottledError         429: too many requests (``retry_after`` in seconds)
+    │   └── ServerError            5xx
+    ├── TransportError             no usable answer: connection refused or dropped, timeout
+    ├── DecodeError                the answer is not a valid snapshot page
+    └── PaginationError            the server's pages do not advance (would loop forever)
+
+Errors raised while crawling carry the ``volume_id`` (``None`` for the account-wide listing) and the 1-based
+``page`` they concern, and mention both in their message. ``retryable`` tells whether the same request may
+succeed later (throttling, 500/502/503/504, transport failures, a garbled body). No error holds a secret.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "ApiError",
+    "AuthError",
+    "ConfigError",
+    "DecodeError",
+    "NotFoundError",
+    "PaginationError",
+    "RequestError",
+    "ServerError",
+    "SnapcrawlError",
+    "ThrottledError",
+    "TransportError",
+]
+
+
+class SnapcrawlError(Exception):
+    """Base class of every error snapcrawl raises on purpose."""
+
+    retryable: bool = False
+
+    def __init__(self, message: str, *, volume_id: str | None = None, page: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.volume_id = volume_id
+        self.page = page
+
+    def __str__(self) -> str:
+        where = []
+        if self.volume_id is not None:
+            where.append(f"volume {self.volume_id}")
+        if self.page is not None:
+            where.append(f"page {self.page}")
+        return f"{self.message} ({', '.join(where)})" if where else self.message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
+
+class ConfigError(SnapcrawlError):
+    """Settings are missing or invalid; raised before any request is sent."""
+
+
+class ApiError(SnapcrawlError):
+    """The server answered with an error status.
+
+    ``request_id`` is the server's id for the failed request (quote it to support), ``detail`` the server's own
+    explanation, and ``retry_after`` the wait in seconds its ``Retry-After`` header asked for, if any.
+    """
+
+    retryable_statuses: ClassVar[frozenset[int]] = frozenset()
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        request_id: str | None = None,
+        detail: str | None = None,
+        retry_after: float | None = None,
+        volume_id: str | None = None,
+        page: int | None = None,
+    ) -> None:
+        super().__init__(message, volume_id=volume_id, page=page)
+        self.status = status
+        self.request_id = request_id
+        self.detail = detail
+        self.retry_after = retry_after
+        self.retryable = status in self.retryable_statuses
+
+
+class AuthError(ApiError):
+    """The server rejected the credentials or the signature (401, 403, or the gateway's 404)."""
+
+
+class RequestError(ApiError):
+    """The server rejected the request as invalid (400)."""
+
+
+class NotFoundError(ApiError):
+    """The API answered 404 for something other than authentication."""
+
+
+class ThrottledError(ApiError):
+    """The server is throttling us (429)."""
+
+    retryable_statuses = frozenset({429})
+
+
+class ServerError(ApiError):
+    """The server failed (5xx); 500, 502, 503 and 504 are retried."""
+
+    retryable_statuses = frozenset({500, 502, 503, 504})
+
+
+class TransportError(SnapcrawlError):
+    """No usable answer arrived: the connection failed or dropped, or the request timed out."""
+
+    retryable = True
+
+
+class DecodeError(SnapcrawlError):
+    """A response body is not a valid snapshot page; ``field`` names the offending JSON path, if known."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        retryable: bool = False,
+        volume_id: str | None = None,
+        page: int | None = None,
+    ) -> None:
+        super().__init__(message, volume_id=volume_id, page=page)
+        self.field = field
+        self.retryable = retryable
+
+
+class PaginationError(SnapcrawlError):
+    """The server's pages stopped advancing (a page repeated or the marker did not move)."""
+
+
+def unwrap_group(exc: BaseException) -> BaseException:
+    """The lone exception inside (nested) single-member exception groups, as a task group wraps it."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
