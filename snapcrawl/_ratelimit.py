@@ -1,0 +1,201 @@
+"""Client-side rate limiting: a token bucket (GCRA) whose rate adapts to throttling like botocore's adaptive mode.
+
+The adaptation is botocore's CUBIC scheme (``botocore/retries/adaptive.py``, ``standard.py``; CUBIC as in
+RFC 8312): on a throttle the rate drops to ``beta`` (0.7) times the measured sending rate; on success it grows
+back along ``C * (t - K)**3 + W_max``, concave up to the last known-good rate ``W_max`` and probing beyond it.
+Unlike botocore, a throttle in the first half second uses the rate measured so far rather than 0.
+
+Time is injectable: pass ``clock`` (monotonic seconds) and ``sleep`` so tests need no real waiting.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Awaitable, Callable
+
+import anyio
+import structlog
+
+__all__ = ["AdaptiveRateLimiter", "Clock", "CubicRate", "RateMeter", "Sleep", "TokenBucket"]
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+_log = structlog.get_logger("snapcrawl")
+
+
+class TokenBucket:
+    """A token bucket in GCRA form: ``burst`` requests at once, then one every ``1 / rate`` seconds.
+
+    Each caller reserves its slot before it sleeps, so concurrent callers never bunch up. Over any window of
+    ``w`` seconds at most ``burst + rate * w`` acquisitions succeed. ``rate=None`` means no cap.
+    """
+
+    __slots__ = ("_clock", "_interval", "_paused_until", "_sleep", "_tat", "_tolerance", "burst")
+
+    def __init__(
+        self,
+        rate: float | None,
+        *,
+        burst: int = 10,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = anyio.sleep,
+    ) -> None:
+        if burst < 1:
+            raise ValueError(f"burst must be >= 1, not {burst}")
+        self.burst = burst
+        self._clock = clock
+        self._sleep = sleep
+        self._tat = -math.inf
+        self._paused_until = -math.inf
+        self._interval = 0.0
+        self._tolerance = 0.0
+        self.rate = rate
+
+    @property
+    def rate(self) -> float | None:
+        """Requests per second, or ``None`` for no cap."""
+        return 1.0 / self._interval if self._interval else None
+
+    @rate.setter
+    def rate(self, value: float | None) -> None:
+        if value is not None and value <= 0:
+            raise ValueError(f"rate must be > 0, not {value}")
+        self._interval = 1.0 / value if value else 0.0
+        self._tolerance = (self.burst - 1) * self._interval
+
+    def pause_until(self, deadline: float) -> None:
+        """Let no request start before ``deadline`` (a ``clock()`` time), as a server's Retry-After asks."""
+        self._paused_until = max(self._paused_until, deadline)
+        # Resume at the steady rate, not with a full burst.
+        self._tat = max(self._tat, deadline + self._tolerance)
+
+    async def acquire(self) -> None:
+        """Wait until the next request may start."""
+        now = self._clock()
+        if not self._interval:
+            if now < self._paused_until:
+                await self._sleep(self._paused_until - now)
+            return
+        tat = max(self._tat, now)
+        self._tat = tat + self._interval
+        wait = tat - self._tolerance - now
+        if wait > 0:
+            await self._sleep(wait)
+
+
+class RateMeter:
+    """The smoothed rate of responses, in half-second buckets (botocore's ``RateClocker``)."""
+
+    __slots__ = ("_bucket_scale", "_count", "_last_bucket", "_smoothing", "_start", "measured")
+
+    def __init__(self, now: float, *, smoothing: float = 0.8, bucket_seconds: float = 0.5) -> None:
+        self._smoothing = smoothing
+        self._bucket_scale = 1.0 / bucket_seconds
+        self._start = now
+        self._last_bucket = math.floor(now * self._bucket_scale) / self._bucket_scale
+        self._count = 0
+        self.measured = 0.0
+
+    def record(self, now: float) -> float:
+        """Count one response at ``now`` and return the measured rate."""
+        self._count += 1
+        bucket = math.floor(now * self._bucket_scale) / self._bucket_scale
+        if bucket > self._last_bucket:
+            current = self._count / (bucket - self._last_bucket)
+            self.measured = current * self._smoothing + self.measured * (1 - self._smoothing)
+            self._count = 0
+            self._last_bucket = bucket
+        elif not self.measured:
+            return self._count / max(now - self._start, 1.0 / self._bucket_scale)
+        return self.measured
+
+
+class CubicRate:
+    """CUBIC rate control as botocore's ``CubicCalculator``: ``rate(t) = C * (t - K)**3 + W_max``."""
+
+    __slots__ = ("_beta", "_k", "_last_fail", "_scale", "_w_max")
+
+    def __init__(self, start_rate: float, now: float, *, scale: float = 0.4, beta: float = 0.7) -> None:
+        self._scale = scale
+        self._beta = beta
+        self._w_max = start_rate
+        self._last_fail = now
+        self._k = self._zero_point()
+
+    def _zero_point(self) -> float:
+        return math.cbrt(self._w_max * (1 - self._beta) / self._scale)
+
+    def success(self, now: float) -> float:
+        """The rate to use after a success at ``now``."""
+        return self._scale * (now - self._last_fail - self._k) ** 3 + self._w_max
+
+    def throttled(self, rate: float, now: float) -> float:
+        """The rate to use after a throttle at ``now`` while sending at ``rate``."""
+        self._w_max = rate
+        self._k = self._zero_point()
+        self._last_fail = now
+        return rate * self._beta
+
+
+class AdaptiveRateLimiter:
+    """A token bucket capped at ``rate_limit`` (if any) that slows down on throttling and probes back up.
+
+    Adaptation starts with the first throttle; until then only ``rate_limit`` applies, so an uncapped client
+    costs nothing. A ``Retry-After`` pauses every request of the limiter until it has passed.
+    """
+
+    MIN_RATE = 0.5
+    MAX_RATE_GROWTH = 2.0
+
+    def __init__(
+        self,
+        rate_limit: float | None = None,
+        *,
+        burst: int = 10,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = anyio.sleep,
+    ) -> None:
+        self.rate_limit = rate_limit
+        self.bucket = TokenBucket(rate_limit, burst=burst, clock=clock, sleep=sleep)
+        self._clock = clock
+        self._meter = RateMeter(clock())
+        self._cubic = CubicRate(0.0, clock())
+        self._adapting = False
+
+    @property
+    def rate(self) -> float | None:
+        """The rate in force, in requests per second, or ``None`` for no cap."""
+        return self.bucket.rate
+
+    async def acquire(self) -> None:
+        """Wait for permission to send one request."""
+        await self.bucket.acquire()
+
+    def on_response(self, *, throttled: bool, retry_after: float | None = None) -> None:
+        """Feed back one response: ``throttled`` for a 429 (or a 503 with Retry-After)."""
+        now = self._clock()
+        measured = self._meter.record(now)
+        if throttled:
+            current = self.bucket.rate
+            sending = measured if not self._adapting or current is None else min(measured, current)
+            new_rate = self._cubic.throttled(sending, now)
+            self._adapting = True
+            if retry_after:
+                self.bucket.pause_until(now + retry_after)
+        elif self._adapting:
+            new_rate = self._cubic.success(now)
+        else:
+            return
+        new_rate = max(self.MIN_RATE, min(new_rate, self.MAX_RATE_GROWTH * max(measured, self.MIN_RATE)))
+        if self.rate_limit is not None:
+            new_rate = min(new_rate, self.rate_limit)
+        if throttled:
+            _log.info(
+                "rate.decreased",
+                rate=round(new_rate, 2),
+                measured=round(measured, 2),
+                retry_after=retry_after,
+            )
+        self.bucket.rate = new_rate

@@ -1,0 +1,98 @@
+"""Counters of a crawl, and a fixed-size latency histogram whose memory does not grow with the crawl."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Any
+
+__all__ = ["CrawlStats", "LatencyHistogram"]
+
+
+class LatencyHistogram:
+    """Latencies in log-spaced buckets 2.3% wide, from 10 µs to about 20 minutes; percentiles within 2.3%."""
+
+    __slots__ = ("_buckets", "count")
+
+    _PER_E = 44  # buckets per factor e: exp(1/44) = 1.023
+    _FLOOR = 1e-5
+    _SIZE = 44 * 19
+
+    def __init__(self) -> None:
+        self._buckets = [0] * self._SIZE
+        self.count = 0
+
+    def record(self, seconds: float) -> None:
+        """Add one latency."""
+        index = int(math.log(max(seconds, self._FLOOR) / self._FLOOR) * self._PER_E)
+        self._buckets[min(index, self._SIZE - 1)] += 1
+        self.count += 1
+
+    def percentile(self, fraction: float) -> float | None:
+        """The latency below which ``fraction`` (0..1) of the recorded ones fall; ``None`` if empty."""
+        if not self.count:
+            return None
+        rank = max(1, math.ceil(fraction * self.count))
+        seen = 0
+        for index, n in enumerate(self._buckets):
+            seen += n
+            if seen >= rank:
+                return self._FLOOR * math.exp((index + 0.5) / self._PER_E)
+        raise AssertionError("unreachable: ranks never exceed the count")
+
+
+@dataclasses.dataclass(slots=True, kw_only=True)
+class CrawlStats:
+    """What a crawler has done so far. ``elapsed`` runs from the first crawl's start to the last one's end."""
+
+    requests: int = 0
+    pages: int = 0
+    snapshots: int = 0
+    retries: int = 0
+    throttled: int = 0
+    bytes: int = 0
+    volumes_seen: int = 0
+    volumes_done: int = 0
+    volumes_failed: int = 0
+    started_at: float | None = None
+    ended_at: float | None = None
+    latency: LatencyHistogram = dataclasses.field(default_factory=LatencyHistogram, repr=False)
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds spent crawling."""
+        if self.started_at is None:
+            return 0.0
+        end = self.ended_at if self.ended_at is not None else time.monotonic()
+        return end - self.started_at
+
+    @property
+    def requests_per_second(self) -> float:
+        """Average request rate over ``elapsed``."""
+        elapsed = self.elapsed
+        return self.requests / elapsed if elapsed > 0 else 0.0
+
+    def latency_ms(self) -> dict[str, float | None]:
+        """Latency percentiles p50, p90, p99 and p99.9 in milliseconds."""
+        return {
+            name: None if (value := self.latency.percentile(q)) is None else round(value * 1000, 2)
+            for name, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p999", 0.999))
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        """Everything as plain JSON-ready values."""
+        return {
+            "requests": self.requests,
+            "pages": self.pages,
+            "snapshots": self.snapshots,
+            "retries": self.retries,
+            "throttled": self.throttled,
+            "bytes": self.bytes,
+            "volumes_seen": self.volumes_seen,
+            "volumes_done": self.volumes_done,
+            "volumes_failed": self.volumes_failed,
+            "elapsed_s": round(self.elapsed, 3),
+            "requests_per_s": round(self.requests_per_second, 1),
+            "latency_ms": self.latency_ms(),
+        }
