@@ -1,0 +1,482 @@
+"""The crawler: one pooled session, and a fan-out over many volumes that streams snapshots back.
+
+Structure of one ``crawl()``: a producer task (owned by the crawler's task group) runs ``concurrency``
+workers that pull volume ids from a bounded stream fed lazily from the caller's iterable. Each worker walks
+one volume's pages and sends each page into a bounded memory stream; the caller's ``async for`` drains it, so a
+slow consumer slows the crawl instead of growing memory. Closing or dropping the iterator cancels the crawl.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import math
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import Final, Self
+
+import anyio
+import structlog
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from ._config import (
+    DEFAULT_API_VERSION,
+    DEFAULT_RETRY,
+    Credentials,
+    RetryPolicy,
+    load_credentials,
+    resolve_endpoint,
+)
+from ._config import api_version as api_version_info
+from ._exceptions import AuthError, ConfigError, SnapcrawlError, unwrap_group
+from ._models import Snapshot
+from ._paginate import PageCursor, Paging
+from ._ratelimit import AdaptiveRateLimiter, Clock, Sleep
+from ._session import PageFetcher
+from ._signing import Signer
+from ._stats import CrawlStats
+from ._transport import DEFAULT_MAX_BODY_BYTES, AiohttpTransport, Transport
+
+__all__ = ["MAX_PAGE_SIZE", "MAX_VOLUME_ID_LENGTH", "Crawler", "SnapshotStream", "VolumeFailure"]
+
+MAX_PAGE_SIZE: Final = 1000
+#: Longer ids are rejected as invalid rather than sent (real ids are 36-character UUIDs).
+MAX_VOLUME_ID_LENGTH: Final = 255
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class VolumeFailure:
+    """A volume the crawl gave up on: its id (``None`` for the account-wide listing), the error, and how many
+    of its pages had already been delivered."""
+
+    volume_id: str | None
+    error: SnapcrawlError
+    pages_done: int
+
+
+class SnapshotStream(AsyncIterator[Snapshot]):
+    """The snapshots of one crawl, as they arrive. ``async for`` it; leaving the loop early cancels the crawl.
+
+    Use ``async with crawler.crawl(...) as stream`` (or ``await stream.aclose()``) to cancel deterministically;
+    a dropped stream is cancelled when it is garbage-collected. ``pages()`` yields whole pages instead.
+    """
+
+    def __init__(
+        self,
+        receive: MemoryObjectReceiveStream[list[Snapshot]],
+        crawl: _Crawl,
+    ) -> None:
+        self._receive = receive
+        self._scope = crawl.scope
+        self._crawl = crawl
+        self._page: list[Snapshot] = []
+        self._index = 0
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> Snapshot:
+        if self._index >= len(self._page):
+            self._page = await self._next_page()
+            self._index = 0
+        self._index += 1
+        return self._page[self._index - 1]
+
+    async def pages(self) -> AsyncIterator[list[Snapshot]]:
+        """Yield the remaining snapshots a page at a time (cheaper for consumers that batch)."""
+        if self._index < len(self._page):
+            rest, self._page = self._page[self._index :], []
+            yield rest
+        while True:
+            try:
+                page = await self._next_page()
+            except StopAsyncIteration:
+                return
+            yield page
+
+    async def _next_page(self) -> list[Snapshot]:
+        try:
+            return await self._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            self.close()
+            if self._crawl.fatal is not None:
+                fatal, self._crawl.fatal = self._crawl.fatal, None
+                raise fatal from None
+            raise StopAsyncIteration from None
+
+    def close(self) -> None:
+        """Cancel the crawl if it still runs; pages not yet delivered are dropped."""
+        self._scope.cancel()
+        self._receive.close()
+
+    async def aclose(self) -> None:
+        """Cancel the crawl if it still runs."""
+        self.close()
+        await anyio.lowlevel.checkpoint()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(RuntimeError):  # the event loop is already gone; nothing left to cancel
+            self.close()
+
+
+class Crawler:
+    """Lists snapshots from the SCP Virtual Server API; an async context manager owning one pooled session.
+
+    ``endpoint`` and ``credentials`` default to the environment and ``~/.scpconf`` (see :func:`load_credentials`
+    and :func:`resolve_endpoint`). ``concurrency`` bounds requests in flight, ``rate_limit``/``burst`` cap the
+    request rate (no cap by default; throttling by the server always slows the crawler down). ``paging`` is
+    ``"marker"`` (default, consistent while snapshots change) or ``"offset"``.
+    """
+
+    def __init__(
+        self,
+        *,
+        endpoint: str | None = None,
+        credentials: Credentials | None = None,
+        region: str | None = None,
+        environment: str | None = None,
+        api_version: str = DEFAULT_API_VERSION,
+        page_size: int = 100,
+        paging: Paging = "marker",
+        concurrency: int = 64,
+        rate_limit: float | None = None,
+        burst: int = 10,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        timeout: float = 30.0,
+        verify_tls: bool = True,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        transport: Transport | None = None,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = anyio.sleep,
+    ) -> None:
+        self._log = structlog.get_logger("snapcrawl").bind()
+        version = api_version_info(api_version)
+        if version.is_expired(dt.datetime.now(dt.UTC).date()):
+            self._log.warning(
+                "api_version.deprecated",
+                api_version=api_version,
+                not_before=str(version.not_before),
+                hint=f"the server may stop answering this version; use {DEFAULT_API_VERSION}",
+            )
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise ConfigError(f"page_size must be between 1 and {MAX_PAGE_SIZE}, not {page_size}")
+        if paging not in ("marker", "offset"):
+            raise ConfigError(f"paging must be 'marker' or 'offset', not {paging!r}")
+        if concurrency < 1:
+            raise ConfigError(f"concurrency must be >= 1, not {concurrency}")
+        if rate_limit is not None and rate_limit <= 0:
+            raise ConfigError(f"rate_limit must be > 0 requests/s, not {rate_limit}")
+        if burst < 1:
+            raise ConfigError(f"burst must be >= 1, not {burst}")
+        if timeout <= 0:
+            raise ConfigError(f"timeout must be > 0 seconds, not {timeout}")
+        self.endpoint = resolve_endpoint(endpoint, region=region, environment=environment)
+        self.credentials = credentials if credentials is not None else load_credentials()
+        self.api_version = api_version
+        self.page_size = page_size
+        self.paging: Paging = paging
+        self.concurrency = concurrency
+        self.rate_limit = rate_limit
+        self.burst = burst
+        self.retry = retry
+        self.timeout = timeout
+        self.verify_tls = verify_tls
+        self.max_body_bytes = max_body_bytes
+        self._transport = transport
+        self._clock = clock
+        self._sleep = sleep
+        self.stats = CrawlStats()
+        self.failures: list[VolumeFailure] = []
+        self._fetcher: PageFetcher | None = None
+        self._task_group: TaskGroup | None = None
+        self._exit_stack = AsyncExitStack()
+        if not verify_tls:
+            self._log.warning("tls.verification_disabled", endpoint=self.endpoint)
+
+    def __repr__(self) -> str:
+        return (
+            f"Crawler(endpoint={self.endpoint!r}, credentials={self.credentials!r}, api_version={self.api_version!r})"
+        )
+
+    async def __aenter__(self) -> Self:
+        transport = self._transport or AiohttpTransport(
+            connections=self.concurrency,
+            timeout=self.timeout,
+            verify_tls=self.verify_tls,
+            max_body_bytes=self.max_body_bytes,
+        )
+        self._exit_stack.push_async_callback(transport.aclose)
+        self._fetcher = PageFetcher(
+            endpoint=self.endpoint,
+            signer=Signer(self.credentials, api_version=self.api_version),
+            transport=transport,
+            limiter=AdaptiveRateLimiter(self.rate_limit, burst=self.burst, clock=self._clock, sleep=self._sleep),
+            capacity=anyio.CapacityLimiter(self.concurrency),
+            retry=self.retry,
+            stats=self.stats,
+            sleep=self._sleep,
+        )
+        self._task_group = await self._exit_stack.enter_async_context(anyio.create_task_group())
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._task_group is not None:
+            self._task_group.cancel_scope.cancel()
+        self._task_group = None
+        self._fetcher = None
+        try:
+            await self._exit_stack.__aexit__(exc_type, exc, tb)
+        except BaseExceptionGroup as group:
+            # The task group wraps the body's own exception; let the caller see it as it was raised.
+            if exc is not None and group.exceptions == (exc,):
+                return
+            raise
+
+    def _require_open(self) -> PageFetcher:
+        if self._fetcher is None:
+            raise ConfigError("use the crawler inside 'async with Crawler(...) as crawler:'")
+        return self._fetcher
+
+    def _cursor(
+        self, volume_id: str | None, *, name: str | None, sort: str | None, with_count: bool = True
+    ) -> PageCursor:
+        return PageCursor(
+            volume_id=volume_id,
+            page_size=self.page_size,
+            paging=self.paging,
+            name=name,
+            sort=sort,
+            with_count=with_count,
+        )
+
+    def list_snapshots(
+        self,
+        volume_id: str | None = None,
+        *,
+        name: str | None = None,
+        sort: str | None = None,
+        with_count: bool = True,
+    ) -> AsyncIterator[Snapshot]:
+        """Every snapshot of one volume (or of the account when ``volume_id`` is None), page after page.
+
+        Errors are raised as they happen, after the snapshots already fetched have been yielded.
+        """
+        fetcher = self._require_open()
+        api_version_info(self.api_version, sort=sort)
+        if volume_id is not None:
+            _check_volume_id(volume_id)
+        return self._list(fetcher, self._cursor(volume_id, name=name, sort=sort, with_count=with_count))
+
+    async def _list(self, fetcher: PageFetcher, cursor: PageCursor) -> AsyncIterator[Snapshot]:
+        more = True
+        while more:
+            page = await fetcher.fetch(cursor.params(), volume_id=cursor.volume_id, page=cursor.page)
+            more = cursor.advance(page)
+            self.stats.snapshots += len(page.snapshots)
+            for snapshot in page.snapshots:
+                yield snapshot
+
+    def crawl(
+        self,
+        volume_ids: Iterable[str] | AsyncIterable[str] | None,
+        *,
+        name: str | None = None,
+        sort: str | None = None,
+        buffer_pages: int | None = None,
+    ) -> SnapshotStream:
+        """Stream every snapshot of ``volume_ids`` (any iterable, consumed lazily), or of the whole account.
+
+        Volumes are crawled concurrently; duplicates are crawled once. A volume that fails after retries is
+        recorded in :attr:`failures` and the crawl goes on; an :class:`AuthError` ends the whole crawl and is
+        raised from the iterator once the snapshots already fetched have been yielded. ``buffer_pages`` bounds
+        the pages waiting for the consumer (default: ``concurrency``).
+        """
+        fetcher = self._require_open()
+        api_version_info(self.api_version, sort=sort)
+        if isinstance(volume_ids, str | bytes):
+            raise ConfigError("volume_ids must be an iterable of volume ids, not a single string")
+        send, receive = anyio.create_memory_object_stream[list[Snapshot]](buffer_pages or self.concurrency)
+        crawl = _Crawl(self, fetcher, send, name=name, sort=sort)
+        if self._task_group is None:  # pragma: no cover - _require_open guarantees it
+            raise ConfigError("the crawler is closed")
+        self._task_group.start_soon(crawl.run, volume_ids)
+        return SnapshotStream(receive, crawl)
+
+    def _fail(self, volume_id: str | None, error: SnapcrawlError, pages_done: int) -> None:
+        self.failures.append(VolumeFailure(volume_id, error, pages_done))
+        self.stats.volumes_failed += 1
+        self._log.warning("volume.failed", volume_id=volume_id, pages_done=pages_done, error=str(error))
+
+
+class _Crawl:
+    """One ``crawl()`` call: its workers, its cancel scope, and the fatal error (if any) for the consumer."""
+
+    def __init__(
+        self,
+        crawler: Crawler,
+        fetcher: PageFetcher,
+        send: MemoryObjectSendStream[list[Snapshot]],
+        *,
+        name: str | None,
+        sort: str | None,
+    ) -> None:
+        self.crawler = crawler
+        self.fetcher = fetcher
+        self.send = send
+        self.name = name
+        self.sort = sort
+        self.scope = anyio.CancelScope()
+        self.fatal: BaseException | None = None
+
+    async def run(self, volume_ids: Iterable[str] | AsyncIterable[str] | None) -> None:
+        """Crawl, then close the page stream; errors end up in ``fatal`` rather than in the crawler's task group."""
+        crawler, stats = self.crawler, self.crawler.stats
+        if stats.started_at is None:
+            stats.started_at = crawler._clock()
+        crawler._log.info(
+            "crawl.start", scope="account" if volume_ids is None else "volumes", concurrency=crawler.concurrency
+        )
+        with self.scope, self.send:
+            try:
+                async with anyio.create_task_group() as tg:
+                    if volume_ids is None:
+                        await self._account(tg)
+                    else:
+                        ids_send, ids_receive = anyio.create_memory_object_stream[str](crawler.concurrency)
+                        tg.start_soon(self._feed, volume_ids, ids_send)
+                        with ids_receive:
+                            for _ in range(crawler.concurrency):
+                                tg.start_soon(self._volume_worker, ids_receive.clone(), tg)
+            except Exception as exc:  # anything unexpected reaches the consumer, not the crawler's host task
+                self.fatal = unwrap_group(exc)
+        stats.ended_at = crawler._clock()
+        crawler._log.info("crawl.end", failures=len(crawler.failures), **stats.as_dict())
+
+    def _stop(self, error: AuthError, tg: TaskGroup) -> None:
+        """Every other request would fail the same way: end the crawl now."""
+        self.fatal = error
+        self.crawler._log.error("crawl.stopped", error=str(error))
+        tg.cancel_scope.cancel()
+
+    async def _feed(self, volume_ids: Iterable[str] | AsyncIterable[str], send: MemoryObjectSendStream[str]) -> None:
+        """Hand volume ids to the workers lazily, each id once."""
+        seen: set[str] = set()
+        stats = self.crawler.stats
+        async with send:
+            async for volume_id in _aiter(volume_ids):
+                if volume_id not in seen:
+                    seen.add(volume_id)
+                    stats.volumes_seen += 1
+                    await send.send(volume_id)
+
+    async def _volume_worker(self, ids: MemoryObjectReceiveStream[str], tg: TaskGroup) -> None:
+        """Crawl volumes one after another, each page after page."""
+        crawler = self.crawler
+        async with ids, self.send.clone() as send:
+            async for volume_id in ids:
+                cursor = crawler._cursor(volume_id, name=self.name, sort=self.sort)
+                try:
+                    _check_volume_id(volume_id)
+                    await self._walk(cursor, send)
+                except AuthError as exc:
+                    return self._stop(exc, tg)
+                except SnapcrawlError as exc:
+                    crawler._fail(volume_id, exc, cursor.page - 1)
+                except anyio.BrokenResourceError:
+                    return None  # the consumer has gone: the crawl is being cancelled
+                else:
+                    crawler.stats.volumes_done += 1
+        return None
+
+    async def _walk(self, cursor: PageCursor, send: MemoryObjectSendStream[list[Snapshot]]) -> None:
+        """Fetch the pages of ``cursor`` in order and send each on."""
+        stats = self.crawler.stats
+        more = True
+        while more:
+            page = await self.fetcher.fetch(cursor.params(), volume_id=cursor.volume_id, page=cursor.page)
+            more = cursor.advance(page)
+            if page.snapshots:
+                stats.snapshots += len(page.snapshots)
+                await send.send(page.snapshots)
+
+    async def _account(self, tg: TaskGroup) -> None:
+        """The whole account: the first page tells ``count``, then the rest is fetched concurrently by offset."""
+        crawler = self.crawler
+        cursor = crawler._cursor(None, name=self.name, sort=self.sort)
+        cursor.paging = "offset"
+        try:
+            page = await self.fetcher.fetch(cursor.params(), volume_id=None, page=1)
+            more = cursor.advance(page)
+            crawler.stats.snapshots += len(page.snapshots)
+            await self.send.send(page.snapshots)
+            if more and cursor.count is None:  # no count: only markers can tell where the end is
+                cursor.paging = "marker"
+                await self._walk(cursor, self.send)
+        except AuthError as exc:
+            return self._stop(exc, tg)
+        except SnapcrawlError as exc:
+            return crawler._fail(None, exc, cursor.page - 1)
+        except anyio.BrokenResourceError:
+            return None
+        if more and cursor.count is not None:
+            offsets = iter(range(cursor.offset, cursor.count, crawler.page_size))
+            workers = min(crawler.concurrency, math.ceil((cursor.count - cursor.offset) / crawler.page_size))
+            failed_before = len(crawler.failures)
+            async with anyio.create_task_group() as pages_tg:
+                for _ in range(workers):
+                    pages_tg.start_soon(self._offset_worker, cursor.params(), offsets, tg)
+            if len(crawler.failures) > failed_before:
+                return None
+        crawler.stats.volumes_done += 1
+        return None
+
+    async def _offset_worker(self, params: dict[str, str], offsets: Iterator[int], tg: TaskGroup) -> None:
+        """Fetch account pages at the offsets this worker takes from the shared iterator."""
+        crawler = self.crawler
+        async with self.send.clone() as send:
+            for offset in offsets:
+                page_number = offset // crawler.page_size + 1
+                try:
+                    page = await self.fetcher.fetch(params | {"offset": str(offset)}, volume_id=None, page=page_number)
+                    crawler.stats.snapshots += len(page.snapshots)
+                    await send.send(page.snapshots)
+                except AuthError as exc:
+                    return self._stop(exc, tg)
+                except SnapcrawlError as exc:
+                    crawler._fail(None, exc, page_number - 1)
+                except anyio.BrokenResourceError:
+                    return None
+        return None
+
+
+async def _aiter(items: Iterable[str] | AsyncIterable[str]) -> AsyncIterator[str]:
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item
+
+
+def _check_volume_id(volume_id: object) -> None:
+    if not isinstance(volume_id, str) or not volume_id.strip():
+        raise ConfigError(f"invalid volume id {volume_id!r}: it must be a non-empty string")
+    if len(volume_id) > MAX_VOLUME_ID_LENGTH:
+        raise ConfigError(
+            f"invalid volume id {volume_id[:40]!r}...: {len(volume_id)} characters, more than {MAX_VOLUME_ID_LENGTH}"
+        )
