@@ -136,6 +136,9 @@ class Crawler:
     and :func:`resolve_endpoint`). ``concurrency`` bounds requests in flight, ``rate_limit``/``burst`` cap the
     request rate (no cap by default; throttling by the server always slows the crawler down). ``paging`` is
     ``"marker"`` (default, consistent while snapshots change) or ``"offset"``.
+
+    ``transport``, ``clock`` (monotonic), ``wall_clock`` (Unix time, for signing) and ``sleep`` are seams for
+    tests and simulations; the defaults are the real ones.
     """
 
     def __init__(
@@ -157,6 +160,7 @@ class Crawler:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         transport: Transport | None = None,
         clock: Clock = time.monotonic,
+        wall_clock: Clock = time.time,
         sleep: Sleep = anyio.sleep,
     ) -> None:
         self._log = structlog.get_logger("snapcrawl").bind()
@@ -194,11 +198,13 @@ class Crawler:
         self.max_body_bytes = max_body_bytes
         self._transport = transport
         self._clock = clock
+        self._wall_clock = wall_clock
         self._sleep = sleep
         self.stats = CrawlStats()
         self.failures: list[VolumeFailure] = []
         self._fetcher: PageFetcher | None = None
         self._task_group: TaskGroup | None = None
+        self._crawls: set[_Crawl] = set()
         self._exit_stack = AsyncExitStack()
         if not verify_tls:
             self._log.warning("tls.verification_disabled", endpoint=self.endpoint)
@@ -218,13 +224,14 @@ class Crawler:
         self._exit_stack.push_async_callback(transport.aclose)
         self._fetcher = PageFetcher(
             endpoint=self.endpoint,
-            signer=Signer(self.credentials, api_version=self.api_version),
+            signer=Signer(self.credentials, api_version=self.api_version, clock=self._wall_clock),
             transport=transport,
             limiter=AdaptiveRateLimiter(self.rate_limit, burst=self.burst, clock=self._clock, sleep=self._sleep),
             capacity=anyio.CapacityLimiter(self.concurrency),
             retry=self.retry,
             stats=self.stats,
             sleep=self._sleep,
+            wall_clock=self._wall_clock,
         )
         self._task_group = await self._exit_stack.enter_async_context(anyio.create_task_group())
         return self
@@ -246,6 +253,10 @@ class Crawler:
             if exc is not None and group.exceptions == (exc,):
                 return
             raise
+        finally:
+            for crawl in self._crawls:  # crawls cancelled before they ever ran
+                crawl.send.close()
+            self._crawls.clear()
 
     def _require_open(self) -> PageFetcher:
         if self._fetcher is None:
@@ -342,6 +353,7 @@ class _Crawl:
         self.sort = sort
         self.scope = anyio.CancelScope()
         self.fatal: BaseException | None = None
+        crawler._crawls.add(self)
 
     async def run(self, volume_ids: Iterable[str] | AsyncIterable[str] | None) -> None:
         """Crawl, then close the page stream; errors end up in ``fatal`` rather than in the crawler's task group."""
@@ -351,19 +363,20 @@ class _Crawl:
         crawler._log.info(
             "crawl.start", scope="account" if volume_ids is None else "volumes", concurrency=crawler.concurrency
         )
-        with self.scope, self.send:
+        ids_send, ids_receive = anyio.create_memory_object_stream[str](crawler.concurrency)
+        # Streams are closed here too, so none leaks if the crawl is cancelled before a task has started.
+        with self.scope, self.send, ids_send, ids_receive:
             try:
                 async with anyio.create_task_group() as tg:
                     if volume_ids is None:
                         await self._account(tg)
                     else:
-                        ids_send, ids_receive = anyio.create_memory_object_stream[str](crawler.concurrency)
                         tg.start_soon(self._feed, volume_ids, ids_send)
-                        with ids_receive:
-                            for _ in range(crawler.concurrency):
-                                tg.start_soon(self._volume_worker, ids_receive.clone(), tg)
+                        for _ in range(crawler.concurrency):
+                            tg.start_soon(self._volume_worker, ids_receive, tg)
             except Exception as exc:  # anything unexpected reaches the consumer, not the crawler's host task
                 self.fatal = unwrap_group(exc)
+        crawler._crawls.discard(self)
         stats.ended_at = crawler._clock()
         crawler._log.info("crawl.end", failures=len(crawler.failures), **stats.as_dict())
 
@@ -387,7 +400,7 @@ class _Crawl:
     async def _volume_worker(self, ids: MemoryObjectReceiveStream[str], tg: TaskGroup) -> None:
         """Crawl volumes one after another, each page after page."""
         crawler = self.crawler
-        async with ids, self.send.clone() as send:
+        async with self.send.clone() as send:
             async for volume_id in ids:
                 cursor = crawler._cursor(volume_id, name=self.name, sort=self.sort)
                 try:

@@ -3,7 +3,9 @@
 The adaptation is botocore's CUBIC scheme (``botocore/retries/adaptive.py``, ``standard.py``; CUBIC as in
 RFC 8312): on a throttle the rate drops to ``beta`` (0.7) times the measured sending rate; on success it grows
 back along ``C * (t - K)**3 + W_max``, concave up to the last known-good rate ``W_max`` and probing beyond it.
-Unlike botocore, a throttle in the first half second uses the rate measured so far rather than 0.
+Unlike botocore, a throttle in the first half second uses the rate measured so far rather than 0, and the
+rate is cut once per congestion event rather than once per throttled response: with 64 requests in flight, a
+burst of 429s would otherwise cut it 64 times over.
 
 Time is injectable: pass ``clock`` (monotonic seconds) and ``sleep`` so tests need no real waiting.
 """
@@ -32,7 +34,9 @@ class TokenBucket:
     ``w`` seconds at most ``burst + rate * w`` acquisitions succeed. ``rate=None`` means no cap.
     """
 
-    __slots__ = ("_clock", "_interval", "_paused_until", "_sleep", "_tat", "_tolerance", "burst")
+    __slots__ = ("_clock", "_epoch", "_interval", "_paused_until", "_sleep", "_tat", "_tolerance", "burst")
+
+    MAX_NAP = 0.1
 
     def __init__(
         self,
@@ -51,6 +55,7 @@ class TokenBucket:
         self._paused_until = -math.inf
         self._interval = 0.0
         self._tolerance = 0.0
+        self._epoch = 0
         self.rate = rate
 
     @property
@@ -64,31 +69,41 @@ class TokenBucket:
             raise ValueError(f"rate must be > 0, not {value}")
         self._interval = 1.0 / value if value else 0.0
         self._tolerance = (self.burst - 1) * self._interval
+        # Slots reserved at the old rate are void: waiters notice the new epoch and queue again.
+        self._epoch += 1
+        self._tat = min(self._tat, self._clock())
 
     def pause_until(self, deadline: float) -> None:
         """Let no request start before ``deadline`` (a ``clock()`` time), as a server's Retry-After asks."""
         self._paused_until = max(self._paused_until, deadline)
-        # Resume at the steady rate, not with a full burst.
-        self._tat = max(self._tat, deadline + self._tolerance)
 
     async def acquire(self) -> None:
         """Wait until the next request may start."""
-        now = self._clock()
-        if not self._interval:
+        while True:
+            now = self._clock()
             if now < self._paused_until:
-                await self._sleep(self._paused_until - now)
-            return
-        tat = max(self._tat, now)
-        self._tat = tat + self._interval
-        wait = tat - self._tolerance - now
-        if wait > 0:
-            await self._sleep(wait)
+                if not self._interval:
+                    await self._sleep(self._paused_until - now)
+                    continue
+                # Resume at the steady rate after a pause, not with a full burst.
+                self._tat = max(self._tat, self._paused_until + self._tolerance)
+            elif not self._interval:
+                return
+            epoch = self._epoch
+            tat = max(self._tat, now)
+            self._tat = tat + self._interval
+            allowed_at = tat - self._tolerance
+            while (wait := allowed_at - self._clock()) > 0 and epoch == self._epoch:
+                # Short naps, so a rate change or a pause reaches callers that are already waiting.
+                await self._sleep(min(wait, self.MAX_NAP))
+            if epoch == self._epoch and self._clock() >= self._paused_until:
+                return
 
 
 class RateMeter:
     """The smoothed rate of responses, in half-second buckets (botocore's ``RateClocker``)."""
 
-    __slots__ = ("_bucket_scale", "_count", "_last_bucket", "_smoothing", "_start", "measured")
+    __slots__ = ("_bucket_scale", "_count", "_hold_until", "_last_bucket", "_smoothing", "_start", "measured")
 
     def __init__(self, now: float, *, smoothing: float = 0.8, bucket_seconds: float = 0.5) -> None:
         self._smoothing = smoothing
@@ -96,19 +111,31 @@ class RateMeter:
         self._start = now
         self._last_bucket = math.floor(now * self._bucket_scale) / self._bucket_scale
         self._count = 0
+        self._hold_until = 0.0
         self.measured = 0.0
+
+    def hold(self, now: float, until: float) -> None:
+        """Measure nothing until ``until``: a pause the server asked for is not a drop in our sending rate."""
+        if not self.measured:
+            self.measured = self._count / max(now - self._start, 0.05)
+        self._hold_until = max(self._hold_until, until)
 
     def record(self, now: float) -> float:
         """Count one response at ``now`` and return the measured rate."""
-        self._count += 1
         bucket = math.floor(now * self._bucket_scale) / self._bucket_scale
+        if self._hold_until:
+            if now < self._hold_until:
+                return self.measured
+            self._hold_until = 0.0
+            self._last_bucket, self._count = bucket, 0
+        self._count += 1
         if bucket > self._last_bucket:
             current = self._count / (bucket - self._last_bucket)
             self.measured = current * self._smoothing + self.measured * (1 - self._smoothing)
             self._count = 0
             self._last_bucket = bucket
         elif not self.measured:
-            return self._count / max(now - self._start, 1.0 / self._bucket_scale)
+            return self._count / max(now - self._start, 0.05)
         return self.measured
 
 
@@ -148,6 +175,7 @@ class AdaptiveRateLimiter:
 
     MIN_RATE = 0.5
     MAX_RATE_GROWTH = 2.0
+    RATE_STEP = 0.05
 
     def __init__(
         self,
@@ -163,39 +191,50 @@ class AdaptiveRateLimiter:
         self._meter = RateMeter(clock())
         self._cubic = CubicRate(0.0, clock())
         self._adapting = False
+        self._last_cut = -math.inf
 
     @property
     def rate(self) -> float | None:
         """The rate in force, in requests per second, or ``None`` for no cap."""
         return self.bucket.rate
 
-    async def acquire(self) -> None:
-        """Wait for permission to send one request."""
+    async def acquire(self) -> float:
+        """Wait for permission to send one request; return the time it was granted (pass it to on_throttle)."""
         await self.bucket.acquire()
+        return self._clock()
 
-    def on_response(self, *, throttled: bool, retry_after: float | None = None) -> None:
-        """Feed back one response: ``throttled`` for a 429 (or a 503 with Retry-After)."""
+    def on_success(self) -> None:
+        """Feed back one answer that was not a throttle."""
         now = self._clock()
         measured = self._meter.record(now)
-        if throttled:
-            current = self.bucket.rate
-            sending = measured if not self._adapting or current is None else min(measured, current)
-            new_rate = self._cubic.throttled(sending, now)
-            self._adapting = True
-            if retry_after:
-                self.bucket.pause_until(now + retry_after)
-        elif self._adapting:
-            new_rate = self._cubic.success(now)
-        else:
+        if self._adapting:
+            self._set_rate(self._cubic.success(now), measured)
+
+    def on_throttle(self, *, sent_at: float, retry_after: float | None = None) -> None:
+        """Feed back a throttle (429, or 503 with Retry-After) of a request granted at ``sent_at``.
+
+        Like TCP, the rate is cut once per congestion event: throttles of requests that were already on their
+        way when the rate was last cut do not cut it again.
+        """
+        now = self._clock()
+        measured = self._meter.record(now)
+        if retry_after:
+            self.bucket.pause_until(now + retry_after)
+            self._meter.hold(now, now + retry_after)
+        if sent_at <= self._last_cut:
             return
-        new_rate = max(self.MIN_RATE, min(new_rate, self.MAX_RATE_GROWTH * max(measured, self.MIN_RATE)))
+        current = self.bucket.rate
+        sending = measured if not self._adapting or current is None else min(measured, current)
+        self._adapting = True
+        self._last_cut = now
+        self._set_rate(self._cubic.throttled(sending, now), measured)
+        _log.info("rate.decreased", rate=round(self.bucket.rate or 0.0, 2), measured=round(measured, 2))
+
+    def _set_rate(self, rate: float, measured: float) -> None:
+        rate = max(self.MIN_RATE, min(rate, self.MAX_RATE_GROWTH * max(measured, self.MIN_RATE)))
         if self.rate_limit is not None:
-            new_rate = min(new_rate, self.rate_limit)
-        if throttled:
-            _log.info(
-                "rate.decreased",
-                rate=round(new_rate, 2),
-                measured=round(measured, 2),
-                retry_after=retry_after,
-            )
-        self.bucket.rate = new_rate
+            rate = min(rate, self.rate_limit)
+        current = self.bucket.rate
+        # Small steps are not worth voiding every waiter's slot for.
+        if current is None or abs(rate - current) > self.RATE_STEP * current:
+            self.bucket.rate = rate

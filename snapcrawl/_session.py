@@ -134,7 +134,7 @@ class PageFetcher:
         clock_corrected = False
         while True:
             async with self._capacity:
-                await self._limiter.acquire()
+                sent_at = await self._limiter.acquire()
                 signed_offset = self._signer.clock_offset
                 headers = self._signer.headers("GET", url)
                 started = time.perf_counter()
@@ -150,14 +150,14 @@ class PageFetcher:
                     stats.latency.record(time.perf_counter() - started)
                     self._log.debug("request", volume_id=volume_id, page=page, status=response.status)
                     if response.status == 200:
-                        self._limiter.on_response(throttled=False)
+                        self._limiter.on_success()
                         stats.pages += 1
                         try:
                             return decode_page(response.body, volume_id=volume_id, page=page)
                         except SnapcrawlError as exc:
                             error = exc
                     else:
-                        error = self._api_error(response, volume_id, page)
+                        error = self._api_error(response, volume_id, page, sent_at)
                         if response.status == 401:
                             if not clock_corrected and self._correct_clock(response, signed_offset):
                                 clock_corrected = True
@@ -183,12 +183,13 @@ class PageFetcher:
             )
             await self._sleep(delay)
 
-    def _api_error(self, response: Response, volume_id: str | None, page: int) -> ApiError:
+    def _api_error(self, response: Response, volume_id: str | None, page: int, sent_at: float) -> ApiError:
         error = error_for_response(response, volume_id=volume_id, page=page, now=self._wall_clock())
-        throttled = response.status == 429 or (response.status == 503 and error.retry_after is not None)
-        if throttled:
+        if response.status == 429 or (response.status == 503 and error.retry_after is not None):
             self.stats.throttled += response.status == 429
-        self._limiter.on_response(throttled=throttled, retry_after=error.retry_after)
+            self._limiter.on_throttle(sent_at=sent_at, retry_after=error.retry_after)
+        else:
+            self._limiter.on_success()
         return error
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:

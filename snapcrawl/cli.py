@@ -102,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="snapcrawl-demo.jsonl", metavar="FILE", help="where the snapshots go")
     demo.add_argument("--concurrency", type=_positive_int, default=64, metavar="N")
     demo.add_argument("--no-progress", action="store_true")
+    demo.add_argument("--no-faults", action="store_true", help="a perfect server: no latency, no 503s")
     demo.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
     demo.add_argument("--log-json", action="store_true")
 
@@ -299,9 +300,11 @@ async def _cmd_crawl(args: argparse.Namespace) -> int:
 
 
 async def _cmd_demo(args: argparse.Namespace) -> int:
-    from .simulator import Simulator  # noqa: PLC0415 - only the demo and simulate need the server side
+    from .simulator import Faults, Simulator  # noqa: PLC0415 - only the demo and simulate need the server side
 
-    async with Simulator(volumes=args.volumes, seed=args.seed) as sim:
+    # A realistic server by default: some latency, and a few 503s for the retries to absorb.
+    faults = Faults() if args.no_faults else Faults(latency=(0.005, 0.03), error_rate=0.01)
+    async with Simulator(volumes=args.volumes, seed=args.seed, faults=faults) as sim:
         print(f"snapcrawl: demo simulator at {sim.url} with {args.volumes} volumes", file=sys.stderr)
         crawler = Crawler(endpoint=sim.url, credentials=sim.credentials, concurrency=args.concurrency)
         args.name = args.sort = None

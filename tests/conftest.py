@@ -1,0 +1,40 @@
+"""Shared fixtures: one simulator for the whole session, reset before every test that uses it."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
+from snapcrawl.simulator import NO_FAULTS, Simulator, run_in_thread
+
+
+@pytest.fixture(scope="session")
+def simulator() -> Iterator[Simulator]:
+    """A simulator of 300 volumes (seed 7) on its own thread and event loop, shared by the session."""
+    with run_in_thread(volumes=300, seed=7) as sim:
+        yield sim
+
+
+@pytest.fixture(autouse=True)
+def _reset_simulator(request: pytest.FixtureRequest) -> None:
+    """Give each test that uses the shared simulator no faults and fresh stats."""
+    if "simulator" in request.fixturenames:
+        sim: Simulator = request.getfixturevalue("simulator")
+        sim.faults = NO_FAULTS
+        sim.stats.reset()
+
+
+@pytest.fixture(autouse=True)
+def _quiet_structlog() -> Iterator[None]:
+    """Keep structlog's global configuration per test: warnings and above only, reset afterwards."""
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    yield
+    structlog.reset_defaults()

@@ -1,0 +1,315 @@
+"""The crawler against the real simulator on 127.0.0.1: completeness, isolation, limits and cancellation."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+
+import anyio
+import pytest
+import structlog
+
+from snapcrawl import (
+    AuthError,
+    ConfigError,
+    Crawler,
+    Credentials,
+    DecodeError,
+    RetryPolicy,
+    ServerError,
+    Snapshot,
+)
+from snapcrawl.simulator import Faults, Simulator, run_in_thread
+
+FAST_RETRY = RetryPolicy(max_retries=6, backoff_base=0.005, backoff_cap=0.05)
+SORTS = [None, *(f"{key}:{way}" for key in ("created_at", "name", "size", "status", "id") for way in ("asc", "desc"))]
+
+
+def _crawler(sim: Simulator, **kwargs: object) -> Crawler:
+    settings: dict[str, object] = {"endpoint": sim.url, "credentials": sim.credentials, "retry": FAST_RETRY}
+    settings.update(kwargs)
+    return Crawler(**settings)  # type: ignore[arg-type]
+
+
+def _busiest(sim: Simulator, n: int = 3) -> list[str]:
+    return sorted(sim.dataset.volume_ids, key=sim.dataset.count, reverse=True)[:n]
+
+
+@pytest.mark.parametrize("paging", ["marker", "offset"])
+@pytest.mark.parametrize("sort", SORTS)
+async def test_list_every_snapshot_once_in_server_order(simulator: Simulator, sort: str | None, paging: str) -> None:
+    """Each volume lists every snapshot exactly once, in the server's order, whatever the sort and paging."""
+    async with _crawler(simulator, page_size=7, paging=paging) as crawler:
+        for volume_id in _busiest(simulator, 2):
+            got = [s.id async for s in crawler.list_snapshots(volume_id, sort=sort)]
+            async with _crawler(simulator, page_size=1000) as one_page:
+                expected = [s.id async for s in one_page.list_snapshots(volume_id, sort=sort)]
+            assert got == expected
+            assert len(got) == len(set(got)) == simulator.dataset.count(volume_id)
+
+
+async def test_list_with_name_filter(simulator: Simulator) -> None:
+    """The name filter returns only snapshots of that name."""
+    volume_id = _busiest(simulator, 1)[0]
+    async with _crawler(simulator) as crawler:
+        first = [s async for s in crawler.list_snapshots(volume_id)]
+        name = next(s.name for s in first if s.name)
+        named = [s async for s in crawler.list_snapshots(volume_id, name=name)]
+    assert named and all(s.name == name for s in named)
+    assert len(named) == sum(1 for s in first if s.name == name)
+
+
+async def test_list_without_count(simulator: Simulator) -> None:
+    """Without counts, paging stops on the first short page and still finds everything."""
+    volume_id = _busiest(simulator, 1)[0]
+    async with _crawler(simulator, page_size=10) as crawler:
+        got = [s.id async for s in crawler.list_snapshots(volume_id, with_count=False)]
+    assert len(set(got)) == len(got) == simulator.dataset.count(volume_id)
+
+
+@pytest.mark.parametrize("paging", ["marker", "offset"])
+async def test_crawl_all_volumes_exactly_once(simulator: Simulator, paging: str) -> None:
+    """A fan-out over every volume yields each snapshot exactly once."""
+    async with _crawler(simulator, page_size=20, paging=paging, concurrency=16) as crawler:
+        ids = Counter([s.id async for s in crawler.crawl(simulator.dataset.volume_ids)])
+    assert len(ids) == simulator.dataset.total and set(ids.values()) == {1}
+    assert crawler.failures == []
+    assert crawler.stats.volumes_done == len(simulator.dataset.volume_ids)
+
+
+async def test_crawl_whole_account(simulator: Simulator) -> None:
+    """volume_ids=None fetches the whole account, the pages after the first concurrently by offset."""
+    simulator.faults = Faults(latency=(0.002, 0.005))
+    async with _crawler(simulator, page_size=50, concurrency=8) as crawler:
+        ids = Counter([s.id async for s in crawler.crawl(None)])
+    assert len(ids) == simulator.dataset.total and set(ids.values()) == {1}
+    assert simulator.stats.max_in_flight > 1
+    assert crawler.stats.volumes_done == 1
+
+
+async def test_crawl_async_iterable_with_duplicates_and_bad_ids(simulator: Simulator) -> None:
+    """Ids may come from an async generator; duplicates are crawled once and bad ids fail alone."""
+    volume_ids = simulator.dataset.volume_ids[:40]
+
+    async def ids() -> AsyncIterator[str]:
+        for volume_id in [*volume_ids, *volume_ids[:10], "", "x" * 10_000]:
+            yield volume_id
+
+    async with _crawler(simulator) as crawler:
+        got = Counter([s.id async for s in crawler.crawl(ids())])
+    expected = sum(simulator.dataset.count(v) for v in volume_ids)
+    assert len(got) == expected and set(got.values()) <= {1}
+    assert sorted(len(f.volume_id or "") for f in crawler.failures) == [0, 10_000]
+    assert all(isinstance(f.error, ConfigError) for f in crawler.failures)
+
+
+async def test_lazy_generator_is_not_materialised(simulator: Simulator) -> None:
+    """A generator of ids is consumed only as fast as the workers need them."""
+    pulled = 0
+
+    def ids() -> Iterator[str]:
+        nonlocal pulled
+        for volume_id in simulator.dataset.volume_ids * 1000:
+            pulled += 1
+            yield volume_id
+
+    async with _crawler(simulator, concurrency=4) as crawler, crawler.crawl(ids()) as stream:
+        async for _ in stream:
+            break
+    assert pulled < 100
+
+
+async def test_bad_credentials_stop_the_crawl(simulator: Simulator) -> None:
+    """Rejected credentials raise AuthError from the stream after very few requests."""
+    wrong = Credentials(access_key=simulator.credentials.access_key, secret_key="wrong-secret")
+    async with _crawler(simulator, credentials=wrong, concurrency=8) as crawler:
+        with pytest.raises(AuthError, match="secret key"):
+            async for _ in crawler.crawl(simulator.dataset.volume_ids):
+                pass
+    assert simulator.stats.requests <= 8 + 8
+
+
+async def test_bad_credentials_list(simulator: Simulator) -> None:
+    """A single-volume listing raises AuthError with the hint on key and clock."""
+    wrong = Credentials(access_key="nobody", secret_key="nothing")
+    async with _crawler(simulator, credentials=wrong) as crawler:
+        with pytest.raises(AuthError, match="clock"):
+            [s async for s in crawler.list_snapshots(simulator.dataset.volume_ids[0])]
+
+
+async def test_skewed_clock_is_corrected(simulator: Simulator) -> None:
+    """A clock 10 minutes off is measured from the server's Date, corrected once, and the crawl completes."""
+    with structlog.testing.capture_logs() as logs:
+        async with _crawler(simulator, wall_clock=lambda: time.time() - 600) as crawler:
+            got = [s async for s in crawler.crawl(simulator.dataset.volume_ids[:50])]
+    assert len(got) == sum(simulator.dataset.count(v) for v in simulator.dataset.volume_ids[:50])
+    warnings = [e for e in logs if e["event"] == "clock.skew_corrected"]
+    assert len(warnings) == 1 and 590 < warnings[0]["skew_s"] < 610
+    assert crawler.failures == []
+
+
+async def test_malformed_page_names_volume_and_page(simulator: Simulator) -> None:
+    """A malformed body raises DecodeError naming the volume and the page."""
+    volume_id = simulator.dataset.volume_ids[3]
+    simulator.faults = Faults(malformed_volumes=frozenset({volume_id}))
+    async with _crawler(simulator, retry=RetryPolicy(max_retries=1, backoff_base=0.001)) as crawler:
+        with pytest.raises(DecodeError) as info:
+            [s async for s in crawler.list_snapshots(volume_id)]
+    assert info.value.volume_id == volume_id and info.value.page == 1
+    assert volume_id in str(info.value) and "page 1" in str(info.value)
+
+
+async def test_poison_and_malformed_volumes_fail_alone(simulator: Simulator) -> None:
+    """A volume that always fails and one that never decodes are recorded; every other volume completes."""
+    poison, malformed = simulator.dataset.volume_ids[5], simulator.dataset.volume_ids[6]
+    simulator.faults = Faults(fail_volumes=frozenset({poison}), malformed_volumes=frozenset({malformed}))
+    async with _crawler(simulator) as crawler:
+        got = Counter([s.id async for s in crawler.crawl(simulator.dataset.volume_ids)])
+    failures = {f.volume_id: f for f in crawler.failures}
+    assert set(failures) == {poison, malformed}
+    assert isinstance(failures[poison].error, ServerError) and isinstance(failures[malformed].error, DecodeError)
+    assert failures[poison].pages_done == 0
+    healthy = [v for v in simulator.dataset.volume_ids if v not in failures]
+    assert len(got) == sum(simulator.dataset.count(v) for v in healthy) and set(got.values()) <= {1}
+
+
+async def test_in_flight_never_exceeds_concurrency(simulator: Simulator) -> None:
+    """The server never sees more than `concurrency` requests at once."""
+    simulator.faults = Faults(latency=(0.002, 0.01))
+    async with _crawler(simulator, concurrency=5) as crawler:
+        [s async for s in crawler.crawl(simulator.dataset.volume_ids[:120])]
+    assert simulator.stats.max_in_flight == 5
+
+
+async def test_rate_limit_holds_over_every_window(simulator: Simulator) -> None:
+    """Over any 1 s window the server sees at most rate + burst requests."""
+    async with _crawler(simulator, rate_limit=150, burst=10, page_size=5) as crawler:
+        [s async for s in crawler.crawl(simulator.dataset.volume_ids)]
+    assert simulator.stats.requests > 300
+    assert simulator.stats.max_in_window(1.0) <= 150 + 10
+
+
+async def test_break_cancels_promptly_and_cleanly(simulator: Simulator) -> None:
+    """Leaving the loop early cancels in-flight requests within a second and closes everything."""
+    simulator.faults = Faults(latency=2.0)
+    crawler = _crawler(simulator, concurrency=16)
+    started = time.monotonic()
+    with anyio.fail_after(5):
+        async with crawler:
+            simulator.faults = Faults()
+            async for _ in crawler.crawl(simulator.dataset.volume_ids):
+                simulator.faults = Faults(latency=2.0)
+                break
+    assert time.monotonic() - started < 1.5
+    with anyio.fail_after(2):
+        while simulator.stats.in_flight:  # noqa: ASYNC110 - polling another thread's counter
+            await anyio.sleep(0.01)
+
+
+async def test_consumer_cancellation_is_prompt(simulator: Simulator) -> None:
+    """Cancelling the consumer mid-crawl ends the crawl and the session within a second."""
+    simulator.faults = Faults(latency=(0.05, 0.1))
+    started = time.monotonic()
+    with anyio.move_on_after(0.3) as scope:
+        async with _crawler(simulator) as crawler:
+            async for _ in crawler.crawl(simulator.dataset.volume_ids):
+                pass
+    assert scope.cancelled_caught
+    assert time.monotonic() - started < 1.3
+
+
+async def test_slow_consumer_applies_backpressure(simulator: Simulator) -> None:
+    """With a slow consumer the crawl runs ahead by at most the buffer plus one page per worker."""
+    page_size, workers, buffer = 5, 4, 2
+    async with _crawler(simulator, concurrency=workers, page_size=page_size) as crawler:
+        async with crawler.crawl(simulator.dataset.volume_ids, buffer_pages=buffer) as stream:
+            consumed = pages = 0
+            async for page in stream.pages():
+                consumed += len(page)
+                pages += 1
+                await anyio.sleep(0.02)
+                # Fetched but not consumed: pages in the buffer, plus one held by each blocked worker.
+                assert crawler.stats.snapshots - consumed <= (buffer + workers) * page_size
+                if pages == 15:
+                    break
+        assert crawler.stats.snapshots < simulator.dataset.total / 2
+
+
+async def test_errors_in_the_body_propagate_unwrapped(simulator: Simulator) -> None:
+    """An exception raised inside `async with Crawler` reaches the caller as itself, not as a group."""
+    with pytest.raises(KeyError):  # noqa: PT012 - the raise must happen inside the crawler's context
+        async with _crawler(simulator) as crawler:
+            async for _ in crawler.crawl(simulator.dataset.volume_ids[:3]):
+                raise KeyError("mine")
+
+
+async def test_usage_errors(simulator: Simulator) -> None:
+    """Mistakes are ConfigErrors raised before any request."""
+    with pytest.raises(ConfigError, match=r"1.2 or later"):
+        async with _crawler(simulator, api_version="1.1") as crawler:
+            crawler.crawl(["v"], sort="name:asc")
+    with pytest.raises(ConfigError, match="page_size"):
+        _crawler(simulator, page_size=1001)
+    with pytest.raises(ConfigError, match="async with"):
+        _crawler(simulator).crawl(["v"])
+    async with _crawler(simulator) as crawler:
+        with pytest.raises(ConfigError, match="not a single string"):
+            crawler.crawl("vol-1")
+    assert simulator.stats.requests == 0
+
+
+async def test_deprecated_version_warns_once(simulator: Simulator) -> None:
+    """A version past its not-before date logs one warning per crawler and still works."""
+    with structlog.testing.capture_logs() as logs:
+        async with _crawler(simulator, api_version="1.0") as crawler:
+            [s async for s in crawler.list_snapshots(simulator.dataset.volume_ids[0])]
+            [s async for s in crawler.list_snapshots(simulator.dataset.volume_ids[1])]
+    assert [e["event"] for e in logs].count("api_version.deprecated") == 1
+
+
+async def test_snapshots_are_typed(simulator: Simulator) -> None:
+    """The stream yields Snapshot structs with timezone-aware timestamps."""
+    async with _crawler(simulator) as crawler:
+        snaps = [s async for s in crawler.crawl(_busiest(simulator, 1))]
+    assert snaps and all(isinstance(s, Snapshot) and s.created_at.tzinfo is not None for s in snaps)
+
+
+@pytest.fixture(scope="module")
+def big_simulator() -> Iterator[Simulator]:
+    """2,500 volumes for the crawls under faults."""
+    with run_in_thread(volumes=2500, seed=11) as sim:
+        yield sim
+
+
+async def test_faults_together_lose_nothing(big_simulator: Simulator) -> None:
+    """503s, dropped connections, 429 throttling and latency together: every snapshot exactly once."""
+    sim = big_simulator
+    sim.faults = Faults(rate_limit=1500, rate_burst=50, error_rate=0.03, drop_rate=0.02, latency=(0.0, 0.004))
+    sim.stats.reset()
+    try:
+        async with _crawler(sim, retry=RetryPolicy(max_retries=8, backoff_base=0.01, backoff_cap=0.5)) as crawler:
+            with anyio.fail_after(120):
+                ids = Counter([s.id async for s in crawler.crawl(sim.dataset.volume_ids)])
+    finally:
+        sim.faults = Faults()
+    assert crawler.failures == []
+    assert len(ids) == sim.dataset.total and set(ids.values()) == {1}
+    assert sim.stats.by_status[503] > 0 and sim.stats.dropped > 0
+    assert crawler.stats.retries > 0
+
+
+async def test_far_above_quota_few_throttles(big_simulator: Simulator) -> None:
+    """A crawl with no client cap against a 300 req/s quota adapts and finishes with few 429s."""
+    sim = big_simulator
+    sim.faults = Faults(rate_limit=300, rate_burst=20)
+    sim.stats.reset()
+    try:
+        async with _crawler(sim, retry=RetryPolicy(max_retries=10, backoff_base=0.05, backoff_cap=2.0)) as crawler:
+            with anyio.fail_after(120):
+                ids = Counter([s.id async for s in crawler.crawl(sim.dataset.volume_ids[:1200])])
+    finally:
+        sim.faults = Faults()
+    assert crawler.failures == [] and set(ids.values()) == {1}
+    throttled = sim.stats.by_status[429]
+    assert throttled < 0.1 * sim.stats.requests

@@ -1,0 +1,74 @@
+"""The pure pagination state machine."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from snapcrawl import PaginationError, Snapshot, SnapshotPage
+from snapcrawl._paginate import PageCursor
+
+NOW = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+
+
+def _page(ids: list[str], count: int | None = None) -> SnapshotPage:
+    return SnapshotPage(snapshots=[Snapshot(id=i, volume_id="v", size=1, created_at=NOW) for i in ids], count=count)
+
+
+def test_first_params() -> None:
+    """The first page asks for the page size, the volume, the filters and the count."""
+    cursor = PageCursor(volume_id="v", page_size=50, name="n", sort="name:asc")
+    assert cursor.params() == {"limit": "50", "with_count": "true", "volume_id": "v", "name": "n", "sort": "name:asc"}
+
+
+def test_marker_paging_follows_last_id() -> None:
+    """Marker paging sends the previous page's last id."""
+    cursor = PageCursor(volume_id="v", page_size=2)
+    assert cursor.advance(_page(["a", "b"], count=5))
+    assert cursor.params()["marker"] == "b" and cursor.page == 2
+    assert cursor.advance(_page(["c", "d"], count=5))
+    assert not cursor.advance(_page(["e"], count=5))
+    assert cursor.seen == 5
+
+
+def test_offset_paging() -> None:
+    """Offset paging advances by the number of snapshots received."""
+    cursor = PageCursor(volume_id=None, page_size=2, paging="offset", with_count=False)
+    assert "offset" not in cursor.params() and cursor.params()["with_count"] == "false"
+    assert cursor.advance(_page(["a", "b"]))
+    assert cursor.params()["offset"] == "2" and "marker" not in cursor.params()
+
+
+def test_stops_on_empty_page() -> None:
+    """An empty page ends the listing."""
+    assert not PageCursor(volume_id="v", page_size=2).advance(_page([], count=0))
+
+
+def test_short_page_ends_only_without_count() -> None:
+    """Without a count a short page ends it; with a count, a short page that is not the end does not."""
+    assert not PageCursor(volume_id="v", page_size=3).advance(_page(["a", "b"]))
+    # A server that caps pages below our page size must not make us stop early.
+    assert PageCursor(volume_id="v", page_size=3).advance(_page(["a", "b"], count=10))
+
+
+def test_count_reached_stops_on_full_page() -> None:
+    """Reaching count ends the listing without asking for an empty page."""
+    assert not PageCursor(volume_id="v", page_size=2).advance(_page(["a", "b"], count=2))
+
+
+def test_repeated_page_raises() -> None:
+    """A page whose first id repeats the previous page's raises PaginationError with volume and page."""
+    cursor = PageCursor(volume_id="v", page_size=2)
+    cursor.advance(_page(["a", "b"], count=9))
+    with pytest.raises(PaginationError) as info:
+        cursor.advance(_page(["a", "b"], count=9))
+    assert (info.value.volume_id, info.value.page) == ("v", 2)
+
+
+def test_marker_not_advancing_raises() -> None:
+    """A page ending on the marker it was asked from raises PaginationError."""
+    cursor = PageCursor(volume_id="v", page_size=2)
+    cursor.advance(_page(["a", "b"], count=9))
+    with pytest.raises(PaginationError, match="same page"):
+        cursor.advance(_page(["c", "b"], count=9))
