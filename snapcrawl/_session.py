@@ -1,4 +1,4 @@
-"""One page request, done right: capacity slot -> rate token -> sign at send time -> transport -> retry.
+"""One page request, done right: in-flight slot -> rate token -> sign at send time -> transport -> retry.
 
 Every attempt is signed afresh just before it is sent. Errors are mapped to the tree in ``_exceptions`` and
 carry the volume and page. A 401 whose ``Date`` header shows the local clock is off has its skew measured and
@@ -102,7 +102,7 @@ class PageFetcher:
         signer: Signer,
         transport: Transport,
         limiter: AdaptiveRateLimiter,
-        capacity: anyio.CapacityLimiter,
+        in_flight: anyio.Semaphore,
         retry: RetryPolicy,
         stats: CrawlStats,
         sleep: Sleep = anyio.sleep,
@@ -113,7 +113,7 @@ class PageFetcher:
         self._signer = signer
         self._transport = transport
         self._limiter = limiter
-        self._capacity = capacity
+        self._in_flight = in_flight
         self._retry = retry
         self._sleep = sleep
         self._wall_clock = wall_clock
@@ -133,7 +133,7 @@ class PageFetcher:
         attempt = 0
         clock_corrected = False
         while True:
-            async with self._capacity:
+            async with self._in_flight:
                 sent_at = await self._limiter.acquire()
                 signed_offset = self._signer.clock_offset
                 headers = self._signer.headers("GET", url)

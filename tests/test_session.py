@@ -66,7 +66,7 @@ async def fetcher() -> AsyncIterator[PageFetcher]:
         signer=Signer(CREDS, api_version="1.3", clock=Wall()),
         transport=transport,
         limiter=AdaptiveRateLimiter(None, clock=clock, sleep=clock.sleep),
-        capacity=anyio.CapacityLimiter(4),
+        in_flight=anyio.Semaphore(4),
         retry=RetryPolicy(max_retries=3),
         stats=CrawlStats(),
         sleep=clock.sleep,
