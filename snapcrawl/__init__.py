@@ -3,6 +3,7 @@
 Start with :class:`Crawler`; :mod:`snapcrawl.simulator` is a local SCP server to test against.
 """
 
+from ._checkpoint import Checkpoint, VolumeState
 from ._config import (
     API_VERSIONS,
     DEFAULT_API_VERSION,
@@ -13,7 +14,7 @@ from ._config import (
     load_credentials,
     resolve_endpoint,
 )
-from ._crawler import Crawler, SnapshotStream, VolumeFailure
+from ._crawler import Crawler, Page, SnapshotStream, VolumeFailure
 from ._exceptions import (
     ApiError,
     AuthError,
@@ -41,6 +42,7 @@ __all__ = [
     "ApiError",
     "ApiVersion",
     "AuthError",
+    "Checkpoint",
     "ConfigError",
     "CrawlStats",
     "Crawler",
@@ -48,6 +50,7 @@ __all__ = [
     "DecodeError",
     "JsonLinesWriter",
     "NotFoundError",
+    "Page",
     "PaginationError",
     "RequestError",
     "Response",
@@ -62,6 +65,7 @@ __all__ = [
     "Transport",
     "TransportError",
     "VolumeFailure",
+    "VolumeState",
     "encode_query",
     "load_credentials",
     "make_signature",

@@ -16,13 +16,14 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import Final, Self
+from typing import Final, Literal, Self
 
 import anyio
 import structlog
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from ._checkpoint import Checkpoint
 from ._config import (
     DEFAULT_API_VERSION,
     DEFAULT_RETRY,
@@ -41,7 +42,7 @@ from ._signing import Signer
 from ._stats import CrawlStats
 from ._transport import DEFAULT_MAX_BODY_BYTES, AiohttpTransport, Transport
 
-__all__ = ["MAX_PAGE_SIZE", "MAX_VOLUME_ID_LENGTH", "Crawler", "SnapshotStream", "VolumeFailure"]
+__all__ = ["MAX_PAGE_SIZE", "MAX_VOLUME_ID_LENGTH", "Crawler", "Page", "SnapshotStream", "VolumeFailure"]
 
 MAX_PAGE_SIZE: Final = 1000
 #: Longer ids are rejected as invalid rather than sent (real ids are 36-character UUIDs).
@@ -58,6 +59,22 @@ class VolumeFailure:
     pages_done: int
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Page:
+    """One page as it arrived: its volume (``None`` for the account-wide listing), its 1-based number within
+    this run, its snapshots, and whether it was the volume's last."""
+
+    volume_id: str | None
+    number: int
+    snapshots: list[Snapshot]
+    last: bool
+
+    @property
+    def marker(self) -> str | None:
+        """The id of the page's last snapshot: where the listing goes on from."""
+        return self.snapshots[-1].id if self.snapshots else None
+
+
 class SnapshotStream(AsyncIterator[Snapshot]):
     """The snapshots of one crawl, as they arrive. ``async for`` it; leaving the loop early cancels the crawl.
 
@@ -67,12 +84,13 @@ class SnapshotStream(AsyncIterator[Snapshot]):
 
     def __init__(
         self,
-        receive: MemoryObjectReceiveStream[list[Snapshot]],
+        receive: MemoryObjectReceiveStream[Page],
         crawl: _Crawl,
     ) -> None:
         self._receive = receive
         self._scope = crawl.scope
         self._crawl = crawl
+        self._current = Page(None, 0, [], last=False)
         self._page: list[Snapshot] = []
         self._index = 0
 
@@ -80,17 +98,18 @@ class SnapshotStream(AsyncIterator[Snapshot]):
         return self
 
     async def __anext__(self) -> Snapshot:
-        if self._index >= len(self._page):
-            self._page = await self._next_page()
+        while self._index >= len(self._page):
+            self._current = await self._next_page()
+            self._page = self._current.snapshots
             self._index = 0
         self._index += 1
         return self._page[self._index - 1]
 
-    async def pages(self) -> AsyncIterator[list[Snapshot]]:
-        """Yield the remaining snapshots a page at a time (cheaper for consumers that batch)."""
+    async def pages(self) -> AsyncIterator[Page]:
+        """Yield the rest of the crawl a page at a time, with its volume (cheaper for consumers that batch)."""
         if self._index < len(self._page):
-            rest, self._page = self._page[self._index :], []
-            yield rest
+            current, rest, self._page = self._current, self._page[self._index :], []
+            yield Page(current.volume_id, current.number, rest, current.last)
         while True:
             try:
                 page = await self._next_page()
@@ -98,7 +117,7 @@ class SnapshotStream(AsyncIterator[Snapshot]):
                 return
             yield page
 
-    async def _next_page(self) -> list[Snapshot]:
+    async def _next_page(self) -> Page:
         try:
             try:
                 return self._receive.receive_nowait()
@@ -314,6 +333,7 @@ class Crawler:
         name: str | None = None,
         sort: str | None = None,
         buffer_pages: int | None = None,
+        checkpoint: Checkpoint | None = None,
     ) -> SnapshotStream:
         """Stream every snapshot of ``volume_ids`` (any iterable, consumed lazily), or of the whole account.
 
@@ -321,20 +341,28 @@ class Crawler:
         recorded in :attr:`failures` and the crawl goes on; an :class:`AuthError` ends the whole crawl and is
         raised from the iterator once the snapshots already fetched have been yielded. ``buffer_pages`` bounds
         the pages waiting for the consumer (default: ``concurrency``).
+
+        With a ``checkpoint``, volumes it records as done are skipped and the others resume after their last
+        recorded snapshot; every page of a volume is delivered (an empty last page too) so that a writer can
+        record it. The whole account is then walked by marker, so that it can resume too.
         """
         fetcher = self._require_open()
         api_version_info(self.api_version, sort=sort)
         if isinstance(volume_ids, str | bytes):
             raise ConfigError("volume_ids must be an iterable of volume ids, not a single string")
-        send, receive = anyio.create_memory_object_stream[list[Snapshot]](buffer_pages or self.concurrency)
-        crawl = _Crawl(self, fetcher, send, name=name, sort=sort)
+        send, receive = anyio.create_memory_object_stream[Page](buffer_pages or self.concurrency)
+        crawl = _Crawl(self, fetcher, send, name=name, sort=sort, checkpoint=checkpoint)
         if self._task_group is None:  # pragma: no cover - _require_open guarantees it
             raise ConfigError("the crawler is closed")
         self._task_group.start_soon(crawl.run, volume_ids)
         return SnapshotStream(receive, crawl)
 
-    def _fail(self, volume_id: str | None, error: SnapcrawlError, pages_done: int) -> None:
+    def _fail(
+        self, volume_id: str | None, error: SnapcrawlError, pages_done: int, checkpoint: Checkpoint | None = None
+    ) -> None:
         self.failures.append(VolumeFailure(volume_id, error, pages_done))
+        if checkpoint is not None:
+            checkpoint.record_failure(volume_id, str(error))
         self.stats.volumes_failed += 1
         self._log.warning("volume.failed", volume_id=volume_id, pages_done=pages_done, error=str(error))
 
@@ -346,11 +374,13 @@ class _Crawl:
         self,
         crawler: Crawler,
         fetcher: PageFetcher,
-        send: MemoryObjectSendStream[list[Snapshot]],
+        send: MemoryObjectSendStream[Page],
         *,
         name: str | None,
         sort: str | None,
+        checkpoint: Checkpoint | None = None,
     ) -> None:
+        self.checkpoint = checkpoint
         self.crawler = crawler
         self.fetcher = fetcher
         self.send = send
@@ -410,48 +440,60 @@ class _Crawl:
                 cursor = crawler._cursor(volume_id, name=self.name, sort=self.sort)
                 try:
                     _check_volume_id(volume_id)
+                    if not self._resume(cursor):
+                        crawler.stats.volumes_skipped += 1
+                        continue
                     await self._walk(cursor, send)
                 except AuthError as exc:
                     return self._stop(exc, tg)
                 except SnapcrawlError as exc:
-                    crawler._fail(volume_id, exc, cursor.page - 1)
+                    crawler._fail(volume_id, exc, cursor.page - 1, self.checkpoint)
                 except anyio.BrokenResourceError:
                     return None  # the consumer has gone: the crawl is being cancelled
                 else:
                     crawler.stats.volumes_done += 1
         return None
 
-    async def _walk(self, cursor: PageCursor, send: MemoryObjectSendStream[list[Snapshot]]) -> None:
-        """Fetch the pages of ``cursor`` in order and send each on."""
+    def _resume(self, cursor: PageCursor) -> bool:
+        """Position ``cursor`` where the checkpoint left its volume; False if there is nothing left to fetch."""
+        if self.checkpoint is None or (state := self.checkpoint.get(cursor.volume_id)) is None:
+            return True
+        if state.status == "done":
+            return False
+        if state.marker is not None:
+            cursor.paging = "marker"
+            cursor.marker = state.marker
+        return True
+
+    async def _walk(self, cursor: PageCursor, send: MemoryObjectSendStream[Page]) -> None:
+        """Fetch the pages of ``cursor`` in order and send each on (every one, when checkpointing)."""
         stats = self.crawler.stats
+        every_page = self.checkpoint is not None
         more = True
         while more:
-            page = await self.fetcher.fetch(cursor.params(), volume_id=cursor.volume_id, page=cursor.page)
+            number = cursor.page
+            page = await self.fetcher.fetch(cursor.params(), volume_id=cursor.volume_id, page=number)
             more = cursor.advance(page)
-            if page.snapshots:
+            if page.snapshots or (every_page and not more):
                 stats.snapshots += len(page.snapshots)
-                await _send(send, page.snapshots)
+                await _send(send, Page(cursor.volume_id, number, page.snapshots, last=not more))
 
     async def _account(self, tg: TaskGroup) -> None:
         """The whole account: the first page tells ``count``, then the rest is fetched concurrently by offset."""
         crawler = self.crawler
         cursor = crawler._cursor(None, name=self.name, sort=self.sort)
-        cursor.paging = "offset"
         try:
-            page = await self.fetcher.fetch(cursor.params(), volume_id=None, page=1)
-            more = cursor.advance(page)
-            crawler.stats.snapshots += len(page.snapshots)
-            await _send(self.send, page.snapshots)
-            if more and cursor.count is None:  # no count: only markers can tell where the end is
-                cursor.paging = "marker"
-                await self._walk(cursor, self.send)
+            outcome = await self._account_start(cursor)
         except AuthError as exc:
             return self._stop(exc, tg)
         except SnapcrawlError as exc:
-            return crawler._fail(None, exc, cursor.page - 1)
+            return crawler._fail(None, exc, cursor.page - 1, self.checkpoint)
         except anyio.BrokenResourceError:
             return None
-        if more and cursor.count is not None:
+        if outcome == "skipped":
+            crawler.stats.volumes_skipped += 1
+            return None
+        if outcome == "fan-out" and cursor.count is not None:
             offsets = iter(range(cursor.offset, cursor.count, crawler.page_size))
             workers = min(crawler.concurrency, math.ceil((cursor.count - cursor.offset) / crawler.page_size))
             failed_before = len(crawler.failures)
@@ -463,6 +505,26 @@ class _Crawl:
         crawler.stats.volumes_done += 1
         return None
 
+    async def _account_start(self, cursor: PageCursor) -> Literal["skipped", "done", "fan-out"]:
+        """Fetch what has to come first: everything, when resumable or without a count; else the first page."""
+        if self.checkpoint is not None:  # resumable: one walk by marker
+            if not self._resume(cursor):
+                return "skipped"
+            await self._walk(cursor, self.send)
+            return "done"
+        cursor.paging = "offset"
+        page = await self.fetcher.fetch(cursor.params(), volume_id=None, page=1)
+        more = cursor.advance(page)
+        self.crawler.stats.snapshots += len(page.snapshots)
+        await _send(self.send, Page(None, 1, page.snapshots, last=not more))
+        if not more:
+            return "done"
+        if cursor.count is None:  # no count: only markers can tell where the end is
+            cursor.paging = "marker"
+            await self._walk(cursor, self.send)
+            return "done"
+        return "fan-out"
+
     async def _offset_worker(self, params: dict[str, str], offsets: Iterator[int], tg: TaskGroup) -> None:
         """Fetch account pages at the offsets this worker takes from the shared iterator."""
         crawler = self.crawler
@@ -472,7 +534,7 @@ class _Crawl:
                 try:
                     page = await self.fetcher.fetch(params | {"offset": str(offset)}, volume_id=None, page=page_number)
                     crawler.stats.snapshots += len(page.snapshots)
-                    await _send(send, page.snapshots)
+                    await _send(send, Page(None, page_number, page.snapshots, last=False))
                 except AuthError as exc:
                     return self._stop(exc, tg)
                 except SnapcrawlError as exc:
@@ -482,7 +544,7 @@ class _Crawl:
         return None
 
 
-async def _send(send: MemoryObjectSendStream[list[Snapshot]], page: list[Snapshot]) -> None:
+async def _send(send: MemoryObjectSendStream[Page], page: Page) -> None:
     """Send a page, without a trip through the event loop when the buffer has room."""
     try:
         send.send_nowait(page)

@@ -55,6 +55,7 @@ class CrawlStats:
     volumes_seen: int = 0
     volumes_done: int = 0
     volumes_failed: int = 0
+    volumes_skipped: int = 0
     started_at: float | None = None
     ended_at: float | None = None
     latency: LatencyHistogram = dataclasses.field(default_factory=LatencyHistogram, repr=False)
@@ -92,6 +93,7 @@ class CrawlStats:
             "volumes_seen": self.volumes_seen,
             "volumes_done": self.volumes_done,
             "volumes_failed": self.volumes_failed,
+            "volumes_skipped": self.volumes_skipped,
             "elapsed_s": round(self.elapsed, 3),
             "requests_per_s": round(self.requests_per_second, 1),
             "latency_ms": self.latency_ms(),

@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -19,6 +20,7 @@ from typing import IO, Any, BinaryIO, NoReturn, TextIO
 import anyio
 import structlog
 
+from ._checkpoint import Checkpoint
 from ._config import API_VERSIONS, DEFAULT_API_VERSION, RetryPolicy
 from ._crawler import Crawler
 from ._exceptions import AuthError, ConfigError, SnapcrawlError, unwrap_group
@@ -77,6 +79,9 @@ def _add_crawl_options(parser: argparse.ArgumentParser) -> None:
     crawl.add_argument("--rate", type=_positive_float, metavar="R", help="requests/s cap (default: none)")
     crawl.add_argument("--burst", type=_positive_int, default=10, metavar="N", help="with --rate (default 10)")
     crawl.add_argument("--no-progress", action="store_true", help="no live progress line on stderr")
+    crawl.add_argument(
+        "--state", metavar="FILE", help="SQLite checkpoint: a crawl run again with it skips what is done (needs --out)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,6 +131,7 @@ def _add_simulator_options(parser: argparse.ArgumentParser) -> None:
     faults.add_argument("--drop-rate", type=float, default=0.0, metavar="P", help="fraction of dropped connections")
     faults.add_argument("--truncate-rate", type=float, default=0.0, metavar="P", help="fraction of truncated bodies")
     faults.add_argument("--html-rate", type=float, default=0.0, metavar="P", help="fraction of HTML 502 pages")
+    faults.add_argument("--stall-rate", type=float, default=0.0, metavar="P", help="fraction stalled 30 s")
     faults.add_argument("--latency", metavar="S[:S2]", help="fixed latency, or a uniform range, in seconds")
     faults.add_argument("--fail-volume", action="append", default=[], metavar="ID", help="always 500 (repeatable)")
     faults.add_argument("--malformed-volume", action="append", default=[], metavar="ID", help="malformed JSON")
@@ -201,7 +207,7 @@ class Progress:
         if now - then >= 0.5:
             self._rate = (requests - before) / (now - then)
             self._last = (now, requests)
-        finished = stats.volumes_done + stats.volumes_failed
+        finished = stats.volumes_done + stats.volumes_failed + stats.volumes_skipped
         total = self._total if self._total is not None else stats.volumes_seen
         eta = ""
         if self._total and finished and stats.elapsed > 0:
@@ -227,35 +233,68 @@ class Progress:
 
 def _summary(crawler: Crawler, out: str | None) -> str:
     stats = crawler.stats
-    finished = stats.volumes_done + stats.volumes_failed
+    finished = stats.volumes_done + stats.volumes_failed + stats.volumes_skipped
     where = f" -> {out}" if out and out != "-" else ""
+    skipped = f", {stats.volumes_skipped} done earlier" if stats.volumes_skipped else ""
     return (
-        f"snapcrawl: {finished} volumes ({stats.volumes_done} complete, {stats.volumes_failed} failed), "
+        f"snapcrawl: {finished} volumes ({stats.volumes_done} complete, {stats.volumes_failed} failed{skipped}), "
         f"{stats.snapshots} snapshots, {stats.requests} requests in {stats.elapsed:.1f} s "
         f"({stats.requests_per_second:.0f} req/s), {stats.retries} retries, {stats.throttled} throttled{where}"
     )
 
 
+async def _watch_signals(scope: anyio.CancelScope, caught: list[int]) -> None:
+    """On SIGINT or SIGTERM, remember it and cancel the crawl so that it can stop cleanly."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            caught.append(signum)
+            scope.cancel()
+            return
+
+
+def _open_sink(
+    args: argparse.Namespace, crawler: Crawler, stack: contextlib.ExitStack
+) -> tuple[JsonLinesWriter, Checkpoint | None]:
+    """The writer for ``--out``; with ``--state``, checkpointed and cut back to what the state file covers."""
+    if getattr(args, "state", None) is None:
+        return JsonLinesWriter(stack.enter_context(_output(args.out))), None
+    if args.out in (None, "-"):
+        raise ConfigError("--state needs --out FILE: a resumed crawl appends to that file")
+    settings = {"endpoint": crawler.endpoint, "name": args.name, "sort": args.sort}
+    checkpoint = stack.enter_context(Checkpoint(args.state, output=args.out, settings=settings))
+    file = stack.enter_context(checkpoint.open_output())
+    return JsonLinesWriter(file, checkpoint=checkpoint, offset=checkpoint.output_offset), checkpoint
+
+
 async def _crawl(crawler: Crawler, volume_ids: Any, args: argparse.Namespace, *, total: int | None) -> int:
     show_progress = not args.no_progress and sys.stderr.isatty()
-    with _output(args.out) as file:
-        writer = JsonLinesWriter(file)
-        async with crawler, anyio.create_task_group() as tg:
-            progress = Progress(crawler.stats, total=total)
-            if show_progress:
-                tg.start_soon(progress.run)
-            try:
-                async with crawler.crawl(volume_ids, name=args.name, sort=args.sort) as stream:
-                    async for page in stream.pages():
-                        writer.write(page)
-            finally:
-                tg.cancel_scope.cancel()
+    progress = Progress(crawler.stats, total=total)
+    caught: list[int] = []
+    with contextlib.ExitStack() as stack:
+        writer, checkpoint = _open_sink(args, crawler, stack)
+        try:
+            async with crawler, anyio.create_task_group() as tg:
+                crawl_scope = anyio.CancelScope()
+                tg.start_soon(_watch_signals, crawl_scope, caught)
                 if show_progress:
-                    progress.clear()
-        writer.flush()
+                    tg.start_soon(progress.run)
+                with crawl_scope:
+                    stream = crawler.crawl(volume_ids, name=args.name, sort=args.sort, checkpoint=checkpoint)
+                    async with stream:
+                        async for page in stream.pages():
+                            writer.write_page(page)
+                tg.cancel_scope.cancel()
+        finally:
+            writer.flush()  # the output first, then the checkpoint that covers it
+            if show_progress:
+                progress.clear()
     print(_summary(crawler, args.out), file=sys.stderr)
     for failure in crawler.failures:
         print(f"snapcrawl: failed: volume {failure.volume_id}: {failure.error}", file=sys.stderr)
+    if caught:
+        how = "run the same command again to resume" if checkpoint else "add --state FILE to make crawls resumable"
+        print(f"snapcrawl: interrupted by {signal.Signals(caught[0]).name}; {how}", file=sys.stderr)
+        return 128 + caught[0]
     return EXIT_FAILURES if crawler.failures else EXIT_OK
 
 
@@ -307,7 +346,7 @@ async def _cmd_demo(args: argparse.Namespace) -> int:
     async with Simulator(volumes=args.volumes, seed=args.seed, faults=faults) as sim:
         print(f"snapcrawl: demo simulator at {sim.url} with {args.volumes} volumes", file=sys.stderr)
         crawler = Crawler(endpoint=sim.url, credentials=sim.credentials, concurrency=args.concurrency)
-        args.name = args.sort = None
+        args.name = args.sort = args.state = None
         return await _crawl(crawler, sim.dataset.volume_ids, args, total=len(sim.dataset.volume_ids))
 
 
@@ -329,6 +368,7 @@ async def _cmd_simulate(args: argparse.Namespace) -> int:
         drop_rate=args.drop_rate,
         truncate_rate=args.truncate_rate,
         html_rate=args.html_rate,
+        stall_rate=args.stall_rate,
         latency=latency,
         fail_volumes=frozenset(args.fail_volume),
         malformed_volumes=frozenset(args.malformed_volume),

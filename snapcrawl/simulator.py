@@ -84,7 +84,8 @@ class Faults(msgspec.Struct, frozen=True, kw_only=True):
 
     The ``*_rate`` fractions are exclusive outcomes of one draw per request, so they must add up to at most 1.
     ``rate_limit`` (requests/s, bucket of ``rate_burst``) answers 429 with ``Retry-After`` in ``retry_after``
-    form; ``latency`` (seconds, or a uniform range) delays every answer. Requests for a volume in
+    form; ``latency`` (seconds, or a uniform range) delays every answer, and ``stall_rate`` of the requests
+    wait ``stall_seconds`` more (long enough to trip a client's timeout). Requests for a volume in
     ``fail_volumes`` get 500, in ``malformed_volumes`` a 200 with broken JSON, in ``huge_volumes`` a valid page
     larger than ``huge_body_bytes``.
     """
@@ -97,6 +98,8 @@ class Faults(msgspec.Struct, frozen=True, kw_only=True):
     latency: float | tuple[float, float] = 0.0
     truncate_rate: float = 0.0
     html_rate: float = 0.0
+    stall_rate: float = 0.0
+    stall_seconds: float = 30.0
     fail_volumes: frozenset[str] = frozenset()
     malformed_volumes: frozenset[str] = frozenset()
     huge_volumes: frozenset[str] = frozenset()
@@ -108,9 +111,13 @@ class Faults(msgspec.Struct, frozen=True, kw_only=True):
             if isinstance(value, str):
                 raise TypeError(f"{name} must be a collection of volume ids, not a string")
             force_setattr(self, name, frozenset(value))
-        rates = (self.error_rate, self.drop_rate, self.truncate_rate, self.html_rate)
+        rates = (self.error_rate, self.drop_rate, self.truncate_rate, self.html_rate, self.stall_rate)
         if any(not 0.0 <= rate <= 1.0 for rate in rates) or sum(rates) > 1.0 + 1e-9:
-            raise ValueError("error_rate, drop_rate, truncate_rate and html_rate must be in [0, 1], sum <= 1")
+            raise ValueError(
+                "error_rate, drop_rate, truncate_rate, html_rate and stall_rate must be in [0, 1], sum <= 1"
+            )
+        if self.stall_seconds < 0:
+            raise ValueError(f"stall_seconds must be >= 0, not {self.stall_seconds}")
         if self.rate_limit is not None and not self.rate_limit > 0:
             raise ValueError(f"rate_limit must be > 0 or None, not {self.rate_limit}")
         if self.rate_burst < 1:
@@ -533,7 +540,8 @@ class _Plan:
         drop = faults.drop_rate
         error = drop + faults.error_rate
         html = error + faults.html_rate
-        self.cuts = (drop, error, html, html + faults.truncate_rate)
+        truncate = html + faults.truncate_rate
+        self.cuts = (drop, error, html, truncate, truncate + faults.stall_rate)
         self.draw = self.cuts[-1] > 0.0
         self.latency = faults.latency
         self.volumes = faults.fail_volumes | faults.malformed_volumes | faults.huge_volumes
@@ -681,6 +689,8 @@ class Simulator:
                 if request.transport is not None:
                     request.transport.close()
                 return web.Response()  # never reaches the client: the connection is gone
+            if fault == "stall":
+                await asyncio.sleep(plan.faults.stall_seconds)
             if isinstance(fault, tuple):
                 status, body, headers = fault
             else:
@@ -692,7 +702,7 @@ class Simulator:
         finally:
             stats.in_flight -= 1
 
-    def _global_fault(self, plan: _Plan) -> _Answer | Literal["drop", "truncate"] | None:
+    def _global_fault(self, plan: _Plan) -> _Answer | Literal["drop", "truncate", "stall"] | None:
         """Rate limiting, then the random faults: an answer to send, what to do instead, or ``None``."""
         if plan.bucket is not None and (wait := plan.bucket.take(time.monotonic())):
             headers = dict(_JSON)
@@ -705,7 +715,7 @@ class Simulator:
         if not plan.draw:
             return None
         roll = plan.rng.random()
-        drop, error, html, truncate = plan.cuts
+        drop, error, html, truncate, stall = plan.cuts
         if roll < drop:
             return "drop"
         if roll < error:
@@ -713,7 +723,7 @@ class Simulator:
             return 503, body, _JSON
         if roll < html:
             return 502, _BAD_GATEWAY_PAGE, _HTML
-        return "truncate" if roll < truncate else None
+        return "truncate" if roll < truncate else "stall" if roll < stall else None
 
     def _route(self, request: web.Request, plan: _Plan) -> _Answer:
         path = request.path

@@ -226,7 +226,7 @@ async def test_slow_consumer_applies_backpressure(simulator: Simulator) -> None:
         async with crawler.crawl(simulator.dataset.volume_ids, buffer_pages=buffer) as stream:
             consumed = pages = 0
             async for page in stream.pages():
-                consumed += len(page)
+                consumed += len(page.snapshots)
                 pages += 1
                 await anyio.sleep(0.02)
                 # Fetched but not consumed: pages in the buffer, plus one held by each blocked worker.
