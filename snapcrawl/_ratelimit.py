@@ -34,7 +34,17 @@ class TokenBucket:
     ``w`` seconds at most ``burst + rate * w`` acquisitions succeed. ``rate=None`` means no cap.
     """
 
-    __slots__ = ("_clock", "_epoch", "_interval", "_paused_until", "_sleep", "_tat", "_tolerance", "burst")
+    __slots__ = (
+        "_clock",
+        "_epoch",
+        "_interval",
+        "_paused_until",
+        "_sleep",
+        "_tat",
+        "_tolerance",
+        "_waiting",
+        "burst",
+    )
 
     MAX_NAP = 0.1
 
@@ -56,6 +66,7 @@ class TokenBucket:
         self._interval = 0.0
         self._tolerance = 0.0
         self._epoch = 0
+        self._waiting = 0
         self.rate = rate
 
     @property
@@ -67,11 +78,18 @@ class TokenBucket:
     def rate(self, value: float | None) -> None:
         if value is not None and value <= 0:
             raise ValueError(f"rate must be > 0, not {value}")
+        old_interval = self._interval
         self._interval = 1.0 / value if value else 0.0
         self._tolerance = (self.burst - 1) * self._interval
-        # Slots reserved at the old rate are void: waiters notice the new epoch and queue again.
+        # Slots reserved at the old rate are void: their holders notice the new epoch and queue again at the
+        # new rate, so their reservations come off the schedule; what was already granted stays on it,
+        # converted to the new rate.
         self._epoch += 1
-        self._tat = min(self._tat, self._clock())
+        now = self._clock()
+        if old_interval and self._tat > now:
+            granted = (self._tat - now) / old_interval - self._waiting  # requests let through, still "in" the bucket
+            self._tat = now + max(granted, 0.0) * self._interval
+        self._waiting = 0
 
     def pause_until(self, deadline: float) -> None:
         """Let no request start before ``deadline`` (a ``clock()`` time), as a server's Retry-After asks."""
@@ -93,9 +111,16 @@ class TokenBucket:
             tat = max(self._tat, now)
             self._tat = tat + self._interval
             allowed_at = tat - self._tolerance
-            while (wait := allowed_at - self._clock()) > 0 and epoch == self._epoch:
-                # Short naps, so a rate change or a pause reaches callers that are already waiting.
-                await self._sleep(min(wait, self.MAX_NAP))
+            if allowed_at <= now:
+                return
+            self._waiting += 1
+            try:
+                while (wait := allowed_at - self._clock()) > 0 and epoch == self._epoch:
+                    # Short naps, so a rate change or a pause reaches callers that are already waiting.
+                    await self._sleep(min(wait, self.MAX_NAP))
+            finally:
+                if epoch == self._epoch:
+                    self._waiting -= 1
             if epoch == self._epoch and self._clock() >= self._paused_until:
                 return
 
@@ -105,19 +130,23 @@ class RateMeter:
 
     __slots__ = ("_bucket_scale", "_count", "_hold_until", "_last_bucket", "_smoothing", "_start", "measured")
 
-    def __init__(self, now: float, *, smoothing: float = 0.8, bucket_seconds: float = 0.5) -> None:
+    def __init__(self, *, smoothing: float = 0.8, bucket_seconds: float = 0.5) -> None:
         self._smoothing = smoothing
         self._bucket_scale = 1.0 / bucket_seconds
-        self._start = now
-        self._last_bucket = math.floor(now * self._bucket_scale) / self._bucket_scale
+        self._start = math.nan  # set by the first response: idle time before it is not a sending rate
+        self._last_bucket = math.nan
         self._count = 0
         self._hold_until = 0.0
         self.measured = 0.0
 
+    def _early(self, now: float) -> float:
+        """Before the first full bucket: the average since the first response."""
+        return self._count / max(now - self._start, 0.05)
+
     def hold(self, now: float, until: float) -> None:
         """Measure nothing until ``until``: a pause the server asked for is not a drop in our sending rate."""
-        if not self.measured:
-            self.measured = self._count / max(now - self._start, 0.05)
+        if not self.measured and self._count:
+            self.measured = self._early(now)
         self._hold_until = max(self._hold_until, until)
 
     def record(self, now: float) -> float:
@@ -128,6 +157,8 @@ class RateMeter:
                 return self.measured
             self._hold_until = 0.0
             self._last_bucket, self._count = bucket, 0
+        if not self._count and math.isnan(self._start):
+            self._start, self._last_bucket = now, bucket
         self._count += 1
         if bucket > self._last_bucket:
             current = self._count / (bucket - self._last_bucket)
@@ -135,7 +166,7 @@ class RateMeter:
             self._count = 0
             self._last_bucket = bucket
         elif not self.measured:
-            return self._count / max(now - self._start, 0.05)
+            return self._early(now)
         return self.measured
 
 
@@ -188,7 +219,7 @@ class AdaptiveRateLimiter:
         self.rate_limit = rate_limit
         self.bucket = TokenBucket(rate_limit, burst=burst, clock=clock, sleep=sleep)
         self._clock = clock
-        self._meter = RateMeter(clock())
+        self._meter = RateMeter()
         self._cubic = CubicRate(0.0, clock())
         self._adapting = False
         self._last_cut = -math.inf

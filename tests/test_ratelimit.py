@@ -86,7 +86,7 @@ def test_bucket_rejects_bad_settings() -> None:
 
 def test_rate_meter_measures_steady_rate() -> None:
     """A steady 200 responses/s is measured as about 200/s."""
-    meter = RateMeter(0.0)
+    meter = RateMeter()
     rate = 0.0
     for i in range(1, 2001):
         rate = meter.record(i / 200)
