@@ -1,0 +1,100 @@
+"""Hostile and bad input, and secret hygiene: nothing a caller or a server sends may leak a secret or bend a query."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+import structlog
+from hypothesis import given
+from hypothesis import strategies as st
+
+from snapcrawl import AuthError, ConfigError, Crawler, Credentials, encode_query
+from snapcrawl.simulator import Faults, Simulator
+
+HOSTILE_IDS = ["a&limit=1", "b#frag", "100%", "with space", "스냅샷-볼륨", "x=y", "+plus+", "semi;colon", "new\nline"]
+
+
+@given(st.text(min_size=1), st.text())
+def test_encoded_query_round_trips(volume_id: str, name: str) -> None:
+    """Whatever the id or name, the encoded query decodes to exactly the parameters given."""
+    params = {"volume_id": volume_id, "name": name, "limit": "100"}
+    query = encode_query(params)
+    assert "#" not in query and " " not in query
+    assert dict(parse_qsl(query, keep_blank_values=True, strict_parsing=False)) == params
+
+
+async def test_hostile_volume_ids_never_change_the_query(simulator: Simulator) -> None:
+    """Ids with &, #, %, spaces or unicode reach the server as one volume_id value (unknown there: empty)."""
+    real = simulator.dataset.volume_ids[0]
+    ids = [*HOSTILE_IDS, real, real, *HOSTILE_IDS]
+    async with Crawler(endpoint=simulator.url, credentials=simulator.credentials) as crawler:
+        got = Counter([s.id async for s in crawler.crawl(ids)])
+    assert crawler.failures == []
+    assert simulator.stats.by_status.keys() == {200}
+    assert simulator.stats.requests == len(HOSTILE_IDS) + 1  # duplicates crawled once
+    assert len(got) == simulator.dataset.count(real) and set(got.values()) <= {1}
+
+
+async def test_invalid_ids_fail_alone(simulator: Simulator) -> None:
+    """Empty, blank and 10 KB ids are refused by name without a request; the others are crawled."""
+    real = simulator.dataset.volume_ids[1]
+    async with Crawler(endpoint=simulator.url, credentials=simulator.credentials) as crawler:
+        got = [s async for s in crawler.crawl(["", "   ", "v" * 10_240, real])]
+    assert len(got) == simulator.dataset.count(real)
+    assert sorted(len(f.volume_id or "") for f in crawler.failures) == [0, 3, 10_240]
+    assert all(isinstance(f.error, ConfigError) for f in crawler.failures)
+    assert simulator.stats.requests == 1
+
+
+async def test_tls_verification_off_warns(simulator: Simulator) -> None:
+    """Turning TLS verification off takes an explicit option and logs a warning."""
+    with structlog.testing.capture_logs() as logs:
+        Crawler(endpoint=simulator.url, credentials=simulator.credentials)
+        Crawler(endpoint=simulator.url, credentials=simulator.credentials, verify_tls=False)
+    assert [e["event"] for e in logs] == ["tls.verification_disabled"]
+    assert logs[0]["log_level"] == "warning"
+
+
+async def test_errors_and_reprs_hold_no_secret(simulator: Simulator) -> None:
+    """Neither an AuthError nor a crawler's repr shows the secret key or the token."""
+    creds = Credentials(access_key="AK-visible", secret_key="SK-hidden-123", auth_token="TOKEN-hidden-456")
+    async with Crawler(endpoint=simulator.url, credentials=creds) as crawler:
+        try:
+            [s async for s in crawler.list_snapshots(simulator.dataset.volume_ids[0])]
+        except AuthError as error:
+            text = f"{error!s} {error!r} {error.args} {error.detail}"
+        else:
+            raise AssertionError("the simulator accepted wrong credentials")
+    text += repr(crawler) + repr(creds) + str(crawler.stats.as_dict())
+    assert "AK-visible" in repr(crawler)
+    assert "SK-hidden-123" not in text and "TOKEN-hidden-456" not in text
+
+
+def test_no_secret_in_any_byte_of_a_debug_crawl(simulator: Simulator, tmp_path: Path) -> None:
+    """A whole CLI crawl at debug level, with faults and a state file, never writes the secret or the token."""
+    simulator.faults = Faults(error_rate=0.05, drop_rate=0.02, fail_volumes=frozenset(simulator.dataset.volume_ids[:1]))
+    secret, token = simulator.credentials.secret_key, "token-that-must-not-leak-789"
+    env = os.environ | {
+        "SCP_ENDPOINT": simulator.url,
+        "SCP_ACCESS_KEY": simulator.credentials.access_key,
+        "SCP_SECRET_KEY": secret,
+        "SCP_AUTH_TOKEN": token,
+    }
+    out, state = tmp_path / "out.jsonl", tmp_path / "state.db"
+    produced = b""
+    for log_format in ([], ["--log-json"]):
+        argv = [sys.executable, "-m", "snapcrawl.cli", "crawl", "--out", str(out), "--state", str(state)]
+        argv += ["--log-level", "debug", "--max-retries", "2", *log_format]
+        result = subprocess.run(argv, env=env, capture_output=True, timeout=120, check=False)  # noqa: S603
+        assert result.returncode in (0, 1), result.stderr[-2000:]
+        produced += result.stdout + result.stderr
+    assert b"request.retry" in produced and b"debug" in produced
+    for path in tmp_path.iterdir():
+        produced += path.read_bytes()
+    for needle in (secret, token):
+        assert needle.encode() not in produced
