@@ -1,0 +1,136 @@
+"""The ceiling: the least work that does the job on snapcrawl's stack (aiohttp + msgspec).
+
+One pooled session (connector limit = concurrency), HMAC key schedule computed once and copied per request,
+offset paging per volume (``limit`` and ``with_count=true``; next offset until ``count`` is reached), typed
+msgspec decoding into :class:`snapcrawl.SnapshotPage`, one reused encoder writing JSON Lines a page at a time,
+``concurrency`` worker tasks pulling volume ids from one shared iterator. No limiter, no retries, no logging.
+
+    python -m benchmarks.ceiling --endpoint URL --volumes FILE --out FILE [--page-size 100] [--concurrency 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import hmac
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from typing import BinaryIO
+from urllib.parse import quote_plus
+
+import aiohttp
+import msgspec
+from yarl import URL
+
+from snapcrawl import DEFAULT_API_VERSION, SnapshotPage
+from snapcrawl.simulator import DEMO_CREDENTIALS
+
+from .naive import Counts
+
+__all__ = ["crawl", "main", "run"]
+
+_decoder = msgspec.json.Decoder(SnapshotPage)
+_encoder = msgspec.json.Encoder()
+
+
+async def crawl(
+    endpoint: str,
+    volume_ids: Iterator[str],
+    out: BinaryIO,
+    *,
+    access_key: str,
+    secret_key: str,
+    page_size: int = 100,
+    concurrency: int = 64,
+) -> Counts:
+    """Write every snapshot of ``volume_ids`` to ``out`` as JSON Lines."""
+    counts = Counts()
+    key = hmac.new(secret_key.encode(), digestmod=hashlib.sha256)
+    suffix = f"{access_key}Openapi".encode()  # access key + account id (none) + client type
+    base_headers = {
+        "Scp-Accesskey": access_key,
+        "Scp-ClientType": "Openapi",
+        "Scp-Api-Version": f"virtualserver {DEFAULT_API_VERSION}",
+        "Accept-Language": "en-US",
+        "Accept": "application/json",
+    }
+    prefix = f"{endpoint}/v1/snapshots?limit={page_size}&offset="
+    write, encode_lines, decode = out.write, _encoder.encode_lines, _decoder.decode
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        for volume_id in volume_ids:
+            rest = f"&volume_id={quote_plus(volume_id, safe='')}&with_count=true"
+            offset = 0
+            while True:
+                url = f"{prefix}{offset}{rest}"
+                timestamp = str(int(time.time() * 1000))
+                mac = key.copy()
+                mac.update(f"GET{url}{timestamp}".encode())
+                mac.update(suffix)
+                headers = base_headers.copy()
+                headers["Scp-Timestamp"] = timestamp
+                headers["Scp-Signature"] = base64.b64encode(mac.digest()).decode("ascii")
+                async with session.get(URL(url, encoded=True), headers=headers) as response:
+                    body = await response.read()
+                    if response.status != 200:
+                        raise RuntimeError(f"HTTP {response.status} for {url}: {body[:200]!r}")
+                page = decode(body)
+                counts.requests += 1
+                snapshots = page.snapshots
+                if snapshots:
+                    write(encode_lines(snapshots))
+                    counts.snapshots += len(snapshots)
+                offset += len(snapshots)
+                if not snapshots or offset >= (page.count or 0):
+                    break
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session, asyncio.TaskGroup() as tasks:
+        for _ in range(concurrency):
+            tasks.create_task(worker(session))
+    return counts
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.ceiling", description=__doc__.splitlines()[0])
+    parser.add_argument("--endpoint", required=True, metavar="URL")
+    parser.add_argument("--volumes", required=True, metavar="FILE", help="volume ids, one a line")
+    parser.add_argument("--out", required=True, metavar="FILE", help="JSON Lines output")
+    parser.add_argument("--page-size", type=int, default=100)
+    parser.add_argument("--concurrency", type=int, default=64)
+    return parser
+
+
+def run(argv: Sequence[str]) -> Counts:
+    """Parse ``argv`` and crawl (credentials from ``SCP_ACCESS_KEY``/``SCP_SECRET_KEY``, else the demo ones)."""
+    args = _parser().parse_args(argv)
+    with open(args.volumes, encoding="utf-8") as file, open(args.out, "wb") as out:
+        volume_ids = (stripped for line in file if (stripped := line.strip()))
+        return asyncio.run(
+            crawl(
+                args.endpoint.rstrip("/"),
+                volume_ids,
+                out,
+                access_key=os.environ.get("SCP_ACCESS_KEY", DEMO_CREDENTIALS.access_key),
+                secret_key=os.environ.get("SCP_SECRET_KEY", DEMO_CREDENTIALS.secret_key),
+                page_size=args.page_size,
+                concurrency=args.concurrency,
+            )
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Crawl and print a one-line summary to stderr."""
+    started = time.perf_counter()
+    counts = run(sys.argv[1:] if argv is None else argv)
+    elapsed = time.perf_counter() - started
+    print(f"ceiling: {counts.snapshots} snapshots, {counts.requests} requests in {elapsed:.2f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

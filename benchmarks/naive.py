@@ -1,0 +1,129 @@
+"""The baseline: a crawler written by hand the obvious way.
+
+aiohttp, one task per volume under ``asyncio.gather``, an ``asyncio.Semaphore`` for concurrency, ``json.loads``
+into dicts, ``json.dumps`` per line, marker paging until a short page, no retries. It signs like SCP's SDK
+(with snapcrawl's :func:`~snapcrawl.make_signature`, since the simulator checks every signature).
+
+    python -m benchmarks.naive --endpoint URL --volumes FILE --out FILE [--page-size 100] [--concurrency 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import TextIO
+
+import aiohttp
+import yarl
+
+from snapcrawl import DEFAULT_API_VERSION, encode_query, make_signature
+from snapcrawl.simulator import DEMO_CREDENTIALS
+
+__all__ = ["Counts", "crawl", "main", "run"]
+
+
+@dataclasses.dataclass(slots=True)
+class Counts:
+    """What a crawl did."""
+
+    requests: int = 0
+    snapshots: int = 0
+
+
+async def crawl(
+    endpoint: str,
+    volume_ids: list[str],
+    out: TextIO,
+    *,
+    access_key: str,
+    secret_key: str,
+    page_size: int = 100,
+    concurrency: int = 64,
+) -> Counts:
+    """Write every snapshot of ``volume_ids`` to ``out``, one JSON object a line."""
+    counts = Counts()
+    semaphore = asyncio.Semaphore(concurrency)
+    async with aiohttp.ClientSession() as session:
+
+        async def list_volume(volume_id: str) -> None:
+            marker = None
+            while True:
+                params = {"volume_id": volume_id, "limit": str(page_size)}
+                if marker is not None:
+                    params["marker"] = marker
+                url = f"{endpoint}/v1/snapshots?{encode_query(params)}"
+                async with semaphore:
+                    timestamp = str(int(time.time() * 1000))
+                    headers = {
+                        "Scp-Accesskey": access_key,
+                        "Scp-Signature": make_signature(
+                            method="GET", url=url, timestamp=timestamp, access_key=access_key, secret_key=secret_key
+                        ),
+                        "Scp-Timestamp": timestamp,
+                        "Scp-ClientType": "Openapi",
+                        "Scp-Api-Version": f"virtualserver {DEFAULT_API_VERSION}",
+                        "Accept-Language": "en-US",
+                        "Accept": "application/json",
+                    }
+                    async with session.get(yarl.URL(url, encoded=True), headers=headers) as response:
+                        response.raise_for_status()
+                        page = json.loads(await response.read())
+                counts.requests += 1
+                snapshots = page["snapshots"]
+                for snapshot in snapshots:
+                    out.write(json.dumps(snapshot) + "\n")
+                counts.snapshots += len(snapshots)
+                if len(snapshots) < page_size:
+                    return
+                marker = snapshots[-1]["id"]
+
+        await asyncio.gather(*(list_volume(volume_id) for volume_id in volume_ids))
+    return counts
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.naive", description=__doc__.splitlines()[0])
+    parser.add_argument("--endpoint", required=True, metavar="URL")
+    parser.add_argument("--volumes", required=True, metavar="FILE", help="volume ids, one a line")
+    parser.add_argument("--out", required=True, metavar="FILE", help="JSON Lines output")
+    parser.add_argument("--page-size", type=int, default=100)
+    parser.add_argument("--concurrency", type=int, default=64)
+    return parser
+
+
+def run(argv: Sequence[str]) -> Counts:
+    """Parse ``argv`` and crawl (credentials from ``SCP_ACCESS_KEY``/``SCP_SECRET_KEY``, else the demo ones)."""
+    args = _parser().parse_args(argv)
+    with open(args.volumes, encoding="utf-8") as file:
+        volume_ids = [line.strip() for line in file if line.strip()]
+    with open(args.out, "w", encoding="utf-8") as out:
+        return asyncio.run(
+            crawl(
+                args.endpoint.rstrip("/"),
+                volume_ids,
+                out,
+                access_key=os.environ.get("SCP_ACCESS_KEY", DEMO_CREDENTIALS.access_key),
+                secret_key=os.environ.get("SCP_SECRET_KEY", DEMO_CREDENTIALS.secret_key),
+                page_size=args.page_size,
+                concurrency=args.concurrency,
+            )
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Crawl and print a one-line summary to stderr."""
+    started = time.perf_counter()
+    counts = run(sys.argv[1:] if argv is None else argv)
+    elapsed = time.perf_counter() - started
+    print(f"naive: {counts.snapshots} snapshots, {counts.requests} requests in {elapsed:.2f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
