@@ -13,7 +13,7 @@ import dataclasses
 import datetime as dt
 import math
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Final, Literal, Self
@@ -279,7 +279,8 @@ class Crawler:
             raise
         finally:
             for crawl in self._crawls:  # crawls cancelled before they ever ran
-                crawl.send.close()
+                if crawl.send is not None:
+                    crawl.send.close()
             self._crawls.clear()
 
     def _require_open(self) -> PageFetcher:
@@ -351,11 +352,36 @@ class Crawler:
         if isinstance(volume_ids, str | bytes):
             raise ConfigError("volume_ids must be an iterable of volume ids, not a single string")
         send, receive = anyio.create_memory_object_stream[Page](buffer_pages or self.concurrency)
-        crawl = _Crawl(self, fetcher, send, name=name, sort=sort, checkpoint=checkpoint)
+        crawl = _Crawl(self, fetcher, send=send, name=name, sort=sort, checkpoint=checkpoint)
         if self._task_group is None:  # pragma: no cover - _require_open guarantees it
             raise ConfigError("the crawler is closed")
         self._task_group.start_soon(crawl.run, volume_ids)
         return SnapshotStream(receive, crawl)
+
+    async def crawl_into(
+        self,
+        sink: Callable[[Page], object],
+        volume_ids: Iterable[str] | AsyncIterable[str] | None,
+        *,
+        name: str | None = None,
+        sort: str | None = None,
+        checkpoint: Checkpoint | None = None,
+    ) -> None:
+        """Crawl like :meth:`crawl`, but call ``sink(page)`` for each page, in the task that fetched it.
+
+        For consumers that handle a page synchronously and quickly (appending to a file, counting): there is no
+        stream in between, so no task switch per page. ``sink`` must not block. Returns when the crawl is done;
+        an :class:`AuthError` (or an error raised by ``sink``) is raised once every worker has stopped.
+        Cancelling the calling task cancels the crawl.
+        """
+        fetcher = self._require_open()
+        api_version_info(self.api_version, sort=sort)
+        if isinstance(volume_ids, str | bytes):
+            raise ConfigError("volume_ids must be an iterable of volume ids, not a single string")
+        crawl = _Crawl(self, fetcher, sink=sink, name=name, sort=sort, checkpoint=checkpoint)
+        await crawl.run(volume_ids)
+        if crawl.fatal is not None:
+            raise crawl.fatal
 
     def _fail(
         self, volume_id: str | None, error: SnapcrawlError, pages_done: int, checkpoint: Checkpoint | None = None
@@ -368,14 +394,19 @@ class Crawler:
 
 
 class _Crawl:
-    """One ``crawl()`` call: its workers, its cancel scope, and the fatal error (if any) for the consumer."""
+    """One crawl: its workers, its cancel scope, where its pages go, and the fatal error (if any).
+
+    Pages go either into a bounded memory stream (``crawl()``) or straight to a synchronous ``sink`` called in
+    the worker that fetched them (``crawl_into()``), which spares a task switch per page.
+    """
 
     def __init__(
         self,
         crawler: Crawler,
         fetcher: PageFetcher,
-        send: MemoryObjectSendStream[Page],
         *,
+        send: MemoryObjectSendStream[Page] | None = None,
+        sink: Callable[[Page], object] | None = None,
         name: str | None,
         sort: str | None,
         checkpoint: Checkpoint | None = None,
@@ -384,10 +415,13 @@ class _Crawl:
         self.crawler = crawler
         self.fetcher = fetcher
         self.send = send
+        self.sink = sink
         self.name = name
         self.sort = sort
         self.scope = anyio.CancelScope()
         self.fatal: BaseException | None = None
+        self._ids: Iterator[str] = iter(())
+        self._ids_receive: MemoryObjectReceiveStream[str] | None = None
         crawler._crawls.add(self)
 
     async def run(self, volume_ids: Iterable[str] | AsyncIterable[str] | None) -> None:
@@ -400,15 +434,19 @@ class _Crawl:
         )
         ids_send, ids_receive = anyio.create_memory_object_stream[str](crawler.concurrency)
         # Streams are closed here too, so none leaks if the crawl is cancelled before a task has started.
-        with self.scope, self.send, ids_send, ids_receive:
+        with self.scope, ids_send, ids_receive, self.send or contextlib.nullcontext():
             try:
                 async with anyio.create_task_group() as tg:
                     if volume_ids is None:
                         await self._account(tg)
                     else:
-                        tg.start_soon(self._feed, volume_ids, ids_send)
+                        if isinstance(volume_ids, AsyncIterable):
+                            self._ids_receive = ids_receive
+                            tg.start_soon(self._feed, volume_ids, ids_send)
+                        else:  # workers share the iterator itself: no feeder task, no stream
+                            self._ids = self._unique(volume_ids)
                         for _ in range(crawler.concurrency):
-                            tg.start_soon(self._volume_worker, ids_receive, tg)
+                            tg.start_soon(self._volume_worker, tg)
             except Exception as exc:  # anything unexpected reaches the consumer, not the crawler's host task
                 self.fatal = unwrap_group(exc)
         crawler._crawls.discard(self)
@@ -421,37 +459,72 @@ class _Crawl:
         self.crawler._log.error("crawl.stopped", error=str(error))
         tg.cancel_scope.cancel()
 
-    async def _feed(self, volume_ids: Iterable[str] | AsyncIterable[str], send: MemoryObjectSendStream[str]) -> None:
-        """Hand volume ids to the workers lazily, each id once."""
+    async def _deliver(self, page: Page) -> None:
+        """Hand a page to the sink, or to the stream without a trip through the event loop when it has room."""
+        self.crawler.stats.snapshots += len(page.snapshots)
+        if self.sink is not None:
+            self.sink(page)
+            return
+        assert self.send is not None  # noqa: S101 - one of the two is always set
+        try:
+            self.send.send_nowait(page)
+        except anyio.WouldBlock:
+            await self.send.send(page)
+
+    def _unique(self, volume_ids: Iterable[str]) -> Iterator[str]:
+        """The ids, each once, counted as they are handed out."""
+        seen: set[str] = set()
+        stats = self.crawler.stats
+        for volume_id in volume_ids:
+            if volume_id not in seen:
+                seen.add(volume_id)
+                stats.volumes_seen += 1
+                yield volume_id
+
+    async def _feed(self, volume_ids: AsyncIterable[str], send: MemoryObjectSendStream[str]) -> None:
+        """Hand ids from an async iterable to the workers lazily, each id once."""
         seen: set[str] = set()
         stats = self.crawler.stats
         async with send:
-            async for volume_id in _aiter(volume_ids):
+            async for volume_id in volume_ids:
                 if volume_id not in seen:
                     seen.add(volume_id)
                     stats.volumes_seen += 1
                     await send.send(volume_id)
 
-    async def _volume_worker(self, ids: MemoryObjectReceiveStream[str], tg: TaskGroup) -> None:
+    async def _next_id(self) -> str | None:
+        """The next volume to crawl, or ``None`` when there are no more."""
+        if self._ids_receive is None:
+            return next(self._ids, None)
+        try:
+            return self._ids_receive.receive_nowait()
+        except anyio.WouldBlock:
+            try:
+                return await self._ids_receive.receive()
+            except anyio.EndOfStream:
+                return None
+        except anyio.EndOfStream:
+            return None
+
+    async def _volume_worker(self, tg: TaskGroup) -> None:
         """Crawl volumes one after another, each page after page."""
         crawler = self.crawler
-        async with self.send.clone() as send:
-            async for volume_id in ids:
-                cursor = crawler._cursor(volume_id, name=self.name, sort=self.sort)
-                try:
-                    _check_volume_id(volume_id)
-                    if not self._resume(cursor):
-                        crawler.stats.volumes_skipped += 1
-                        continue
-                    await self._walk(cursor, send)
-                except AuthError as exc:
-                    return self._stop(exc, tg)
-                except SnapcrawlError as exc:
-                    crawler._fail(volume_id, exc, cursor.page - 1, self.checkpoint)
-                except anyio.BrokenResourceError:
-                    return None  # the consumer has gone: the crawl is being cancelled
-                else:
-                    crawler.stats.volumes_done += 1
+        while (volume_id := await self._next_id()) is not None:
+            cursor = crawler._cursor(volume_id, name=self.name, sort=self.sort)
+            try:
+                _check_volume_id(volume_id)
+                if not self._resume(cursor):
+                    crawler.stats.volumes_skipped += 1
+                    continue
+                await self._walk(cursor)
+            except AuthError as exc:
+                return self._stop(exc, tg)
+            except SnapcrawlError as exc:
+                crawler._fail(volume_id, exc, cursor.page - 1, self.checkpoint)
+            except anyio.BrokenResourceError:
+                return None  # the consumer has gone: the crawl is being cancelled
+            else:
+                crawler.stats.volumes_done += 1
         return None
 
     def _resume(self, cursor: PageCursor) -> bool:
@@ -465,18 +538,17 @@ class _Crawl:
             cursor.marker = state.marker
         return True
 
-    async def _walk(self, cursor: PageCursor, send: MemoryObjectSendStream[Page]) -> None:
-        """Fetch the pages of ``cursor`` in order and send each on (every one, when checkpointing)."""
-        stats = self.crawler.stats
+    async def _walk(self, cursor: PageCursor) -> None:
+        """Fetch the pages of ``cursor`` in order and deliver each (every one, when checkpointing)."""
         every_page = self.checkpoint is not None
+        fetch = self.fetcher.fetch
         more = True
         while more:
             number = cursor.page
-            page = await self.fetcher.fetch(cursor.params(), volume_id=cursor.volume_id, page=number)
+            page = await fetch(cursor.params(), volume_id=cursor.volume_id, page=number)
             more = cursor.advance(page)
             if page.snapshots or (every_page and not more):
-                stats.snapshots += len(page.snapshots)
-                await _send(send, Page(cursor.volume_id, number, page.snapshots, last=not more))
+                await self._deliver(Page(cursor.volume_id, number, page.snapshots, last=not more))
 
     async def _account(self, tg: TaskGroup) -> None:
         """The whole account: the first page tells ``count``, then the rest is fetched concurrently by offset."""
@@ -510,55 +582,35 @@ class _Crawl:
         if self.checkpoint is not None:  # resumable: one walk by marker
             if not self._resume(cursor):
                 return "skipped"
-            await self._walk(cursor, self.send)
+            await self._walk(cursor)
             return "done"
         cursor.paging = "offset"
         page = await self.fetcher.fetch(cursor.params(), volume_id=None, page=1)
         more = cursor.advance(page)
-        self.crawler.stats.snapshots += len(page.snapshots)
-        await _send(self.send, Page(None, 1, page.snapshots, last=not more))
+        await self._deliver(Page(None, 1, page.snapshots, last=not more))
         if not more:
             return "done"
         if cursor.count is None:  # no count: only markers can tell where the end is
             cursor.paging = "marker"
-            await self._walk(cursor, self.send)
+            await self._walk(cursor)
             return "done"
         return "fan-out"
 
     async def _offset_worker(self, params: dict[str, str], offsets: Iterator[int], tg: TaskGroup) -> None:
         """Fetch account pages at the offsets this worker takes from the shared iterator."""
         crawler = self.crawler
-        async with self.send.clone() as send:
-            for offset in offsets:
-                page_number = offset // crawler.page_size + 1
-                try:
-                    page = await self.fetcher.fetch(params | {"offset": str(offset)}, volume_id=None, page=page_number)
-                    crawler.stats.snapshots += len(page.snapshots)
-                    await _send(send, Page(None, page_number, page.snapshots, last=False))
-                except AuthError as exc:
-                    return self._stop(exc, tg)
-                except SnapcrawlError as exc:
-                    crawler._fail(None, exc, page_number - 1)
-                except anyio.BrokenResourceError:
-                    return None
+        for offset in offsets:
+            page_number = offset // crawler.page_size + 1
+            try:
+                page = await self.fetcher.fetch(params | {"offset": str(offset)}, volume_id=None, page=page_number)
+                await self._deliver(Page(None, page_number, page.snapshots, last=False))
+            except AuthError as exc:
+                return self._stop(exc, tg)
+            except SnapcrawlError as exc:
+                crawler._fail(None, exc, page_number - 1)
+            except anyio.BrokenResourceError:
+                return None
         return None
-
-
-async def _send(send: MemoryObjectSendStream[Page], page: Page) -> None:
-    """Send a page, without a trip through the event loop when the buffer has room."""
-    try:
-        send.send_nowait(page)
-    except anyio.WouldBlock:
-        await send.send(page)
-
-
-async def _aiter(items: Iterable[str] | AsyncIterable[str]) -> AsyncIterator[str]:
-    if isinstance(items, AsyncIterable):
-        async for item in items:
-            yield item
-    else:
-        for item in items:
-            yield item
 
 
 def _check_volume_id(volume_id: object) -> None:

@@ -279,10 +279,10 @@ async def _crawl(crawler: Crawler, volume_ids: Any, args: argparse.Namespace, *,
                 if show_progress:
                     tg.start_soon(progress.run)
                 with crawl_scope:
-                    stream = crawler.crawl(volume_ids, name=args.name, sort=args.sort, checkpoint=checkpoint)
-                    async with stream:
-                        async for page in stream.pages():
-                            writer.write_page(page)
+                    # Writing a page to a file is quick and synchronous: done in the worker, with no stream.
+                    await crawler.crawl_into(
+                        writer.write_page, volume_ids, name=args.name, sort=args.sort, checkpoint=checkpoint
+                    )
                 tg.cancel_scope.cancel()
         finally:
             writer.flush()  # the output first, then the checkpoint that covers it
