@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Final, Literal, Self
 
 import anyio
+import msgspec
 import structlog
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -38,7 +39,7 @@ from ._models import Snapshot
 from ._paginate import PageCursor, Paging
 from ._ratelimit import AdaptiveRateLimiter, Clock, Sleep
 from ._session import PageFetcher
-from ._signing import Signer
+from ._signing import Signer, encode_query
 from ._stats import CrawlStats
 from ._transport import DEFAULT_MAX_BODY_BYTES, AiohttpTransport, Transport
 
@@ -59,8 +60,7 @@ class VolumeFailure:
     pages_done: int
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Page:
+class Page(msgspec.Struct, frozen=True):
     """One page as it arrived: its volume (``None`` for the account-wide listing), its 1-based number within
     this run, its snapshots, and whether it was the volume's last."""
 
@@ -321,7 +321,7 @@ class Crawler:
     async def _list(self, fetcher: PageFetcher, cursor: PageCursor) -> AsyncIterator[Snapshot]:
         more = True
         while more:
-            page = await fetcher.fetch(cursor.params(), volume_id=cursor.volume_id, page=cursor.page)
+            page = await fetcher.fetch(cursor.query(), volume_id=cursor.volume_id, page=cursor.page)
             more = cursor.advance(page)
             self.stats.snapshots += len(page.snapshots)
             for snapshot in page.snapshots:
@@ -545,7 +545,7 @@ class _Crawl:
         more = True
         while more:
             number = cursor.page
-            page = await fetch(cursor.params(), volume_id=cursor.volume_id, page=number)
+            page = await fetch(cursor.query(), volume_id=cursor.volume_id, page=number)
             more = cursor.advance(page)
             if page.snapshots or (every_page and not more):
                 await self._deliver(Page(cursor.volume_id, number, page.snapshots, last=not more))
@@ -585,7 +585,7 @@ class _Crawl:
             await self._walk(cursor)
             return "done"
         cursor.paging = "offset"
-        page = await self.fetcher.fetch(cursor.params(), volume_id=None, page=1)
+        page = await self.fetcher.fetch(cursor.query(), volume_id=None, page=1)
         more = cursor.advance(page)
         await self._deliver(Page(None, 1, page.snapshots, last=not more))
         if not more:
@@ -602,7 +602,8 @@ class _Crawl:
         for offset in offsets:
             page_number = offset // crawler.page_size + 1
             try:
-                page = await self.fetcher.fetch(params | {"offset": str(offset)}, volume_id=None, page=page_number)
+                query = encode_query(params | {"offset": str(offset)})
+                page = await self.fetcher.fetch(query, volume_id=None, page=page_number)
                 await self._deliver(Page(None, page_number, page.snapshots, last=False))
             except AuthError as exc:
                 return self._stop(exc, tg)

@@ -6,6 +6,7 @@ from typing import Literal
 
 from ._exceptions import PaginationError
 from ._models import SnapshotPage
+from ._signing import encode_query, query_escape
 
 __all__ = ["PageCursor", "Paging"]
 
@@ -23,6 +24,7 @@ class PageCursor:
     __slots__ = (
         "_base",
         "_last_first_id",
+        "_segments",
         "count",
         "marker",
         "offset",
@@ -62,6 +64,13 @@ class PageCursor:
         if sort is not None:
             base["sort"] = sort
         self._base = base
+        # The encoded query around the one parameter that changes: keys sort as limit, marker, name, offset,
+        # sort, volume_id, with_count, so each page's query is a join, not a sort and escape of everything.
+        self._segments = (
+            encode_query({"limit": base["limit"]}),
+            encode_query({k: v for k, v in base.items() if k == "name"}),
+            encode_query({k: v for k, v in base.items() if k in ("sort", "volume_id", "with_count")}),
+        )
 
     def params(self) -> dict[str, str]:
         """The query of the next page."""
@@ -72,6 +81,15 @@ class PageCursor:
         elif self.offset:
             params["offset"] = str(self.offset)
         return params
+
+    def query(self) -> str:
+        """The encoded query of the next page, exactly as ``encode_query(self.params())``."""
+        limit, name, tail = self._segments
+        if self.paging == "marker":
+            moving = f"&marker={query_escape(self.marker)}" if self.marker is not None else ""
+            return f"{limit}{moving}{'&' + name if name else ''}&{tail}"
+        moving = f"&offset={self.offset}" if self.offset else ""
+        return f"{limit}{'&' + name if name else ''}{moving}&{tail}"
 
     def advance(self, page: SnapshotPage) -> bool:
         """Account for ``page``; return whether another page should be fetched."""

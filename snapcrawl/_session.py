@@ -8,6 +8,7 @@ corrected once, as the AWS SDKs do, before it is reported.
 from __future__ import annotations
 
 import email.utils
+import logging
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -119,6 +120,9 @@ class PageFetcher:
         self._wall_clock = wall_clock
         self._rng = rng or random.Random()
         self._log = structlog.get_logger("snapcrawl").bind()
+        # Per-request events cost a call and a dict even when filtered out: ask once whether anyone listens.
+        is_enabled_for = getattr(self._log, "is_enabled_for", None)
+        self._log_requests = is_enabled_for is None or bool(is_enabled_for(logging.DEBUG))
         self._measured_skew = 0.0
         self.stats = stats
 
@@ -126,9 +130,12 @@ class PageFetcher:
         """The exact wire URL for a query."""
         return f"{self._url}?{encode_query(params)}" if params else self._url
 
-    async def fetch(self, params: Mapping[str, str], *, volume_id: str | None, page: int) -> SnapshotPage:
-        """Fetch and decode one page, retrying what may succeed later; raise a :class:`SnapcrawlError`."""
-        url = self.url_for(params)
+    async def fetch(self, query: str, *, volume_id: str | None, page: int) -> SnapshotPage:
+        """Fetch and decode one page for an encoded ``query``, retrying what may succeed later.
+
+        Raises a :class:`SnapcrawlError` naming the volume and page.
+        """
+        url = f"{self._url}?{query}" if query else self._url
         stats = self.stats
         attempt = 0
         clock_corrected = False
@@ -148,7 +155,8 @@ class PageFetcher:
                     stats.requests += 1
                     stats.bytes += len(response.body)
                     stats.latency.record(time.perf_counter() - started)
-                    self._log.debug("request", volume_id=volume_id, page=page, status=response.status)
+                    if self._log_requests:
+                        self._log.debug("request", volume_id=volume_id, page=page, status=response.status)
                     if response.status == 200:
                         self._limiter.on_success()
                         stats.pages += 1

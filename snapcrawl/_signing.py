@@ -27,14 +27,14 @@ DEFAULT_CLIENT_TYPE = "Openapi"
 _UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
 
 
-def _escape(text: str) -> str:
+def query_escape(text: str) -> str:
     """Go's ``QueryEscape``; ids and numbers, which need no escaping, skip the slow path."""
     return text if _UNRESERVED.fullmatch(text) else quote_plus(text, safe="")
 
 
 def encode_query(params: Mapping[str, str]) -> str:
     """Encode query parameters like Go's ``url.Values.Encode``: keys sorted, ``QueryEscape``-d values."""
-    return "&".join([f"{_escape(key)}={_escape(value)}" for key, value in sorted(params.items())])
+    return "&".join([f"{query_escape(key)}={query_escape(value)}" for key, value in sorted(params.items())])
 
 
 def make_signature(

@@ -75,6 +75,8 @@ class AiohttpTransport:
                 if length is not None and length > self._max_body_bytes:
                     raise DecodeError(f"response body of {length} bytes exceeds the cap of {self._max_body_bytes}")
                 body = await resp.read() if length is not None else await self._read_capped(resp)
+                if resp.status == 200:
+                    return Response(200, body)
                 return Response(resp.status, body, resp.headers.get("Retry-After"), resp.headers.get("Date"))
         except TimeoutError:
             raise TransportError(f"no answer within the {self._timeout:g} s timeout") from None

@@ -26,6 +26,7 @@ from snapcrawl import (
     Signer,
     ThrottledError,
     TransportError,
+    encode_query,
     make_signature,
 )
 from snapcrawl._ratelimit import AdaptiveRateLimiter
@@ -37,6 +38,7 @@ ENDPOINT = "http://scp.test"
 CREDS = Credentials(access_key="AK", secret_key="SK")
 PAGE = b'{"count":1,"snapshots":[{"id":"s1","volume_id":"v 1","size":1,"created_at":"2025-01-01T00:00:00Z"}]}'
 PARAMS = {"volume_id": "v 1&x", "limit": "100", "with_count": "true"}
+QUERY = encode_query(PARAMS)
 WIRE_URL = f"{ENDPOINT}/v1/snapshots?limit=100&volume_id=v+1%26x&with_count=true"
 
 
@@ -82,7 +84,7 @@ def _calls(mock: aioresponses) -> list[tuple[URL, dict[str, Any]]]:
 async def test_url_sent_verbatim_and_signed(mocked: aioresponses, fetcher: PageFetcher) -> None:
     """The URL goes out exactly as encoded and the signature covers that exact string."""
     mocked.get(WIRE_URL, body=PAGE)
-    page = await fetcher.fetch(PARAMS, volume_id="v 1&x", page=1)
+    page = await fetcher.fetch(QUERY, volume_id="v 1&x", page=1)
     assert [s.id for s in page.snapshots] == ["s1"]
     ((url, kwargs),) = _calls(mocked)
     assert str(url) == WIRE_URL
@@ -99,7 +101,7 @@ async def test_retries_are_resigned(mocked: aioresponses, fetcher: PageFetcher) 
     mocked.get(WIRE_URL, status=503)
     mocked.get(WIRE_URL, status=502, body=b"<html>bad gateway</html>", content_type="text/html")
     mocked.get(WIRE_URL, body=PAGE)
-    await fetcher.fetch(PARAMS, volume_id="v", page=1)
+    await fetcher.fetch(QUERY, volume_id="v", page=1)
     signatures = [kwargs["headers"]["Scp-Signature"] for _, kwargs in _calls(mocked)]
     assert len(signatures) == 3 and len(set(signatures)) == 3
     assert fetcher.stats.retries == 2 and fetcher.stats.requests == 3
@@ -110,7 +112,7 @@ async def test_400_is_not_retried_and_keeps_detail(mocked: aioresponses, fetcher
     body = {"errors": [{"code": "ValidationError", "detail": ["limit: must be <= 1000"], "request_id": "req-42"}]}
     mocked.get(WIRE_URL, status=400, payload=body)
     with pytest.raises(RequestError) as info:
-        await fetcher.fetch(PARAMS, volume_id="v1", page=3)
+        await fetcher.fetch(QUERY, volume_id="v1", page=3)
     error = info.value
     assert (error.status, error.detail, error.request_id, error.volume_id, error.page) == (
         400,
@@ -144,7 +146,7 @@ async def test_error_mapping_without_retry(
     """Statuses that a retry cannot cure map to their error type after a single attempt."""
     mocked.get(WIRE_URL, status=status, payload=payload)
     with pytest.raises(error_type) as info:
-        await fetcher.fetch(PARAMS, volume_id="v", page=1)
+        await fetcher.fetch(QUERY, volume_id="v", page=1)
     assert type(info.value) is error_type
     assert fetcher.stats.requests == 1
 
@@ -153,14 +155,14 @@ async def test_auth_error_hints_at_keys_and_clock(mocked: aioresponses, fetcher:
     """A rejected signature explains what to check."""
     mocked.get(WIRE_URL, status=401, payload={"errors": [{"detail": "signature mismatch"}]})
     with pytest.raises(AuthError, match=r"secret key.*clock"):
-        await fetcher.fetch(PARAMS, volume_id="v", page=1)
+        await fetcher.fetch(QUERY, volume_id="v", page=1)
 
 
 async def test_throttle_honours_retry_after(mocked: aioresponses, fetcher: PageFetcher) -> None:
     """A 429 with Retry-After waits at least that long before the retry, and counts as throttled."""
     mocked.get(WIRE_URL, status=429, headers={"Retry-After": "7"})
     mocked.get(WIRE_URL, body=PAGE)
-    await fetcher.fetch(PARAMS, volume_id="v", page=1)
+    await fetcher.fetch(QUERY, volume_id="v", page=1)
     assert fetcher.stats.throttled == 1 and fetcher.stats.retries == 1
     sleeps = fetcher._sleep.__self__.sleeps  # type: ignore[attr-defined]
     assert sum(sleeps) >= 7.0
@@ -170,7 +172,7 @@ async def test_gives_up_after_max_retries(mocked: aioresponses, fetcher: PageFet
     """After max_retries the last error is raised, carrying volume and page."""
     mocked.get(WIRE_URL, status=429, repeat=True)
     with pytest.raises(ThrottledError) as info:
-        await fetcher.fetch(PARAMS, volume_id="v9", page=2)
+        await fetcher.fetch(QUERY, volume_id="v9", page=2)
     assert (info.value.volume_id, info.value.page) == ("v9", 2)
     assert fetcher.stats.requests == 4 and fetcher.stats.retries == 3
 
@@ -188,7 +190,7 @@ async def test_connection_errors_are_retried(mocked: aioresponses, fetcher: Page
     mocked.get(WIRE_URL, exception=aiohttp.ServerDisconnectedError())
     mocked.get(WIRE_URL, exception=TimeoutError())
     mocked.get(WIRE_URL, body=PAGE)
-    page = await fetcher.fetch(PARAMS, volume_id="v", page=1)
+    page = await fetcher.fetch(QUERY, volume_id="v", page=1)
     assert page.count == 1 and fetcher.stats.retries == 2
 
 
@@ -196,14 +198,14 @@ async def test_transport_error_after_retries(mocked: aioresponses, fetcher: Page
     """A connection that never works ends in TransportError naming the volume."""
     mocked.get(WIRE_URL, exception=aiohttp.ClientConnectionError("refused"), repeat=True)
     with pytest.raises(TransportError, match=r"refused.*volume v"):
-        await fetcher.fetch(PARAMS, volume_id="v", page=1)
+        await fetcher.fetch(QUERY, volume_id="v", page=1)
 
 
 async def test_schema_errors_are_not_retried(mocked: aioresponses, fetcher: PageFetcher) -> None:
     """A page that is valid JSON but not a snapshot page fails at once."""
     mocked.get(WIRE_URL, body=b'{"snapshots": [{"id": 5}]}')
     with pytest.raises(DecodeError) as info:
-        await fetcher.fetch(PARAMS, volume_id="v", page=7)
+        await fetcher.fetch(QUERY, volume_id="v", page=7)
     assert (info.value.field, info.value.page) == ("snapshots[0].id", 7)
     assert fetcher.stats.requests == 1
 
@@ -213,7 +215,7 @@ async def test_clock_skew_is_measured_and_corrected(mocked: aioresponses, fetche
     server_now = fetcher._signer.now() + 600
     mocked.get(WIRE_URL, status=401, headers={"Date": email.utils.formatdate(server_now, usegmt=True)})
     mocked.get(WIRE_URL, body=PAGE)
-    await fetcher.fetch(PARAMS, volume_id="v", page=1)
+    await fetcher.fetch(QUERY, volume_id="v", page=1)
     first, second = (int(kwargs["headers"]["Scp-Timestamp"]) for _, kwargs in _calls(mocked))
     assert 595_000 < second - first < 605_000
     assert fetcher.stats.retries == 0
@@ -224,7 +226,7 @@ async def test_clock_skew_correction_that_does_not_help(mocked: aioresponses, fe
     date = email.utils.formatdate(fetcher._signer.now() - 900, usegmt=True)
     mocked.get(WIRE_URL, status=401, headers={"Date": date}, repeat=True)
     with pytest.raises(AuthError, match=r"clock was -9\d\d s off"):
-        await fetcher.fetch(PARAMS, volume_id="v", page=1)
+        await fetcher.fetch(QUERY, volume_id="v", page=1)
 
 
 @pytest.mark.parametrize(
