@@ -493,9 +493,8 @@ class _Crawl:
                     await send.send(volume_id)
 
     async def _next_id(self) -> str | None:
-        """The next volume to crawl, or ``None`` when there are no more."""
-        if self._ids_receive is None:
-            return next(self._ids, None)
+        """The next volume id from the async feed, or ``None`` when there are no more."""
+        assert self._ids_receive is not None  # noqa: S101 - only called for async sources
         try:
             return self._ids_receive.receive_nowait()
         except anyio.WouldBlock:
@@ -509,7 +508,8 @@ class _Crawl:
     async def _volume_worker(self, tg: TaskGroup) -> None:
         """Crawl volumes one after another, each page after page."""
         crawler = self.crawler
-        while (volume_id := await self._next_id()) is not None:
+        shared = self._ids if self._ids_receive is None else None
+        while (volume_id := next(shared, None) if shared is not None else await self._next_id()) is not None:
             cursor = crawler._cursor(volume_id, name=self.name, sort=self.sort)
             try:
                 _check_volume_id(volume_id)
@@ -541,14 +541,18 @@ class _Crawl:
     async def _walk(self, cursor: PageCursor) -> None:
         """Fetch the pages of ``cursor`` in order and deliver each (every one, when checkpointing)."""
         every_page = self.checkpoint is not None
-        fetch = self.fetcher.fetch
+        fetch, sink, stats = self.fetcher.fetch, self.sink, self.crawler.stats
         more = True
         while more:
             number = cursor.page
             page = await fetch(cursor.query(), volume_id=cursor.volume_id, page=number)
             more = cursor.advance(page)
             if page.snapshots or (every_page and not more):
-                await self._deliver(Page(cursor.volume_id, number, page.snapshots, last=not more))
+                if sink is not None:  # the common case, inline
+                    stats.snapshots += len(page.snapshots)
+                    sink(Page(cursor.volume_id, number, page.snapshots, last=not more))
+                else:
+                    await self._deliver(Page(cursor.volume_id, number, page.snapshots, last=not more))
 
     async def _account(self, tg: TaskGroup) -> None:
         """The whole account: the first page tells ``count``, then the rest is fetched concurrently by offset."""

@@ -59,7 +59,11 @@ class JsonLinesWriter:
 
     def write_page(self, page: Page) -> None:
         """Append a page's snapshots and, with a checkpoint, record the page."""
-        self.write(page.snapshots)
+        if page.snapshots:
+            data = _encoder.encode_lines(page.snapshots)
+            self._file.write(data)
+            self.offset += len(data)
+            self.lines += len(page.snapshots)
         if self._checkpoint is not None:
             self._checkpoint.record_page(page.volume_id, page.marker, last=page.last)
             if time.monotonic() - self._last_commit >= self._commit_interval:

@@ -6,7 +6,7 @@ from typing import Literal
 
 from ._exceptions import PaginationError
 from ._models import SnapshotPage
-from ._signing import encode_query, query_escape
+from ._signing import query_escape
 
 __all__ = ["PageCursor", "Paging"]
 
@@ -22,17 +22,21 @@ class PageCursor:
     """
 
     __slots__ = (
-        "_base",
+        "_head",
         "_last_first_id",
-        "_segments",
+        "_name",
+        "_tail",
         "count",
         "marker",
+        "name",
         "offset",
         "page",
         "page_size",
         "paging",
         "seen",
+        "sort",
         "volume_id",
+        "with_count",
     )
 
     def __init__(
@@ -56,25 +60,23 @@ class PageCursor:
         self.seen = 0
         self.count: int | None = None
         self._last_first_id: str | None = None
-        base = {"limit": str(page_size), "with_count": "true" if with_count else "false"}
-        if volume_id is not None:
-            base["volume_id"] = volume_id
-        if name is not None:
-            base["name"] = name
-        if sort is not None:
-            base["sort"] = sort
-        self._base = base
+        self.name = name
+        self.sort = sort
+        self.with_count = with_count
         # The encoded query around the one parameter that changes: keys sort as limit, marker, name, offset,
-        # sort, volume_id, with_count, so each page's query is a join, not a sort and escape of everything.
-        self._segments = (
-            encode_query({"limit": base["limit"]}),
-            encode_query({k: v for k, v in base.items() if k == "name"}),
-            encode_query({k: v for k, v in base.items() if k in ("sort", "volume_id", "with_count")}),
-        )
+        # sort, volume_id, with_count, so a page's query is one join, not a sort and escape of everything.
+        self._head = f"limit={page_size}"
+        self._name = "" if name is None else f"&name={query_escape(name)}"
+        sort_part = "" if sort is None else f"&sort={query_escape(sort)}"
+        volume_part = "" if volume_id is None else f"&volume_id={query_escape(volume_id)}"
+        self._tail = f"{sort_part}{volume_part}&with_count={'true' if with_count else 'false'}"
 
     def params(self) -> dict[str, str]:
-        """The query of the next page."""
-        params = self._base.copy()
+        """The parameters of the next page."""
+        params = {"limit": str(self.page_size), "with_count": "true" if self.with_count else "false"}
+        for key, value in (("volume_id", self.volume_id), ("name", self.name), ("sort", self.sort)):
+            if value is not None:
+                params[key] = value
         if self.paging == "marker":
             if self.marker is not None:
                 params["marker"] = self.marker
@@ -84,12 +86,11 @@ class PageCursor:
 
     def query(self) -> str:
         """The encoded query of the next page, exactly as ``encode_query(self.params())``."""
-        limit, name, tail = self._segments
         if self.paging == "marker":
-            moving = f"&marker={query_escape(self.marker)}" if self.marker is not None else ""
-            return f"{limit}{moving}{'&' + name if name else ''}&{tail}"
-        moving = f"&offset={self.offset}" if self.offset else ""
-        return f"{limit}{'&' + name if name else ''}{moving}&{tail}"
+            marker = "" if self.marker is None else f"&marker={query_escape(self.marker)}"
+            return f"{self._head}{marker}{self._name}{self._tail}"
+        offset = f"&offset={self.offset}" if self.offset else ""
+        return f"{self._head}{self._name}{offset}{self._tail}"
 
     def advance(self, page: SnapshotPage) -> bool:
         """Account for ``page``; return whether another page should be fetched."""

@@ -223,6 +223,10 @@ class AdaptiveRateLimiter:
         self._cubic = CubicRate(0.0, clock())
         self._adapting = False
         self._last_cut = -math.inf
+        self._responses = 0
+        self._first_response = 0.0
+        #: Whether requests must go through :meth:`acquire`; until there is a cap or a throttle, they need not.
+        self.active = rate_limit is not None
 
     @property
     def rate(self) -> float | None:
@@ -236,10 +240,17 @@ class AdaptiveRateLimiter:
 
     def on_success(self) -> None:
         """Feed back one answer that was not a throttle."""
-        now = self._clock()
-        measured = self._meter.record(now)
         if self._adapting:
-            self._set_rate(self._cubic.success(now), measured)
+            now = self._clock()
+            self._set_rate(self._cubic.success(now), self._meter.record(now))
+        else:
+            self._count_response()
+
+    def _count_response(self) -> None:
+        """Before adapting, only count answers: their average rate is all a first throttle needs."""
+        if not self._responses:
+            self._first_response = self._clock()
+        self._responses += 1
 
     def on_throttle(self, *, sent_at: float, retry_after: float | None = None) -> None:
         """Feed back a throttle (429, or 503 with Retry-After) of a request granted at ``sent_at``.
@@ -247,8 +258,13 @@ class AdaptiveRateLimiter:
         Like TCP, the rate is cut once per congestion event: throttles of requests that were already on their
         way when the rate was last cut do not cut it again.
         """
+        if not self._adapting:
+            self._count_response()
         now = self._clock()
-        measured = self._meter.record(now)
+        if self._adapting:
+            measured = self._meter.record(now)
+        else:
+            measured = self._meter.measured = self._responses / max(now - self._first_response, 0.05)
         if retry_after:
             self.bucket.pause_until(now + retry_after)
             self._meter.hold(now, now + retry_after)
@@ -256,7 +272,7 @@ class AdaptiveRateLimiter:
             return
         current = self.bucket.rate
         sending = measured if not self._adapting or current is None else min(measured, current)
-        self._adapting = True
+        self._adapting = self.active = True
         self._last_cut = now
         self._set_rate(self._cubic.throttled(sending, now), measured)
         _log.info("rate.decreased", rate=round(self.bucket.rate or 0.0, 2), measured=round(measured, 2))

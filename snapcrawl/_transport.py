@@ -62,7 +62,6 @@ class AiohttpTransport:
             connector=connector,
             # One total deadline instead of aiohttp's several per-phase timers.
             timeout=aiohttp.ClientTimeout(total=timeout),
-            skip_auto_headers=("Content-Type",),
             auto_decompress=True,
             raise_for_status=False,
         )
