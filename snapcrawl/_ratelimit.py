@@ -89,6 +89,8 @@ class TokenBucket:
         if old_interval and self._tat > now:
             granted = (self._tat - now) / old_interval - self._waiting  # requests let through, still "in" the bucket
             self._tat = now + max(granted, 0.0) * self._interval
+        # Never more debt than an empty bucket: waiting callers will queue again on top of it.
+        self._tat = min(self._tat, now + self._tolerance)
         self._waiting = 0
 
     def pause_until(self, deadline: float) -> None:
@@ -268,7 +270,7 @@ class AdaptiveRateLimiter:
         if retry_after:
             self.bucket.pause_until(now + retry_after)
             self._meter.hold(now, now + retry_after)
-        if sent_at <= self._last_cut:
+        if self._adapting and sent_at <= self._last_cut:
             return
         current = self.bucket.rate
         sending = measured if not self._adapting or current is None else min(measured, current)

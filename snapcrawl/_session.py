@@ -143,7 +143,7 @@ class PageFetcher:
         while True:
             async with self._in_flight:
                 # Until there is a cap or a throttle the limiter has nothing to say: skip the call.
-                sent_at = await self._limiter.acquire() if self._limiter.active else math.inf
+                sent_at = await self._limiter.acquire() if self._limiter.active else -math.inf
                 signed_offset = self._signer.clock_offset
                 headers = self._signer.headers("GET", url)
                 started = time.perf_counter()

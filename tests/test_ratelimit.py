@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import anyio
 import anyio.lowlevel
 import pytest
@@ -175,3 +177,32 @@ async def test_rate_change_reaches_waiters() -> None:
         for _ in range(5):
             await bucket.acquire()
     assert clock.now - start < 0.5
+
+
+def test_requests_sent_before_adapting_do_not_cascade() -> None:
+    """Throttles of requests sent while the limiter was idle count as one congestion event."""
+    clock = FakeClock(0.0)
+    limiter = AdaptiveRateLimiter(None, clock=clock, sleep=clock.sleep)
+    assert not limiter.active
+    for _ in range(500):
+        clock.now += 0.002
+        limiter.on_success()
+    for _ in range(64):  # everything that was in flight comes back 429
+        limiter.on_throttle(sent_at=-math.inf, retry_after=1.0)
+    assert limiter.active
+    assert limiter.rate == pytest.approx(0.7 * 500, rel=0.05)
+
+
+async def test_schedule_never_runs_away() -> None:
+    """However often the rate is cut, the next free slot is at most one empty bucket away."""
+    clock = FakeClock(0.0)
+    bucket = TokenBucket(1000.0, burst=10, clock=clock, sleep=clock.sleep)
+    for rate in (700.0, 490.0, 343.0, 10.0, 0.5):
+        for _ in range(15):
+            await bucket.acquire()
+        bucket.pause_until(clock.now + 1.0)
+        bucket._tat += 5.0  # slots reserved by callers that were cancelled while they waited
+        bucket.rate = rate
+    start = clock.now
+    await bucket.acquire()
+    assert clock.now - start <= 1.0 + 9 / 0.5 + 2.0
