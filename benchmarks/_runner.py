@@ -38,7 +38,9 @@ from ._harness import (
 __all__ = ["FULL", "QUICK", "Plan", "main"]
 
 RESULTS: Final = Path(__file__).resolve().parent / "results"
-CLIENTS: Final = ("snapcrawl", "naive", "ceiling")
+#: ``snapcrawl`` is the CLI as installed with its ``fast`` extra (uvloop); ``snapcrawl-asyncio`` the same CLI on
+#: asyncio's own event loop (``--loop asyncio``), as a plain ``pip install snapcrawl`` runs it.
+CLIENTS: Final = ("snapcrawl", "snapcrawl-asyncio", "naive", "ceiling")
 NAMES: Final = ("throughput", "latency", "ratelimit", "profile", "memory")
 TARGETS: Final = {
     "vs_ceiling": 0.9,
@@ -141,8 +143,11 @@ def _client_command(
         "--endpoint", sim.url, "--volumes", str(sim.volume_file), "--out", str(out),
         "--page-size", str(page_size), "--concurrency", str(concurrency),
     ]  # fmt: skip
-    if client == "snapcrawl":
+    if client.startswith("snapcrawl"):
         args.append("--no-progress")
+    if client == "snapcrawl-asyncio":
+        args += ["--loop", "asyncio"]
+        client = "snapcrawl"
     return [sys.executable, "-m", "benchmarks._timed", "--report", str(report), *timed, client, *args]
 
 
@@ -241,13 +246,15 @@ def measure_throughput(bench: Bench) -> None:
     total = dataset.total
     expected = {
         "snapcrawl": expected_requests(dataset, plan.page_size),
+        "snapcrawl-asyncio": expected_requests(dataset, plan.page_size),
         "naive": expected_requests(dataset, plan.page_size, until_short_page=True),
         "ceiling": expected_requests(dataset, plan.page_size),
     }
     runs: dict[str, list[dict[str, Any]]] = {client: [] for client in CLIENTS}
     for number in range(plan.rounds + 1):
         label = "warm-up" if number == 0 else f"round {number}"
-        order = CLIENTS[number % 3 :] + CLIENTS[: number % 3]
+        shift = number % len(CLIENTS)
+        order = CLIENTS[shift:] + CLIENTS[:shift]
         for client in order:
             for attempt in range(1 + _RETRIES_WHEN_DISTURBED):
                 run = _client_run(bench, client, sim, f"throughput {label}")
@@ -271,13 +278,14 @@ def measure_throughput(bench: Bench) -> None:
                 runs[client].append(run)
     summary = {client: {key: _median(runs[client], key) for key in _SUMMARY_KEYS} for client in CLIENTS}
     ratios: dict[str, float] = {}
-    for other in ("naive", "ceiling"):
-        pairs = [
-            mine["snapshots_per_s"] / theirs["snapshots_per_s"]
-            for mine, theirs in zip(runs["snapcrawl"], runs[other], strict=True)
-            if mine.get("ok") and theirs.get("ok")
-        ]
-        ratios[f"vs_{other}"] = statistics.median(pairs) if pairs else float("nan")
+    for mine_name, prefix in (("snapcrawl", ""), ("snapcrawl-asyncio", "asyncio_")):
+        for other in ("naive", "ceiling"):
+            pairs = [
+                mine["snapshots_per_s"] / theirs["snapshots_per_s"]
+                for mine, theirs in zip(runs[mine_name], runs[other], strict=True)
+                if mine.get("ok") and theirs.get("ok")
+            ]
+            ratios[f"{prefix}vs_{other}"] = statistics.median(pairs) if pairs else float("nan")
     bench.results["throughput"] = {
         "volumes": plan.volumes,
         "snapshots": total,
@@ -604,6 +612,9 @@ def _render_throughput(data: dict[str, Any], plan: Plan) -> list[str]:
         lines.append(
             f"   snapcrawl / {other:8} {ratio:5.2f}x  (target >= {target['target']:.2f}x)  {_verdict(target['met'])}"
         )
+    for other in ("ceiling", "naive"):
+        if (ratio := data["median_ratio"].get(f"asyncio_vs_{other}")) is not None:
+            lines.append(f"   snapcrawl-asyncio / {other:8} {ratio:5.2f}x  (without uvloop, for reference)")
     return lines
 
 

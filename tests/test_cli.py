@@ -65,6 +65,16 @@ def test_crawl_volumes_file(env: Simulator, tmp_path: Path, capsys: pytest.Captu
     assert f"{len(env.dataset.volume_ids)} volumes ({len(env.dataset.volume_ids)} complete, 0 failed)" in err
 
 
+@pytest.mark.parametrize("loop", ["asyncio", "auto"])
+def test_crawl_on_either_event_loop(env: Simulator, tmp_path: Path, loop: str) -> None:
+    """The crawl gives the same output on asyncio's own loop and on uvloop (when installed)."""
+    out = tmp_path / f"{loop}.jsonl"
+    ids = env.dataset.volume_ids[:50]
+    argv = ["crawl", "--out", str(out), "--loop", loop, "--no-progress"]
+    assert main(argv + [arg for volume_id in ids for arg in ("--volume", volume_id)]) == 0
+    assert len(_lines(out)) == sum(env.dataset.count(volume_id) for volume_id in ids)
+
+
 def test_crawl_whole_account(env: Simulator, tmp_path: Path) -> None:
     """`crawl` with no volumes lists the whole account."""
     out = tmp_path / "account.jsonl"
