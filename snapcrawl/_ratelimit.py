@@ -209,6 +209,7 @@ class AdaptiveRateLimiter:
     MIN_RATE = 0.5
     MAX_RATE_GROWTH = 2.0
     RATE_STEP = 0.05
+    LOG_GROWTH = 1.25  # log a rise once the rate is this many times the last one logged
 
     def __init__(
         self,
@@ -227,6 +228,7 @@ class AdaptiveRateLimiter:
         self._last_cut = -math.inf
         self._responses = 0
         self._first_response = 0.0
+        self._logged_rate = math.inf
         #: Whether requests must go through :meth:`acquire`; until there is a cap or a throttle, they need not.
         self.active = rate_limit is not None
 
@@ -277,7 +279,8 @@ class AdaptiveRateLimiter:
         self._adapting = self.active = True
         self._last_cut = now
         self._set_rate(self._cubic.throttled(sending, now), measured)
-        _log.info("rate.decreased", rate=round(self.bucket.rate or 0.0, 2), measured=round(measured, 2))
+        self._logged_rate = self.bucket.rate or 0.0
+        _log.info("rate.decreased", rate=round(self._logged_rate, 2), measured=round(measured, 2))
 
     def _set_rate(self, rate: float, measured: float) -> None:
         rate = max(self.MIN_RATE, min(rate, self.MAX_RATE_GROWTH * max(measured, self.MIN_RATE)))
@@ -287,3 +290,6 @@ class AdaptiveRateLimiter:
         # Small steps are not worth voiding every waiter's slot for.
         if current is None or abs(rate - current) > self.RATE_STEP * current:
             self.bucket.rate = rate
+            if rate >= self.LOG_GROWTH * self._logged_rate:
+                self._logged_rate = rate
+                _log.info("rate.increased", rate=round(rate, 2))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import anyio
 import anyio.lowlevel
 import pytest
+import structlog
 
 from snapcrawl._ratelimit import AdaptiveRateLimiter, CubicRate, RateMeter, TokenBucket
 from tests.fakes import FakeClock
@@ -206,3 +208,21 @@ async def test_schedule_never_runs_away() -> None:
     start = clock.now
     await bucket.acquire()
     assert clock.now - start <= 1.0 + 9 / 0.5 + 2.0
+
+
+def test_rate_changes_are_logged() -> None:
+    """A cut is logged at once; the climb back is logged in steps of a quarter, not on every answer."""
+    clock = FakeClock(0.0)
+    limiter = AdaptiveRateLimiter(None, clock=clock, sleep=clock.sleep)
+    for _ in range(200):
+        clock.now += 0.005
+        limiter.on_success()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
+    with structlog.testing.capture_logs() as logs:
+        limiter.on_throttle(sent_at=clock.now)
+        for _ in range(3000):
+            clock.now += 0.005
+            limiter.on_success()
+    events = [entry["event"] for entry in logs]
+    assert events[0] == "rate.decreased"
+    assert 1 <= events.count("rate.increased") <= 20
