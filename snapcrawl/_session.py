@@ -121,9 +121,13 @@ class PageFetcher:
         self._wall_clock = wall_clock
         self._rng = rng or random.Random()
         self._log = structlog.get_logger("snapcrawl").bind()
-        # Per-request events cost a call and a dict even when filtered out: ask once whether anyone listens.
+        # Per-request events cost a call and a dict even when filtered out: ask once whether anyone listens. An
+        # application that has not configured structlog gets its default, which prints everything to stdout: it
+        # is spared a line per request (but still sees retries, failures and the crawl's start and end).
         is_enabled_for = getattr(self._log, "is_enabled_for", None)
-        self._log_requests = is_enabled_for is None or bool(is_enabled_for(logging.DEBUG))
+        self._log_requests = structlog.is_configured() and (
+            is_enabled_for is None or bool(is_enabled_for(logging.DEBUG))
+        )
         self._measured_skew = 0.0
         self.stats = stats
 

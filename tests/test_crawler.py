@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -313,3 +314,13 @@ async def test_far_above_quota_few_throttles(big_simulator: Simulator) -> None:
     assert crawler.failures == [] and set(ids.values()) == {1}
     throttled = sim.stats.by_status[429]
     assert throttled < 0.1 * sim.stats.requests
+
+
+async def test_no_request_lines_from_unconfigured_structlog(simulator: Simulator) -> None:
+    """An application that never configured structlog is not flooded with one line per request."""
+    structlog.reset_defaults()
+    async with _crawler(simulator) as crawler:
+        assert crawler._fetcher is not None and not crawler._fetcher._log_requests
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    async with _crawler(simulator) as crawler:
+        assert crawler._fetcher is not None and crawler._fetcher._log_requests
