@@ -442,7 +442,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"snapcrawl: error: {exc}", file=sys.stderr)
             return EXIT_USAGE
         if isinstance(exc, AuthError):
-            print(f"snapcrawl: credentials rejected: {exc}", file=sys.stderr)
+            print(f"snapcrawl: {exc}", file=sys.stderr)
             return EXIT_AUTH
         if isinstance(exc, SnapcrawlError):
             print(f"snapcrawl: failed: {exc}", file=sys.stderr)
