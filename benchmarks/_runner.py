@@ -17,10 +17,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any, Final
+
+from snapcrawl.simulator import STATS_PATH
 
 from ._harness import (
     ALL_CPUS,
@@ -385,6 +388,13 @@ def measure_latency(bench: Bench) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def _server_stats(url: str) -> dict[str, Any]:
+    """The simulator's own counters (``snapcrawl.simulator.STATS_PATH``), read over loopback."""
+    with urllib.request.urlopen(url + STATS_PATH, timeout=10) as response:  # noqa: S310 - our own loopback URL
+        data: dict[str, Any] = json.loads(response.read())
+    return data
+
+
 def measure_ratelimit(bench: Bench) -> None:
     """3. snapcrawl at ``--rate``/``--burst``: achieved rate and the busiest one-second window, server-side."""
     plan = bench.plan
@@ -406,6 +416,7 @@ def measure_ratelimit(bench: Bench) -> None:
     bench.verify("ratelimit", out, int(data["total_snapshots"]))
     # The same crawl with the simulator in its own process: no shared GIL delaying the client's event loop.
     sim = bench.simulator(volumes)
+    before = _server_stats(sim.url)
     apart, _ = _drive(
         bench,
         sim,
@@ -413,6 +424,7 @@ def measure_ratelimit(bench: Bench) -> None:
         timeout=60 + plan.rate_seconds * 3,
         extra=("--rate", str(plan.rate), "--burst", str(plan.burst)),
     )
+    after = _server_stats(sim.url)
     sim.stop()
     achieved = data["requests"] / data["elapsed"]
     ceiling = plan.rate + plan.burst
@@ -431,8 +443,11 @@ def measure_ratelimit(bench: Bench) -> None:
         "by_status": data["by_status"],
         "apart_achieved_rps": apart["requests"] / apart["elapsed"] if apart else None,
         "apart_sent_max_in_1s_window": apart.get("sent_max_in_1s_window"),
+        # Arrivals timestamped by a simulator in its own process, as a real server would see them.
+        "apart_server_requests": after["requests"] - before["requests"],
+        "apart_server_max_in_1s_window": after["max_in_1s_window"],
         "met_rate": abs(achieved / plan.rate - 1) <= TARGETS["rate_accuracy"],
-        "met_window": data["max_in_1s_window"] <= ceiling,
+        "met_window": after["max_in_1s_window"] <= ceiling,
     }
     _log(
         f"ratelimit {achieved:.1f} req/s over {data['elapsed']:.1f} s ({result['deviation']:+.2%}); "
@@ -644,16 +659,15 @@ def _render_latency(cases: list[dict[str, Any]], plan: Plan) -> list[str]:
 
 def _render_ratelimit(data: dict[str, Any]) -> list[str]:
     return [
-        f"3. Rate limit: --rate {data['rate']:g} --burst {data['burst']} (simulator in the same process; arrivals "
-        "timestamped by the server)",
-        f"   {data['requests']:,} requests in {data['elapsed']:.2f} s = {data['achieved_rps']:.1f} req/s "
-        f"({data['deviation']:+.2%}; server-side {data['server_rps']:.1f} req/s)  target within "
-        f"{TARGETS['rate_accuracy']:.0%}  {_verdict(data['met_rate'])}",
-        f"   busiest 1 s window: {data['max_in_1s_window']} requests at the server, "
-        f"{data['sent_max_in_1s_window']} as sent by the client  (limit rate + burst = {data['window_limit']:g})  "
-        f"{_verdict(data['met_window'])}",
-        f"   same crawl, simulator in its own process (client-side timestamps only): "
-        f"{data['apart_achieved_rps'] or 0:.1f} req/s, busiest 1 s window {data['apart_sent_max_in_1s_window']} sent",
+        f"3. Rate limit: --rate {data['rate']:g} --burst {data['burst']}",
+        f"   simulator in the same process: {data['requests']:,} requests in {data['elapsed']:.2f} s = "
+        f"{data['achieved_rps']:.1f} req/s ({data['deviation']:+.2%}; server-side {data['server_rps']:.1f} req/s)  "
+        f"target within {TARGETS['rate_accuracy']:.0%}  {_verdict(data['met_rate'])}",
+        f"   busiest 1 s window there: {data['max_in_1s_window']} arrivals, {data['sent_max_in_1s_window']} sent "
+        "(the shared interpreter lock bunches arrivals)",
+        f"   simulator in its own process: {data['apart_achieved_rps'] or 0:.1f} req/s; busiest 1 s window "
+        f"{data['apart_server_max_in_1s_window']} arrivals at the server, {data['apart_sent_max_in_1s_window']} sent "
+        f"(limit rate + burst = {data['window_limit']:g})  {_verdict(data['met_window'])}",
     ]
 
 

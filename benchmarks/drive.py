@@ -24,6 +24,7 @@ import anyio
 import structlog
 
 from snapcrawl import AiohttpTransport, Crawler, Credentials, JsonLinesWriter, Response, Transport
+from snapcrawl.cli import _use_uvloop as use_uvloop
 from snapcrawl.simulator import DEMO_CREDENTIALS
 
 __all__ = ["RecordingTransport", "crawl", "main", "max_in_window", "rates"]
@@ -172,7 +173,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 rate=args.rate,
                 burst=args.burst,
                 timestamps=args.timestamps,
-            )
+            ),
+            # The same event loop as the command line would pick (uvloop when installed).
+            backend_options={"use_uvloop": use_uvloop("auto")},
         )
         result["cpu"] = time.process_time() - cpu_started
     args.report.write_text(json.dumps(result), encoding="utf-8")

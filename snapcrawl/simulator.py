@@ -49,6 +49,7 @@ __all__ = [
     "MAX_PAGE_SIZE",
     "NO_FAULTS",
     "SORT_KEYS",
+    "STATS_PATH",
     "Dataset",
     "Faults",
     "Simulator",
@@ -131,6 +132,9 @@ class Faults(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError(f"huge_body_bytes must be >= 0, not {self.huge_body_bytes}")
 
 
+#: ``GET`` this path for the simulator's :class:`Stats` as JSON (unauthenticated, uncounted, never faulted).
+STATS_PATH: Final = "/_simulator/stats"
+
 #: The default :class:`Faults`: nothing breaks.
 NO_FAULTS: Final = Faults()
 
@@ -168,6 +172,16 @@ class Stats:
                 first += 1
             best = max(best, last - first + 1)
         return best
+
+    def as_dict(self) -> dict[str, Any]:
+        """The counters as JSON-ready values, with the busiest one-second window."""
+        return {
+            "requests": self.requests,
+            "by_status": {str(status): n for status, n in self.by_status.items()},
+            "dropped": self.dropped,
+            "max_in_flight": self.max_in_flight,
+            "max_in_1s_window": self.max_in_window(1.0),
+        }
 
     def __repr__(self) -> str:
         return (
@@ -674,6 +688,8 @@ class Simulator:
     # -- the request path --------------------------------------------------------------------------------------
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if request.path == STATS_PATH:  # for harnesses in another process; not counted, never faulted
+            return web.Response(body=msgspec.json.encode(self.stats.as_dict()), content_type="application/json")
         stats = self.stats
         stats.requests += 1
         stats.arrivals.append(time.monotonic())

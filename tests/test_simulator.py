@@ -25,6 +25,7 @@ from snapcrawl._signing import Signer, encode_query
 from snapcrawl.simulator import (
     DEMO_CREDENTIALS,
     SORT_KEYS,
+    STATS_PATH,
     Dataset,
     Faults,
     Simulator,
@@ -789,3 +790,15 @@ async def test_stats_count_requests_and_concurrency(api: Api, simulator: Simulat
     assert stats.max_in_window(1.0) == 8
     stats.reset()
     assert (stats.requests, stats.max_in_flight, stats.arrivals) == (0, 0, [])
+
+
+async def test_stats_endpoint_reports_without_counting_itself(simulator: Simulator) -> None:
+    """GET /_simulator/stats returns the counters as JSON and is neither counted nor faulted."""
+    simulator.faults = Faults(error_rate=1.0)
+    async with aiohttp.ClientSession() as session:
+        async with session.get(simulator.url + "/v1/snapshots") as response:
+            assert response.status == 503
+        async with session.get(simulator.url + STATS_PATH) as response:
+            assert response.status == 200
+            data = await response.json()
+    assert data["requests"] == 1 and data["by_status"] == {"503": 1} and data["max_in_1s_window"] == 1
