@@ -10,12 +10,10 @@ msgspec decoding into :class:`snapcrawl.SnapshotPage`, one reused encoder writin
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import hashlib
 import hmac
-import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -27,9 +25,8 @@ import msgspec
 from yarl import URL
 
 from snapcrawl import DEFAULT_API_VERSION, SnapshotPage
-from snapcrawl.simulator import DEMO_CREDENTIALS
 
-from .naive import Counts
+from .naive import Counts, client_main, client_parser, credentials_from_env
 
 __all__ = ["crawl", "main", "run"]
 
@@ -95,19 +92,9 @@ async def crawl(
     return counts
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.ceiling", description=__doc__.splitlines()[0])
-    parser.add_argument("--endpoint", required=True, metavar="URL")
-    parser.add_argument("--volumes", required=True, metavar="FILE", help="volume ids, one a line")
-    parser.add_argument("--out", required=True, metavar="FILE", help="JSON Lines output")
-    parser.add_argument("--page-size", type=int, default=100)
-    parser.add_argument("--concurrency", type=int, default=64)
-    return parser
-
-
 def run(argv: Sequence[str]) -> Counts:
     """Parse ``argv`` and crawl (credentials from ``SCP_ACCESS_KEY``/``SCP_SECRET_KEY``, else the demo ones)."""
-    args = _parser().parse_args(argv)
+    args = client_parser("python -m benchmarks.ceiling", __doc__.splitlines()[0]).parse_args(argv)
     with open(args.volumes, encoding="utf-8") as file, open(args.out, "wb") as out:
         volume_ids = (stripped for line in file if (stripped := line.strip()))
         return asyncio.run(
@@ -115,8 +102,7 @@ def run(argv: Sequence[str]) -> Counts:
                 args.endpoint.rstrip("/"),
                 volume_ids,
                 out,
-                access_key=os.environ.get("SCP_ACCESS_KEY", DEMO_CREDENTIALS.access_key),
-                secret_key=os.environ.get("SCP_SECRET_KEY", DEMO_CREDENTIALS.secret_key),
+                **credentials_from_env(),
                 page_size=args.page_size,
                 concurrency=args.concurrency,
             )
@@ -125,11 +111,7 @@ def run(argv: Sequence[str]) -> Counts:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Crawl and print a one-line summary to stderr."""
-    started = time.perf_counter()
-    counts = run(sys.argv[1:] if argv is None else argv)
-    elapsed = time.perf_counter() - started
-    print(f"ceiling: {counts.snapshots} snapshots, {counts.requests} requests in {elapsed:.2f} s", file=sys.stderr)
-    return 0
+    return client_main("ceiling", run, argv)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TextIO
 
 import aiohttp
@@ -25,7 +25,7 @@ import yarl
 from snapcrawl import DEFAULT_API_VERSION, encode_query, make_signature
 from snapcrawl.simulator import DEMO_CREDENTIALS
 
-__all__ = ["Counts", "crawl", "main", "run"]
+__all__ = ["Counts", "client_main", "client_parser", "crawl", "credentials_from_env", "main", "run"]
 
 
 @dataclasses.dataclass(slots=True)
@@ -87,8 +87,9 @@ async def crawl(
     return counts
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.naive", description=__doc__.splitlines()[0])
+def client_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The command line shared by the hand-written clients."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--endpoint", required=True, metavar="URL")
     parser.add_argument("--volumes", required=True, metavar="FILE", help="volume ids, one a line")
     parser.add_argument("--out", required=True, metavar="FILE", help="JSON Lines output")
@@ -97,9 +98,26 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def credentials_from_env() -> dict[str, str]:
+    """``access_key``/``secret_key`` from ``SCP_ACCESS_KEY``/``SCP_SECRET_KEY``, else the simulator's demo ones."""
+    return {
+        "access_key": os.environ.get("SCP_ACCESS_KEY", DEMO_CREDENTIALS.access_key),
+        "secret_key": os.environ.get("SCP_SECRET_KEY", DEMO_CREDENTIALS.secret_key),
+    }
+
+
+def client_main(name: str, run: Callable[[Sequence[str]], Counts], argv: Sequence[str] | None) -> int:
+    """Crawl with ``run`` and print a one-line summary to stderr."""
+    started = time.perf_counter()
+    counts = run(sys.argv[1:] if argv is None else argv)
+    elapsed = time.perf_counter() - started
+    print(f"{name}: {counts.snapshots} snapshots, {counts.requests} requests in {elapsed:.2f} s", file=sys.stderr)
+    return 0
+
+
 def run(argv: Sequence[str]) -> Counts:
     """Parse ``argv`` and crawl (credentials from ``SCP_ACCESS_KEY``/``SCP_SECRET_KEY``, else the demo ones)."""
-    args = _parser().parse_args(argv)
+    args = client_parser("python -m benchmarks.naive", __doc__.splitlines()[0]).parse_args(argv)
     with open(args.volumes, encoding="utf-8") as file:
         volume_ids = [line.strip() for line in file if line.strip()]
     with open(args.out, "w", encoding="utf-8") as out:
@@ -108,8 +126,7 @@ def run(argv: Sequence[str]) -> Counts:
                 args.endpoint.rstrip("/"),
                 volume_ids,
                 out,
-                access_key=os.environ.get("SCP_ACCESS_KEY", DEMO_CREDENTIALS.access_key),
-                secret_key=os.environ.get("SCP_SECRET_KEY", DEMO_CREDENTIALS.secret_key),
+                **credentials_from_env(),
                 page_size=args.page_size,
                 concurrency=args.concurrency,
             )
@@ -118,11 +135,7 @@ def run(argv: Sequence[str]) -> Counts:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Crawl and print a one-line summary to stderr."""
-    started = time.perf_counter()
-    counts = run(sys.argv[1:] if argv is None else argv)
-    elapsed = time.perf_counter() - started
-    print(f"naive: {counts.snapshots} snapshots, {counts.requests} requests in {elapsed:.2f} s", file=sys.stderr)
-    return 0
+    return client_main("naive", run, argv)
 
 
 if __name__ == "__main__":
