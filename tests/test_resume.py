@@ -124,7 +124,12 @@ def test_signals_stop_gracefully(slow_simulator: Simulator, tmp_path: Path, sign
     """SIGINT/SIGTERM flush and commit, say how to resume, exit 130/143; the resumed run completes exactly once."""
     argv, env = _command(slow_simulator, tmp_path)
     process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # noqa: S603
-    time.sleep(1.5)
+    out = tmp_path / "out.jsonl"
+    deadline = time.monotonic() + 30
+    # Signal mid-crawl: once output has been written, the handlers are installed and the crawl is under way.
+    while not (out.exists() and out.stat().st_size) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.2)
     process.send_signal(signum)
     _, err = process.communicate(timeout=10)
     assert process.returncode == status, err
