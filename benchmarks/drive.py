@@ -109,16 +109,9 @@ async def crawl(
         transport=recorder,
     )
     writer = JsonLinesWriter(out)
-    # Pages are lists of snapshots, or (with checkpointing) Page objects the writer records: write as the CLI does.
-    write_page = getattr(writer, "write_page", None)
     started = time.perf_counter()
-    async with crawler, crawler.crawl(volume_ids) as stream:
-        async for page in stream.pages():
-            item: Any = page
-            if write_page is not None and hasattr(item, "snapshots"):
-                write_page(item)
-            else:
-                writer.write(item)
+    async with crawler:  # as the CLI does: pages written straight from the workers
+        await crawler.crawl_into(writer.write_page, volume_ids)
     writer.flush()
     elapsed = time.perf_counter() - started
     stats = crawler.stats

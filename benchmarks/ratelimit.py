@@ -52,9 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         )
         arrivals = sim.stats.arrivals[:]
-        result["server_requests"] = sim.stats.requests
-        result["by_status"] = {str(status): count for status, count in sim.stats.by_status.items()}
-        result["max_in_1s_window"] = sim.stats.max_in_window(1.0)
+        server = sim.stats.as_dict()
+        result["server_requests"] = server["requests"]
+        result["by_status"] = server["by_status"]
+        result["max_in_1s_window"] = server["max_in_1s_window"]
         result["total_snapshots"] = sim.dataset.total
     span = arrivals[-1] - arrivals[0] if len(arrivals) > 1 else 0.0
     result["arrival_span"] = span

@@ -422,6 +422,7 @@ class _Crawl:
         self.fatal: BaseException | None = None
         self._ids: Iterator[str] = iter(())
         self._ids_receive: MemoryObjectReceiveStream[str] | None = None
+        self._seen: set[str] = set()
         crawler._crawls.add(self)
 
     async def run(self, volume_ids: Iterable[str] | AsyncIterable[str] | None) -> None:
@@ -471,25 +472,23 @@ class _Crawl:
         except anyio.WouldBlock:
             await self.send.send(page)
 
+    def _first_time(self, volume_id: str) -> bool:
+        """Whether this id is new to the crawl (then it is counted); duplicates are crawled once."""
+        if volume_id in self._seen:
+            return False
+        self._seen.add(volume_id)
+        self.crawler.stats.volumes_seen += 1
+        return True
+
     def _unique(self, volume_ids: Iterable[str]) -> Iterator[str]:
-        """The ids, each once, counted as they are handed out."""
-        seen: set[str] = set()
-        stats = self.crawler.stats
-        for volume_id in volume_ids:
-            if volume_id not in seen:
-                seen.add(volume_id)
-                stats.volumes_seen += 1
-                yield volume_id
+        """The ids, each once."""
+        return (volume_id for volume_id in volume_ids if self._first_time(volume_id))
 
     async def _feed(self, volume_ids: AsyncIterable[str], send: MemoryObjectSendStream[str]) -> None:
         """Hand ids from an async iterable to the workers lazily, each id once."""
-        seen: set[str] = set()
-        stats = self.crawler.stats
         async with send:
             async for volume_id in volume_ids:
-                if volume_id not in seen:
-                    seen.add(volume_id)
-                    stats.volumes_seen += 1
+                if self._first_time(volume_id):
                     await send.send(volume_id)
 
     async def _next_id(self) -> str | None:

@@ -12,7 +12,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Final
 
 import anyio
@@ -30,7 +30,7 @@ from ._exceptions import (
 )
 from ._models import SnapshotPage, decode_error_body, decode_page
 from ._ratelimit import AdaptiveRateLimiter, Sleep
-from ._signing import Signer, encode_query
+from ._signing import Signer
 from ._stats import CrawlStats
 from ._transport import Response, Transport
 
@@ -130,10 +130,6 @@ class PageFetcher:
         )
         self._measured_skew = 0.0
         self.stats = stats
-
-    def url_for(self, params: Mapping[str, str]) -> str:
-        """The exact wire URL for a query."""
-        return f"{self._url}?{encode_query(params)}" if params else self._url
 
     async def fetch(self, query: str, *, volume_id: str | None, page: int) -> SnapshotPage:
         """Fetch and decode one page for an encoded ``query``, retrying what may succeed later.
