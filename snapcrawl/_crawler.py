@@ -19,7 +19,6 @@ from types import TracebackType
 from typing import Final, Literal, Self
 
 import anyio
-import msgspec
 import structlog
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -35,7 +34,7 @@ from ._config import (
 )
 from ._config import api_version as api_version_info
 from ._exceptions import AuthError, ConfigError, SnapcrawlError, unwrap_group
-from ._models import Snapshot
+from ._models import Page, Snapshot
 from ._paginate import PageCursor, Paging
 from ._ratelimit import AdaptiveRateLimiter, Clock, Sleep
 from ._session import PageFetcher
@@ -58,21 +57,6 @@ class VolumeFailure:
     volume_id: str | None
     error: SnapcrawlError
     pages_done: int
-
-
-class Page(msgspec.Struct, frozen=True):
-    """One page as it arrived: its volume (``None`` for the account-wide listing), its 1-based number within
-    this run, its snapshots, and whether it was the volume's last."""
-
-    volume_id: str | None
-    number: int
-    snapshots: list[Snapshot]
-    last: bool
-
-    @property
-    def marker(self) -> str | None:
-        """The id of the page's last snapshot: where the listing goes on from."""
-        return self.snapshots[-1].id if self.snapshots else None
 
 
 class SnapshotStream(AsyncIterator[Snapshot]):

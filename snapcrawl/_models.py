@@ -11,7 +11,7 @@ from msgspec.structs import force_setattr
 
 from ._exceptions import DecodeError
 
-__all__ = ["ErrorBody", "Snapshot", "SnapshotPage", "decode_error_body", "decode_page"]
+__all__ = ["ErrorBody", "Page", "Snapshot", "SnapshotPage", "decode_error_body", "decode_page"]
 
 
 class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
@@ -34,6 +34,21 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
             force_setattr(self, "created_at", self.created_at.replace(tzinfo=dt.UTC))
         if self.updated_at is not None and self.updated_at.tzinfo is None:
             force_setattr(self, "updated_at", self.updated_at.replace(tzinfo=dt.UTC))
+
+
+class Page(msgspec.Struct, frozen=True):
+    """One page as it arrived: its volume (``None`` for the account-wide listing), its 1-based number within
+    this run, its snapshots, and whether it was the volume's last."""
+
+    volume_id: str | None
+    number: int
+    snapshots: list[Snapshot]
+    last: bool
+
+    @property
+    def marker(self) -> str | None:
+        """The id of the page's last snapshot: where the listing goes on from."""
+        return self.snapshots[-1].id if self.snapshots else None
 
 
 class SnapshotPage(msgspec.Struct, frozen=True, kw_only=True):

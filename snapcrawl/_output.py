@@ -12,7 +12,7 @@ from ._models import Snapshot
 
 if TYPE_CHECKING:
     from ._checkpoint import Checkpoint
-    from ._crawler import Page
+    from ._models import Page
 
 __all__ = ["JsonLinesWriter", "encode_snapshots"]
 

@@ -6,6 +6,8 @@ Everything above it sees a :class:`Transport`: ``get(url, headers) -> Response``
 from __future__ import annotations
 
 import ssl
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import NamedTuple, Protocol
 
 import aiohttp
@@ -18,13 +20,20 @@ __all__ = ["DEFAULT_MAX_BODY_BYTES", "AiohttpTransport", "Response", "Transport"
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 
 
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+
+
 class Response(NamedTuple):
-    """A complete HTTP answer: status, the headers snapcrawl reads, and the whole body."""
+    """A complete HTTP answer: status, the headers snapcrawl reads, and the whole body.
+
+    ``headers`` holds every response header (case-insensitive names), for rate-limit fields and the like.
+    """
 
     status: int
     body: bytes
     retry_after: str | None = None
     date: str | None = None
+    headers: Mapping[str, str] = _NO_HEADERS
 
 
 class Transport(Protocol):
@@ -74,9 +83,8 @@ class AiohttpTransport:
                 if length is not None and length > self._max_body_bytes:
                     raise DecodeError(f"response body of {length} bytes exceeds the cap of {self._max_body_bytes}")
                 body = await resp.read() if length is not None else await self._read_capped(resp)
-                if resp.status == 200:
-                    return Response(200, body)
-                return Response(resp.status, body, resp.headers.get("Retry-After"), resp.headers.get("Date"))
+                answer = resp.headers
+                return Response(resp.status, body, answer.get("Retry-After"), answer.get("Date"), answer)
         except TimeoutError:
             raise TransportError(f"no answer within the {self._timeout:g} s timeout") from None
         except ssl.SSLError as exc:

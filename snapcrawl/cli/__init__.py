@@ -1,0 +1,58 @@
+"""The ``snapcrawl`` command: ``list``, ``crawl``, ``demo`` and ``simulate``, one module per command.
+
+The only place that configures structlog. Exit status: 0 all complete, 1 some volumes failed, 2 usage or
+configuration error, 3 credentials rejected, 130/143 interrupted by SIGINT/SIGTERM. Never a traceback for these.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+import anyio
+
+from .._exceptions import AuthError, ConfigError, SnapcrawlError, unwrap_group
+from . import crawl, simulate
+from ._common import EXIT_AUTH, EXIT_FAILURES, EXIT_OK, EXIT_USAGE, Parser, configure_logging, use_uvloop
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``snapcrawl`` command."""
+    parser = Parser(prog="snapcrawl", description="Crawl the SCP Virtual Server 'List snapshots' API.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    for command in (crawl, simulate):
+        command.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    args = build_parser().parse_args(argv)
+    configure_logging(getattr(args, "log_level", "warning"), json=getattr(args, "log_json", False))
+    try:
+        uvloop = use_uvloop(getattr(args, "loop", "asyncio"))
+        status: int = anyio.run(args.run, args, backend_options={"use_uvloop": uvloop})
+    except BaseException as raised:  # mapped to exit statuses below, or re-raised
+        exc = unwrap_group(raised)
+        if isinstance(exc, ConfigError):
+            print(f"snapcrawl: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        if isinstance(exc, AuthError):
+            print(f"snapcrawl: {exc}", file=sys.stderr)
+            return EXIT_AUTH
+        if isinstance(exc, SnapcrawlError):
+            print(f"snapcrawl: failed: {exc}", file=sys.stderr)
+            return EXIT_FAILURES
+        if isinstance(exc, KeyboardInterrupt):
+            print("snapcrawl: interrupted", file=sys.stderr)
+            return 130
+        if isinstance(exc, BrokenPipeError):
+            # The reader of stdout went away (e.g. `| head`): not an error of ours.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_OK
+        raise
+    return status

@@ -1,0 +1,212 @@
+"""``snapcrawl list``, ``crawl`` and ``demo``: snapshots from the API (or the built-in simulator) to an output."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any, BinaryIO
+
+import anyio
+
+from .._checkpoint import Checkpoint
+from .._crawler import Crawler
+from .._exceptions import ConfigError
+from .._output import JsonLinesWriter
+from ._common import (
+    EXIT_FAILURES,
+    EXIT_OK,
+    add_connection_options,
+    add_loop_option,
+    make_crawler,
+    positive_float,
+    positive_int,
+)
+from .progress import Progress
+
+__all__ = ["register"]
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``list``, ``crawl`` and ``demo`` commands."""
+    one = commands.add_parser("list", help="list one volume's snapshots as JSON Lines")
+    one.add_argument("--volume", required=True, metavar="ID", help="volume id")
+    one.add_argument("--out", metavar="FILE", help="JSON Lines output (default: stdout)")
+    add_connection_options(one)
+
+    many = commands.add_parser("crawl", help="crawl many volumes (or the whole account) concurrently")
+    source = many.add_argument_group("volumes (default: every snapshot of the account)")
+    source.add_argument("--volumes", metavar="FILE", help="file of volume ids, one a line; - for stdin")
+    source.add_argument("--volume", action="append", default=[], metavar="ID", help="a volume id (repeatable)")
+    add_connection_options(many)
+    _add_crawl_options(many)
+
+    demo = commands.add_parser("demo", help="crawl the built-in simulator, started in-process")
+    demo.add_argument("--volumes", type=positive_int, default=3000, metavar="N", help="simulated volumes")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--out", default="snapcrawl-demo.jsonl", metavar="FILE", help="where the snapshots go")
+    demo.add_argument("--concurrency", type=positive_int, default=64, metavar="N")
+    demo.add_argument("--no-progress", action="store_true")
+    demo.add_argument("--no-faults", action="store_true", help="a perfect server: no latency, no 503s")
+    add_loop_option(demo)
+    demo.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
+    demo.add_argument("--log-json", action="store_true")
+    one.set_defaults(run=_cmd_list)
+    many.set_defaults(run=_cmd_crawl)
+    demo.set_defaults(run=_cmd_demo)
+
+
+def _add_crawl_options(parser: argparse.ArgumentParser) -> None:
+    crawl = parser.add_argument_group("crawl")
+    crawl.add_argument("--out", metavar="FILE", help="JSON Lines output (default: stdout)")
+    crawl.add_argument("--concurrency", type=positive_int, default=64, metavar="N", help="requests in flight")
+    crawl.add_argument("--rate", type=positive_float, metavar="R", help="requests/s cap (default: none)")
+    crawl.add_argument("--burst", type=positive_int, default=10, metavar="N", help="with --rate (default 10)")
+    crawl.add_argument("--no-progress", action="store_true", help="no live progress line on stderr")
+    add_loop_option(crawl)
+    crawl.add_argument(
+        "--state", metavar="FILE", help="SQLite checkpoint: a crawl run again with it skips what is done (needs --out)"
+    )
+
+
+def _read_ids(lines: IO[str]) -> Iterator[str]:
+    """Volume ids from a text stream: one a line, blank lines and ``#`` comments skipped."""
+    for line in lines:
+        if (volume_id := line.strip()) and not volume_id.startswith("#"):
+            yield volume_id
+
+
+@contextlib.contextmanager
+def _output(path: str | None) -> Iterator[BinaryIO]:
+    if path is None or path == "-":
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    try:
+        file = open(path, "wb")  # noqa: SIM115 - closed right below
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
+    with file:
+        yield file
+
+
+def _summary(crawler: Crawler, out: str | None) -> str:
+    stats = crawler.stats
+    finished = stats.volumes_done + stats.volumes_failed + stats.volumes_skipped
+    where = f" -> {out}" if out and out != "-" else ""
+    skipped = f", {stats.volumes_skipped} done earlier" if stats.volumes_skipped else ""
+    return (
+        f"snapcrawl: {finished} volumes ({stats.volumes_done} complete, {stats.volumes_failed} failed{skipped}), "
+        f"{stats.snapshots} snapshots, {stats.requests} requests in {stats.elapsed:.1f} s "
+        f"({stats.requests_per_second:.0f} req/s), {stats.retries} retries, {stats.throttled} throttled{where}"
+    )
+
+
+async def _watch_signals(scope: anyio.CancelScope, caught: list[int]) -> None:
+    """On SIGINT or SIGTERM, remember it and cancel the crawl so that it can stop cleanly."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            caught.append(signum)
+            scope.cancel()
+            return
+
+
+def _open_sink(
+    args: argparse.Namespace, crawler: Crawler, stack: contextlib.ExitStack
+) -> tuple[JsonLinesWriter, Checkpoint | None]:
+    """The writer for ``--out``; with ``--state``, checkpointed and cut back to what the state file covers."""
+    if getattr(args, "state", None) is None:
+        return JsonLinesWriter(stack.enter_context(_output(args.out))), None
+    if args.out in (None, "-"):
+        raise ConfigError("--state needs --out FILE: a resumed crawl appends to that file")
+    settings = {"endpoint": crawler.endpoint, "name": args.name, "sort": args.sort}
+    checkpoint = stack.enter_context(Checkpoint(args.state, output=args.out, settings=settings))
+    file = stack.enter_context(checkpoint.open_output())
+    return JsonLinesWriter(file, checkpoint=checkpoint, offset=checkpoint.output_offset), checkpoint
+
+
+async def _crawl(crawler: Crawler, volume_ids: Any, args: argparse.Namespace, *, total: int | None) -> int:
+    show_progress = not args.no_progress and sys.stderr.isatty()
+    progress = Progress(crawler.stats, total=total)
+    caught: list[int] = []
+    with contextlib.ExitStack() as stack:
+        writer, checkpoint = _open_sink(args, crawler, stack)
+        try:
+            async with crawler, anyio.create_task_group() as tg:
+                crawl_scope = anyio.CancelScope()
+                tg.start_soon(_watch_signals, crawl_scope, caught)
+                if show_progress:
+                    tg.start_soon(progress.run)
+                with crawl_scope:
+                    # Writing a page to a file is quick and synchronous: done in the worker, with no stream.
+                    await crawler.crawl_into(
+                        writer.write_page, volume_ids, name=args.name, sort=args.sort, checkpoint=checkpoint
+                    )
+                tg.cancel_scope.cancel()
+        finally:
+            writer.flush()  # the output first, then the checkpoint that covers it
+            if show_progress:
+                progress.clear()
+    print(_summary(crawler, args.out), file=sys.stderr)
+    for failure in crawler.failures:
+        print(f"snapcrawl: failed: volume {failure.volume_id}: {failure.error}", file=sys.stderr)
+    if caught:
+        how = "run the same command again to resume" if checkpoint else "add --state FILE to make crawls resumable"
+        print(f"snapcrawl: interrupted by {signal.Signals(caught[0]).name}; {how}", file=sys.stderr)
+        return 128 + caught[0]
+    return EXIT_FAILURES if crawler.failures else EXIT_OK
+
+
+def _volume_source(args: argparse.Namespace, stack: contextlib.ExitStack) -> tuple[Any, int | None]:
+    """The volume ids to crawl (lazily read) and their number, when known up front."""
+    if args.volumes is None:
+        return (args.volume or None), (len(set(args.volume)) or None)
+    if args.volumes == "-":
+        return [*args.volume, *_read_ids(sys.stdin)] if args.volume else _read_ids(sys.stdin), None
+    path = Path(args.volumes)
+    try:
+        with path.open(encoding="utf-8") as counting:
+            total = sum(1 for _ in _read_ids(counting))
+        lines = stack.enter_context(path.open(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read volume ids from {path}: {exc.strerror}") from None
+    if args.volume:
+        return [*args.volume, *_read_ids(lines)], total + len(args.volume)
+    return _read_ids(lines), total
+
+
+async def _cmd_list(args: argparse.Namespace) -> int:
+    crawler = make_crawler(args)
+    with _output(args.out) as file:
+        writer = JsonLinesWriter(file)
+        async with crawler:
+            batch = []
+            async for snapshot in crawler.list_snapshots(args.volume, name=args.name, sort=args.sort):
+                batch.append(snapshot)
+                if len(batch) >= args.page_size:
+                    writer.write(batch)
+                    batch = []
+            writer.write(batch)
+    return EXIT_OK
+
+
+async def _cmd_crawl(args: argparse.Namespace) -> int:
+    with contextlib.ExitStack() as stack:
+        volume_ids, total = _volume_source(args, stack)
+        crawler = make_crawler(args, concurrency=args.concurrency, rate_limit=args.rate, burst=args.burst)
+        return await _crawl(crawler, volume_ids, args, total=total)
+
+
+async def _cmd_demo(args: argparse.Namespace) -> int:
+    from ..simulator import Faults, Simulator  # noqa: PLC0415 - only the demo and simulate need the server side
+
+    # A realistic server by default: some latency, and a few 503s for the retries to absorb.
+    faults = Faults() if args.no_faults else Faults(latency=(0.005, 0.03), error_rate=0.01)
+    async with Simulator(volumes=args.volumes, seed=args.seed, faults=faults) as sim:
+        print(f"snapcrawl: demo simulator at {sim.url} with {args.volumes} volumes", file=sys.stderr)
+        crawler = Crawler(endpoint=sim.url, credentials=sim.credentials, concurrency=args.concurrency)
+        args.name = args.sort = args.state = None
+        return await _crawl(crawler, sim.dataset.volume_ids, args, total=len(sim.dataset.volume_ids))
