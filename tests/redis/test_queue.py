@@ -1,0 +1,253 @@
+"""The job queue: idempotent enqueuing, acknowledgement after commit, claiming from dead workers, dead letters."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+
+import anyio
+import pytest
+import redis.asyncio as aioredis
+
+from snapcrawl._exceptions import ConfigError, TransportError
+from snapcrawl._models import Page
+from snapcrawl.queue import JobQueue, Worker
+from snapcrawl.sinks import Sink, VolumeProgress
+
+VOLUMES = [f"vol-{n:03d}" for n in range(40)]
+
+
+class MemorySink:
+    """A sink that keeps pages in memory and makes them 'committed' only on flush."""
+
+    def __init__(self, progress: Mapping[str | None, VolumeProgress] | None = None) -> None:
+        self.progress = dict(progress or {})
+        self.buffered: list[Page] = []
+        self.committed: list[Page] = []
+        self.failed: dict[str | None, str] = {}
+        self.flushes = 0
+
+    async def load_progress(self) -> Mapping[str | None, VolumeProgress]:
+        return self.progress
+
+    async def delivered_ids(self, volume_id: str | None) -> set[str]:
+        return set()
+
+    async def write(self, page: Page) -> None:
+        self.buffered.append(page)
+
+    async def fail(self, volume_id: str | None, error: str) -> None:
+        self.failed[volume_id] = error
+
+    async def flush(self) -> None:
+        self.flushes += 1
+        self.committed += self.buffered
+        self.buffered = []
+
+    async def aclose(self) -> None:
+        await self.flush()
+
+    def committed_volumes(self) -> set[str | None]:
+        return {page.volume_id for page in self.committed if page.last}
+
+
+def _last_page(volume: str) -> Page:
+    return Page(volume, 1, [], last=True)
+
+
+@pytest.fixture
+def queue(redis_client: aioredis.Redis) -> JobQueue:
+    """A job queue on the shared (flushed) server."""
+    return JobQueue(redis_client, "nightly", max_deliveries=2)
+
+
+async def _crawl_all(worker: Worker, sink: Sink, *, fail: frozenset[str] = frozenset()) -> list[str]:
+    """Act as the crawler: take every volume the worker hands out, finish it (or fail it), until the job ends."""
+    taken = []
+    async for volume in worker.volumes():
+        taken.append(volume)
+        if volume in fail:
+            await sink.fail(volume, "500 Internal Server Error (volume " + volume + ")")
+        else:
+            await sink.write(_last_page(volume))
+    await sink.aclose()
+    return taken
+
+
+async def test_enqueue_is_idempotent(queue: JobQueue) -> None:
+    """Enqueuing the same ids twice (two workers started alike) adds each once; the job is then sealed."""
+    assert await queue.enqueue(VOLUMES) == len(VOLUMES)
+    assert await queue.enqueue(iter(VOLUMES[::-1])) == 0
+    status = await queue.status()
+    assert (status.total, status.pending, status.in_progress, status.done) == (len(VOLUMES), len(VOLUMES), 0, 0)
+    assert status.sealed
+    assert not status.complete
+    assert await queue.client.xlen(queue.keys.stream) == len(VOLUMES)
+
+
+async def test_enqueue_from_an_async_iterable(queue: JobQueue) -> None:
+    """An async iterable of ids is enqueued too (in batches)."""
+
+    async def ids() -> AsyncIterator[str]:
+        for n in range(1200):
+            yield f"v{n}"
+
+    assert await queue.enqueue(ids()) == 1200
+
+
+async def test_worker_acknowledges_only_committed_volumes(queue: JobQueue) -> None:
+    """A volume is acknowledged after the flush that commits its last page, not when it is written."""
+    await queue.enqueue(VOLUMES[:3])
+    inner = MemorySink()
+    async with Worker(queue, batch=2, ack_every=100) as worker:
+        sink = worker.sink(inner)
+        volumes = worker.volumes()
+        first = await anext(volumes)
+        await sink.write(_last_page(first))
+        status = await queue.status()
+        assert status.done == 0
+        assert status.in_progress == 2  # a batch of two taken, none acknowledged
+        await sink.flush()
+        assert (await queue.status()).done == 1
+        rest = [volume async for volume in _finish(volumes, sink)]
+    assert sorted([first, *rest]) == sorted(VOLUMES[:3])
+    status = await queue.status()
+    assert status.complete
+    assert (status.done, status.pending, status.in_progress) == (3, 0, 0)
+    assert inner.committed_volumes() == set(VOLUMES[:3])
+
+
+async def _finish(volumes: AsyncIterator[str], sink: Sink) -> AsyncIterator[str]:
+    async for volume in volumes:
+        await sink.write(_last_page(volume))
+        yield volume
+
+
+async def test_two_workers_split_the_job(queue: JobQueue) -> None:
+    """Two workers on one job crawl every volume once between them and both stop when it is complete."""
+    await queue.enqueue(VOLUMES)
+    results: dict[str, list[str]] = {}
+
+    async def run(name: str) -> None:
+        async with Worker(JobQueue(queue.client, "nightly"), name=name, batch=4, poll=0.2) as worker:
+            results[name] = await _crawl_all(worker, worker.sink(MemorySink()))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run, "a")
+        tg.start_soon(run, "b")
+    taken = results["a"] + results["b"]
+    assert sorted(taken) == sorted(VOLUMES)
+    status = await queue.status()
+    assert status.complete
+    assert status.done == len(VOLUMES)
+
+
+async def test_volumes_of_a_dead_worker_are_claimed(queue: JobQueue) -> None:
+    """Volumes a worker took and never acknowledged are claimed by another after claim_after."""
+    await queue.enqueue(VOLUMES[:10])
+    # The first worker takes a batch and dies: no acknowledgement, no heartbeat.
+    entries = await queue.client.xreadgroup("workers", "dead-worker", {queue.keys.stream: ">"}, count=4)
+    assert len(entries[0][1]) == 4
+    async with Worker(queue, claim_after=0.3, poll=0.1, batch=4) as survivor:
+        taken = await _crawl_all(survivor, survivor.sink(MemorySink()))
+    assert sorted(taken) == sorted(VOLUMES[:10])
+    assert survivor.claimed == 4
+    assert (await queue.status()).done == 10
+
+
+async def test_alive_worker_keeps_its_volumes(queue: JobQueue) -> None:
+    """While a worker's heartbeat runs, the volumes it holds are not claimed by another, however long they take."""
+    await queue.enqueue(VOLUMES[:2])
+    async with Worker(queue, claim_after=0.3, batch=1, name="slow") as slow:
+        sink = slow.sink(MemorySink())
+        volumes = slow.volumes()
+        held = await anext(volumes)
+        async with Worker(queue, claim_after=0.3, poll=0.1, batch=1, name="fast") as fast:
+            fast_sink = fast.sink(MemorySink())
+            fast_volumes = fast.volumes()
+            other = await anext(fast_volumes)
+            assert other != held
+            await fast_sink.write(_last_page(other))
+            await fast_sink.flush()
+            await anyio.sleep(0.8)  # well past claim_after: the slow worker's heartbeat keeps its volume
+            with anyio.move_on_after(0.5):
+                stolen = await anext(fast_volumes)
+                pytest.fail(f"claimed a volume that a live worker holds: {stolen}")
+        await sink.write(_last_page(held))
+        await sink.flush()
+        assert [volume async for volume in volumes] == []
+    assert (await queue.status()).complete
+
+
+async def test_failing_volume_is_dead_lettered(queue: JobQueue) -> None:
+    """A volume that keeps failing is reported failed after max_deliveries, with its error; the job ends."""
+    await queue.enqueue(VOLUMES[:5])
+    async with Worker(queue, poll=0.1) as worker:
+        taken = await _crawl_all(worker, worker.sink(MemorySink()), fail=frozenset({VOLUMES[2]}))
+    assert sorted(taken) == sorted(VOLUMES[:5])  # handed to this worker's crawler once
+    status = await queue.status()
+    assert status.complete
+    assert status.done == 4
+    assert dict(status.failed) == {VOLUMES[2]: f"500 Internal Server Error (volume {VOLUMES[2]})"}
+
+
+async def test_failed_volume_retried_by_another_worker(queue: JobQueue) -> None:
+    """A volume that failed in one worker is delivered again, and another worker may complete it."""
+    await queue.enqueue(["flaky"])
+    inner = MemorySink()
+    async with Worker(queue, poll=0.1, name="unlucky") as unlucky:
+        sink = unlucky.sink(inner)
+        volumes = unlucky.volumes()
+        assert await anext(volumes) == "flaky"
+        await sink.fail("flaky", "timed out")
+        async with Worker(JobQueue(queue.client, "nightly"), poll=0.1, name="lucky") as lucky:
+            assert await _crawl_all(lucky, lucky.sink(MemorySink())) == ["flaky"]
+        assert [volume async for volume in volumes] == []
+    status = await queue.status()
+    assert (status.done, dict(status.failed)) == (1, {})
+
+
+async def test_volumes_done_in_the_output_are_acknowledged_without_crawling(queue: JobQueue) -> None:
+    """A volume the shared output already holds as done (its worker died before acknowledging) is not recrawled."""
+    await queue.enqueue(VOLUMES[:3])
+    inner = MemorySink(progress={VOLUMES[0]: VolumeProgress("done", pages=1)})
+    async with Worker(queue, poll=0.1) as worker:
+        sink = worker.sink(inner)
+        await sink.load_progress()
+        taken = await _crawl_all(worker, sink)
+    assert sorted(taken) == VOLUMES[1:3]
+    assert (await queue.status()).done == 3
+
+
+async def test_status_lists_live_workers(queue: JobQueue) -> None:
+    """Job status names the workers alive, and forgets one that has left."""
+    await queue.enqueue(VOLUMES[:1])
+    async with Worker(queue, name="host-a:1") as worker:
+        assert (await queue.status()).workers == ("host-a:1",)
+        assert "host-a:1" in repr(worker)
+    assert (await queue.status()).workers == ()
+
+
+def test_bad_job_names_and_urls(redis_client: aioredis.Redis) -> None:
+    """A job name that cannot be a key segment, or a URL that is not Redis, is a ConfigError."""
+    for name in ("", "has space", "x" * 300, "*"):
+        with pytest.raises(ConfigError, match="invalid job name"):
+            JobQueue(redis_client, name)
+    with pytest.raises(ConfigError, match="redis://"):
+        JobQueue("postgresql://localhost/db", "job")
+    with pytest.raises(ConfigError, match="max_deliveries"):
+        JobQueue(redis_client, "job", max_deliveries=0)
+
+
+async def test_unreachable_queue_is_a_transport_error() -> None:
+    """No Redis behind the queue URL: a TransportError saying what the queue was doing."""
+    queue = JobQueue("redis://127.0.0.1:1/0", "job")
+    with pytest.raises(TransportError, match="job queue unreachable"):
+        await queue.enqueue(["a"])
+    await queue.aclose()
+
+
+async def test_worker_needs_the_acking_sink(queue: JobQueue) -> None:
+    """Taking volumes without wrapping the sink would never acknowledge them: refused up front."""
+    async with Worker(queue) as worker:
+        with pytest.raises(ConfigError, match=r"worker\.sink"):
+            await anext(worker.volumes())
