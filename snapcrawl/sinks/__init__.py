@@ -1,5 +1,5 @@
 """Destinations of a crawl: JSON Lines files, SQLite and PostgreSQL inventories."""
 
-from ._base import Sink, VolumeProgress
+from ._base import CommitListener, Sink, VolumeProgress
 
-__all__ = ["Sink", "VolumeProgress"]
+__all__ = ["CommitListener", "Sink", "VolumeProgress"]
