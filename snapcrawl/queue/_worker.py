@@ -1,11 +1,12 @@
 """One worker of a distributed crawl: takes volumes from the job's stream, acknowledges them once committed.
 
 The worker hands the crawler an async iterator of volume ids (:meth:`Worker.volumes`) and wraps the crawl's
-sink (:meth:`Worker.sink`): a volume is acknowledged only after a flush of the sink has committed its last page,
-and a failed volume goes back to the queue (or to the dead letters). Volumes that a dead worker left pending
-longer than ``claim_after`` are claimed (``XAUTOCLAIM``); a background heartbeat keeps the volumes this worker
-holds from being claimed while it is alive. The iterator ends when every volume of the job is done or failed,
-so a worker stays until the job is complete, ready to take over what another worker leaves behind.
+sink (:meth:`Worker.sink`): a volume is acknowledged only once the sink's ``on_commit`` says its last page is
+durably committed, and a failed volume goes back to the queue (or to the dead letters). Volumes that a dead
+worker left pending longer than ``claim_after`` are claimed (``XAUTOCLAIM``); a background heartbeat keeps
+the volumes this worker holds from being claimed while it is alive. The iterator ends when every volume of
+the job is done or failed, so a worker stays until the job is complete, ready to take over what another
+worker leaves behind.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import contextlib
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final, Self
 
@@ -24,7 +25,7 @@ from anyio.abc import TaskGroup
 
 from .._exceptions import ConfigError
 from .._models import Page
-from ..sinks import Sink, VolumeProgress
+from ..sinks import CommitListener, Sink, VolumeProgress
 from ._job import GROUP, WORKER_ALIVE_SECONDS, JobQueue, _mapped, _text
 
 __all__ = ["DEFAULT_CLAIM_AFTER", "Worker"]
@@ -122,7 +123,7 @@ class Worker:
                     yield volume
                 continue
             # Nothing to take: commit what is finished (its acknowledgement may be all the job waits for).
-            await self._sink.commit()
+            await self._sink.flush()
             if (await self.queue.status()).complete:
                 return
 
@@ -192,13 +193,23 @@ def _volume(fields: Mapping[bytes | str, bytes | str]) -> str:
 
 
 class AckingSink:
-    """A sink that forwards everything and acknowledges a volume once a flush has committed its last page."""
+    """A sink that forwards everything, and acknowledges a volume once the inner sink has durably committed it.
+
+    It listens on the inner sink's ``on_commit`` (and passes the notification on to its own ``on_commit``, if
+    set). A failed volume goes back to the queue at once (its failure is not output to commit).
+    """
 
     def __init__(self, inner: Sink, worker: Worker) -> None:
         self._inner = inner
         self._worker = worker
-        self._finished: list[str] = []
-        self._lock = anyio.Lock()
+        self._finished = 0  # volumes whose last page was written since the last flush
+        self.on_commit: CommitListener | None = None
+        inner.on_commit = self._committed
+
+    async def _committed(self, volume_ids: Sequence[str | None]) -> None:
+        await self._worker.acknowledge([volume for volume in volume_ids if volume is not None])
+        if self.on_commit is not None:
+            await self.on_commit(volume_ids)
 
     async def load_progress(self) -> Mapping[str | None, VolumeProgress]:
         progress = await self._inner.load_progress()
@@ -211,27 +222,22 @@ class AckingSink:
     async def write(self, page: Page) -> None:
         await self._inner.write(page)
         if page.last and page.volume_id is not None:
-            self._finished.append(page.volume_id)
-            if len(self._finished) >= self._worker.ack_every:
-                await self.commit()
+            self._finished += 1
+            if self._finished >= self._worker.ack_every:
+                await self.flush()
 
     async def fail(self, volume_id: str | None, error: str) -> None:
-        await self._inner.fail(volume_id, error)
         if volume_id is not None:
             await self._worker.failed(volume_id, error)
-
-    async def commit(self) -> None:
-        """Flush the sink, then acknowledge every volume finished before the flush began."""
-        async with self._lock:
-            finished, self._finished = self._finished, []
-            await self._inner.flush()
-            await self._worker.acknowledge(finished)
+        await self._inner.fail(volume_id, error)
 
     async def flush(self) -> None:
-        await self.commit()
+        """Commit: the volumes finished so far are acknowledged (through ``on_commit``)."""
+        self._finished = 0
+        await self._inner.flush()
+
+    async def complete(self) -> None:
+        await self._inner.complete()
 
     async def aclose(self) -> None:
-        async with self._lock:
-            finished, self._finished = self._finished, []
-            await self._inner.aclose()
-            await self._worker.acknowledge(finished)
+        await self._inner.aclose()

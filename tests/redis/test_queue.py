@@ -11,15 +11,16 @@ import redis.asyncio as aioredis
 from snapcrawl._exceptions import ConfigError, TransportError
 from snapcrawl._models import Page
 from snapcrawl.queue import JobQueue, Worker
-from snapcrawl.sinks import Sink, VolumeProgress
+from snapcrawl.sinks import CommitListener, Sink, VolumeProgress
 
 VOLUMES = [f"vol-{n:03d}" for n in range(40)]
 
 
 class MemorySink:
-    """A sink that keeps pages in memory and makes them 'committed' only on flush."""
+    """A sink that keeps pages in memory and makes them 'committed' only on flush, then says so."""
 
     def __init__(self, progress: Mapping[str | None, VolumeProgress] | None = None) -> None:
+        self.on_commit: CommitListener | None = None
         self.progress = dict(progress or {})
         self.buffered: list[Page] = []
         self.committed: list[Page] = []
@@ -40,8 +41,13 @@ class MemorySink:
 
     async def flush(self) -> None:
         self.flushes += 1
-        self.committed += self.buffered
-        self.buffered = []
+        pages, self.buffered = self.buffered, []
+        self.committed += pages
+        if self.on_commit is not None:
+            await self.on_commit([page.volume_id for page in pages if page.last])
+
+    async def complete(self) -> None:
+        await self.flush()
 
     async def aclose(self) -> None:
         await self.flush()
