@@ -25,6 +25,7 @@ from ._common import (
     positive_float,
     positive_int,
 )
+from .job import add_distributed_options, check_distributed_options
 from .progress import Progress
 
 __all__ = ["register"]
@@ -43,6 +44,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     source.add_argument("--volume", action="append", default=[], metavar="ID", help="a volume id (repeatable)")
     add_connection_options(many)
     _add_crawl_options(many)
+    add_distributed_options(many)
 
     demo = commands.add_parser("demo", help="crawl the built-in simulator, started in-process")
     demo.add_argument("--volumes", type=positive_int, default=3000, metavar="N", help="simulated volumes")
@@ -194,6 +196,7 @@ async def _cmd_list(args: argparse.Namespace) -> int:
 
 
 async def _cmd_crawl(args: argparse.Namespace) -> int:
+    check_distributed_options(args)
     with contextlib.ExitStack() as stack:
         volume_ids, total = _volume_source(args, stack)
         crawler = make_crawler(args, concurrency=args.concurrency, rate_limit=args.rate, burst=args.burst)

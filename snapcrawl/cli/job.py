@@ -1,0 +1,148 @@
+"""``snapcrawl job status``, and the crawl command's ``--limiter``, ``--queue``, ``--job`` and ``--claim-after``.
+
+The crawl command adds the options with :func:`add_distributed_options`, checks them with
+:func:`check_distributed_options`, and opens the shared limiter and the queue worker with :func:`open_limiter`
+and :func:`open_worker` on its exit stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+from .._exceptions import ConfigError
+from ._common import EXIT_FAILURES, EXIT_OK, positive_float
+
+if TYPE_CHECKING:
+    from ..limits.redis import RedisLimiter
+    from ..queue import Worker
+
+__all__ = [
+    "add_distributed_options",
+    "check_distributed_options",
+    "open_limiter",
+    "open_worker",
+    "register",
+    "report_job",
+]
+
+_DATABASE_SCHEMES = ("postgresql://", "postgres://")
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``job`` command (``job status``)."""
+    job = commands.add_parser("job", help="distributed crawls: the state of a job")
+    actions = job.add_subparsers(dest="job_command", required=True, parser_class=type(job))
+    status = actions.add_parser("status", help="volumes pending, in progress, done and failed; workers alive")
+    status.add_argument("--queue", required=True, metavar="URL", help="the job's Redis, redis://HOST:PORT/DB")
+    status.add_argument("--job", required=True, metavar="NAME", help="the job's name")
+    status.add_argument("--json", action="store_true", help="one JSON object instead of text")
+    status.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
+    status.add_argument("--log-json", action="store_true")
+    status.set_defaults(run=_cmd_status)
+
+
+def add_distributed_options(parser: argparse.ArgumentParser) -> None:
+    """The crawl command's options for a shared quota and distributed jobs."""
+    group = parser.add_argument_group("beyond one process (Redis)")
+    group.add_argument(
+        "--limiter",
+        metavar="URL",
+        help="share one quota (--rate, or the discovered rate) with every process using this Redis: redis://HOST:PORT/DB",
+    )
+    group.add_argument(
+        "--queue",
+        metavar="URL",
+        help="take volumes from a distributed job in this Redis (needs --job and a database --out)",
+    )
+    group.add_argument("--job", metavar="NAME", help="the job's name: every worker of one crawl uses the same")
+    group.add_argument(
+        "--claim-after",
+        type=positive_float,
+        metavar="S",
+        help="take over volumes another worker has held this long without a heartbeat (default 60)",
+    )
+
+
+def check_distributed_options(args: argparse.Namespace) -> None:
+    """Usage errors (exit 2) for option combinations that cannot work."""
+    queue, job = getattr(args, "queue", None), getattr(args, "job", None)
+    if (queue is None) != (job is None):
+        raise ConfigError("--queue and --job go together: the job's Redis and the job's name")
+    if queue is None:
+        if getattr(args, "claim_after", None) is not None:
+            raise ConfigError("--claim-after needs --queue and --job")
+        return
+    out = getattr(args, "out", None)
+    if out is None or not out.startswith(_DATABASE_SCHEMES):
+        raise ConfigError(
+            "--queue needs --out postgresql://...: workers on several machines write one shared table "
+            f"(not {'stdout' if out in (None, '-') else 'the local file ' + repr(out)})"
+        )
+    if getattr(args, "state", None) is not None:
+        raise ConfigError("--state does not go with --queue: the job and the database keep the progress")
+
+
+async def open_limiter(
+    args: argparse.Namespace, stack: contextlib.AsyncExitStack, *, endpoint: str, access_key: str
+) -> RedisLimiter | None:
+    """The shared limiter of ``--limiter`` (with ``--rate``/``--burst``), entered on ``stack``; None without it."""
+    if getattr(args, "limiter", None) is None:
+        return None
+    from ..limits.redis import RedisLimiter  # noqa: PLC0415 - the redis extra is optional
+
+    limiter = RedisLimiter(args.limiter, endpoint=endpoint, access_key=access_key, rate=args.rate, burst=args.burst)
+    return await stack.enter_async_context(limiter)
+
+
+async def open_worker(args: argparse.Namespace, stack: contextlib.AsyncExitStack, volume_ids: Any) -> Worker | None:
+    """A worker of ``--job`` in ``--queue``, entered on ``stack``, after enqueuing ``volume_ids`` (if any)."""
+    if getattr(args, "queue", None) is None:
+        return None
+    from ..queue import DEFAULT_CLAIM_AFTER, JobQueue, Worker  # noqa: PLC0415 - the redis extra is optional
+
+    queue = JobQueue(args.queue, args.job)
+    stack.push_async_callback(queue.aclose)
+    if volume_ids is not None:
+        await queue.enqueue(volume_ids)
+    claim_after = args.claim_after if args.claim_after is not None else DEFAULT_CLAIM_AFTER
+    return await stack.enter_async_context(Worker(queue, claim_after=claim_after))
+
+
+async def report_job(worker: Worker) -> int:
+    """After a worker's crawl: print the job's outcome; exit 1 if the job has failed (dead-lettered) volumes."""
+    status = await worker.queue.status()
+    print(
+        f"snapcrawl: job {status.job}: {status.done} of {status.total} volumes done, {len(status.failed)} failed "
+        f"(this worker took {worker.taken}, claimed {worker.claimed})",
+        file=sys.stderr,
+    )
+    for volume, error in sorted(status.failed.items()):
+        print(f"snapcrawl: failed: volume {volume}: {error}", file=sys.stderr)
+    return EXIT_FAILURES if status.failed else EXIT_OK
+
+
+async def _cmd_status(args: argparse.Namespace) -> int:
+    from ..queue import JobQueue  # noqa: PLC0415 - the redis extra is optional
+
+    queue = JobQueue(args.queue, args.job)
+    try:
+        status = await queue.status()
+    finally:
+        await queue.aclose()
+    if args.json:
+        print(json.dumps(status.as_dict(), sort_keys=True))
+        return EXIT_OK
+    state = "complete" if status.complete else ("running" if status.sealed else "enqueuing")
+    print(f"job {status.job}: {state}, {status.total} volumes")
+    print(f"  pending      {status.pending}")
+    print(f"  in progress  {status.in_progress}")
+    print(f"  done         {status.done}")
+    print(f"  failed       {len(status.failed)}")
+    for volume, error in sorted(status.failed.items()):
+        print(f"    {volume}: {error}")
+    print(f"  workers      {len(status.workers)}" + "".join(f"\n    {worker}" for worker in status.workers))
+    return EXIT_OK
