@@ -1,0 +1,255 @@
+"""The shared quota on Redis: what a Redis round trip per request costs, and how well processes share a quota.
+
+``python -m benchmarks.redis_overhead [--seconds S] [--quota Q] [--processes N] [--json FILE]``
+
+1. Overhead: the mean time one ``acquire()`` takes, for the local limiter and the Redis one (uncapped, and capped
+   far above what is asked so no one waits), from 64 concurrent tasks; and Redis calls per grant.
+2. Sharing: a simulator answering 429 above ``Q`` requests/s (burst 10) and ``N`` client processes, each with 32
+   requests in flight, sending for ``S`` seconds through one :class:`RedisLimiter`:
+   - told the quota (``rate=Q``): the most requests the server counted in any of its whole seconds against
+     ``Q + burst``, and the share of the quota used;
+   - discovering (no rate): the share of the quota used, and the share of requests answered 429;
+   - told, with Redis killed 3 s in: every process keeps going (locally, at its share) and finishes.
+
+Each client is this module run as ``drive`` in a subprocess: a minimal request loop (acquire, signed GET, feed
+back the answer), so that the figures are the limiter's, not the crawler's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from snapcrawl._signing import Signer
+from snapcrawl._transport import AiohttpTransport
+from snapcrawl.limits.local import LocalLimiter
+from snapcrawl.limits.redis import RedisLimiter
+from snapcrawl.simulator import DEMO_CREDENTIALS, STATS_PATH
+
+from ._harness import REPO_ROOT, SimulatorProcess, client_env
+
+BURST = 10
+IN_FLIGHT = 32
+
+
+# ----------------------------------------------------------------------------------------------------- redis-server
+@contextlib.contextmanager
+def redis_server() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A throwaway redis-server on a free loopback port, persistence off."""
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(200):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0", proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+# -------------------------------------------------------------------------------------------------------- overhead
+async def _acquire_rate(limiter: Any, total: int, tasks: int = 64) -> float:
+    """Mean microseconds per acquire() with ``tasks`` concurrent callers."""
+    per_task = total // tasks
+
+    async def run() -> None:
+        for _ in range(per_task):
+            ticket = await limiter.acquire()
+            limiter.on_success(ticket, {})
+
+    started = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        for _ in range(tasks):
+            tg.start_soon(run)
+    return (time.perf_counter() - started) / (per_task * tasks) * 1e6
+
+
+async def overhead(redis_url: str, total: int) -> dict[str, Any]:
+    """Microseconds per acquire: local and Redis, uncapped and capped far above the demand."""
+    out: dict[str, Any] = {}
+    out["local_capped_us"] = await _acquire_rate(LocalLimiter(1e7, burst=1000), total)
+    for name, rate in (("redis_uncapped", None), ("redis_capped", 1e7)):
+        limiter = RedisLimiter(redis_url, endpoint=f"http://bench/{name}", access_key="k", rate=rate, burst=1000)
+        async with limiter:
+            out[f"{name}_us"] = await _acquire_rate(limiter, total)
+            out[f"{name}_calls_per_grant"] = round(limiter.stats.redis_calls / max(limiter.stats.granted_shared, 1), 3)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------- drive
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+async def drive(args: argparse.Namespace) -> dict[str, Any]:
+    """One client process: send for ``seconds`` through the shared limiter; count answers."""
+    volumes = Path(args.volume_file).read_text().split()
+    signer = Signer(DEMO_CREDENTIALS, api_version="1.1")
+    transport = AiohttpTransport(connections=IN_FLIGHT, timeout=10.0)
+    counts = {"ok": 0, "throttled": 0, "errors": 0}
+    limiter = RedisLimiter(
+        args.redis, endpoint=args.url, access_key=DEMO_CREDENTIALS.access_key, rate=args.rate, burst=BURST
+    )
+    async with limiter:
+        deadline = time.monotonic() + args.seconds
+
+        async def worker(index: int) -> None:
+            n = index
+            while time.monotonic() < deadline:
+                n += IN_FLIGHT
+                url = f"{args.url}/v1/snapshots?volume_id={volumes[n % len(volumes)]}&limit=1"
+                ticket = await limiter.acquire()
+                try:
+                    response = await transport.get(url, signer.headers("GET", url))
+                except Exception:  # noqa: BLE001 - counted; the benchmark goes on
+                    counts["errors"] += 1
+                    continue
+                if response.status == 429:
+                    counts["throttled"] += 1
+                    wait = limiter.on_throttle(ticket, _retry_after(response.retry_after), response.headers)
+                    if wait:
+                        await anyio.sleep(wait)
+                else:
+                    counts["ok"] += 1
+                    limiter.on_success(ticket, response.headers)
+
+        async with anyio.create_task_group() as tg:
+            for index in range(IN_FLIGHT):
+                tg.start_soon(worker, index)
+    await transport.aclose()
+    stats = limiter.stats
+    return counts | {
+        "granted_shared": stats.granted_shared,
+        "granted_local": stats.granted_local,
+        "fallbacks": stats.fallbacks,
+        "redis_calls": stats.redis_calls,
+        "requeued": stats.requeued,
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------- sharing
+def _sim_stats(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url + STATS_PATH, timeout=10) as answer:  # noqa: S310 - our own loopback server
+        result: dict[str, Any] = json.load(answer)
+    return result
+
+
+def share(
+    *, quota: float, processes: int, seconds: float, told: bool, kill_redis_at: float | None, workdir: Path
+) -> dict[str, Any]:
+    """Run ``processes`` clients against one quota; the server's view and the clients' counts."""
+    faults = ["--rate-limit", str(quota), "--rate-burst", str(BURST)]
+    with SimulatorProcess(volumes=200, workdir=workdir, faults=faults) as sim, redis_server() as (redis_url, redis):
+        cmd = [
+            sys.executable, "-m", "benchmarks.redis_overhead", "drive", "--url", sim.url, "--redis", redis_url,
+            "--seconds", str(seconds), "--volume-file", str(sim.volume_file),
+        ]  # fmt: skip
+        if told:
+            cmd += ["--rate", str(quota)]
+        clients = [
+            subprocess.Popen(cmd, cwd=REPO_ROOT, env=client_env(), stdout=subprocess.PIPE) for _ in range(processes)
+        ]
+        if kill_redis_at is not None:
+            time.sleep(kill_redis_at)
+            redis.kill()
+        results = []
+        for client in clients:
+            out, _ = client.communicate(timeout=seconds + 60)
+            results.append({"exit": client.returncode, **json.loads(out or b"{}")})
+        server = _sim_stats(sim.url)
+    rows = [row for row in server["per_second"] if row["requests"]]
+    full = rows[1:-1]  # whole seconds only: the first and last are partly idle
+    ok = sum(row["ok"] for row in full)
+    requests = sum(row["requests"] for row in server["per_second"])
+    throttled = sum(row["throttled"] for row in server["per_second"])
+    return {
+        "told": told,
+        "redis_killed_at": kill_redis_at,
+        "quota": quota,
+        "processes": processes,
+        "seconds_measured": len(full),
+        "max_per_second": max((row["requests"] for row in full), default=0),
+        "limit_per_second": quota + BURST,
+        "used": round(ok / (quota * max(len(full), 1)), 3),
+        "throttled_share": round(throttled / max(requests, 1), 4),
+        "clients_exit": [result["exit"] for result in results],
+        "granted_local": sum(result.get("granted_local", 0) for result in results),
+        "redis_calls_per_grant": round(
+            sum(r.get("redis_calls", 0) for r in results) / max(sum(r.get("granted_shared", 0) for r in results), 1), 3
+        ),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.redis_overhead")
+    sub = parser.add_subparsers(dest="command")
+    one = sub.add_parser("drive", help="(internal) one client process")
+    one.add_argument("--url", required=True)
+    one.add_argument("--redis", required=True)
+    one.add_argument("--seconds", type=float, required=True)
+    one.add_argument("--volume-file", required=True)
+    one.add_argument("--rate", type=float)
+    parser.add_argument("--seconds", type=float, default=12.0)
+    parser.add_argument("--quota", type=float, default=200.0)
+    parser.add_argument("--processes", type=int, default=4)
+    parser.add_argument("--acquires", type=int, default=20_000)
+    parser.add_argument("--only", choices=("overhead", "told", "discovering", "redis-killed"), action="append")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures here")
+    args = parser.parse_args(argv)
+    if args.command == "drive":
+        print(json.dumps(asyncio.run(drive(args))))
+        return 0
+    only = set(args.only or ("overhead", "told", "discovering", "redis-killed"))
+    report: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        if "overhead" in only:
+            with redis_server() as (url, _):
+                report["overhead"] = asyncio.run(overhead(url, args.acquires))
+            print("overhead", report["overhead"], flush=True)
+        runs = {"told": (True, None), "discovering": (False, None), "redis-killed": (True, 3.0)}
+        for name, (told, kill_at) in runs.items():
+            if name in only:
+                report[name] = share(
+                    quota=args.quota,
+                    processes=args.processes,
+                    seconds=args.seconds,
+                    told=told,
+                    kill_redis_at=kill_at,
+                    workdir=workdir,
+                )
+                print(name, report[name], flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    sys.exit(main())
