@@ -31,7 +31,7 @@ from ._common import (
     positive_float,
     positive_int,
 )
-from .job import add_distributed_options, check_distributed_options
+from .job import add_distributed_options, check_distributed_options, make_crawl_crawler
 from .progress import Progress
 
 __all__ = ["register"]
@@ -203,10 +203,11 @@ async def _cmd_list(args: argparse.Namespace) -> int:
 
 async def _cmd_crawl(args: argparse.Namespace) -> int:
     check_distributed_options(args)
-    with contextlib.ExitStack() as stack:
-        volume_ids, total = _volume_source(args, stack)
-        crawler = make_crawler(args, concurrency=args.concurrency, rate_limit=args.rate, burst=args.burst)
-        return await _crawl(crawler, volume_ids, args, total=total)
+    async with contextlib.AsyncExitStack() as distributed:  # the shared limiter (--limiter), if any
+        with contextlib.ExitStack() as stack:
+            volume_ids, total = _volume_source(args, stack)
+            crawler = await make_crawl_crawler(args, distributed)
+            return await _crawl(crawler, volume_ids, args, total=total)
 
 
 async def _cmd_demo(args: argparse.Namespace) -> int:

@@ -13,8 +13,10 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
+from .._config import load_credentials, resolve_endpoint
+from .._crawler import Crawler
 from .._exceptions import ConfigError
-from ._common import EXIT_FAILURES, EXIT_OK, positive_float
+from ._common import EXIT_FAILURES, EXIT_OK, make_crawler, positive_float
 
 if TYPE_CHECKING:
     from ..limits.redis import RedisLimiter
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = [
     "add_distributed_options",
     "check_distributed_options",
+    "make_crawl_crawler",
     "open_limiter",
     "open_worker",
     "register",
@@ -95,7 +98,29 @@ async def open_limiter(
     from ..limits.redis import RedisLimiter  # noqa: PLC0415 - the redis extra is optional
 
     limiter = RedisLimiter(args.limiter, endpoint=endpoint, access_key=access_key, rate=args.rate, burst=args.burst)
-    return await stack.enter_async_context(limiter)
+    await stack.enter_async_context(limiter)
+    stack.callback(_print_limiter_summary, limiter)
+    return limiter
+
+
+async def make_crawl_crawler(args: argparse.Namespace, stack: contextlib.AsyncExitStack) -> Crawler:
+    """The crawler of ``snapcrawl crawl``: paced by the shared limiter with ``--limiter``, else by ``--rate``."""
+    if getattr(args, "limiter", None) is None:
+        return make_crawler(args, concurrency=args.concurrency, rate_limit=args.rate, burst=args.burst)
+    endpoint = resolve_endpoint(args.endpoint, region=args.region, environment=args.environment)
+    credentials = load_credentials()
+    limiter = await open_limiter(args, stack, endpoint=endpoint, access_key=credentials.access_key)
+    return make_crawler(args, endpoint=endpoint, credentials=credentials, concurrency=args.concurrency, limiter=limiter)
+
+
+def _print_limiter_summary(limiter: RedisLimiter) -> None:
+    stats = limiter.stats
+    outage = f", Redis unavailable {stats.fallbacks} times" if stats.fallbacks else ""
+    print(
+        f"snapcrawl: shared quota {limiter.key}: {stats.granted_shared} requests paced through Redis in "
+        f"{stats.redis_calls} calls, {stats.granted_local} locally{outage}",
+        file=sys.stderr,
+    )
 
 
 async def open_worker(args: argparse.Namespace, stack: contextlib.AsyncExitStack, volume_ids: Any) -> Worker | None:
