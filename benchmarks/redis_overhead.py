@@ -37,7 +37,7 @@ import anyio
 
 from snapcrawl._signing import Signer
 from snapcrawl._transport import AiohttpTransport
-from snapcrawl.limits.local import LocalLimiter
+from snapcrawl.limits.local import AdaptiveRateLimiter as LocalLimiter
 from snapcrawl.limits.redis import RedisLimiter
 from snapcrawl.simulator import DEMO_CREDENTIALS, STATS_PATH
 
@@ -107,9 +107,8 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
-async def drive(args: argparse.Namespace) -> dict[str, Any]:
+async def drive(args: argparse.Namespace, volumes: list[str]) -> dict[str, Any]:
     """One client process: send for ``seconds`` through the shared limiter; count answers."""
-    volumes = Path(args.volume_file).read_text().split()
     signer = Signer(DEMO_CREDENTIALS, api_version="1.1")
     transport = AiohttpTransport(connections=IN_FLIGHT, timeout=10.0)
     counts = {"ok": 0, "throttled": 0, "errors": 0}
@@ -127,7 +126,7 @@ async def drive(args: argparse.Namespace) -> dict[str, Any]:
                 ticket = await limiter.acquire()
                 try:
                     response = await transport.get(url, signer.headers("GET", url))
-                except Exception:  # noqa: BLE001 - counted; the benchmark goes on
+                except Exception:  # counted; the benchmark goes on
                     counts["errors"] += 1
                     continue
                 if response.status == 429:
@@ -139,7 +138,14 @@ async def drive(args: argparse.Namespace) -> dict[str, Any]:
                     counts["ok"] += 1
                     limiter.on_success(ticket, response.headers)
 
+        async def watch() -> None:
+            while time.monotonic() < deadline:
+                await anyio.sleep(1.0)
+                if os.environ.get("REDIS_BENCH_DEBUG"):
+                    print("rate", limiter.rate, counts, file=sys.stderr)
+
         async with anyio.create_task_group() as tg:
+            tg.start_soon(watch)
             for index in range(IN_FLIGHT):
                 tg.start_soon(worker, index)
     await transport.aclose()
@@ -180,9 +186,12 @@ def share(
             redis.kill()
         results = []
         for client in clients:
-            out, _ = client.communicate(timeout=seconds + 60)
-            results.append({"exit": client.returncode, **json.loads(out or b"{}")})
+            out, _ = client.communicate(timeout=seconds + 120)
+            last = out.decode().strip().rpartition("\n")[2] if out.strip() else "{}"
+            results.append({"exit": client.returncode, **json.loads(last)})
         server = _sim_stats(sim.url)
+        if os.environ.get("REDIS_BENCH_DEBUG"):
+            print(server["per_second"], file=sys.stderr)
     rows = [row for row in server["per_second"] if row["requests"]]
     full = rows[1:-1]  # whole seconds only: the first and last are partly idle
     ok = sum(row["ok"] for row in full)
@@ -223,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="FILE", help="also write the figures here")
     args = parser.parse_args(argv)
     if args.command == "drive":
-        print(json.dumps(asyncio.run(drive(args))))
+        volumes = Path(args.volume_file).read_text().split()
+        print("\n" + json.dumps(asyncio.run(drive(args, volumes))))
         return 0
     only = set(args.only or ("overhead", "told", "discovering", "redis-killed"))
     report: dict[str, Any] = {}

@@ -10,8 +10,8 @@ Every process that uses the same Redis, endpoint and access key calls one Lua sc
   with the rounds of :class:`~snapcrawl.limits.local.LocalLimiter`'s rate discovery: a round of answers that
   had throttles measures the quota as the rate the server admitted; a clean round probes upwards. So a throttle
   seen by any process slows all of them, and they never each adapt on their own;
-- a pause that a long ``Retry-After`` asked for, and an ``epoch`` that a cut increments: reservations made
-  before a cut are void, and their holders queue again at the new rate.
+- a pause that a long ``Retry-After`` asked for, and an ``epoch`` that a large rate change increments:
+  reservations made before it are void, and their holders queue again at the new rate.
 
 Cost: the callers of ``acquire`` waiting at the same moment share one script call (a batch of slots), and the
 answers (ok or throttled) ride on the next call, so a process makes at most one Redis round trip per request,
@@ -45,8 +45,8 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .._exceptions import ConfigError
-from .local import AdaptiveRateLimiter as _LocalLimiter
 from .._ratelimit import Clock, Sleep
+from .local import AdaptiveRateLimiter as _LocalLimiter
 
 __all__ = ["DEFAULT_KEY_PREFIX", "RedisLimiter", "RedisLimiterStats", "quota_key", "redis_client"]
 
@@ -58,7 +58,8 @@ _log = structlog.get_logger("snapcrawl")
 # ARGV: 1 cap (requests/s, 0 = none), 2 burst, 3 slots to reserve (0 = report only), 4 ok answers and
 #       5 throttled answers to requests granted since the round began, 6 their longest latency (s),
 #       7 pause (s, 0 = none), 8 slots given back, 9 their epoch, 10 process id ('' = no heartbeat),
-#       11 alive seconds, 12 ttl seconds.
+#       11 alive seconds, 12 ttl seconds, 13 the round (its start, as replied) the answers were counted for:
+#       answers counted for an earlier round are dropped (they may be to requests sent at an earlier rate).
 # Reply: epoch, rate (0 = none), now, since (start of the round), processes alive (-1 = not asked), then one
 # wait (s) per slot. Floats as strings: Lua numbers turn into Redis integers otherwise.
 _SCRIPT: Final = """
@@ -66,7 +67,7 @@ local key, procs = KEYS[1], KEYS[2]
 local cap, burst, slots = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local ok, thr, lag, pause_for = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local returned, returned_epoch = tonumber(ARGV[8]), tonumber(ARGV[9])
-local proc, alive, ttl = ARGV[10], tonumber(ARGV[11]), tonumber(ARGV[12])
+local proc, alive, ttl, counted_for = ARGV[10], tonumber(ARGV[11]), tonumber(ARGV[12]), ARGV[13]
 -- RateDiscovery's constants (snapcrawl/limits/_policy.py).
 local MARGIN, ROUND_SECONDS, ROUND_ANSWERS, SLOW_ROUND = 0.02, 0.2, 20, 0.5
 local FAST_THROTTLES, FAST_SHARE, FAST_SECONDS = 8, 0.25, 0.05
@@ -81,6 +82,7 @@ local v = redis.call('HMGET', key, unpack(f))
 local s = {}
 for i, name in ipairs(f) do s[name] = tonumber(v[i]) or 0 end
 if s.step == 0 then s.step = FIRST_STEP end
+if counted_for ~= tostring(s.since) then ok, thr, lag = 0, 0, 0 end
 
 local function reset_round(at)
   s.since, s.rok, s.rthr, s.rfirst, s.rlag = at, 0, 0, 0, 0
@@ -93,8 +95,9 @@ local function start(rate, at)
   local old = s.rate
   s.rate = rate
   reset_round(at)
-  if old > 0 and rate < old * (1 - REQUEUE_STEP) then
-    -- A cut: void the reservations made at the old rate; the bucket restarts empty at the new one.
+  if old > 0 and math.abs(rate - old) > REQUEUE_STEP * old then
+    -- A large change: void the reservations made at the old rate (after a cut they would overshoot, after a
+    -- rise they may lie far ahead); their holders queue again, and the bucket restarts empty at the new rate.
     s.epoch = s.epoch + 1
     s.tat = now + ((cap > 0) and (burst - 1) or 0) / rate
   end
@@ -198,6 +201,11 @@ if proc ~= '' then
 end
 return reply
 """
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
 
 #: The errors that mean "Redis is not there": fail open to the local limiter.
 _UNAVAILABLE: Final = (RedisConnectionError, RedisTimeoutError, OSError)
@@ -310,6 +318,7 @@ class RedisLimiter:
         self._epoch = 0
         self._offset = 0.0  # Redis time minus our clock, from the last reply
         self._since = -math.inf  # start of the current round, on our clock
+        self._round = ""  # the same, as the script wrote it: answers are reported for that round
         self._processes = 1
         # Reported with the next call: answers of the current round, a long pause, slots given back.
         self._ok = self._throttled = 0
@@ -354,12 +363,13 @@ class RedisLimiter:
             self._task_group.cancel_scope.cancel()
             await self._task_group.__aexit__(exc_type, exc, tb)
             self._task_group = None
-        with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
-            try:
-                if self._local is None:
-                    await self._client.zrem(self._procs_key, self.process_id)
-            except (*_UNAVAILABLE, RedisError):
-                pass  # leaving the heartbeat set is a courtesy: the entry expires anyway
+        with anyio.CancelScope(shield=True):
+            with anyio.move_on_after(1.0):
+                try:
+                    if self._local is None:
+                        await self._client.zrem(self._procs_key, self.process_id)
+                except (*_UNAVAILABLE, RedisError):
+                    pass  # leaving the heartbeat set is a courtesy: the entry expires anyway
             if self._owns_client:
                 await self._client.aclose()
 
@@ -488,6 +498,7 @@ class RedisLimiter:
             self.process_id if heartbeat else "",
             repr(self.ALIVE_PERIODS * self._heartbeat),
             self.KEY_TTL,
+            self._round,
         ]
         self.stats.redis_calls += 1
         try:
@@ -506,6 +517,10 @@ class RedisLimiter:
         epoch, rate, now, since, processes = int(reply[0]), float(reply[1]), float(reply[2]), float(reply[3]), reply[4]
         self._offset = now - received
         self._since = since - self._offset if since else -math.inf
+        if self._round != (round_ := _text(reply[3])):
+            self._round = round_
+            self._ok = self._throttled = 0  # counted for the round before: no longer reported
+            self._lag = 0.0
         self._rate = rate or None
         self._epoch = max(self._epoch, epoch)
         if processes >= 0:
