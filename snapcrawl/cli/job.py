@@ -10,12 +10,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import signal
 import sys
 from typing import TYPE_CHECKING, Any
+
+import anyio
 
 from .._config import load_credentials, resolve_endpoint
 from .._crawler import Crawler
 from .._exceptions import ConfigError
+from ..sinks import Sink
 from ._common import EXIT_FAILURES, EXIT_OK, make_crawler, positive_float
 
 if TYPE_CHECKING:
@@ -30,6 +34,7 @@ __all__ = [
     "open_worker",
     "register",
     "report_job",
+    "run_job",
 ]
 
 _DATABASE_SCHEMES = ("postgresql://", "postgres://")
@@ -135,6 +140,52 @@ async def open_worker(args: argparse.Namespace, stack: contextlib.AsyncExitStack
         await queue.enqueue(volume_ids)
     claim_after = args.claim_after if args.claim_after is not None else DEFAULT_CLAIM_AFTER
     return await stack.enter_async_context(Worker(queue, claim_after=claim_after))
+
+
+async def run_job(
+    args: argparse.Namespace, crawler: Crawler, volume_ids: Any, sink: Sink, stack: contextlib.AsyncExitStack
+) -> int:
+    """One worker of ``--job``: enqueue ``volume_ids`` (if given), crawl what the queue hands out into ``sink``
+    (acknowledging volumes as it commits them) until the job is complete; the job's exit status.
+
+    SIGINT/SIGTERM stop it cleanly: what was written is committed (and acknowledged); the volumes it still
+    held are claimed by the other workers after ``--claim-after``.
+    """
+    worker = await open_worker(args, stack, volume_ids)
+    assert worker is not None  # noqa: S101 - run only with --queue
+    acking = worker.sink(sink)
+    caught: list[int] = []
+    finished = False
+    try:
+        async with crawler, anyio.create_task_group() as tg:
+            scope = anyio.CancelScope()
+            tg.start_soon(_watch_signals, scope, caught)
+            with scope:
+                await crawler.crawl_into(worker.volumes(), acking, name=args.name, sort=args.sort)
+                finished = True
+            tg.cancel_scope.cancel()
+        if finished:
+            await acking.complete()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await acking.aclose()
+    if caught:
+        print(
+            f"snapcrawl: interrupted by {signal.Signals(caught[0]).name}; the job goes on with its other workers "
+            "(run the same command again to rejoin it)",
+            file=sys.stderr,
+        )
+        return 128 + caught[0]
+    return await report_job(worker)
+
+
+async def _watch_signals(scope: anyio.CancelScope, caught: list[int]) -> None:
+    """On SIGINT or SIGTERM, remember it and cancel the crawl so that it can stop cleanly."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            caught.append(signum)
+            scope.cancel()
+            return
 
 
 async def report_job(worker: Worker) -> int:
