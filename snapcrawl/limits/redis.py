@@ -7,9 +7,10 @@ Every process that uses the same Redis, endpoint and access key calls one Lua sc
   ``tat``; a request may go at ``tat - tolerance`` (``tolerance = (burst - 1) * interval``) and pushes ``tat``
   one emission interval further. A caller *reserves* its slot and sleeps until it;
 - the rate, shared: told (``rate``, kept 1% under), or discovered from the answers of every process together
-  with the rounds of :class:`~snapcrawl.limits.local.LocalLimiter`'s rate discovery: a round of answers that
-  had throttles measures the quota as the rate the server admitted; a clean round probes upwards. So a throttle
-  seen by any process slows all of them, and they never each adapt on their own;
+  with the rounds of the ``limits`` branch's rate discovery (``RateDiscovery``): a round of answers that had
+  throttles measures the quota as the rate the server admitted; a clean round probes upwards. So a throttle
+  seen by any process slows all of them, and they never each adapt on their own. Told the quota, only rounds
+  a quarter throttled or more cut the rate (the quota told is wrong); fewer throttles are jitter;
 - a pause that a long ``Retry-After`` asked for, and an ``epoch`` that a large rate change increments:
   reservations made before it are void, and their holders queue again at the new rate.
 
@@ -106,7 +107,8 @@ end
 local function conclude(answered)
   local old = s.rate
   if PACED * old <= answered and answered <= old / PACED then answered = old end
-  local lone = s.rthr == 1 and s.wasthr == 0
+  -- Told the quota, a few throttles mean jitter bunched some requests, not a wrong quota: no cut for them.
+  local lone = (s.rthr == 1 and s.wasthr == 0) or (cap > 0 and s.rthr < FAST_SHARE * (s.rok + s.rthr))
   s.wasthr = (s.rthr > 0) and 1 or 0
   local rate
   if lone then
