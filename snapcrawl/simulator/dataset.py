@@ -45,8 +45,9 @@ class Churn(msgspec.Struct, frozen=True, kw_only=True):
 
     After each page served, with probability ``rate`` (``busy_rate`` for a volume in ``busy_volumes``), one churn
     event happens: with probability ``marker_share`` the page's last snapshot (the client's next marker) is
-    deleted, then ``deletes`` more snapshots the listing already passed are deleted and ``creates`` new ones are
-    created (``created_at`` = now). Account-wide listings create in a busy volume when there are any.
+    deleted, then ``deletes`` more snapshots the listing already passed (before that marker) are deleted and
+    ``creates`` new ones are created (``created_at`` = now). Account-wide listings create in a busy volume when
+    there are any.
     """
 
     rate: float = 0.1
@@ -294,7 +295,7 @@ class Dataset:
         doomed: list[str] = []
         if rng.random() < churn.marker_share:
             doomed.append(listing[end - 1])
-        for position in rng.sample(range(end), min(churn.deletes, end)):
+        for position in rng.sample(range(end - 1), min(churn.deletes, end - 1)):  # the marker: marker_share only
             if listing[position] not in doomed:
                 doomed.append(listing[position])
         if volume_id is not None:
