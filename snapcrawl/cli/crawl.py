@@ -17,11 +17,9 @@ import anyio
 from .._checkpoint import Checkpoint, CheckpointSink
 from .._crawler import Crawler
 from .._exceptions import ConfigError
-from .._models import Page
 from .._output import JsonLinesWriter
 from .._run import CrawlResult
 from .._stats import CrawlStats
-from ..sinks import VolumeProgress
 from ._common import (
     EXIT_FAILURES,
     EXIT_OK,
