@@ -56,9 +56,9 @@ async def test_volumes_while_snapshots_change(living: Simulator, sort: str | Non
     volume_ids = [*busy, *living.dataset.volume_ids[:287]]
     mark = living.dataset.mark()
     try:
-        async with Crawler(endpoint=living.url, credentials=living.credentials, page_size=50, retry=RETRY) as c:
-            async with c.crawl(volume_ids, sort=sort) as stream:
-                snapshots = [s async for s in stream]
+        crawler = Crawler(endpoint=living.url, credentials=living.credentials, page_size=50, retry=RETRY)
+        async with crawler, crawler.crawl(volume_ids, sort=sort) as stream:
+            snapshots = [s async for s in stream]
     finally:
         living.faults = Faults()
     assert stream.failures == []
