@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from typing import Any, NoReturn, TextIO
 
 import structlog
@@ -12,6 +11,7 @@ import structlog
 from .._config import API_VERSIONS, DEFAULT_API_VERSION, RetryPolicy
 from .._crawler import Crawler
 from .._exceptions import ConfigError
+from .progress import StatusLine, status_line
 
 __all__ = [
     "EXIT_AUTH",
@@ -92,8 +92,8 @@ def use_uvloop(choice: str) -> bool:
     return True
 
 
-def configure_logging(level: str, *, json: bool, stream: TextIO = sys.stderr) -> None:
-    """Send structlog events at ``level`` and above to ``stream`` as text or JSON."""
+def configure_logging(level: str, *, json: bool, stream: TextIO | StatusLine | None = None) -> None:
+    """Send structlog events at ``level`` and above to ``stream`` (stderr, above any progress line) as text or JSON."""
     renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     structlog.configure(
         processors=[
@@ -102,7 +102,7 @@ def configure_logging(level: str, *, json: bool, stream: TextIO = sys.stderr) ->
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        logger_factory=structlog.PrintLoggerFactory(stream or status_line()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
 
