@@ -240,8 +240,11 @@ class Crawler:
             raise ConfigError(f"headers may not set {', '.join(clashing)}: the signer sends those")
         if session is not None and (proxy or trust_env or ssl_context or ca_bundle or not verify_tls):
             raise ConfigError("with session=, set proxy, TLS and trust_env on that session, not on the Crawler")
-        self.endpoint = resolve_endpoint(endpoint, region=region, environment=environment)
-        self.credentials = credentials if credentials is not None else load_credentials()
+        # An explicit endpoint needs no I/O; anything read from the environment and ~/.scpconf is read when the
+        # crawler is entered, in a worker thread, so that constructing a Crawler never blocks an event loop.
+        self._where = (endpoint, region, environment)
+        self._endpoint = resolve_endpoint(endpoint) if endpoint is not None else None
+        self._credentials = credentials
         self.api_version = api_version
         self.page_size = page_size
         self.concurrency = concurrency
@@ -272,12 +275,34 @@ class Crawler:
         self._hints = ServerHints()
         self._exit_stack = AsyncExitStack()
         if not verify_tls:
-            self._log.warning("tls.verification_disabled", endpoint=self.endpoint)
+            self._log.warning("tls.verification_disabled", endpoint=self._endpoint or "<from the environment>")
+
+    @property
+    def endpoint(self) -> str:
+        """The endpoint URL, as signed and sent (read from the environment when the crawler is entered)."""
+        if self._endpoint is None:
+            raise ConfigError("the endpoint is read from the environment when the crawler is entered ('async with')")
+        return self._endpoint
+
+    @property
+    def credentials(self) -> Credentials:
+        """The credentials in use (read from the environment when the crawler is entered); their repr hides secrets."""
+        if self._credentials is None:
+            raise ConfigError("credentials are read from the environment when the crawler is entered ('async with')")
+        return self._credentials
 
     def __repr__(self) -> str:
-        return (
-            f"Crawler(endpoint={self.endpoint!r}, credentials={self.credentials!r}, api_version={self.api_version!r})"
-        )
+        endpoint = self._endpoint or "<from the environment>"
+        credentials = self._credentials or "<from the environment>"
+        return f"Crawler(endpoint={endpoint!r}, credentials={credentials!r}, api_version={self.api_version!r})"
+
+    def _load_settings(self) -> None:
+        """Read what was not given from the environment and ``~/.scpconf`` (file I/O: run off the event loop)."""
+        endpoint, region, environment = self._where
+        if self._endpoint is None:
+            self._endpoint = resolve_endpoint(endpoint, region=region, environment=environment)
+        if self._credentials is None:
+            self._credentials = load_credentials()
 
     @property
     def limiter(self) -> Limiter:
@@ -285,6 +310,8 @@ class Crawler:
         return self._require_open().limiter
 
     async def __aenter__(self) -> Self:
+        if self._endpoint is None or self._credentials is None:
+            await anyio.to_thread.run_sync(self._load_settings)
         options = self._transport_options
         transport = self._transport or AiohttpTransport(
             connections=self.concurrency,

@@ -8,7 +8,7 @@ from typing import Any, NoReturn, TextIO
 
 import structlog
 
-from .._config import API_VERSIONS, DEFAULT_API_VERSION, RetryPolicy
+from .._config import API_VERSIONS, DEFAULT_API_VERSION, RetryPolicy, load_credentials, resolve_endpoint
 from .._crawler import Crawler
 from .._exceptions import ConfigError
 from .progress import StatusLine, status_line
@@ -108,10 +108,10 @@ def configure_logging(level: str, *, json: bool, stream: TextIO | StatusLine | N
 
 
 def make_crawler(args: argparse.Namespace, **overrides: Any) -> Crawler:
+    """A crawler for the command's options; the endpoint and credentials are resolved now, so errors come first."""
     settings: dict[str, Any] = {
-        "endpoint": args.endpoint,
-        "region": args.region,
-        "environment": args.environment,
+        "endpoint": resolve_endpoint(args.endpoint, region=args.region, environment=args.environment),
+        "credentials": load_credentials(),
         "api_version": args.api_version,
         "page_size": args.page_size,
         "timeout": args.timeout,
