@@ -220,5 +220,7 @@ async def test_settings_files_are_read_off_the_event_loop(
     assert readers == [] and "<from the environment>" in repr(crawler)
     async with crawler:
         assert crawler.endpoint == simulator.url
-        got = [s async for s in crawler.list_snapshots(simulator.dataset.volume_ids[0])]
-    assert got and len(readers) == 2 and loop_thread not in readers
+        volume_id = max(simulator.dataset.volume_ids, key=simulator.dataset.count)
+        got = [s async for s in crawler.list_snapshots(volume_id)]
+    assert len(got) == simulator.dataset.count(volume_id)
+    assert len(readers) == 2 and loop_thread not in readers
