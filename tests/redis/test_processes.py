@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from snapcrawl.simulator import DEMO_CREDENTIALS, Faults, Simulator, run_in_thread
 
@@ -22,9 +23,9 @@ from .conftest import RedisServer
 
 PROCESSES = 4
 VOLUMES = 80
-QUOTA = 120.0
+QUOTA = 60.0
 BURST = 10
-PAGE_SIZE = 5
+PAGE_SIZE = 4
 
 
 @pytest.fixture(scope="module")
@@ -56,19 +57,32 @@ def _check_complete(sim: Simulator, tmp_path: Path, shares: list[list[str]]) -> 
         assert sorted(got) == sorted(expected), f"process {index}"
 
 
-def _run(sim: Simulator, server: RedisServer, tmp_path: Path, *, kill_redis_after: int | None) -> list[str]:
-    """Run the crawls (killing Redis once the server has seen ``kill_redis_after`` requests); their stderr."""
-    volumes = sim.dataset.volume_ids
-    shares = [volumes[index::PROCESSES] for index in range(PROCESSES)]
+def _shares(sim: Simulator) -> list[list[str]]:
+    """The volumes split into PROCESSES shares of about as many pages each, so that the crawls end together."""
+    shares: list[list[str]] = [[] for _ in range(PROCESSES)]
+    pages = [0] * PROCESSES
+    for volume in sorted(sim.dataset.volume_ids, key=sim.dataset.count, reverse=True):
+        least = pages.index(min(pages))
+        shares[least].append(volume)
+        pages[least] += sim.dataset.count(volume) // PAGE_SIZE + 1
+    return shares
+
+
+def _run(sim: Simulator, server: RedisServer, tmp_path: Path, *, kill_redis: bool) -> list[str]:
+    """Run the crawls (killing Redis once all four share it, with ``kill_redis``); their stderr."""
+    shares = _shares(sim)
     sim.stats.reset()
     procs = [_start(sim, server.url, tmp_path, index, share) for index, share in enumerate(shares)]
     try:
-        if kill_redis_after is not None:
-            for _ in range(2000):  # until the crawl is well under way (bounded: at most 100 s)
-                if sim.stats.requests >= kill_redis_after or any(p.poll() is not None for p in procs):
+        if kill_redis:
+            client = redis.Redis.from_url(server.url)
+            for _ in range(2000):  # until all four are in the heartbeat set (bounded: 100 s)
+                keys = client.keys("snapcrawl:quota:*:processes")
+                if (keys and client.zcard(keys[0]) == PROCESSES) or any(p.poll() is not None for p in procs):
                     break
                 time.sleep(0.05)
-            assert all(p.poll() is None for p in procs), "the crawl ended before Redis could be killed"
+            client.close()
+            assert all(p.poll() is None for p in procs), "a crawl ended before Redis could be killed"
             server.kill()
         errors = []
         for proc in procs:
@@ -82,16 +96,12 @@ def _run(sim: Simulator, server: RedisServer, tmp_path: Path, *, kill_redis_afte
     return errors
 
 
-def _expected_requests(sim: Simulator) -> int:
-    return sum(sim.dataset.count(volume) // PAGE_SIZE + 1 for volume in sim.dataset.volume_ids)
-
-
 @pytest.mark.timeout(180)
 def test_four_processes_share_one_quota(
     quota_simulator: Simulator, own_redis_server: RedisServer, tmp_path: Path
 ) -> None:
     """Four crawls told the quota send at about the quota together (not four times it), and all complete."""
-    for err in _run(quota_simulator, own_redis_server, tmp_path, kill_redis_after=None):
+    for err in _run(quota_simulator, own_redis_server, tmp_path, kill_redis=False):
         assert "0 locally" in err  # every request went through the shared bucket
     rows = [row for row in quota_simulator.stats.seconds if row.requests]
     assert len(rows) >= 3, "too short a crawl to tell a rate"
@@ -105,9 +115,7 @@ def test_four_processes_share_one_quota(
 @pytest.mark.timeout(180)
 def test_redis_killed_mid_crawl(quota_simulator: Simulator, own_redis_server: RedisServer, tmp_path: Path) -> None:
     """Redis killed while four crawls share it: each goes on alone at its share and completes its output."""
-    errors = _run(
-        quota_simulator, own_redis_server, tmp_path, kill_redis_after=_expected_requests(quota_simulator) // 3
-    )
+    errors = _run(quota_simulator, own_redis_server, tmp_path, kill_redis=True)
     for err in errors:
         assert err.count("limiter.redis_unavailable") == 1  # warned once
         assert "Redis unavailable 1 times" in err
