@@ -209,7 +209,8 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-#: The errors that mean "Redis is not there": fail open to the local limiter.
+#: The errors that mean "Redis is not there"; any other Redis error (a refused script, a key of another type)
+#: makes the limiter fail open too, but is not expected to pass.
 _UNAVAILABLE: Final = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
@@ -352,7 +353,7 @@ class RedisLimiter:
     async def __aenter__(self) -> Self:
         try:
             await self._call(0, heartbeat=True)  # loads the script, joins the heartbeat set
-        except _UNAVAILABLE as exc:
+        except (*_UNAVAILABLE, RedisError) as exc:
             self._fall_back(exc)
         self._task_group = await anyio.create_task_group().__aenter__()
         self._task_group.start_soon(self._background)
@@ -382,7 +383,7 @@ class RedisLimiter:
                 return await self._acquire_local()
             try:
                 wait, epoch = await self._reserve()
-            except _UNAVAILABLE as exc:
+            except (*_UNAVAILABLE, RedisError) as exc:  # a refused script too: pace locally, do not fail
                 self._fall_back(exc)
                 continue
             if wait > 0:

@@ -271,3 +271,16 @@ async def test_unreachable_from_the_start_runs_locally() -> None:
         assert math.isfinite(ticket)
         assert limiter.rate == pytest.approx(50 * 0.99)
         assert limiter.on_throttle(ticket, 1.5, {}) == 1.5
+
+
+async def test_refused_script_fails_open(
+    make_limiter: Callable[..., RedisLimiter], redis_client: aioredis.Redis
+) -> None:
+    """A Redis that refuses the script (here: the key holds another type) makes the limiter pace locally."""
+    limiter = make_limiter(rate=10.0)
+    await redis_client.set(limiter.key, "not a hash")
+    with capture_logs() as logs:
+        async with limiter:
+            await limiter.acquire()
+            assert not limiter.shared
+    assert [log["event"] for log in logs if log["log_level"] == "warning"] == ["limiter.redis_unavailable"]
