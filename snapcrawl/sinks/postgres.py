@@ -1,0 +1,308 @@
+"""An inventory in PostgreSQL with asyncpg (the ``postgres`` extra): COPY into a staging table, then one upsert.
+
+Each batch is one transaction: the rows are copied (binary COPY) into a temporary table, upserted from there
+into the inventory, and the checkpoint that covers them is updated alongside, so a crawl killed at any moment
+and run again writes every snapshot once. The checkpoint lives in ``snapcrawl_crawls`` and
+``snapcrawl_progress`` of the same database. A session advisory lock per table keeps a second run out; the
+server releases it when the connection ends, a killed client's included.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import urllib.parse
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final, TypeVar
+
+import msgspec
+
+from .._exceptions import ConfigError, SinkError
+from ._base import VolumeProgress
+from ._batch import Batch, BatchingSink
+from ._table import COLUMNS, DEFAULT_TABLE, crawl_key, quote, validate_table
+
+__all__ = ["PostgresSink", "redact"]
+
+T = TypeVar("T")
+
+#: Column types as PostgreSQL's ``format_type`` spells them: how an existing table is checked.
+TYPES: Final = {
+    "id": "text",
+    "volume_id": "text",
+    "size": "bigint",
+    "created_at": "timestamp with time zone",
+    "updated_at": "timestamp with time zone",
+    "status": "text",
+    "name": "text",
+    "description": "text",
+    "metadata": "jsonb",
+    "user_id": "text",
+    "crawled_at": "timestamp with time zone",
+}
+_NOT_NULL: Final = frozenset({"volume_id", "size", "created_at", "crawled_at"})
+_CHECKPOINT: Final = (
+    "CREATE TABLE IF NOT EXISTS snapcrawl_crawls (crawl text PRIMARY KEY, started_at timestamptz NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS snapcrawl_progress ("
+    " crawl text NOT NULL, volume text NOT NULL,"
+    " status text NOT NULL CHECK (status IN ('partial', 'done', 'failed')),"
+    " markers text[] NOT NULL, pages integer NOT NULL, error text, PRIMARY KEY (crawl, volume))",
+)
+_json: Final = msgspec.json.Encoder()
+ACCOUNT: Final = ""  # the account-wide listing's key (volume ids are never empty)
+
+
+def redact(dsn: str) -> str:
+    """The connection URL without its password (in the user part or as a ``password`` parameter)."""
+    parts = urllib.parse.urlsplit(dsn)
+    netloc = parts.netloc
+    if "@" in netloc:
+        user, _, host = netloc.rpartition("@")
+        netloc = f"{user.partition(':')[0]}@{host}"
+    query = urllib.parse.urlencode(
+        [(k, v) for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True) if k != "password"]
+    )
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _import_asyncpg() -> Any:
+    try:
+        # Optional, untyped (no stubs): only PostgreSQL destinations need it.
+        return importlib.import_module("asyncpg")
+    except ImportError:
+        raise ConfigError("a postgresql:// destination needs asyncpg: pip install 'snapcrawl[postgres]'") from None
+
+
+class PostgresSink(BatchingSink):
+    """Upserts snapshots into ``table`` of the PostgreSQL database at ``dsn``, committing progress with them.
+
+    ``dsn`` is any libpq URL (``postgresql://USER@HOST:PORT/DB``, ``?host=/socket/dir``...); the password comes
+    from the URL, ``PGPASSWORD`` or ``~/.pgpass``, as asyncpg reads them. ``prune``, ``pruned``, ``settings`` and
+    ``started_at`` are as for :class:`~snapcrawl.sinks.sqlite.SqliteSink`.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        table: str = DEFAULT_TABLE,
+        prune: bool = False,
+        settings: Mapping[str, object] | None = None,
+        batch_rows: int = 5_000,
+        max_rows: int = 20_000,
+        commit_interval: float = 0.5,
+        connect_timeout: float = 10.0,
+        command_timeout: float = 120.0,
+        clock: Callable[[], float] | None = None,
+        now: Callable[[], dt.datetime] | None = None,
+    ) -> None:
+        super().__init__(
+            redact(dsn),
+            batch_rows=batch_rows,
+            max_rows=max_rows,
+            commit_interval=commit_interval,
+            **({"clock": clock} if clock else {}),
+        )
+        self._asyncpg = _import_asyncpg()
+        self.table = validate_table(table)
+        self.prune = prune
+        self.settings = dict(settings or {})
+        if prune and self.settings.get("name"):
+            raise ConfigError("--prune with a name filter would delete every snapshot the filter leaves out")
+        #: Rows deleted by pruning, in this run.
+        self.pruned = 0
+        #: When this crawl started (kept in the checkpoint, so a resumed crawl keeps it).
+        self.started_at: dt.datetime | None = None
+        self._dsn = dsn
+        self._connect_timeout = connect_timeout
+        self._command_timeout = command_timeout
+        self._key = crawl_key(self.table, self.settings)
+        self._now = now or (lambda: dt.datetime.now(dt.UTC))
+        self._conn: Any | None = None
+        q = self._q = quote(self.table)
+        columns = ", ".join(COLUMNS)
+        updates = ", ".join(f"{column} = excluded.{column}" for column in COLUMNS[1:])
+        self._upsert = (
+            f"INSERT INTO {q} ({columns}) SELECT {columns} FROM snapcrawl_stage "  # noqa: S608
+            f"ON CONFLICT (id) DO UPDATE SET {updates}"
+        )
+
+    async def _call(self, call: Callable[[], Awaitable[T]]) -> T:
+        """Await a database call; map asyncpg's and the network's errors to :class:`SinkError`."""
+        asyncpg = self._asyncpg
+        try:
+            return await call()
+        except SinkError:
+            raise
+        except asyncpg.InvalidPasswordError as exc:
+            raise SinkError(f"credentials refused: {exc}", destination=self.destination) from None
+        except asyncpg.InvalidAuthorizationSpecificationError as exc:
+            raise SinkError(f"credentials refused: {exc}", destination=self.destination) from None
+        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise SinkError(f"{type(exc).__name__}: {exc}", destination=self.destination) from None
+        except TimeoutError:
+            raise SinkError("no answer in time (unreachable or overloaded)", destination=self.destination) from None
+        except OSError as exc:
+            raise SinkError(f"cannot connect: {exc.strerror or exc}", destination=self.destination) from None
+
+    @property
+    def _db(self) -> Any:
+        if self._conn is None:  # pragma: no cover - every caller opens first
+            raise SinkError("not connected", destination=self.destination)
+        return self._conn
+
+    async def _open(self) -> Mapping[str | None, VolumeProgress]:
+        self._conn = await self._call(
+            lambda: self._asyncpg.connect(
+                self._dsn, timeout=self._connect_timeout, command_timeout=self._command_timeout
+            )
+        )
+        try:
+            return await self._call(self._prepare)
+        except BaseException:
+            await self._close()
+            raise
+
+    async def _prepare(self) -> dict[str | None, VolumeProgress]:
+        db = self._db
+        if not await db.fetchval("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", f"snapcrawl:{self.table}"):
+            raise SinkError(
+                f"table {self.table} is in use by another snapcrawl run; wait for it to end (or stop it)",
+                destination=self.destination,
+            )
+        async with db.transaction():
+            # Serialise schema creation between runs into different tables of one database.
+            await db.execute("SELECT pg_advisory_xact_lock(hashtextextended('snapcrawl:schema', 0))")
+            for statement in _CHECKPOINT:
+                await db.execute(statement)
+            await self._ensure_table(db)
+            started = await db.fetchval("SELECT started_at FROM snapcrawl_crawls WHERE crawl = $1", self._key)
+            if started is None:
+                started = self._now()
+                await db.execute("INSERT INTO snapcrawl_crawls (crawl, started_at) VALUES ($1, $2)", self._key, started)
+            self.started_at = started
+            rows = await db.fetch(
+                "SELECT volume, status, markers, pages FROM snapcrawl_progress WHERE crawl = $1", self._key
+            )
+        await db.execute(f"CREATE TEMP TABLE snapcrawl_stage (LIKE {self._q}) ON COMMIT DELETE ROWS")
+        return {
+            row["volume"] or None: VolumeProgress(row["status"], tuple(row["markers"]), row["pages"]) for row in rows
+        }
+
+    async def _ensure_table(self, db: Any) -> None:
+        """Create the table when missing; otherwise check that its columns fit (never altering it)."""
+        found = {
+            row["attname"]: row["type"]
+            for row in await db.fetch(
+                "SELECT attname, format_type(atttypid, atttypmod) AS type FROM pg_attribute "
+                "WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
+                self._q,
+            )
+        }
+        if not found:
+            columns = ", ".join(
+                f"{column} {kind}" + (" PRIMARY KEY" if column == "id" else " NOT NULL" if column in _NOT_NULL else "")
+                for column, kind in TYPES.items()
+            )
+            await db.execute(f"CREATE TABLE {self._q} ({columns})")
+            await db.execute(f'CREATE INDEX "{self.table}_volume_id_idx" ON {self._q} (volume_id)')
+            return
+        problems = [
+            f"{column} is {found[column]}, not {kind}" if column in found else f"{column} is missing"
+            for column, kind in TYPES.items()
+            if found.get(column) != kind
+        ]
+        primary = await db.fetchval(
+            "SELECT array_agg(a.attname::text) FROM pg_index i JOIN pg_attribute a "
+            "ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) WHERE i.indrelid = to_regclass($1) "
+            "AND i.indisprimary",
+            self._q,
+        )
+        if primary != ["id"]:
+            problems.append("id is not its primary key")
+        if problems:
+            raise SinkError(
+                f"table {self.table} does not fit snapshots: {'; '.join(problems)}; "
+                "use another --table, or drop or fix this one (snapcrawl never alters a table)",
+                destination=self.destination,
+            )
+
+    async def _commit_batch(self, batch: Batch) -> None:
+        self.pruned += await self._call(lambda: self._write(batch))
+
+    async def _write(self, batch: Batch) -> int:
+        db, started = self._db, self.started_at
+        assert started is not None  # noqa: S101 - set when opened
+        crawled_at = max(self._now(), started)
+        records = [
+            (
+                s.id,
+                s.volume_id,
+                s.size,
+                s.created_at,
+                s.updated_at,
+                s.status,
+                s.name,
+                s.description,
+                None if s.metadata is None else _json.encode(s.metadata).decode(),
+                s.user_id,
+                crawled_at,
+            )
+            for s in batch.latest().values()
+        ]
+        pruned = 0
+        async with db.transaction():
+            if records:
+                await db.copy_records_to_table("snapcrawl_stage", records=records, columns=COLUMNS)
+                await db.execute(self._upsert)
+            await db.executemany(
+                "INSERT INTO snapcrawl_progress (crawl, volume, status, markers, pages, error) "
+                "VALUES ($1, $2, $3, coalesce($4, '{}'::text[]), $5, $6) ON CONFLICT (crawl, volume) DO UPDATE "
+                "SET status = excluded.status, markers = coalesce($4, snapcrawl_progress.markers), "
+                "pages = snapcrawl_progress.pages + excluded.pages, error = excluded.error",
+                [
+                    (self._key, volume or ACCOUNT, step.status, step.markers, step.pages, step.error)
+                    for volume, step in batch.steps.items()
+                ],
+            )
+            if self.prune:
+                for volume in batch.completed:
+                    if volume is None:
+                        status = await db.execute(f"DELETE FROM {self._q} WHERE crawled_at < $1", started)  # noqa: S608
+                    else:
+                        status = await db.execute(
+                            f"DELETE FROM {self._q} WHERE volume_id = $1 AND crawled_at < $2",  # noqa: S608
+                            volume,
+                            started,
+                        )
+                    pruned += int(status.rpartition(" ")[2])
+        return pruned
+
+    async def delivered_ids(self, volume_id: str | None) -> set[str]:
+        """The ids this crawl committed for ``volume_id`` (the whole table's, for the account)."""
+        await self._ensure_open()
+        if volume_id is None:
+            query = f"SELECT id FROM {self._q} WHERE crawled_at >= $1"  # noqa: S608
+            args: list[object] = [self.started_at]
+        else:
+            query = f"SELECT id FROM {self._q} WHERE volume_id = $1 AND crawled_at >= $2"  # noqa: S608
+            args = [volume_id, self.started_at]
+        async with self._lock:
+            rows = await self._call(lambda: self._db.fetch(query, *args))
+        return {row[0] for row in rows}
+
+    async def _finish(self) -> None:
+        async def finish() -> None:
+            async with self._db.transaction():
+                await self._db.execute("DELETE FROM snapcrawl_progress WHERE crawl = $1", self._key)
+                await self._db.execute("DELETE FROM snapcrawl_crawls WHERE crawl = $1", self._key)
+
+        await self._call(finish)
+
+    async def _close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            try:
+                await conn.close(timeout=5)
+            except Exception:  # a broken connection is closed the hard way
+                conn.terminate()
