@@ -110,6 +110,10 @@ class BatchingSink:
         self.commits = 0
         #: The largest number of rows ever buffered at once (the bound the backpressure keeps).
         self.peak_buffered = 0
+        #: Rows of the commit in progress.
+        self.in_flight = 0
+        #: Writers waiting for room in the buffer right now (held back by backpressure).
+        self.waiting = 0
         self._batch_rows = batch_rows
         self._max_rows = max_rows
         self._interval = commit_interval
@@ -139,7 +143,11 @@ class BatchingSink:
         """Buffer a page; commit when a batch is due, and wait while the buffer is full."""
         await self._ensure_open()
         while self._pending.rows >= self._max_rows:
-            await self._commit()  # waits for the commit in progress, then commits what is pending
+            self.waiting += 1
+            try:
+                await self._commit()  # waits for the commit in progress, then commits what is pending
+            finally:
+                self.waiting -= 1
         self._pending.add(page)
         self.peak_buffered = max(self.peak_buffered, self._pending.rows)
         await self._maybe_commit()
@@ -215,6 +223,7 @@ class BatchingSink:
             batch, self._pending = self._pending, Batch()
             if not batch:
                 return
+            self.in_flight = batch.rows
             try:
                 # Shielded: a cancelled crawl still finishes (or fails) the commit it started, never half of it.
                 with anyio.CancelScope(shield=True):
@@ -222,6 +231,8 @@ class BatchingSink:
             except BaseException as exc:
                 self._broken = exc
                 raise
+            finally:
+                self.in_flight = 0
             for volume, step in batch.steps.items():
                 self._progress[volume] = step.progress(self._progress.get(volume))
             self.rows += batch.rows
