@@ -15,12 +15,13 @@ import os
 import sqlite3
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Final, TypeVar, cast
+from typing import Final, TypeVar, cast
 
 import anyio.to_thread
 import msgspec
 
 from .._exceptions import ConfigError, SinkError
+from .._models import Snapshot
 from ._base import VolumeProgress
 from ._batch import Batch, BatchingSink
 from ._lock import lock_file
@@ -66,21 +67,30 @@ _json: Final = msgspec.json.Encoder()
 ACCOUNT: Final = ""  # the account-wide listing's key (volume ids are never empty)
 
 
-def _row(snapshot: Any, crawled_at: str) -> tuple[object, ...]:
-    metadata = snapshot.metadata
-    return (
-        snapshot.id,
-        snapshot.volume_id,
-        snapshot.size,
-        utc_text(snapshot.created_at),
-        utc_text(snapshot.updated_at),
-        snapshot.status,
-        snapshot.name,
-        snapshot.description,
-        None if metadata is None else _json.encode(metadata).decode(),
-        snapshot.user_id,
-        crawled_at,
-    )
+def _rows(snapshots: list[Snapshot], crawled_at: str) -> list[tuple[object, ...]]:
+    """The table's rows, built for speed (about 3 us a row): metadata encoded in one call, UTC inline."""
+    metadata = _json.encode_lines([snapshot.metadata for snapshot in snapshots]).decode().split("\n")
+    utc = dt.UTC
+    return [
+        (
+            s.id,
+            s.volume_id,
+            s.size,
+            c.isoformat(timespec="microseconds") if (c := s.created_at).tzinfo is utc else utc_text(c),
+            None
+            if (u := s.updated_at) is None
+            else u.isoformat(timespec="microseconds")
+            if u.tzinfo is utc
+            else utc_text(u),
+            s.status,
+            s.name,
+            s.description,
+            None if m == "null" else m,
+            s.user_id,
+            crawled_at,
+        )
+        for s, m in zip(snapshots, metadata, strict=False)  # encode_lines ends with a newline: one more item
+    ]
 
 
 class SqliteSink(BatchingSink):
@@ -128,6 +138,7 @@ class SqliteSink(BatchingSink):
         self._lock_fd: int | None = None
         q = quote(self.table)
         updates = ", ".join(f"{column} = excluded.{column}" for column in COLUMNS[1:])
+        # executemany in a worker thread: SQLite does its part with the GIL released, so the crawl goes on.
         self._upsert = (
             f"INSERT INTO {q} ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "  # noqa: S608
             f"ON CONFLICT (id) DO UPDATE SET {updates}"
@@ -152,6 +163,11 @@ class SqliteSink(BatchingSink):
             raise
 
     def _open_checked(self) -> dict[str | None, VolumeProgress]:
+        if sqlite3.sqlite_version_info < (3, 24):
+            raise SinkError(
+                f"SQLite {sqlite3.sqlite_version} is too old: 3.24 or later is needed (upserts)",
+                destination=self.destination,
+            )
         self._lock_fd = lock_file(self.path, destination=self.destination)
         self._db = db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
         db.execute("PRAGMA journal_mode=WAL")
@@ -220,7 +236,7 @@ class SqliteSink(BatchingSink):
         pruned = 0
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany(self._upsert, [_row(snapshot, crawled_at) for snapshot in batch.latest().values()])
+            db.executemany(self._upsert, _rows(list(batch.latest().values()), crawled_at))
             db.executemany(
                 "INSERT INTO snapcrawl_progress (crawl, volume, status, markers, pages, error) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (crawl, volume) DO UPDATE SET status = excluded.status, "

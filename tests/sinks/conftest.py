@@ -8,12 +8,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
-import shutil
-import socket
 import sqlite3
 import subprocess
 import tempfile
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -24,6 +21,8 @@ import pytest
 
 from snapcrawl._models import Page, Snapshot
 from snapcrawl.sinks import PostgresSink, SqliteSink, sqlite_path
+
+from .pgserver import postgres_bindir, temporary_server
 
 PASSWORD = "pg-secret-7f3a"  # the test server's own superuser password, used only on 127.0.0.1
 
@@ -49,80 +48,19 @@ def page(volume: str | None, number: int, items: list[Snapshot], *, last: bool =
     return Page(volume, number, items, last)
 
 
-def _postgres_bindir() -> Path | None:
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda p: int(p.parts[-3]))
-    return found[-1].parent if found else None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
     """A PostgreSQL server of its own (fsync off), on a free loopback port; yields the superuser's URL.
 
     Skipped outside CI when the binaries are missing; under ``CI`` a missing server is a failure.
     """
-    bindir = _postgres_bindir()
-    if bindir is None:
+    if postgres_bindir() is None:
         reason = "PostgreSQL binaries not found (/usr/lib/postgresql/*/bin): install the Debian package postgresql"
         if os.environ.get("CI"):
             pytest.fail(reason)
         pytest.skip(reason)
-    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    base = Path(tempfile.mkdtemp(prefix="snapcrawl-pg-"))
-    process: subprocess.Popen[bytes] | None = None
-    try:
-        if as_postgres:
-            shutil.chown(base, "postgres", "postgres")
-        (base / "pwfile").write_text(PASSWORD + "\n", encoding="utf-8")
-        if as_postgres:
-            shutil.chown(base / "pwfile", "postgres", "postgres")
-        subprocess.run(
-            [*as_postgres, str(bindir / "initdb"), "-D", str(base / "data"), "-U", "snapcrawl", "--pwfile",
-             str(base / "pwfile"), "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-sync"],
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )  # fmt: skip
-        port = _free_port()
-        process = subprocess.Popen(
-            [*as_postgres, str(bindir / "postgres"), "-D", str(base / "data"), "-p", str(port), "-k", str(base),
-             "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
-             "-c", "full_page_writes=off", "-c", "max_connections=50"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while True:
-            ready = subprocess.run(
-                [str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port), "-q"], check=False, timeout=30
-            )
-            if ready.returncode == 0:
-                break
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"PostgreSQL did not start (exit code {process.poll()})")
-            time.sleep(0.1)
-        yield f"postgresql://snapcrawl:{PASSWORD}@127.0.0.1:{port}"
-    finally:
-        if process is not None:
-            # Through pg_ctl: runuser does not pass a signal on to the server it started.
-            subprocess.run(
-                [*as_postgres, str(bindir / "pg_ctl"), "stop", "-D", str(base / "data"), "-m", "immediate", "-s"],
-                check=False,
-                capture_output=True,
-                timeout=60,
-            )
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        shutil.rmtree(base, ignore_errors=True)
+    with temporary_server(PASSWORD) as url:
+        yield url
 
 
 async def _create_database(server: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import sqlite3
 from collections.abc import AsyncIterator
 
@@ -10,7 +11,7 @@ import anyio
 import asyncpg
 import pytest
 
-from snapcrawl import SinkError
+from snapcrawl import SinkError, Snapshot
 from snapcrawl.sinks import PostgresSink, SqliteSink, VolumeProgress, sqlite_path
 
 from .conftest import Inventory, page, snapshots
@@ -219,3 +220,17 @@ async def test_a_slow_database_slows_writers_instead_of_growing_memory(inventory
     assert len(done) == 4
     assert sink.peak_buffered <= 300 + 50
     assert len(await inventory.ids()) == 4 * 10 * 50
+
+
+async def test_timestamps_are_stored_in_utc_and_null_metadata_is_null(inventory: Inventory) -> None:
+    """Another offset is converted to UTC (fixed-width text in SQLite, so it sorts); no metadata is SQL NULL."""
+    seoul = dt.timezone(dt.timedelta(hours=9))
+    snapshot = Snapshot(
+        id="v1-x", volume_id="v1", size=1, created_at=dt.datetime(2024, 1, 1, 9, 0, 0, 500, tzinfo=seoul)
+    )
+    await _crawl(inventory.sink(), page("v1", 1, [snapshot], last=True))
+    rows = await inventory.query("SELECT created_at, metadata IS NULL, updated_at IS NULL FROM snapshots")
+    if inventory.kind == "sqlite":
+        assert rows == [("2024-01-01T00:00:00.000500+00:00", 1, 1)]
+    else:
+        assert rows == [(dt.datetime(2024, 1, 1, 0, 0, 0, 500, tzinfo=dt.UTC), True, True)]
