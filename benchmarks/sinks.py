@@ -34,6 +34,8 @@ import msgspec
 import structlog
 
 from snapcrawl import Crawler, Page, Snapshot
+from snapcrawl._crawler import CrawlStream
+from snapcrawl._run import CrawlResult
 from snapcrawl.simulator import DEMO_CREDENTIALS, Dataset
 from snapcrawl.sinks import AnySink, open_sink
 from tests.sinks.driver import crawl_into_sink
@@ -93,8 +95,9 @@ async def _crawl(sim: SimulatorProcess, sink: Any, args: argparse.Namespace) -> 
     crawler = Crawler(
         endpoint=sim.url, credentials=DEMO_CREDENTIALS, concurrency=args.concurrency, page_size=args.page_size
     )
+    result: CrawlResult | CrawlStream
     if args.scope == "volumes":  # resumable, as the CLI crawls a volume list
-        await crawl_into_sink(crawler, sim.dataset().volume_ids, sink)
+        result = await crawl_into_sink(crawler, sim.dataset().volume_ids, sink)
     else:  # the account-wide listing, fetched concurrently by offset: full pages, the most snapshots per second
         await sink.load_progress()
         async with crawler, crawler.crawl(None) as stream:
@@ -102,9 +105,10 @@ async def _crawl(sim: SimulatorProcess, sink: Any, args: argparse.Namespace) -> 
                 await sink.write(page)
         await sink.complete()
         await sink.aclose()
-    if crawler.failures:
-        raise RuntimeError(f"{len(crawler.failures)} volumes failed, e.g. {crawler.failures[0].error}")
-    return crawler.stats.snapshots
+        result = stream
+    if result.failures:
+        raise RuntimeError(f"{len(result.failures)} volumes failed, e.g. {result.failures[0].error}")
+    return result.stats.snapshots
 
 
 def _pages(dataset: Dataset, page_size: int) -> list[Page]:

@@ -86,10 +86,13 @@ class Batch:
 class BatchingSink:
     """The buffering, committing and bookkeeping half of a sink; subclasses write a :class:`Batch` durably.
 
-    Subclasses implement ``_open`` (connect, check, and return the committed progress), ``_commit`` (write one
+    Subclasses implement ``_open`` (connect, check, and return the committed progress), ``_commit_batch`` (write one
     batch in one transaction, or raise :class:`SinkError` having committed none of it), ``_finish`` and
     ``_close``. ``destination`` names the destination in errors, without any password.
     """
+
+    #: Databases keep their checkpoint: every one resumes (JSON Lines only with a state file).
+    resumable: bool = True
 
     def __init__(
         self,

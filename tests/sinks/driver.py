@@ -1,9 +1,9 @@
-"""An end-to-end helper: crawl volumes with today's :class:`Crawler` into any sink, resuming from its progress.
+"""An end-to-end helper: a crawl into any sink through ``Crawler.crawl_into``, closed as the CLI should close it.
 
-It stands where ``Crawler.crawl_into(volume_ids, sink)`` will stand once the crawl core takes a sink, and
-follows the seam's contract (``load_progress`` -> ``write`` every page -> ``fail`` -> ``complete``).
-``python -m tests.sinks.driver ENDPOINT OUT --volumes FILE [--prune]`` runs it as a process (credentials from
-``SCP_ACCESS_KEY`` / ``SCP_SECRET_KEY``), so that a test can kill it.
+It follows the seam's contract around the crawl: ``complete`` only when the crawl ran to its end (not when it
+was cancelled or stopped by an error), ``aclose`` always. ``python -m tests.sinks.driver ENDPOINT OUT --volumes
+FILE [--prune]`` runs it as a process (credentials from ``SCP_ACCESS_KEY`` / ``SCP_SECRET_KEY``), so that a test
+can kill it.
 """
 
 from __future__ import annotations
@@ -11,48 +11,25 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 import anyio
 
-from snapcrawl import Crawler, Credentials, VolumeState
-from snapcrawl.sinks import AnySink, VolumeProgress, open_sink
+from snapcrawl import Crawler, Credentials
+from snapcrawl._run import CrawlResult
+from snapcrawl.sinks import AnySink, open_sink
 
 
-class _Resume:
-    """Today's crawler asks a checkpoint for each volume's state: answer from the sink's committed progress."""
-
-    def __init__(self, progress: Mapping[str | None, VolumeProgress]) -> None:
-        self._progress = progress
-
-    def get(self, volume_id: str | None) -> VolumeState | None:
-        state = self._progress.get(volume_id)
-        if state is None:
-            return None
-        return VolumeState(state.status, state.markers[0] if state.markers else None, state.pages)
-
-    def record_failure(self, volume_id: str | None, error: str) -> None:
-        """Failures reach the sink after the crawl (``sink.fail``), not through here."""
-
-
-async def crawl_into_sink(
-    crawler: Crawler, volume_ids: Iterable[str] | None, sink: AnySink, *, settings: Mapping[str, Any] | None = None
-) -> Crawler:
+async def crawl_into_sink(crawler: Crawler, volume_ids: Iterable[str] | None, sink: AnySink) -> CrawlResult:
     """Crawl ``volume_ids`` (``None``: the account) into ``sink``, resuming what it committed; close the sink."""
     try:
-        progress = await sink.load_progress()
         async with crawler:
-            checkpoint: Any = _Resume(progress)
-            async with crawler.crawl(volume_ids, checkpoint=checkpoint) as stream:
-                async for page in stream.pages():
-                    await sink.write(page)
-        for failure in crawler.failures:
-            await sink.fail(failure.volume_id, str(failure.error))
+            result = await crawler.crawl_into(volume_ids, sink)
         await sink.complete()
     finally:
         await sink.aclose()
-    return crawler
+    return result
 
 
 def crawl_settings(endpoint: str) -> dict[str, Any]:
@@ -75,9 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     credentials = Credentials(access_key=os.environ["SCP_ACCESS_KEY"], secret_key=os.environ["SCP_SECRET_KEY"])
     crawler = Crawler(endpoint=args.endpoint, credentials=credentials, concurrency=args.concurrency)
     sink = open_sink(args.out, prune=args.prune, settings=crawl_settings(args.endpoint), batch_rows=500)
-    anyio.run(crawl_into_sink, crawler, ids, sink)
-    print(f"rows={sink.rows} failures={len(crawler.failures)}", file=sys.stderr)
-    return 1 if crawler.failures else 0
+    result = anyio.run(crawl_into_sink, crawler, ids, sink)
+    print(f"rows={sink.rows} failures={len(result.failures)}", file=sys.stderr)
+    return 1 if result.failures else 0
 
 
 if __name__ == "__main__":

@@ -43,8 +43,8 @@ def slow_simulator() -> Iterator[Simulator]:
 async def _crawl(sim: Simulator, out: str, *, prune: bool) -> None:
     crawler = Crawler(endpoint=sim.url, credentials=sim.credentials, concurrency=8)
     sink = open_sink(out, prune=prune, settings=crawl_settings(sim.url), batch_rows=200)
-    await crawl_into_sink(crawler, sim.dataset.volume_ids, sink)
-    assert crawler.failures == []
+    result = await crawl_into_sink(crawler, sim.dataset.volume_ids, sink)
+    assert result.failures == []
 
 
 async def test_two_crawls_with_prune_give_the_current_inventory(living_simulator: Simulator, tmp_path: Path) -> None:
