@@ -27,8 +27,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def living_simulator() -> Iterator[Simulator]:
-    """60 volumes whose snapshots are deleted and created while they are listed (never the next marker)."""
-    churn = Churn(rate=0.5, deletes=1, creates=1, marker_share=0.0)
+    """60 volumes whose snapshots are deleted and created while they are listed (the next marker too)."""
+    churn = Churn(rate=0.5, deletes=1, creates=1, marker_share=0.25)
     with run_in_thread(volumes=60, seed=11, faults=Faults(churn=churn)) as sim:
         yield sim
 

@@ -61,3 +61,12 @@ def test_missing_asyncpg_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setitem(__import__("sys").modules, "asyncpg", None)
     with pytest.raises(ConfigError, match=r"snapcrawl\[postgres\]"):
         open_sink("postgresql://127.0.0.1/inventory")
+
+
+def test_public_surface_is_sorted_and_importable() -> None:
+    """snapcrawl.sinks exports a sorted __all__ (constants, classes, functions), every name importable."""
+    import snapcrawl.sinks  # noqa: PLC0415
+
+    names = snapcrawl.sinks.__all__
+    assert names == sorted(names, key=lambda n: (0 if n.isupper() else 1 if n[0].isupper() else 2, n))
+    assert all(hasattr(snapcrawl.sinks, name) for name in names)
