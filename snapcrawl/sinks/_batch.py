@@ -180,7 +180,9 @@ class BatchingSink:
             return
         try:
             if self._opened and self._broken is None:
-                await self._commit()
+                # Shielded: closing after the crawl was cancelled (Ctrl-C) still commits what it fetched.
+                with anyio.CancelScope(shield=True):
+                    await self._commit()
         finally:
             self._closed = True
             with anyio.CancelScope(shield=True):

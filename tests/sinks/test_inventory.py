@@ -234,3 +234,14 @@ async def test_timestamps_are_stored_in_utc_and_null_metadata_is_null(inventory:
         assert rows == [("2024-01-01T00:00:00.000500+00:00", 1, 1)]
     else:
         assert rows == [(dt.datetime(2024, 1, 1, 0, 0, 0, 500, tzinfo=dt.UTC), True, True)]
+
+
+async def test_closing_a_cancelled_crawl_still_commits(inventory: Inventory) -> None:
+    """aclose in a cancelled scope (the crawl was interrupted) commits what was buffered."""
+    sink = inventory.sink(settings=SETTINGS, commit_interval=3600)
+    await sink.load_progress()
+    await sink.write(page("v1", 1, snapshots("v1", 2)))
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await sink.aclose()
+    assert await inventory.ids() == ["v1-s0", "v1-s1"]
