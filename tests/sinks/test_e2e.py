@@ -112,3 +112,38 @@ async def test_killed_crawl_into_postgres_resumes_with_each_snapshot_once(
             await conn.close()
         assert count == distinct == sim.dataset.total
     assert await _progress_rows(pg_url) == 0
+
+
+async def test_interrupted_json_lines_crawl_resumes_with_each_snapshot_once(
+    living_simulator: Simulator, tmp_path: Path
+) -> None:
+    """A JSON Lines crawl with a state file, cancelled after its first commit and run again, lists each id once."""
+    sim, out, state = living_simulator, tmp_path / "out.jsonl", tmp_path / "state.db"
+    settings = crawl_settings(sim.url)
+    since = sim.dataset.mark()
+    first = open_sink(str(out), state=str(state), settings=settings, batch_rows=50)
+    heard: list[str | None] = []
+    with anyio.CancelScope() as scope:
+
+        async def stop_after_first_commit(volumes: object) -> None:
+            heard.extend(volumes)  # type: ignore[call-overload]
+            scope.cancel()
+
+        first.on_commit = stop_after_first_commit
+        await crawl_into_sink(
+            Crawler(endpoint=sim.url, credentials=sim.credentials, concurrency=8), sim.dataset.volume_ids, first
+        )
+    assert scope.cancelled_caught
+    assert heard
+    check = open_sink(str(out), state=str(state), settings=settings)
+    progress = await check.load_progress()
+    await check.aclose()
+    assert 0 < sum(p.status == "done" for p in progress.values()) < len(sim.dataset.volume_ids)
+
+    again = open_sink(str(out), state=str(state), settings=settings, batch_rows=50)
+    await crawl_into_sink(
+        Crawler(endpoint=sim.url, credentials=sim.credentials, concurrency=8), sim.dataset.volume_ids, again
+    )
+    ids = Counter(line.split(b'"id":"', 1)[1].split(b'"', 1)[0] for line in out.read_bytes().splitlines())
+    assert max(ids.values()) == 1
+    assert {i.encode() for i in sim.dataset.existed_throughout(since)} <= set(ids)
