@@ -101,7 +101,7 @@ class BatchingSink:
         batch_rows: int = 5_000,
         max_rows: int = 20_000,
         commit_interval: float = 0.5,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         if batch_rows < 1 or max_rows < batch_rows:
             raise ValueError("need 1 <= batch_rows <= max_rows")
@@ -120,8 +120,8 @@ class BatchingSink:
         self._batch_rows = batch_rows
         self._max_rows = max_rows
         self._interval = commit_interval
-        self._clock = clock
-        self._last_commit = clock()
+        self._clock = clock or time.monotonic
+        self._last_commit = self._clock()
         self._pending = Batch()
         self._lock = anyio.Lock()
         self._opened = False

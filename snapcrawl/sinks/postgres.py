@@ -20,8 +20,9 @@ import msgspec
 
 from .._exceptions import ConfigError, SinkError
 from ._base import VolumeProgress
-from ._batch import Batch, BatchingSink
-from ._table import COLUMNS, DEFAULT_TABLE, crawl_key, quote, validate_table
+from ._batch import Batch
+from ._inventory import InventorySink
+from ._table import COLUMNS, DEFAULT_TABLE
 
 __all__ = ["PostgresSink", "redact"]
 
@@ -74,12 +75,12 @@ def _import_asyncpg() -> Any:
         raise ConfigError("a postgresql:// destination needs asyncpg: pip install 'snapcrawl[postgres]'") from None
 
 
-class PostgresSink(BatchingSink):
+class PostgresSink(InventorySink):
     """Upserts snapshots into ``table`` of the PostgreSQL database at ``dsn``, committing progress with them.
 
     ``dsn`` is any libpq URL (``postgresql://USER@HOST:PORT/DB``, ``?host=/socket/dir``...); the password comes
-    from the URL, ``PGPASSWORD`` or ``~/.pgpass``, as asyncpg reads them. ``prune``, ``pruned``, ``settings`` and
-    ``started_at`` are as for :class:`~snapcrawl.sinks.sqlite.SqliteSink`.
+    from the URL, ``PGPASSWORD`` or ``~/.pgpass``, as asyncpg reads them. ``prune``, ``settings``, ``pruned`` and
+    ``started_at`` are :class:`InventorySink`'s.
     """
 
     def __init__(
@@ -99,28 +100,21 @@ class PostgresSink(BatchingSink):
     ) -> None:
         super().__init__(
             redact(dsn),
+            table=table,
+            prune=prune,
+            settings=settings,
             batch_rows=batch_rows,
             max_rows=max_rows,
             commit_interval=commit_interval,
-            **({"clock": clock} if clock else {}),
+            clock=clock,
+            now=now,
         )
         self._asyncpg = _import_asyncpg()
-        self.table = validate_table(table)
-        self.prune = prune
-        self.settings = dict(settings or {})
-        if prune and self.settings.get("name"):
-            raise ConfigError("--prune with a name filter would delete every snapshot the filter leaves out")
-        #: Rows deleted by pruning, in this run.
-        self.pruned = 0
-        #: When this crawl started (kept in the checkpoint, so a resumed crawl keeps it).
-        self.started_at: dt.datetime | None = None
         self._dsn = dsn
         self._connect_timeout = connect_timeout
         self._command_timeout = command_timeout
-        self._key = crawl_key(self.table, self.settings)
-        self._now = now or (lambda: dt.datetime.now(dt.UTC))
         self._conn: Any | None = None
-        q = self._q = quote(self.table)
+        q = self._q
         columns = ", ".join(COLUMNS)
         updates = ", ".join(f"{column} = excluded.{column}" for column in COLUMNS[1:])
         record = ", ".join(f"{column} {kind}" for column, kind in TYPES.items() if column != "crawled_at")

@@ -20,12 +20,13 @@ from typing import Final, TypeVar, cast
 import anyio.to_thread
 import msgspec
 
-from .._exceptions import ConfigError, SinkError
+from .._exceptions import SinkError
 from .._models import Snapshot
 from ._base import VolumeProgress
-from ._batch import Batch, BatchingSink
+from ._batch import Batch
+from ._inventory import InventorySink
 from ._lock import lock_file
-from ._table import COLUMNS, DEFAULT_TABLE, crawl_key, quote, utc_text, validate_table
+from ._table import COLUMNS, DEFAULT_TABLE, utc_text
 
 __all__ = ["SqliteSink"]
 
@@ -93,13 +94,11 @@ def _rows(snapshots: list[Snapshot], crawled_at: str) -> list[tuple[object, ...]
     ]
 
 
-class SqliteSink(BatchingSink):
+class SqliteSink(InventorySink):
     """Upserts snapshots into ``table`` of the SQLite database at ``path``, committing progress with them.
 
-    With ``prune``, a volume whose listing completes loses the rows this crawl did not see (``pruned`` counts
-    them); the whole table, when the account-wide listing completes. ``settings`` (endpoint, name filter, sort)
-    identify the crawl: a crawl with other settings keeps its own checkpoint. One run at a time per database
-    file (a second fails at once with :class:`SinkError`).
+    ``prune``, ``settings``, ``pruned`` and ``started_at`` are :class:`InventorySink`'s. One run at a time per
+    database file (a second fails at once with :class:`SinkError`).
     """
 
     def __init__(
@@ -118,32 +117,23 @@ class SqliteSink(BatchingSink):
         self.path = Path(path)
         super().__init__(
             f"sqlite:///{self.path}",
+            table=table,
+            prune=prune,
+            settings=settings,
             batch_rows=batch_rows,
             max_rows=max_rows,
             commit_interval=commit_interval,
-            **({"clock": clock} if clock else {}),
+            clock=clock,
+            now=now,
         )
-        self.table = validate_table(table)
-        self.prune = prune
-        self.settings = dict(settings or {})
-        if prune and self.settings.get("name"):
-            raise ConfigError("--prune with a name filter would delete every snapshot the filter leaves out")
-        #: Rows deleted by pruning, in this run.
-        self.pruned = 0
-        #: When this crawl started (kept in the checkpoint, so a resumed crawl keeps it).
-        self.started_at: dt.datetime | None = None
-        self._key = crawl_key(self.table, self.settings)
-        self._now = now or (lambda: dt.datetime.now(dt.UTC))
         self._db: sqlite3.Connection | None = None
         self._lock_fd: int | None = None
-        q = quote(self.table)
         updates = ", ".join(f"{column} = excluded.{column}" for column in COLUMNS[1:])
         # executemany in a worker thread: SQLite does its part with the GIL released, so the crawl goes on.
         self._upsert = (
-            f"INSERT INTO {q} ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "  # noqa: S608
+            f"INSERT INTO {self._q} ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "  # noqa: S608
             f"ON CONFLICT (id) DO UPDATE SET {updates}"
         )
-        self._q = q
 
     async def _run(self, call: Callable[[], T]) -> T:
         """Run a blocking database call in a worker thread; map SQLite's errors to :class:`SinkError`."""
