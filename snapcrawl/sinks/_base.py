@@ -51,6 +51,9 @@ class Sink(Protocol):
 
     #: Awaited after each durable commit (see the module docstring); ``None`` by default.
     on_commit: CommitListener | None
+    #: Whether it keeps progress to resume from. A resumable sink needs each listing's pages in order, ending with
+    #: the ``last`` one, so the account-wide listing is then walked by marker rather than fetched by offset.
+    resumable: bool
 
     async def load_progress(self) -> Mapping[str | None, VolumeProgress]:
         """What earlier runs of this crawl committed (empty for a non-resumable sink, a new or a finished crawl)."""
