@@ -29,7 +29,7 @@ from ._common import (
     positive_float,
     positive_int,
 )
-from .job import add_distributed_options, check_distributed_options, make_crawl_crawler
+from .job import add_distributed_options, check_distributed_options, make_crawl_crawler, open_job_sink, run_job
 from .progress import Progress, status_line
 
 __all__ = ["register"]
@@ -205,6 +205,8 @@ async def _cmd_crawl(args: argparse.Namespace) -> int:
         with contextlib.ExitStack() as stack:
             volume_ids, total = _volume_source(args, stack)
             crawler = await make_crawl_crawler(args, distributed)
+            if args.queue is not None:  # a worker of a distributed job (--queue, --job)
+                return await run_job(args, crawler, volume_ids, open_job_sink(args, crawler), distributed)
             return await _crawl(crawler, volume_ids, args, total=total)
 
 

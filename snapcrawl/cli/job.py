@@ -30,6 +30,7 @@ __all__ = [
     "add_distributed_options",
     "check_distributed_options",
     "make_crawl_crawler",
+    "open_job_sink",
     "open_limiter",
     "open_worker",
     "register",
@@ -140,6 +141,17 @@ async def open_worker(args: argparse.Namespace, stack: contextlib.AsyncExitStack
         await queue.enqueue(volume_ids)
     claim_after = args.claim_after if args.claim_after is not None else DEFAULT_CLAIM_AFTER
     return await stack.enter_async_context(Worker(queue, claim_after=claim_after))
+
+
+def open_job_sink(args: argparse.Namespace, crawler: Crawler) -> Sink:
+    """The job's shared PostgreSQL inventory (``--out postgresql://...``), its lock shared by the job's workers.
+
+    The job's name is part of the crawl's identity in the database, so its progress is apart from other crawls'.
+    """
+    from ..sinks import PostgresSink  # noqa: PLC0415 - the postgres extra is optional
+
+    settings = {"endpoint": crawler.endpoint, "name": args.name, "sort": args.sort, "job": args.job}
+    return PostgresSink(args.out, settings=settings, shared=True)
 
 
 async def run_job(

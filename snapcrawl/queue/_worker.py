@@ -202,6 +202,7 @@ class AckingSink:
     def __init__(self, inner: Sink, worker: Worker) -> None:
         self._inner = inner
         self._worker = worker
+        self.resumable = inner.resumable
         self._finished = 0  # volumes whose last page was written since the last flush
         self.on_commit: CommitListener | None = None
         inner.on_commit = self._committed

@@ -5,7 +5,8 @@ with ``json_to_recordset``, which took half the client CPU per row of a binary C
 an upsert from there), and the checkpoint that covers them is updated alongside, so a crawl killed at any moment
 and run again writes every snapshot once. The checkpoint lives in ``snapcrawl_crawls`` and
 ``snapcrawl_progress`` of the same database. A session advisory lock per table keeps a second run out; the
-server releases it when the connection ends, a killed client's included.
+server releases it when the connection ends, a killed client's included. The workers of one distributed job
+(``shared``) hold that lock together: they keep a standalone run out, and are kept out by one.
 """
 
 from __future__ import annotations
@@ -97,6 +98,7 @@ class PostgresSink(InventorySink):
         command_timeout: float = 120.0,
         clock: Callable[[], float] | None = None,
         now: Callable[[], dt.datetime] | None = None,
+        shared: bool = False,
     ) -> None:
         super().__init__(
             redact(dsn),
@@ -110,6 +112,8 @@ class PostgresSink(InventorySink):
             now=now,
         )
         self._asyncpg = _import_asyncpg()
+        #: Whether the workers of a distributed job write the table together (they share its lock).
+        self.shared = shared
         self._dsn = dsn
         self._connect_timeout = connect_timeout
         self._command_timeout = command_timeout
@@ -163,7 +167,8 @@ class PostgresSink(InventorySink):
 
     async def _prepare(self) -> dict[str | None, VolumeProgress]:
         db = self._db
-        if not await db.fetchval("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", f"snapcrawl:{self.table}"):
+        lock = "pg_try_advisory_lock_shared" if self.shared else "pg_try_advisory_lock"
+        if not await db.fetchval(f"SELECT {lock}(hashtextextended($1, 0))", f"snapcrawl:{self.table}"):
             raise SinkError(
                 f"table {self.table} is in use by another snapcrawl run; wait for it to end (or stop it)",
                 destination=self.destination,

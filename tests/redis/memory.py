@@ -11,6 +11,8 @@ from snapcrawl.sinks import CommitListener, VolumeProgress
 class MemorySink:
     """A sink that keeps pages in memory and makes them 'committed' only on flush, then says so."""
 
+    resumable = True
+
     def __init__(self, progress: Mapping[str | None, VolumeProgress] | None = None) -> None:
         self.on_commit: CommitListener | None = None
         self.progress = dict(progress or {})
