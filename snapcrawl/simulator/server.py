@@ -274,7 +274,8 @@ class Simulator:
         plan.arrive(now)
         stats.arrive(now)
         try:
-            await self._hold(plan)
+            if plan.pauses:
+                await self._hold(plan)
             replayed = plan.faults.reject_replays and self._replayed(request)
             if plan.latency:
                 await asyncio.sleep(plan.delay())
@@ -308,7 +309,8 @@ class Simulator:
         """Count the answer, wait out a pause that began meanwhile, compress if asked, and send it."""
         status, body, headers = answer
         self.stats.answered(time.monotonic(), status)
-        await self._hold(plan)
+        if plan.pauses:
+            await self._hold(plan)
         if limits:
             headers = {**headers, **limits}
         if (
