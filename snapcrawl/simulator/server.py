@@ -313,11 +313,7 @@ class Simulator:
             await self._hold(plan)
         if limits:
             headers = {**headers, **limits}
-        if (
-            plan.faults.gzip
-            and "Content-Encoding" not in headers
-            and "gzip" in request.headers.get("Accept-Encoding", "")
-        ):
+        if plan.faults.gzip and "Content-Encoding" not in headers and _accepts_gzip(request.headers):
             body = gzip.compress(body, compresslevel=1, mtime=0)
             headers = {**headers, "Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
         return web.Response(status=status, body=body, headers=headers)
@@ -495,6 +491,19 @@ class Simulator:
             for info in VERSIONS.values()
         ]
         return msgspec.json.encode({"versions": versions})
+
+
+def _accepts_gzip(headers: Mapping[str, str]) -> bool:
+    """Whether ``Accept-Encoding`` allows gzip: listed (or ``*``) without ``q=0``."""
+    for item in headers.get("Accept-Encoding", "").split(","):
+        coding, _, params = item.partition(";")
+        if coding.strip().lower() in ("gzip", "x-gzip", "*"):
+            _, q, quality = params.replace(" ", "").lower().partition("q=")
+            try:
+                return not q or float(quality) > 0
+            except ValueError:
+                return False
+    return False
 
 
 def _padded(items: list[bytes], size: int) -> list[bytes]:
