@@ -119,15 +119,47 @@ _SORT_KEY_FUNCS: Final[Mapping[str, Callable[[_Snap], Any]]] = {
 }
 
 
-class _Ordering:
-    """The matching snapshots of one listing in one sort order."""
+def _precedes(first: _Snap, second: _Snap, sort: SortSpec) -> bool:
+    """Whether ``first`` comes before ``second`` in ``sort`` order."""
+    for key, descending in sort:
+        func = _SORT_KEY_FUNCS[key]
+        one, other = func(first), func(second)
+        if one != other:
+            return bool(one > other) if descending else bool(one < other)
+    return False
 
-    __slots__ = ("_index", "bodies", "ids")
+
+class _Ordering:
+    """The matching snapshots of one listing in one sort order; churn patches it in place."""
+
+    __slots__ = ("_index", "bodies", "ids", "snaps")
 
     def __init__(self, snaps: list[_Snap]) -> None:
+        self.snaps = snaps
         self.bodies = [snap.body for snap in snaps]
         self.ids = [snap.id for snap in snaps]
         self._index: dict[str, int] | None = None
+
+    def remove(self, snapshot_id: str) -> None:
+        """Take a deleted snapshot out, if it is listed here."""
+        after = self.after(snapshot_id)
+        if after is not None:
+            del self.snaps[after - 1], self.bodies[after - 1], self.ids[after - 1]
+            self._index = None
+
+    def insert(self, snap: _Snap, sort: SortSpec) -> None:
+        """Put a created snapshot in its place: a binary search, not a sort of the whole account."""
+        low, high = 0, len(self.snaps)
+        while low < high:
+            middle = (low + high) // 2
+            if _precedes(self.snaps[middle], snap, sort):
+                low = middle + 1
+            else:
+                high = middle
+        self.snaps.insert(low, snap)
+        self.bodies.insert(low, snap.body)
+        self.ids.insert(low, snap.id)
+        self._index = None
 
     def after(self, marker: str) -> int | None:
         """The position right after ``marker``, or ``None`` if it is not in this listing."""
@@ -183,7 +215,8 @@ class Dataset:
         # Bounded so that crawling 100,000 volumes does not keep a million snapshots; regenerating is exact.
         self._volume = functools.lru_cache(maxsize=_CACHED_VOLUMES)(self._generate)
         self._volume_ordering = functools.lru_cache(maxsize=_CACHED_VOLUMES)(self._build_volume_ordering)
-        self._account_orderings: dict[tuple[str | None, SortSpec], tuple[int, _Ordering]] = {}
+        # Account-wide orderings are as big as the account: patched on each change rather than sorted again.
+        self._account_orderings: dict[tuple[str | None, SortSpec], _Ordering] = {}
         # Churn: what changed, on top of the generated data (which is regenerated exactly when evicted).
         self._lock = threading.RLock()
         self._seq = 0
@@ -225,13 +258,12 @@ class Dataset:
                 index = self._positions.get(volume_id)
                 return self._volume_ordering(index, name, sort, 0 if index is None else self._versions.get(index, 0))
             key = (name, sort)
-            cached = self._account_orderings.get(key)
-            if cached is not None and cached[0] == self._seq:
-                return cached[1]
-            ordering = _sorted(self._snaps(None), name, sort)
-            if len(self._account_orderings) >= _CACHED_ACCOUNT_LISTINGS:
-                self._account_orderings.pop(next(iter(self._account_orderings)))
-            self._account_orderings[key] = (self._seq, ordering)
+            ordering = self._account_orderings.get(key)
+            if ordering is None:
+                ordering = _sorted(self._snaps(None), name, sort)
+                if len(self._account_orderings) >= _CACHED_ACCOUNT_LISTINGS:
+                    self._account_orderings.pop(next(iter(self._account_orderings)))
+                self._account_orderings[key] = ordering
             return ordering
 
     # -- change history ----------------------------------------------------------------------------------------
@@ -322,6 +354,8 @@ class Dataset:
         if volume_id is None:
             return None
         self._deleted[snapshot_id] = self._seq + 1
+        for ordering in self._account_orderings.values():
+            ordering.remove(snapshot_id)
         return self._record("delete", snapshot_id, self._positions[volume_id], -1)
 
     def _create(self, volume_id: str, rng: random.Random, moment: int) -> Change:
@@ -334,6 +368,9 @@ class Dataset:
         self._added.setdefault(index, []).append(snap)
         self._born[snap.id] = self._seq + 1
         self._owner[snap.id] = volume_id
+        for (name, sort), ordering in self._account_orderings.items():
+            if name is None or snap.name == name:
+                ordering.insert(snap, sort)
         return self._record("create", snap.id, index, 1)
 
     # -- generation --------------------------------------------------------------------------------------------
