@@ -38,6 +38,7 @@ _END: Final = 1_761_955_200  # 2025-11-01T00:00:00Z, the newest generated snapsh
 _DAY: Final = 86_400
 _CACHED_VOLUMES: Final = 16_384  # volumes (and listings) kept generated and sorted
 _CACHED_ACCOUNT_LISTINGS: Final = 64  # account-wide orderings kept, each as big as the account
+_SCANS_BEFORE_INDEX: Final = 8  # marker look-ups by scanning before an unchanged listing gets an index
 
 
 class Churn(msgspec.Struct, frozen=True, kw_only=True):
@@ -132,20 +133,27 @@ def _precedes(first: _Snap, second: _Snap, sort: SortSpec) -> bool:
 class _Ordering:
     """The matching snapshots of one listing in one sort order; churn patches it in place."""
 
-    __slots__ = ("_index", "bodies", "ids", "snaps")
+    __slots__ = ("_index", "_scans", "bodies", "ids", "snaps")
 
     def __init__(self, snaps: list[_Snap]) -> None:
         self.snaps = snaps
         self.bodies = [snap.body for snap in snaps]
         self.ids = [snap.id for snap in snaps]
         self._index: dict[str, int] | None = None
+        self._scans = 0
+
+    def _changed(self) -> None:
+        self._index, self._scans = None, 0
 
     def remove(self, snapshot_id: str) -> None:
         """Take a deleted snapshot out, if it is listed here."""
-        after = self.after(snapshot_id)
-        if after is not None:
-            del self.snaps[after - 1], self.bodies[after - 1], self.ids[after - 1]
-            self._index = None
+        if self._index is not None:
+            pos = self._index.get(snapshot_id, -1)
+        else:  # a scan in C beats building the index that the next change would throw away
+            pos = self.ids.index(snapshot_id) if snapshot_id in self.ids else -1
+        if pos >= 0:
+            del self.snaps[pos], self.bodies[pos], self.ids[pos]
+            self._changed()
 
     def insert(self, snap: _Snap, sort: SortSpec) -> None:
         """Put a created snapshot in its place: a binary search, not a sort of the whole account."""
@@ -159,14 +167,16 @@ class _Ordering:
         self.snaps.insert(low, snap)
         self.bodies.insert(low, snap.body)
         self.ids.insert(low, snap.id)
-        self._index = None
+        self._changed()
 
     def after(self, marker: str) -> int | None:
         """The position right after ``marker``, or ``None`` if it is not in this listing."""
-        if len(self.ids) <= 64:
-            return self.ids.index(marker) + 1 if marker in self.ids else None
         if self._index is None:
-            self._index = {snap_id: pos for pos, snap_id in enumerate(self.ids)}
+            # Scans (in C) until the listing has stayed unchanged for a while, then an index: churn resets it.
+            self._scans += 1
+            if len(self.ids) <= 64 or self._scans <= _SCANS_BEFORE_INDEX:
+                return self.ids.index(marker) + 1 if marker in self.ids else None
+            self._index = dict(zip(self.ids, range(len(self.ids)), strict=True))
         pos = self._index.get(marker)
         return None if pos is None else pos + 1
 
