@@ -39,7 +39,6 @@ import msgspec
 from aiohttp import web
 
 from .._config import Credentials
-from .._signing import DEFAULT_CLIENT_TYPE
 from .dataset import Dataset
 from .faults import NO_FAULTS, Faults, Plan
 from .query import VERSIONS, ApiVersion, Query, parse_query
@@ -55,6 +54,7 @@ DEMO_CREDENTIALS: Final = Credentials(
 #: ``GET`` this path for the simulator's :class:`Stats` as JSON (unauthenticated, uncounted, never faulted).
 STATS_PATH: Final = "/_simulator/stats"
 
+_CLIENT_TYPE: Final = "Openapi"  # the only Scp-ClientType SCP's OpenAPI accepts (official SDK)
 _SHUTDOWN_TIMEOUT: Final = 0.25  # in-flight requests get this long on stop(), like an abrupt restart
 _JSON: Final[Mapping[str, str]] = {"Content-Type": "application/json"}
 _HTML: Final[Mapping[str, str]] = {"Content-Type": "text/html"}
@@ -393,8 +393,8 @@ class Simulator:
         credentials = self.credentials
         if access_key != credentials.access_key:
             raise self._deny("Unknown access key")
-        if client_type != DEFAULT_CLIENT_TYPE:
-            raise self._deny(f"Invalid Scp-ClientType {client_type!r}; expected {DEFAULT_CLIENT_TYPE!r}")
+        if client_type != _CLIENT_TYPE:
+            raise self._deny(f"Invalid Scp-ClientType {client_type!r}; expected {_CLIENT_TYPE!r}")
         version = VERSIONS.get(version_name)
         if version is None:
             raise self._deny(f"Unsupported Scp-Api-Version {version_name!r}; supported: {', '.join(VERSIONS)}")
