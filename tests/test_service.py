@@ -193,3 +193,34 @@ async def test_ids_from_any_iterable(simulator: Simulator, source: str) -> None:
     async with _crawler(simulator) as crawler:
         snapshots, failures = await collect(crawler, volume_ids)
     assert not failures and len(snapshots) == sum(simulator.dataset.count(v) for v in ids)
+
+
+async def test_settings_files_are_read_off_the_event_loop(
+    simulator: Simulator, monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    """A Crawler built without endpoint or credentials reads ~/.scpconf in a worker thread, not on the loop."""
+    import threading  # noqa: PLC0415 - only this test needs it
+
+    from snapcrawl import _crawler  # noqa: PLC0415
+
+    loop_thread = threading.current_thread()
+    readers: list[threading.Thread] = []
+
+    def load_credentials() -> object:
+        readers.append(threading.current_thread())
+        return simulator.credentials
+
+    def resolve_endpoint(*args: object, **kwargs: object) -> str:
+        readers.append(threading.current_thread())
+        return simulator.url
+
+    monkeypatch.setattr(_crawler, "load_credentials", load_credentials)
+    monkeypatch.setattr(_crawler, "resolve_endpoint", resolve_endpoint)
+    crawler = Crawler()
+    assert readers == [] and "<from the environment>" in repr(crawler)
+    async with crawler:
+        assert crawler.endpoint == simulator.url
+        volume_id = max(simulator.dataset.volume_ids, key=simulator.dataset.count)
+        got = [s async for s in crawler.list_snapshots(volume_id)]
+    assert len(got) == simulator.dataset.count(volume_id)
+    assert len(readers) == 2 and loop_thread not in readers

@@ -374,7 +374,10 @@ class Dataset:
         size = generated[0].size if generated else rng.choice(_SIZES)
         number = self._counts[index] + len(self._added.get(index, ())) + 1
         owner = f"{rng.getrandbits(128):032x}"
-        snap = _make_snap(rng, volume_id, number=number, when=moment, size=size, owner=owner)
+        # The snapshot's own draws (its id above all) come from the change's sequence number, not from the churn
+        # generator, which restarts whenever the faults change: an id is never made twice in a dataset's life.
+        unique = random.Random(f"{self.seed}/created/{self._seq + 1}")
+        snap = _make_snap(unique, volume_id, number=number, when=moment, size=size, owner=owner)
         self._added.setdefault(index, []).append(snap)
         self._born[snap.id] = self._seq + 1
         self._owner[snap.id] = volume_id
