@@ -137,7 +137,9 @@ async def test_account_listing_churns_across_volumes(churned: tuple[Simulator, A
     assert len({change.volume_id for change in changes}) > 2
     owners = {item["id"]: item["volume_id"] for item in sim.dataset.snapshots()}
     assert all(sim.dataset.volume_of(change.snapshot_id) == change.volume_id for change in changes)
-    assert all(owners[change.snapshot_id] == change.volume_id for change in changes if change.op == "create")
+    created = [change for change in changes if change.op == "create" and change.snapshot_id in owners]
+    assert created  # some of them are still there (others were deleted by later changes)
+    assert all(owners[change.snapshot_id] == change.volume_id for change in created)
 
 
 async def test_busy_volumes_churn_heavily(churned: tuple[Simulator, Api]) -> None:
