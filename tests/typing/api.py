@@ -14,8 +14,8 @@ from snapcrawl import (
     CrawlStream,
     Hooks,
     Page,
-    Snapshot,
     SnapcrawlError,
+    Snapshot,
     VolumeFailure,
 )
 
