@@ -1,4 +1,5 @@
-"""Three ``snapcrawl crawl --queue`` workers on one job into PostgreSQL; one is killed with SIGKILL mid-job."""
+"""Three ``snapcrawl crawl --queue`` workers on one job into PostgreSQL, sharing one quota (``--limiter``); one is
+killed with SIGKILL mid-job."""
 
 from __future__ import annotations
 
@@ -66,7 +67,7 @@ def _worker(sim: Simulator, redis_url: str, database: str, volume_file: Path, jo
     env |= {"SCP_ACCESS_KEY": DEMO_CREDENTIALS.access_key, "SCP_SECRET_KEY": DEMO_CREDENTIALS.secret_key}
     cmd = [
         sys.executable, "-m", "snapcrawl.cli", "crawl", "--endpoint", sim.url, "--volumes", str(volume_file),
-        "--out", database, "--queue", redis_url, "--job", job, "--claim-after", "1",
+        "--out", database, "--queue", redis_url, "--job", job, "--claim-after", "1", "--limiter", redis_url,
         "--page-size", str(PAGE_SIZE), "--concurrency", "4", "--no-progress", "--loop", "asyncio",
     ]  # fmt: skip
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # noqa: S603
@@ -101,6 +102,7 @@ async def test_killed_worker_the_others_finish(
             assert worker.stderr is not None
             err = worker.stderr.read().decode(errors="replace")
             assert worker.returncode == 0, err
+            assert "paced through Redis" in err  # the shared limiter was in use too
             claimed += int(re.search(r"claimed (\d+)\)", err).group(1))  # type: ignore[union-attr]
         assert workers[0].wait() == -signal.SIGKILL
         assert claimed > 0  # the dead worker's volumes were taken over
