@@ -15,6 +15,7 @@ from pathlib import Path
 import anyio
 import asyncpg
 import pytest
+import redis.asyncio
 
 from snapcrawl.simulator import DEMO_CREDENTIALS, Faults, Simulator, run_in_thread
 from tests.sinks.pgserver import postgres_bindir, temporary_server
@@ -88,10 +89,18 @@ async def test_killed_worker_the_others_finish(
     job = f"nightly-{uuid.uuid4().hex[:8]}"
     workers = [_worker(sim, redis_server.url, database, volume_file, job) for _ in range(WORKERS)]
     try:
-        for _ in range(4000):  # until the job is well under way (bounded: 200 s)
-            if sim.stats.requests >= len(expected) // PAGE_SIZE // 4 or any(w.poll() is not None for w in workers):
+        client = redis.asyncio.Redis.from_url(redis_server.url)
+        stream = f"snapcrawl:job:{job}:stream"
+        for _ in range(4000):  # until the job is under way and the first worker holds volumes (bounded: 200 s)
+            holding = 0
+            if await client.exists(stream):
+                consumers = await client.xinfo_consumers(stream, "workers")
+                holding = sum(c["pending"] for c in consumers if f":{workers[0].pid}:" in c["name"].decode())
+            under_way = sim.stats.requests >= len(expected) // PAGE_SIZE // 4
+            if (holding and under_way) or any(w.poll() is not None for w in workers):
                 break
             await anyio.sleep(0.05)
+        await client.aclose()
         assert all(w.poll() is None for w in workers), "the job ended before a worker could be killed"
         workers[0].send_signal(signal.SIGKILL)
         claimed = 0
