@@ -39,7 +39,7 @@ from ._models import Page, Snapshot
 from ._run import CrawlResult, CrawlRun, CrawlSettings, ServerHints, VolumeFailure, check_volume_id
 from ._signing import Signer
 from ._stats import CrawlStats
-from ._transport import DEFAULT_MAX_BODY_BYTES, AiohttpTransport, Transport
+from ._transport import DEFAULT_MAX_BODY_BYTES, AiohttpTransport, HttpOptions, Transport
 from ._walk import PageCursor, walk
 from .limits import Limiter
 from .limits.local import AdaptiveRateLimiter
@@ -259,15 +259,15 @@ class Crawler:
         self.stats = CrawlStats()
         self._limiter = limiter
         self._transport = transport
-        self._transport_options = {
-            "ssl_context": ssl_context,
-            "ca_bundle": ca_bundle,
-            "proxy": proxy,
-            "trust_env": trust_env,
-            "user_agent": user_agent,
-            "headers": dict(headers or {}),
-            "session": session,
-        }
+        self._http = HttpOptions(
+            ssl_context=ssl_context,
+            ca_bundle=ca_bundle,
+            proxy=proxy,
+            trust_env=trust_env,
+            user_agent=user_agent,
+            headers=dict(headers or {}),
+            session=session,
+        )
         self._clock = clock
         self._wall_clock = wall_clock
         self._sleep = sleep
@@ -312,19 +312,12 @@ class Crawler:
     async def __aenter__(self) -> Self:
         if self._endpoint is None or self._credentials is None:
             await anyio.to_thread.run_sync(self._load_settings)
-        options = self._transport_options
         transport = self._transport or AiohttpTransport(
             connections=self.concurrency,
             timeout=self.timeout,
             verify_tls=self.verify_tls,
             max_body_bytes=self.max_body_bytes,
-            ssl_context=options["ssl_context"],  # type: ignore[arg-type]
-            ca_bundle=options["ca_bundle"],  # type: ignore[arg-type]
-            proxy=options["proxy"],  # type: ignore[arg-type]
-            trust_env=bool(options["trust_env"]),
-            user_agent=options["user_agent"],  # type: ignore[arg-type]
-            headers=options["headers"],  # type: ignore[arg-type]
-            session=options["session"],  # type: ignore[arg-type]
+            options=self._http,
         )
         self._exit_stack.push_async_callback(transport.aclose)
         limiter = self._limiter or AdaptiveRateLimiter(

@@ -67,6 +67,39 @@ async def test_volumes_while_snapshots_change(living: Simulator, sort: str | Non
     _check(living, mark, snapshots, volume_ids)
 
 
+CHURN = Churn(rate=0.2, deletes=2, creates=2, marker_share=0.5)
+#: The fault matrix of test_faults.py, each fault with churn switched on.
+FAULTS_WITH_CHURN = {
+    "503s": Faults(churn=CHURN, error_rate=0.1),
+    "dropped-connections": Faults(churn=CHURN, drop_rate=0.05, reject_replays=True),
+    "timeouts": Faults(churn=CHURN, stall_rate=0.01, stall_seconds=3.0),
+    "429s-retry-after-seconds": Faults(churn=CHURN, rate_limit=800, rate_burst=20),
+    "429s-no-retry-after": Faults(churn=CHURN, rate_limit=800, rate_burst=20, retry_after="none"),
+    "429s-retry-after-http-date": Faults(churn=CHURN, rate_limit=800, rate_burst=20, retry_after="http-date"),
+    "truncated-bodies": Faults(churn=CHURN, truncate_rate=0.05),
+    "html-error-pages": Faults(churn=CHURN, html_rate=0.05),
+    "gzip-and-a-capped-limit": Faults(churn=CHURN, gzip=True, max_limit=40),
+}
+
+
+@pytest.mark.parametrize("name", list(FAULTS_WITH_CHURN))
+async def test_fault_matrix_with_churn(living: Simulator, name: str) -> None:
+    """Each fault of the matrix, with snapshots changing meanwhile: the contract holds and nothing fails."""
+    volume_ids = living.dataset.volume_ids[:250]
+    living.faults = FAULTS_WITH_CHURN[name]
+    mark = living.dataset.mark()
+    try:
+        async with Crawler(
+            endpoint=living.url, credentials=living.credentials, page_size=25, timeout=1.0, retry=RETRY
+        ) as crawler:
+            snapshots, failures = await collect(crawler, volume_ids)
+    finally:
+        living.faults = Faults()
+    assert failures == []
+    assert living.dataset.mark() > mark
+    _check(living, mark, snapshots, volume_ids)
+
+
 async def test_account_listing_while_snapshots_change(living: Simulator) -> None:
     """The concurrent account-wide listing keeps the contract while snapshots are deleted and created."""
     living.faults = Faults(churn=Churn(rate=0.5, deletes=3, creates=3, marker_share=0.5), latency=(0.0, 0.003))

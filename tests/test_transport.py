@@ -22,6 +22,7 @@ from snapcrawl import (
     TransportError,
     resolve_endpoint,
 )
+from snapcrawl._transport import HttpOptions
 from snapcrawl.simulator import Simulator
 
 PAGE = b'{"count":1,"snapshots":[{"id":"s1","volume_id":"v","size":1,"created_at":"2025-01-01T00:00:00Z"}]}'
@@ -162,7 +163,7 @@ def test_unreadable_ca_bundle_is_a_named_error(tmp_path: anyio.Path) -> None:
     """A CA bundle that cannot be loaded is a ConfigError naming the file."""
     missing = f"{tmp_path}/nope.pem"
     with pytest.raises(ConfigError, match=r"nope\.pem"):
-        AiohttpTransport(ca_bundle=missing)
+        AiohttpTransport(options=HttpOptions(ca_bundle=missing))
 
 
 @pytest.mark.parametrize(
