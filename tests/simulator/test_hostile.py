@@ -98,6 +98,18 @@ async def test_gzip_for_clients_that_accept_it(simulator: Simulator) -> None:
     assert len(compressed.body) < len(plain.body)
 
 
+@pytest.mark.parametrize(
+    ("accept", "compressed"),
+    [("gzip", True), ("br, GZIP;q=0.5", True), ("*", True), ("gzip;q=0", False), ("deflate", False), ("", False)],
+)
+async def test_gzip_follows_accept_encoding(simulator: Simulator, accept: str, compressed: bool) -> None:
+    """gzip is used when Accept-Encoding names it (or ``*``) with a non-zero quality."""
+    simulator.faults = Faults(gzip=True)
+    async with aiohttp.ClientSession(auto_decompress=False) as raw_session:
+        reply = await Api(raw_session, simulator.url, demo_signer()).get(headers={"Accept-Encoding": accept})
+    assert (reply.headers.get("Content-Encoding") == "gzip") is compressed
+
+
 async def test_gzip_is_off_by_default(api: Api) -> None:
     """Without the option nothing is compressed, even for a client that accepts gzip."""
     reply = await api.get({"limit": "50"}, headers={"Accept-Encoding": "gzip"})
