@@ -2,8 +2,8 @@
 
 It follows the seam's contract around the crawl: ``crawl_into`` calls ``complete`` only when the crawl ran to
 its end (not when it was cancelled or stopped by an error); the owner calls ``aclose`` always.
-``python -m tests.sinks.driver ENDPOINT OUT --volumes FILE [--prune]`` runs it as a process (credentials from ``SCP_ACCESS_KEY`` / ``SCP_SECRET_KEY``), so that a test
-can kill it.
+``python -m tests.sinks.driver ENDPOINT OUT --volumes FILE [--prune]`` runs it as a process (credentials from
+``SCP_ACCESS_KEY`` / ``SCP_SECRET_KEY``), so that a test can kill it.
 """
 
 from __future__ import annotations
