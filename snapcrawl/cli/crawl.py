@@ -112,7 +112,8 @@ def _output(path: str | None) -> Iterator[BinaryIO]:
 
 def _summary(stats: CrawlStats, out: str | None, *, pruned: int = 0) -> str:
     finished = stats.volumes_done + stats.volumes_failed + stats.volumes_skipped
-    where = f" -> {redact(out)}" if out and out != "-" else ""
+    shown = redact(out) if out and out.startswith(("postgresql://", "postgres://")) else out  # never a password
+    where = f" -> {shown}" if out and out != "-" else ""
     if pruned:
         where += f" ({pruned} stale rows pruned)"
     skipped = f", {stats.volumes_skipped} done earlier" if stats.volumes_skipped else ""
