@@ -151,7 +151,7 @@ def open_job_sink(args: argparse.Namespace, crawler: Crawler) -> Sink:
     from ..sinks import PostgresSink  # noqa: PLC0415 - the postgres extra is optional
 
     settings = {"endpoint": crawler.endpoint, "name": args.name, "sort": args.sort, "job": args.job}
-    return PostgresSink(args.out, settings=settings, shared=True)
+    return PostgresSink(args.out, table=args.table, prune=args.prune, settings=settings, shared=True)
 
 
 async def run_job(
@@ -167,17 +167,13 @@ async def run_job(
     assert worker is not None  # noqa: S101 - run only with --queue
     acking = worker.sink(sink)
     caught: list[int] = []
-    finished = False
     try:
         async with crawler, anyio.create_task_group() as tg:
             scope = anyio.CancelScope()
             tg.start_soon(_watch_signals, scope, caught)
-            with scope:
+            with scope:  # the crawl tells the sink complete() if it ran to its end: the job is done
                 await crawler.crawl_into(worker.volumes(), acking, name=args.name, sort=args.sort)
-                finished = True
             tg.cancel_scope.cancel()
-        if finished:
-            await acking.complete()
     finally:
         with anyio.CancelScope(shield=True):
             await acking.aclose()

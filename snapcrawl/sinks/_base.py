@@ -16,7 +16,9 @@ Commit notification: ``on_commit``, when set, is awaited after each durable comm
 listing completed (``page.last``) or failed in that commit, each once, in no particular order. Until it has
 been called for a volume, nothing about that volume's outcome is durable: a distributed worker acknowledges a
 queue message only then. It runs in the task that triggered the commit (a ``write``, ``fail``, ``flush``,
-``complete`` or ``aclose``); an exception it raises propagates from there, after the commit.
+``complete`` or ``aclose``); an exception it raises propagates from there, after the commit. The sinks here
+commit when a ``write`` or ``fail`` finds a batch due (5,000 rows, or 0.5 s since the last commit) and on
+``flush``: a caller that goes idle with pages taken (a worker waiting for its next message) calls ``flush``.
 """
 
 from __future__ import annotations

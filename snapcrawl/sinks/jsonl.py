@@ -404,8 +404,12 @@ class JsonLinesSink(BatchingSink):
 
         def scan() -> set[str]:
             ids: set[str] = set()
+            left = self.offset  # committed lines only; read a line at a time, however large the output
             with open(self.out, "rb") as file:
-                for number, line in enumerate(file.read(self.offset).splitlines(), 1):
+                for number, line in enumerate(file, 1):
+                    if left <= 0:
+                        break
+                    left -= len(line)
                     try:
                         item = decoder.decode(line)
                     except msgspec.DecodeError:

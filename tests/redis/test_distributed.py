@@ -51,7 +51,6 @@ async def test_surviving_worker_finishes_a_dead_workers_volumes(
     ):
         sink = worker.sink(survivor_sink)
         result = await crawler.crawl_into(worker.volumes(), sink)
-        await sink.complete()
         await sink.aclose()
     assert not result.failures
     assert worker.claimed > 0

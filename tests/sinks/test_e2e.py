@@ -147,3 +147,21 @@ async def test_interrupted_json_lines_crawl_resumes_with_each_snapshot_once(
     ids = Counter(line.split(b'"id":"', 1)[1].split(b'"', 1)[0] for line in out.read_bytes().splitlines())
     assert max(ids.values()) == 1
     assert {i.encode() for i in sim.dataset.existed_throughout(since)} <= set(ids)
+
+
+async def test_account_wide_crawls_with_prune_into_sqlite(living_simulator: Simulator, tmp_path: Path) -> None:
+    """The account-wide listing, walked by marker into a resumable sink, prunes the whole table when it ends."""
+    sim, db = living_simulator, tmp_path / "inventory.db"
+    settings = crawl_settings(sim.url)
+    tables: list[set[str]] = []
+    for prune in (False, True):
+        since = sim.dataset.mark()
+        sink = open_sink(f"sqlite:///{db}", prune=prune, settings=settings, batch_rows=200)
+        result = await crawl_into_sink(Crawler(endpoint=sim.url, credentials=sim.credentials), None, sink)
+        assert result.failures == []
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            ids = Counter(row[0] for row in conn.execute("SELECT id FROM snapshots"))
+        assert max(ids.values()) == 1
+        tables.append(set(ids))
+    assert sim.dataset.existed_throughout(since) <= tables[1] <= sim.dataset.ever_existed(since)
+    assert sink.pruned == len(tables[0] - tables[1])  # what the second crawl did not see, and only that
