@@ -1,220 +1,23 @@
-"""Client-side rate limiting: a token bucket (GCRA) whose rate adapts to throttling like botocore's adaptive mode.
+"""Today's fetcher calling convention over :class:`~snapcrawl.limits.local.LocalLimiter`.
 
-The adaptation is botocore's CUBIC scheme (``botocore/retries/adaptive.py``, ``standard.py``; CUBIC as in
-RFC 8312): on a throttle the rate drops to ``beta`` (0.7) times the measured sending rate; on success it grows
-back along ``C * (t - K)**3 + W_max``, concave up to the last known-good rate ``W_max`` and probing beyond it.
-Unlike botocore, a throttle in the first half second uses the rate measured so far rather than 0, and the
-rate is cut once per congestion event rather than once per throttled response: with 64 requests in flight, a
-burst of 429s would otherwise cut it 64 times over.
-
-Time is injectable: pass ``clock`` (monotonic seconds) and ``sleep`` so tests need no real waiting.
+Kept only while ``_session.py`` calls ``on_success()`` / ``on_throttle(sent_at=, retry_after=)``; once the fetcher
+calls the :class:`~snapcrawl.limits.Limiter` protocol (tickets, headers, the returned wait) this module goes.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Awaitable, Callable
 
 import anyio
-import structlog
 
-__all__ = ["AdaptiveRateLimiter", "Clock", "CubicRate", "RateMeter", "Sleep", "TokenBucket"]
+from .limits.local import Clock, LocalLimiter, Sleep
 
-Clock = Callable[[], float]
-Sleep = Callable[[float], Awaitable[None]]
-
-_log = structlog.get_logger("snapcrawl")
-
-
-class TokenBucket:
-    """A token bucket in GCRA form: ``burst`` requests at once, then one every ``1 / rate`` seconds.
-
-    Each caller reserves its slot before it sleeps, so concurrent callers never bunch up. Over any window of
-    ``w`` seconds at most ``burst + rate * w`` acquisitions succeed. ``rate=None`` means no cap.
-    """
-
-    __slots__ = (
-        "_clock",
-        "_epoch",
-        "_interval",
-        "_paused_until",
-        "_sleep",
-        "_tat",
-        "_tolerance",
-        "_waiting",
-        "burst",
-    )
-
-    MAX_NAP = 0.1
-
-    def __init__(
-        self,
-        rate: float | None,
-        *,
-        burst: int = 10,
-        clock: Clock = time.monotonic,
-        sleep: Sleep = anyio.sleep,
-    ) -> None:
-        if burst < 1:
-            raise ValueError(f"burst must be >= 1, not {burst}")
-        self.burst = burst
-        self._clock = clock
-        self._sleep = sleep
-        self._tat = -math.inf
-        self._paused_until = -math.inf
-        self._interval = 0.0
-        self._tolerance = 0.0
-        self._epoch = 0
-        self._waiting = 0
-        self.rate = rate
-
-    @property
-    def rate(self) -> float | None:
-        """Requests per second, or ``None`` for no cap."""
-        return 1.0 / self._interval if self._interval else None
-
-    @rate.setter
-    def rate(self, value: float | None) -> None:
-        if value is not None and value <= 0:
-            raise ValueError(f"rate must be > 0, not {value}")
-        old_interval = self._interval
-        self._interval = 1.0 / value if value else 0.0
-        self._tolerance = (self.burst - 1) * self._interval
-        # Slots reserved at the old rate are void: their holders notice the new epoch and queue again at the
-        # new rate, so their reservations come off the schedule; what was already granted stays on it,
-        # converted to the new rate.
-        self._epoch += 1
-        now = self._clock()
-        if old_interval and self._tat > now:
-            granted = (self._tat - now) / old_interval - self._waiting  # requests let through, still "in" the bucket
-            self._tat = now + max(granted, 0.0) * self._interval
-        # Never more debt than an empty bucket: waiting callers will queue again on top of it.
-        self._tat = min(self._tat, now + self._tolerance)
-        self._waiting = 0
-
-    def pause_until(self, deadline: float) -> None:
-        """Let no request start before ``deadline`` (a ``clock()`` time), as a server's Retry-After asks."""
-        self._paused_until = max(self._paused_until, deadline)
-
-    async def acquire(self) -> None:
-        """Wait until the next request may start."""
-        while True:
-            now = self._clock()
-            if now < self._paused_until:
-                if not self._interval:
-                    await self._sleep(self._paused_until - now)
-                    continue
-                # Resume at the steady rate after a pause, not with a full burst.
-                self._tat = max(self._tat, self._paused_until + self._tolerance)
-            elif not self._interval:
-                return
-            epoch = self._epoch
-            tat = max(self._tat, now)
-            self._tat = tat + self._interval
-            allowed_at = tat - self._tolerance
-            if allowed_at <= now:
-                return
-            self._waiting += 1
-            try:
-                while (wait := allowed_at - self._clock()) > 0 and epoch == self._epoch:
-                    # Short naps, so a rate change or a pause reaches callers that are already waiting.
-                    await self._sleep(min(wait, self.MAX_NAP))
-            finally:
-                if epoch == self._epoch:
-                    self._waiting -= 1
-            if epoch == self._epoch and self._clock() >= self._paused_until:
-                return
-
-
-class RateMeter:
-    """The smoothed rate of responses, in half-second buckets (botocore's ``RateClocker``)."""
-
-    __slots__ = ("_bucket_scale", "_count", "_hold_until", "_last_bucket", "_smoothing", "_start", "measured")
-
-    def __init__(self, *, smoothing: float = 0.8, bucket_seconds: float = 0.5) -> None:
-        self._smoothing = smoothing
-        self._bucket_scale = 1.0 / bucket_seconds
-        self._start = math.nan  # set by the first response: idle time before it is not a sending rate
-        self._last_bucket = math.nan
-        self._count = 0
-        self._hold_until = 0.0
-        self.measured = 0.0
-
-    def _early(self, now: float) -> float:
-        """Before the first full bucket: the average since the first response."""
-        return self._count / max(now - self._start, 0.05)
-
-    def hold(self, now: float, until: float) -> None:
-        """Measure nothing until ``until``: a pause the server asked for is not a drop in our sending rate."""
-        if not self.measured and self._count:
-            self.measured = self._early(now)
-        self._hold_until = max(self._hold_until, until)
-
-    def record(self, now: float) -> float:
-        """Count one response at ``now`` and return the measured rate."""
-        bucket = math.floor(now * self._bucket_scale) / self._bucket_scale
-        if self._hold_until:
-            if now < self._hold_until:
-                return self.measured
-            self._hold_until = 0.0
-            self._last_bucket, self._count = bucket, 0
-        if not self._count and math.isnan(self._start):
-            self._start, self._last_bucket = now, bucket
-        self._count += 1
-        if bucket > self._last_bucket:
-            current = self._count / (bucket - self._last_bucket)
-            self.measured = current * self._smoothing + self.measured * (1 - self._smoothing)
-            self._count = 0
-            self._last_bucket = bucket
-        elif not self.measured:
-            return self._early(now)
-        return self.measured
-
-
-class CubicRate:
-    """CUBIC rate control as botocore's ``CubicCalculator``: ``rate(t) = C * (t - K)**3 + W_max``."""
-
-    __slots__ = ("_beta", "_k", "_last_fail", "_scale", "_w_max")
-
-    def __init__(self, start_rate: float, now: float, *, scale: float = 0.4, beta: float = 0.7) -> None:
-        self._scale = scale
-        self._beta = beta
-        self._w_max = start_rate
-        self._last_fail = now
-        self._k = self._zero_point()
-
-    def _zero_point(self) -> float:
-        return math.cbrt(self._w_max * (1 - self._beta) / self._scale)
-
-    def success(self, now: float) -> float:
-        """The rate to use after a success at ``now``."""
-        return self._scale * (now - self._last_fail - self._k) ** 3 + self._w_max
-
-    def throttled(self, rate: float, now: float) -> float:
-        """The rate to use after a throttle at ``now`` while sending at ``rate``."""
-        self._w_max = rate
-        self._k = self._zero_point()
-        self._last_fail = now
-        return rate * self._beta
+__all__ = ["AdaptiveRateLimiter", "Clock", "Sleep"]
 
 
 class AdaptiveRateLimiter:
-    """A token bucket capped at ``rate_limit`` (if any) that slows down on throttling and probes back up.
-
-    Adaptation starts with the first throttle; until then only ``rate_limit`` applies, so an uncapped client
-    costs nothing. A ``Retry-After`` pauses every request of the limiter until it has passed.
-
-    The cap runs ``JITTER_MARGIN`` (1%) under ``rate_limit``: requests reach the server a few milliseconds apart
-    from when they were sent, and without the margin that jitter lets a server count one or two more than
-    ``rate_limit + burst`` in some one-second window (measured: 311 at 300/s, burst 10). 1% absorbs 10 ms.
-    """
-
-    JITTER_MARGIN = 0.01
-    MIN_RATE = 0.5
-    MAX_RATE_GROWTH = 2.0
-    RATE_STEP = 0.05
-    LOG_GROWTH = 1.25  # log a rise once the rate is this many times the last one logged
+    """A :class:`LocalLimiter` called the old way: no headers, and successes without their ticket."""
 
     def __init__(
         self,
@@ -224,78 +27,26 @@ class AdaptiveRateLimiter:
         clock: Clock = time.monotonic,
         sleep: Sleep = anyio.sleep,
     ) -> None:
-        self.rate_limit = rate_limit
-        self._cap = None if rate_limit is None else rate_limit * (1 - self.JITTER_MARGIN)
-        self.bucket = TokenBucket(self._cap, burst=burst, clock=clock, sleep=sleep)
-        self._clock = clock
-        self._meter = RateMeter()
-        self._cubic = CubicRate(0.0, clock())
-        self._adapting = False
-        self._last_cut = -math.inf
-        self._responses = 0
-        self._first_response = 0.0
-        self._logged_rate = math.inf
-        #: Whether requests must go through :meth:`acquire`; until there is a cap or a throttle, they need not.
-        self.active = rate_limit is not None
+        self.limiter = LocalLimiter(rate_limit, burst=burst, clock=clock, sleep=sleep)
+
+    @property
+    def active(self) -> bool:
+        """Whether requests must go through :meth:`acquire`."""
+        return self.limiter.active
 
     @property
     def rate(self) -> float | None:
         """The rate in force, in requests per second, or ``None`` for no cap."""
-        return self.bucket.rate
+        return self.limiter.rate
 
     async def acquire(self) -> float:
-        """Wait for permission to send one request; return the time it was granted (pass it to on_throttle)."""
-        await self.bucket.acquire()
-        return self._clock()
+        """Wait for permission to send one request; return the time it was granted."""
+        return await self.limiter.acquire()
 
     def on_success(self) -> None:
-        """Feed back one answer that was not a throttle."""
-        if self._adapting:
-            now = self._clock()
-            self._set_rate(self._cubic.success(now), self._meter.record(now))
-        else:
-            self._count_response()
-
-    def _count_response(self) -> None:
-        """Before adapting, only count answers: their average rate is all a first throttle needs."""
-        if not self._responses:
-            self._first_response = self._clock()
-        self._responses += 1
+        """Feed back one answer that was not a throttle (counted as sent at the current rate)."""
+        self.limiter.on_success(math.inf, {})
 
     def on_throttle(self, *, sent_at: float, retry_after: float | None = None) -> None:
-        """Feed back a throttle (429, or 503 with Retry-After) of a request granted at ``sent_at``.
-
-        Like TCP, the rate is cut once per congestion event: throttles of requests that were already on their
-        way when the rate was last cut do not cut it again.
-        """
-        if not self._adapting:
-            self._count_response()
-        now = self._clock()
-        if self._adapting:
-            measured = self._meter.record(now)
-        else:
-            measured = self._meter.measured = self._responses / max(now - self._first_response, 0.05)
-        if retry_after:
-            self.bucket.pause_until(now + retry_after)
-            self._meter.hold(now, now + retry_after)
-        if self._adapting and sent_at <= self._last_cut:
-            return
-        current = self.bucket.rate
-        sending = measured if not self._adapting or current is None else min(measured, current)
-        self._adapting = self.active = True
-        self._last_cut = now
-        self._set_rate(self._cubic.throttled(sending, now), measured)
-        self._logged_rate = self.bucket.rate or 0.0
-        _log.info("rate.decreased", rate=round(self._logged_rate, 2), measured=round(measured, 2))
-
-    def _set_rate(self, rate: float, measured: float) -> None:
-        rate = max(self.MIN_RATE, min(rate, self.MAX_RATE_GROWTH * max(measured, self.MIN_RATE)))
-        if self._cap is not None:
-            rate = min(rate, self._cap)
-        current = self.bucket.rate
-        # Small steps are not worth voiding every waiter's slot for.
-        if current is None or abs(rate - current) > self.RATE_STEP * current:
-            self.bucket.rate = rate
-            if rate >= self.LOG_GROWTH * self._logged_rate:
-                self._logged_rate = rate
-                _log.info("rate.increased", rate=round(rate, 2))
+        """Feed back a throttle of a request granted at ``sent_at``; the fetcher waits ``retry_after`` itself."""
+        self.limiter.on_throttle(sent_at, retry_after, {})
