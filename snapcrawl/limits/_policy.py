@@ -31,8 +31,8 @@ class RateDiscovery:
     FAST_THROTTLES = 8  # a round this throttled (and FAST_SHARE of it) ends after FAST_SECONDS
     FAST_SHARE = 0.25
     FAST_SECONDS = 0.05
-    PROBE_STEP = 0.02  # of the estimate, per clean round
-    PROBE_LIMIT = 0.05  # how far above the estimate probing climbs before it waits
+    PROBE_STEP = 0.01  # of the estimate, per clean round
+    PROBE_LIMIT = 0.03  # how far above the estimate probing climbs before it waits
     RISE_SECONDS = 1.0
     FIRST_STEP = 0.05  # multiplicative probing when there is no estimate, and raises of the estimate
     MAX_STEP = 0.25
@@ -41,10 +41,11 @@ class RateDiscovery:
     ROUND_TRIPS = 2.0
     SLOW_ROUND_SECONDS = 0.5  # at low rates a round may end with fewer than ROUND_ANSWERS, after this long
     MAX_CUT = 0.3
-    TRUST_SHARE = 0.75  # a round throttled this much is far over the quota: its admitted rate is the estimate
+    TRUST_SHARE = 0.6  # a round throttled this much is far over the quota: its admitted rate is the estimate
     PACED = 0.85  # answers within 15 % of the rate: the bucket, not the client (or a burst), set the sending rate
 
     __slots__ = (
+        "_excused",
         "_first",
         "_lag",
         "_ok",
@@ -69,6 +70,7 @@ class RateDiscovery:
         self._first = math.nan
         self._step = self.FIRST_STEP
         self._top_since = math.nan
+        self._excused = False
         #: Whether the last round that ended had throttles.
         self.throttled = False
 
@@ -87,7 +89,7 @@ class RateDiscovery:
         self._lag = 0.0
 
     def answer(self, ticket: float, now: float, *, throttled: bool) -> bool:
-        """Count the answer to a request granted at ``ticket``; whether the round ended and ``rate`` changed."""
+        """Count the answer to a request granted at ``ticket``; whether it ended a round (``rate`` may be new)."""
         if ticket < self._since:
             return False  # sent at an earlier rate: it says nothing about this one
         if throttled:
@@ -115,10 +117,11 @@ class RateDiscovery:
         if old is not None and self.PACED * old <= answered <= old / self.PACED:
             # Paced by the bucket: it sent at ``old`` exactly, while the answers' rate is blurred by latency jitter.
             answered = old
-        lone = self._throttled == 1 and not self.throttled
+        lone = self._throttled == 1 and not self._excused
         self.throttled = self._throttled > 0
+        self._excused = lone or (self._excused and not self.throttled)
         if lone:
-            # One throttle after a clean round is as likely jitter as a quota: stop climbing, cut if it recurs.
+            # One throttle is as likely jitter as the quota: stop climbing; the next round with any cuts.
             rate = old if old is not None else answered
             self._top_since = math.nan
         elif not self._ok:
@@ -146,7 +149,7 @@ class RateDiscovery:
             rate = self._probe(old if old is not None else answered, self.estimate, now)
         rate = min(rate, self.MAX_GROWTH * answered)
         self.start(max(rate, self.MIN_RATE), now)
-        return self.rate != old
+        return True
 
     def _probe(self, rate: float, estimate: float, now: float) -> float:
         """After a clean round: climb linearly to ``PROBE_LIMIT`` above the estimate, then wait there.
