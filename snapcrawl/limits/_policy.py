@@ -39,12 +39,14 @@ class RateDiscovery:
     MAX_GROWTH = 2.0  # never probe past twice what the client actually sends: it may not be the quota that limits
     MIN_RATE = 0.5
     ROUND_TRIPS = 2.0
-    SLOW_ROUND_SECONDS = 0.5  # at low rates a round may end with fewer than ROUND_ANSWERS, after this long
+    SLOW_ROUND_SECONDS = 1.0  # at low rates a round may end with fewer than ROUND_ANSWERS, after this long
     MAX_CUT = 0.3
+    RECOVER = 0.3  # after a moderate cut, each clean round closes this share of the gap to the rate before it
     TRUST_SHARE = 0.6  # a round throttled this much is far over the quota: its admitted rate is the estimate
     PACED = 0.85  # answers within 15 % of the rate: the bucket, not the client (or a burst), set the sending rate
 
     __slots__ = (
+        "_before_cut",
         "_excused",
         "_first",
         "_lag",
@@ -71,6 +73,7 @@ class RateDiscovery:
         self._step = self.FIRST_STEP
         self._top_since = math.nan
         self._excused = False
+        self._before_cut = math.nan
         #: Whether the last round that ended had throttles.
         self.throttled = False
 
@@ -129,12 +132,16 @@ class RateDiscovery:
             rate = answered / 2 if old is None else min(old, answered) / 2
             self._step = self.FIRST_STEP
             self._top_since = math.nan
+            self._before_cut = math.nan
         elif self.throttled:
             self.estimate = answered * self._ok / (self._ok + self._throttled)
+            self._before_cut = math.nan
             if old is not None and self._throttled < self.TRUST_SHARE * (self._ok + self._throttled):
                 # A moderate share may be a server with a small burst wasting tokens on a slightly fast, even
-                # stream (burst 1 admits half of it): cut by MAX_CUT at most and measure again.
+                # stream (burst 1 admits half of it), or a stall that bunched requests: cut by MAX_CUT at most,
+                # and climb back quickly towards the rate before the cut unless it is throttled again.
                 self.estimate = max(self.estimate, old * (1 - self.MAX_CUT))
+                self._before_cut = old
             rate = self.estimate * (1 - self.MARGIN)
             if old is not None:
                 rate = min(rate, old)  # a throttled round never raises the rate
@@ -152,11 +159,15 @@ class RateDiscovery:
         return True
 
     def _probe(self, rate: float, estimate: float, now: float) -> float:
-        """After a clean round: climb linearly to ``PROBE_LIMIT`` above the estimate, then wait there.
+        """After a clean round: climb back towards the rate before a moderate cut; then climb linearly to
+        ``PROBE_LIMIT`` above the estimate, and wait there.
 
         Clean for ``RISE_SECONDS`` at the limit means the quota rose (or the server's burst is deep): raise the
         estimate by ``FIRST_STEP`` doubling with every further rise up to ``MAX_STEP``.
         """
+        back = self._before_cut * (1 - self.MARGIN)
+        if rate < back:  # concave, as CUBIC's return to W_max: quick at first, slower near it
+            return min(back, rate + max(self.RECOVER * (back - rate), self.PROBE_STEP * estimate))
         top = estimate * (1 + self.PROBE_LIMIT)
         if rate < top:
             self._top_since = math.nan
