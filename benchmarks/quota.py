@@ -5,7 +5,9 @@
 Every case starts ``snapcrawl simulate`` in its own process with a token-bucket quota (``--rate-limit``,
 ``--rate-burst``, ``--retry-after``, ``--latency``, optionally ``--quota-schedule`` and ``--ratelimit-headers``),
 drives it for ``--seconds`` with 64 requests in flight, then reads ``GET /_simulator/stats``: every figure is
-counted at the server, per whole second since the first request. The clients:
+counted at the server, per whole second since the first request. "Used" is the share of the quota the server
+admitted and "429s" the share of requests it throttled, both from the second second on (the first is the
+start-up, when a client that knows nothing has 64 requests out at once; its 429s are listed apart). The clients:
 
 * ``snapcrawl``: :class:`~snapcrawl.limits.LocalLimiter`, told ``--rate`` only where the case says so;
 * ``fixed``: a token bucket at the (first) quota, told it, that never adapts; a 429 waits its Retry-After;
@@ -228,15 +230,20 @@ def measure(case: Case, client: str, seconds: float) -> dict[str, Any]:
             anyio.run(_drive, endpoint, queries, limiter, seconds)
             stats = _stats(endpoint)
     rows = stats["per_second"][: int(seconds)]  # whole seconds only: the last one is cut short
-    ok = sum(row["ok"] for row in rows)
-    quota = sum(row["quota"] for row in rows)
-    requests = sum(row["requests"] for row in rows)
-    throttled = sum(row["throttled"] for row in rows)
+    # The first second is the start-up: a client that knows nothing has CONCURRENCY requests out at once.
+    steady = rows[1:]
+    ok = sum(row["ok"] for row in steady)
+    quota = sum(row["quota"] for row in steady)
+    requests = sum(row["requests"] for row in steady)
+    throttled = sum(row["throttled"] for row in steady)
     result: dict[str, Any] = {
         "case": case.name,
         "client": client,
         "used": ok / quota,
         "throttled": throttled / max(requests, 1),
+        "first_second_throttled": rows[0]["throttled"] if rows else 0,
+        "whole_run_throttled": (throttled + (rows[0]["throttled"] if rows else 0))
+        / max(requests + (rows[0]["requests"] if rows else 0), 1),
         "requests": requests,
         "max_in_1s_window": stats.get("max_in_1s_window"),
         "per_second": [(row["ok"], row["throttled"], row["quota"]) for row in rows],
@@ -259,8 +266,8 @@ def _settle(rows: list[dict[str, Any]], step: tuple[float, float], *, rising: bo
 
 def _table(results: Sequence[dict[str, Any]], cases: Sequence[Case], clients: Sequence[str]) -> str:
     lines = [
-        "| case | " + " | ".join(f"{client} used | 429s" for client in clients) + " |",
-        "|---|" + "---:|---:|" * len(clients),
+        "| case | " + " | ".join(f"{client} used | 429s" for client in clients) + " | 429s in 1st s |",
+        "|---|" + "---:|---:|" * len(clients) + "---|",
     ]
     by_key = {(r["case"], r["client"]): r for r in results}
     for case in cases:
@@ -271,7 +278,8 @@ def _table(results: Sequence[dict[str, Any]], cases: Sequence[Case], clients: Se
             if "settle" in r:
                 used += f" (settled {r['settle']:.0f} s)" if r["settle"] is not None else " (never settled)"
             cells += [used, f"{r['throttled']:.1%}"]
-        lines.append(f"| {case.name}: {case.note} | " + " | ".join(cells) + " |")
+        first = " / ".join(str(by_key[(case.name, client)]["first_second_throttled"]) for client in clients)
+        lines.append(f"| {case.name}: {case.note} | " + " | ".join(cells) + f" | {first} |")
     return "\n".join(lines)
 
 

@@ -43,11 +43,13 @@ class RateDiscovery:
     MAX_CUT = 0.3
     RECOVER = 0.3  # after a moderate cut, each clean round closes this share of the gap to the rate before it
     TRUST_SHARE = 0.6  # a round throttled this much is far over the quota: its admitted rate is the estimate
+    HEAVY_SHARE = 0.05  # a round throttled this much (twice or more) is judged on its own
+    TOLERATED_SHARE = 0.01  # fewer throttles than this over WINDOW_SECONDS are noise: hold the rate
+    WINDOW_SECONDS = 1.0
     PACED = 0.85  # answers within 15 % of the rate: the bucket, not the client (or a burst), set the sending rate
 
     __slots__ = (
         "_before_cut",
-        "_excused",
         "_first",
         "_lag",
         "_ok",
@@ -55,6 +57,7 @@ class RateDiscovery:
         "_step",
         "_throttled",
         "_top_since",
+        "_window",
         "ceiling",
         "estimate",
         "rate",
@@ -72,7 +75,7 @@ class RateDiscovery:
         self._first = math.nan
         self._step = self.FIRST_STEP
         self._top_since = math.nan
-        self._excused = False
+        self._window: collections.deque[tuple[float, int, int]] = collections.deque()
         self._before_cut = math.nan
         #: Whether the last round that ended had throttles.
         self.throttled = False
@@ -120,11 +123,19 @@ class RateDiscovery:
         if old is not None and self.PACED * old <= answered <= old / self.PACED:
             # Paced by the bucket: it sent at ``old`` exactly, while the answers' rate is blurred by latency jitter.
             answered = old
-        lone = self._throttled == 1 and not self._excused
-        self.throttled = self._throttled > 0
-        self._excused = lone or (self._excused and not self.throttled)
-        if lone:
-            # One throttle is as likely jitter as the quota: stop climbing; the next round with any cuts.
+        answers, throttles = self._ok + self._throttled, self._throttled
+        window = self._window
+        window.append((now, answers, throttles))
+        while now - window[0][0] > self.WINDOW_SECONDS:
+            window.popleft()
+        seen = sum(entry[1] for entry in window)
+        throttled = sum(entry[2] for entry in window)
+        share = throttles / answers
+        if throttles < 2 or share < self.HEAVY_SHARE:
+            share = throttled / seen  # a few throttles: judge them over the last second, not this round alone
+        self.throttled = throttles > 0
+        if self.throttled and self._ok and (throttled < 2 or share <= self.TOLERATED_SHARE):
+            # As likely jitter or a stall as the quota: stop climbing, and cut if they add up.
             rate = old if old is not None else answered
             self._top_since = math.nan
         elif not self._ok:
@@ -133,10 +144,20 @@ class RateDiscovery:
             self._step = self.FIRST_STEP
             self._top_since = math.nan
             self._before_cut = math.nan
+            window.clear()
+        elif self.throttled and share < self.HEAVY_SHARE and old is not None:
+            # A few per cent throttled: as likely a stall or jitter bunching requests as the quota. Shed the
+            # excess over what is tolerated, keep the estimate, and climb back if the next rounds are clean.
+            window.clear()
+            rate = old * (1 - share) * (1 - self.MARGIN)
+            self._before_cut = old
+            self._step = self.FIRST_STEP
+            self._top_since = math.nan
         elif self.throttled:
-            self.estimate = answered * self._ok / (self._ok + self._throttled)
+            window.clear()
+            self.estimate = answered * (1 - share)
             self._before_cut = math.nan
-            if old is not None and self._throttled < self.TRUST_SHARE * (self._ok + self._throttled):
+            if old is not None and share < self.TRUST_SHARE:
                 # A moderate share may be a server with a small burst wasting tokens on a slightly fast, even
                 # stream (burst 1 admits half of it), or a stall that bunched requests: cut by MAX_CUT at most,
                 # and climb back quickly towards the rate before the cut unless it is throttled again.
