@@ -1,6 +1,6 @@
 """How much of the API's quota a crawl uses: snapcrawl's limiter, a fixed-rate client and the old CUBIC baseline.
 
-    python -m benchmarks.quota [--seconds 15] [--case NAME ...] [--client NAME ...] [--json FILE]
+    python -m benchmarks.quota [--seconds 15] [--case NAME ...] [--client NAME ...] [--json FILE] [--model]
 
 Every case starts ``snapcrawl simulate`` in its own process with a token-bucket quota (``--rate-limit``,
 ``--rate-burst``, ``--retry-after``, ``--latency``, optionally ``--quota-schedule`` and ``--ratelimit-headers``),
@@ -15,7 +15,8 @@ start-up, when a client that knows nothing has 64 requests out at once; its 429s
 
 The driver is self-contained (signer + aiohttp + a limiter) so it measures the limiter, not the crawl core: each
 of its workers fetches first pages of volumes (or, account-wide, 100-snapshot pages by offset) and retries a
-throttled request after the wait the limiter returns.
+throttled request after the wait the limiter returns. ``--model`` runs the same cases on the fake-clock
+token-bucket model the tests use: deterministic, noise-free and instant, which is what the constants were tuned on.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from yarl import URL
 from snapcrawl._config import DEFAULT_API_VERSION
 from snapcrawl._signing import Signer
 from snapcrawl.limits import Limiter, LocalLimiter, TokenBucket
+from snapcrawl.limits.local import Clock, Sleep
 from snapcrawl.simulator import DEMO_CREDENTIALS, STATS_PATH
 
 from ._cubic import AdaptiveRateLimiter
@@ -96,8 +98,11 @@ class FixedRate:
 
     active = True
 
-    def __init__(self, rate: float, *, burst: int = 10) -> None:
-        self.bucket = TokenBucket(rate, burst=burst)
+    def __init__(
+        self, rate: float, *, burst: int = 10, clock: Clock = time.monotonic, sleep: Sleep = anyio.sleep
+    ) -> None:
+        self.bucket = TokenBucket(rate, burst=burst, clock=clock, sleep=sleep)
+        self._clock = clock
 
     @property
     def rate(self) -> float | None:
@@ -107,7 +112,7 @@ class FixedRate:
     async def acquire(self) -> float:
         """Wait for the next slot."""
         await self.bucket.acquire()
-        return time.monotonic()
+        return self._clock()
 
     def on_success(self, ticket: float, headers: Mapping[str, str]) -> None:
         """Nothing to learn."""
@@ -230,6 +235,11 @@ def measure(case: Case, client: str, seconds: float) -> dict[str, Any]:
             anyio.run(_drive, endpoint, queries, limiter, seconds)
             stats = _stats(endpoint)
     rows = stats["per_second"][: int(seconds)]  # whole seconds only: the last one is cut short
+    return _result(case, client, rows, max_in_1s_window=stats.get("max_in_1s_window"))
+
+
+def _result(case: Case, client: str, rows: list[dict[str, Any]], *, max_in_1s_window: int | None) -> dict[str, Any]:
+    """The figures of one run from the server's per-second counts."""
     # The first second is the start-up: a client that knows nothing has CONCURRENCY requests out at once.
     steady = rows[1:]
     ok = sum(row["ok"] for row in steady)
@@ -245,13 +255,59 @@ def measure(case: Case, client: str, seconds: float) -> dict[str, Any]:
         "whole_run_throttled": (throttled + (rows[0]["throttled"] if rows else 0))
         / max(requests + (rows[0]["requests"] if rows else 0), 1),
         "requests": requests,
-        "max_in_1s_window": stats.get("max_in_1s_window"),
+        "max_in_1s_window": max_in_1s_window,
         "per_second": [(row["ok"], row["throttled"], row["quota"]) for row in rows],
     }
     step = case.step()
     if step is not None:
         result["settle"] = _settle(rows, step, rising=step[1] > case.quota)
     return result
+
+
+def measure_model(case: Case, client: str, seconds: float) -> dict[str, Any]:
+    """The same, on a fake clock against the token-bucket model of ``tests/limits/model.py``: no noise, no waiting.
+
+    As in the simulator the whole latency passes before the bucket decides; a throttled request is not retried.
+    """
+    from tests.fakes import FakeClock  # noqa: PLC0415 - the model is test code; only --model needs it
+    from tests.limits.model import BucketServer, drive  # noqa: PLC0415
+
+    clock = FakeClock(0.0)
+    schedule = [(0.0, case.quota)]
+    if case.schedule:
+        schedule += [
+            (float(at), float(rate)) for at, _, rate in (step.partition(":") for step in case.schedule.split(","))
+        ]
+    server = BucketServer(
+        schedule,
+        burst=case.burst,
+        retry_after=None if case.retry_after == "none" else 1.0,
+        announce=case.headers != "none",
+    )
+    told = case.quota if case.told else None
+    limiter: Limiter
+    if client == "snapcrawl":
+        limiter = LocalLimiter(told, clock=clock, sleep=clock.sleep, wall_clock=lambda: 1e9 + clock.now)
+    elif client == "fixed":
+        limiter = FixedRate(case.quota, clock=clock, sleep=clock.sleep)
+    else:
+        limiter = AdaptiveRateLimiter(told, clock=clock, sleep=clock.sleep)
+    low, _, high = case.latency.partition(":")
+    trace = anyio.run(
+        lambda: drive(limiter, clock, server, seconds=seconds, latency=(float(low), float(high or low)), before=1.0)
+    )
+    rows = []
+    for second in range(int(seconds)):
+        window = [ok for at, ok in trace.arrivals if second <= at < second + 1]
+        rows.append(
+            {
+                "requests": len(window),
+                "ok": sum(window),
+                "throttled": window.count(False),
+                "quota": server.quota(second),
+            }
+        )
+    return _result(case, client, rows, max_in_1s_window=None)
 
 
 def _settle(rows: list[dict[str, Any]], step: tuple[float, float], *, rising: bool) -> float | None:
@@ -290,6 +346,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--case", action="append", choices=[case.name for case in CASES], help="(repeatable)")
     parser.add_argument("--client", action="append", choices=list(CLIENTS), help="(repeatable)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write every figure there")
+    parser.add_argument("--model", action="store_true", help="on the fake-clock model instead of the simulator")
     args = parser.parse_args(argv)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     cases = [case for case in CASES if not args.case or case.name in args.case]
@@ -297,7 +354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = []
     for case in cases:
         for client in clients:
-            result = measure(case, client, args.seconds)
+            result = (measure_model if args.model else measure)(case, client, args.seconds)
             results.append(result)
             print(
                 f"{case.name:>15} {client:>9}: used {result['used']:6.1%}, 429s {result['throttled']:5.1%}"

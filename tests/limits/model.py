@@ -1,8 +1,9 @@
 """A token-bucket server and a concurrent client, simulated on a fake clock: limiters meet a quota in no real time.
 
 The client keeps up to ``concurrency`` requests in flight, asks the limiter before each one (while it is
-active), and feeds every answer back. Each request reaches the server after half its latency, which admits it
-from its bucket or throttles it; the answer comes back after the other half.
+active), and feeds every answer back. Each request reaches the server's bucket after part of its latency, which
+admits it or throttles it; the answer comes back after the rest. A throttled request is not retried: its slot
+goes to the next request, which keeps the offered load the same.
 """
 
 from __future__ import annotations
@@ -90,10 +91,15 @@ async def drive(
     seconds: float,
     concurrency: int = 64,
     latency: tuple[float, float] = (0.01, 0.03),
+    before: float = 0.5,
     seed: int = 0,
     trace: Trace | None = None,
 ) -> Trace:
-    """Run the client against ``server`` for ``seconds`` of fake time; return (or extend) the trace."""
+    """Run the client against ``server`` for ``seconds`` of fake time; return (or extend) the trace.
+
+    ``before`` is the share of each request's latency spent before the server's bucket decides (the rest is the
+    way back): 0.5 for a network in between, 1.0 for the simulator, which sleeps its latency first.
+    """
     rng = random.Random(seed)
     trace = trace if trace is not None else Trace()
     events: list[tuple[float, int, _Request]] = []  # (when, tie-break, request): arrival, then answer
@@ -108,7 +114,7 @@ async def drive(
             if math.isnan(request.back):  # reaches the server
                 request.admitted = server.admit(at)
                 request.headers = server.headers(at)
-                request.back = at + (at - request.sent)
+                request.back = at + (at - request.sent) * (1 - before) / before
                 trace.arrivals.append((at, request.admitted))
                 order += 1
                 heapq.heappush(events, (request.back, order, request))
@@ -128,7 +134,7 @@ async def drive(
         deliver_due()
         order += 1
         request = _Request(ticket=ticket, sent=clock.now)
-        heapq.heappush(events, (clock.now + rng.uniform(*latency) / 2, order, request))
+        heapq.heappush(events, (clock.now + rng.uniform(*latency) * before, order, request))
         trace.sent.append(clock.now)
         in_flight += 1
     return trace
