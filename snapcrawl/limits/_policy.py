@@ -50,6 +50,7 @@ class RateDiscovery:
 
     __slots__ = (
         "_before_cut",
+        "_cut",
         "_first",
         "_lag",
         "_ok",
@@ -77,6 +78,7 @@ class RateDiscovery:
         self._top_since = math.nan
         self._window: collections.deque[tuple[float, int, int]] = collections.deque()
         self._before_cut = math.nan
+        self._cut = False
         #: Whether the last round that ended had throttles.
         self.throttled = False
 
@@ -123,6 +125,29 @@ class RateDiscovery:
         if old is not None and self.PACED * old <= answered <= old / self.PACED:
             # Paced by the bucket: it sent at ``old`` exactly, while the answers' rate is blurred by latency jitter.
             answered = old
+        share, noise = self._judge(now)
+        self.throttled = self._throttled > 0
+        if self.throttled and self._ok and noise:
+            # As likely jitter or a stall as the quota: stop climbing, and cut if they add up.
+            rate = old if old is not None else answered
+            self._top_since = math.nan
+        elif self.throttled:
+            rate = self._cut_rate(old, answered, share)
+        elif self.estimate is None:
+            # Nothing measured yet (a cap was told or announced): probe multiplicatively.
+            base = old if old is not None else answered
+            rate = base * (1 + self._step)
+            self._step = min(2 * self._step, self.MAX_STEP)
+        else:
+            rate = self._probe(old if old is not None else answered, self.estimate, now)
+        rate = min(rate, self.MAX_GROWTH * answered)
+        self._cut = rate < (old if old is not None else answered)
+        self.start(max(rate, self.MIN_RATE), now)
+        return True
+
+    def _judge(self, now: float) -> tuple[float, bool]:
+        """The throttled share to act on, and whether it is noise: a few throttles are judged over the last
+        ``WINDOW_SECONDS``, not this round alone, and tolerated up to ``TOLERATED_SHARE``."""
         answers, throttles = self._ok + self._throttled, self._throttled
         window = self._window
         window.append((now, answers, throttles))
@@ -132,52 +157,41 @@ class RateDiscovery:
         throttled = sum(entry[2] for entry in window)
         share = throttles / answers
         if throttles < 2 or share < self.HEAVY_SHARE:
-            share = throttled / seen  # a few throttles: judge them over the last second, not this round alone
-        self.throttled = throttles > 0
-        if self.throttled and self._ok and (throttled < 2 or share <= self.TOLERATED_SHARE):
-            # As likely jitter or a stall as the quota: stop climbing, and cut if they add up.
-            rate = old if old is not None else answered
-            self._top_since = math.nan
-        elif not self._ok:
+            share = throttled / seen
+        return share, throttled < 2 or share <= self.TOLERATED_SHARE
+
+    def _cut_rate(self, old: float | None, answered: float, share: float) -> float:
+        """The rate after a round with ``share`` of its answers throttled, more than noise."""
+        self._window.clear()
+        self._step = self.FIRST_STEP
+        self._top_since = math.nan
+        if not self._ok:
             # All throttled: the quota is below the sending rate, by how much is unknown. Halve, and measure again.
-            rate = answered / 2 if old is None else min(old, answered) / 2
-            self._step = self.FIRST_STEP
-            self._top_since = math.nan
             self._before_cut = math.nan
-            window.clear()
-        elif self.throttled and share < self.HEAVY_SHARE and old is not None:
-            # A few per cent throttled: as likely a stall or jitter bunching requests as the quota. Shed the
-            # excess over what is tolerated, keep the estimate, and climb back if the next rounds are clean.
-            window.clear()
-            rate = old * (1 - share) * (1 - self.MARGIN)
-            self._before_cut = old
-            self._step = self.FIRST_STEP
-            self._top_since = math.nan
-        elif self.throttled:
-            window.clear()
-            self.estimate = answered * (1 - share)
-            self._before_cut = math.nan
-            if old is not None and share < self.TRUST_SHARE:
-                # A moderate share may be a server with a small burst wasting tokens on a slightly fast, even
-                # stream (burst 1 admits half of it), or a stall that bunched requests: cut by MAX_CUT at most,
-                # and climb back quickly towards the rate before the cut unless it is throttled again.
-                self.estimate = max(self.estimate, old * (1 - self.MAX_CUT))
-                self._before_cut = old
-            rate = self.estimate * (1 - self.MARGIN)
-            if old is not None:
-                rate = min(rate, old)  # a throttled round never raises the rate
-            self._step = self.FIRST_STEP
-            self._top_since = math.nan
-        elif self.estimate is None:
-            # Nothing measured yet (a cap was told or announced): probe multiplicatively.
-            base = old if old is not None else answered
-            rate = base * (1 + self._step)
-            self._step = min(2 * self._step, self.MAX_STEP)
-        else:
-            rate = self._probe(old if old is not None else answered, self.estimate, now)
-        rate = min(rate, self.MAX_GROWTH * answered)
-        self.start(max(rate, self.MIN_RATE), now)
-        return True
+            return answered / 2 if old is None else min(old, answered) / 2
+        if share < self.HEAVY_SHARE and old is not None:
+            # A few per cent: as likely a stall or jitter bunching requests as the quota. Shed them, keep the
+            # estimate, and climb back if the next rounds are clean.
+            self._before_cut = self._cut_from(old)
+            return old * (1 - share) * (1 - self.MARGIN)
+        self.estimate = answered * (1 - share)
+        self._before_cut = math.nan
+        if old is not None and share < self.TRUST_SHARE:
+            # A moderate share may be a server with a small burst wasting tokens on a slightly fast, even stream
+            # (burst 1 admits half of it), or a stall that bunched requests: cut by MAX_CUT at most, and climb
+            # back quickly towards the rate before the cut unless it is throttled again.
+            self.estimate = max(self.estimate, old * (1 - self.MAX_CUT))
+            self._before_cut = self._cut_from(old)
+        rate = self.estimate * (1 - self.MARGIN)
+        return rate if old is None else min(rate, old)  # a throttled round never raises the rate
+
+    def _cut_from(self, old: float) -> float:
+        """The rate to climb back to after a moderate cut: before the first of several cuts in a row (a stall
+        cuts round after round), but only the last one's once a clean round came between (the quota may be
+        lower after all)."""
+        if self._cut and not math.isnan(self._before_cut):
+            return max(old, self._before_cut)
+        return old
 
     def _probe(self, rate: float, estimate: float, now: float) -> float:
         """After a clean round: climb back towards the rate before a moderate cut; then climb linearly to
