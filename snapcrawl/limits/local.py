@@ -261,13 +261,13 @@ class LocalLimiter:
         now = self._clock()
         if not throttled:
             self._streak_start = math.nan
-        if self._answers >= self._next_look:
+        if throttled or self._answers >= self._next_look:  # a throttle's headers are worth reading at once
             self._look(headers, now)
         if self._policy.answer(ticket, now, throttled=throttled):
             self._apply(now, reason="throttled" if self._policy.throttled else "probing")
 
     def _look(self, headers: Mapping[str, str], now: float) -> None:
-        """Sample the answer rate and read the rate-limit headers, every ``LOOK_EVERY`` answers."""
+        """Sample the answer rate and read the rate-limit headers (every ``LOOK_EVERY`` answers, and throttles)."""
         self._next_look = self._answers + self.LOOK_EVERY
         self._meter.mark(now, self._answers)
         quota = read_quota(headers, wall_now=self._wall_clock()) if headers else None

@@ -194,3 +194,22 @@ def test_trace_helpers() -> None:
     trace = Trace(arrivals=[(0.1, True), (0.2, False), (0.6, True), (1.5, True)])
     assert trace.admitted_rate(0.0, 1.0) == 2.0
     assert trace.throttled_share(0.0, 1.0) == pytest.approx(1 / 3)
+
+
+def test_a_throttle_carrying_headers_sets_the_cap_at_once() -> None:
+    """A 429 with X-RateLimit headers sets the rate to the announced quota, less the jitter margin."""
+    clock = FakeClock(0.0)
+    limiter = _limiter(clock)
+    limiter.on_throttle(-1.0, 1.0, {"X-RateLimit-Limit": "300", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1"})
+    assert limiter.active
+    assert limiter.rate == pytest.approx(297.0)
+
+
+async def test_an_exhausted_window_pauses_until_it_resets() -> None:
+    """Remaining 0 with a reset far off (a window quota, not a bucket) holds every request until the reset."""
+    clock = FakeClock(0.0)
+    limiter = _limiter(clock)
+    reset = str(int(EPOCH) + 60)
+    limiter.on_success(-1.0, {"X-RateLimit-Limit": "100", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset})
+    await limiter.acquire()
+    assert clock.now >= 60.0
