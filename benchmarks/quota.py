@@ -52,6 +52,7 @@ from ._cubic import AdaptiveRateLimiter
 __all__ = ["CASES", "Case", "main"]
 
 CONCURRENCY = 64
+HOLD = 3  # seconds a settled level must last
 
 
 @dataclasses.dataclass(frozen=True)
@@ -234,7 +235,9 @@ def measure(case: Case, client: str, seconds: float) -> dict[str, Any]:
             limiter = CLIENTS[client](case)
             anyio.run(_drive, endpoint, queries, limiter, seconds)
             stats = _stats(endpoint)
-    rows = stats["per_second"][: int(seconds)]  # whole seconds only: the last one is cut short
+    # Whole seconds only: the server's clock starts at the first request, a little after the client's, so the
+    # last second it counts is cut short.
+    rows = stats["per_second"][: int(seconds) - 1]
     return _result(case, client, rows, max_in_1s_window=stats.get("max_in_1s_window"))
 
 
@@ -311,11 +314,15 @@ def measure_model(case: Case, client: str, seconds: float) -> dict[str, Any]:
 
 
 def _settle(rows: list[dict[str, Any]], step: tuple[float, float], *, rising: bool) -> float | None:
-    """Seconds from the quota step until every later second admits 90 % of the quota (and, falling, ≤ 110 %)."""
+    """Seconds from the quota step until a second admits 90 % of the new quota (falling: also at most 110 %)
+    and the next ``HOLD`` seconds do too: the level is reached and held, one noisy second later or not."""
     at = math.ceil(step[0])
+
+    def good(row: dict[str, Any]) -> bool:
+        return bool(row["ok"] >= 0.9 * row["quota"] and (rising or row["ok"] <= 1.1 * row["quota"]))
+
     for start in range(at, len(rows)):
-        later = rows[start:]
-        if all(row["ok"] >= 0.9 * row["quota"] and (rising or row["ok"] <= 1.1 * row["quota"]) for row in later):
+        if all(good(row) for row in rows[start : start + 1 + HOLD]):
             return float(start + 1 - at)  # counted at the end of the first good second
     return None
 
