@@ -140,7 +140,8 @@ class RateDiscovery:
             self._step = min(2 * self._step, self.MAX_STEP)
         else:
             rate = self._probe(old if old is not None else answered, self.estimate, now)
-        rate = min(rate, self.MAX_GROWTH * answered)
+        if old is None or rate > old:  # a raise, never past twice what the client actually sends
+            rate = min(rate, max(old or 0.0, self.MAX_GROWTH * answered))
         self._cut = rate < (old if old is not None else answered)
         self.start(max(rate, self.MIN_RATE), now)
         return True
