@@ -37,7 +37,7 @@ import anyio
 
 from snapcrawl._signing import Signer
 from snapcrawl._transport import AiohttpTransport
-from snapcrawl.limits.local import AdaptiveRateLimiter as LocalLimiter
+from snapcrawl.limits.local import LocalLimiter
 from snapcrawl.limits.redis import RedisLimiter
 from snapcrawl.simulator import DEMO_CREDENTIALS, STATS_PATH
 

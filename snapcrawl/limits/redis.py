@@ -46,8 +46,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .._exceptions import ConfigError
-from .._ratelimit import Clock, Sleep
-from .local import AdaptiveRateLimiter as _LocalLimiter
+from .local import Clock, LocalLimiter, Sleep
 
 __all__ = ["DEFAULT_KEY_PREFIX", "RedisLimiter", "RedisLimiterStats", "quota_key", "redis_client"]
 
@@ -330,7 +329,7 @@ class RedisLimiter:
         self._queue: list[_Slot] = []
         self._calling = False
         self._report = anyio.Event()
-        self._local: _LocalLimiter | None = None
+        self._local: LocalLimiter | None = None
         self._warned = False
         self._task_group: TaskGroup | None = None
 
@@ -538,7 +537,7 @@ class RedisLimiter:
         share = None if last is None else last / self._processes
         # The local limiter keeps its own margin under the cap it is given: give it what undoes it.
         cap = None if share is None else share / (1 - self.JITTER_MARGIN)
-        self._local = _LocalLimiter(cap, burst=self.burst, clock=self._clock, sleep=self._sleep)
+        self._local = LocalLimiter(cap, burst=self.burst, clock=self._clock, sleep=self._sleep)
         self.stats.fallbacks += 1
         event = "limiter.redis_unavailable"
         fields = {"error": type(exc).__name__, "rate": share and round(share, 2), "processes": self._processes}
