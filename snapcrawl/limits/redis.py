@@ -278,6 +278,8 @@ class RedisLimiter:
     MAX_NAP: Final = 0.1
     #: A Retry-After longer than this (seconds) pauses every process, not only the throttled request.
     LONG_RETRY_AFTER: Final = 3.0
+    #: While Redis is away, a process runs at this share of (the last rate / the processes alive).
+    FALLBACK_SHARE: Final = 0.95
     #: A process is counted alive while its last heartbeat is this recent (in heartbeat periods).
     ALIVE_PERIODS: Final = 5
     KEY_TTL: Final = 86_400
@@ -534,10 +536,13 @@ class RedisLimiter:
         if self._local is not None:
             return
         last = self._rate or self._cap or None
-        share = None if last is None else last / self._processes
+        # Conservative: the processes no longer see each other's bursts, nor who has left or joined.
+        share = None if last is None else last / self._processes * self.FALLBACK_SHARE
         # The local limiter keeps its own margin under the cap it is given: give it what undoes it.
         cap = None if share is None else share / (1 - self.JITTER_MARGIN)
-        self._local = LocalLimiter(cap, burst=self.burst, clock=self._clock, sleep=self._sleep)
+        # The burst is shared too: together the processes stay within the quota plus one burst.
+        burst = max(1, self.burst // self._processes)
+        self._local = LocalLimiter(cap, burst=burst, clock=self._clock, sleep=self._sleep)
         self.stats.fallbacks += 1
         event = "limiter.redis_unavailable"
         fields = {"error": type(exc).__name__, "rate": share and round(share, 2), "processes": self._processes}

@@ -249,7 +249,7 @@ async def test_redis_dies_and_returns(own_redis_server: RedisServer) -> None:
             for _ in range(20):
                 await first.acquire()
             assert not first.shared
-            assert first.rate == pytest.approx(400 * 0.99 / 2)
+            assert first.rate == pytest.approx(400 * 0.99 / 2 * RedisLimiter.FALLBACK_SHARE)
             assert first.stats.granted_local >= 19
             own_redis_server.start()
             await eventually(lambda: first.shared)
@@ -269,7 +269,7 @@ async def test_unreachable_from_the_start_runs_locally() -> None:
         assert not limiter.shared
         ticket = await limiter.acquire()
         assert math.isfinite(ticket)
-        assert limiter.rate == pytest.approx(50 * 0.99)
+        assert limiter.rate == pytest.approx(50 * 0.99 * RedisLimiter.FALLBACK_SHARE)
         assert limiter.on_throttle(ticket, 1.5, {}) == 1.5
 
 
