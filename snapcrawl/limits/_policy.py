@@ -33,7 +33,7 @@ class RateDiscovery:
     FAST_SECONDS = 0.05
     PROBE_STEP = 0.01  # of the estimate, per clean round
     PROBE_LIMIT = 0.03  # how far above the estimate probing climbs before it waits
-    RISE_SECONDS = 1.0
+    RISE_SECONDS = 0.5
     FIRST_STEP = 0.05  # multiplicative probing when there is no estimate, and raises of the estimate
     MAX_STEP = 0.25
     MAX_GROWTH = 2.0  # never probe past twice what the client actually sends: it may not be the quota that limits
