@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import statistics
 import sys
@@ -21,10 +20,11 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import anyio
-import structlog
 
 from snapcrawl import AiohttpTransport, Crawler, Credentials, JsonLinesWriter, Response, Transport
-from snapcrawl.cli import _use_uvloop as use_uvloop
+from snapcrawl._checkpoint import CheckpointSink
+from snapcrawl.cli._common import configure_logging as cli_logging
+from snapcrawl.cli._common import use_uvloop
 from snapcrawl.simulator import DEMO_CREDENTIALS
 
 __all__ = ["RecordingTransport", "crawl", "main", "max_in_window", "rates"]
@@ -77,12 +77,7 @@ def rates(spans: Sequence[tuple[float, float]], elapsed: float) -> dict[str, flo
 
 def configure_logging() -> None:
     """Log as the command line does by default (warnings and above, to stderr), so logging costs the same."""
-    try:
-        from snapcrawl.cli import configure_logging as cli_logging  # noqa: PLC0415 - optional, private helper
-
-        cli_logging("warning", json=False)
-    except (ImportError, TypeError):
-        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    cli_logging("warning", json=False)
 
 
 async def crawl(
@@ -110,17 +105,17 @@ async def crawl(
     )
     writer = JsonLinesWriter(out)
     started = time.perf_counter()
-    async with crawler:  # as the CLI does: pages written straight from the workers
-        await crawler.crawl_into(writer.write_page, volume_ids)
+    async with crawler:  # as the CLI does: pages written by the workers, through the CLI's own sink
+        crawl = await crawler.crawl_into(volume_ids, CheckpointSink(writer, None))
     writer.flush()
     elapsed = time.perf_counter() - started
-    stats = crawler.stats
+    stats = crawl.stats
     result: dict[str, Any] = {
         "requests": stats.requests,
         "snapshots": stats.snapshots,
         "lines": writer.lines,
         "retries": stats.retries,
-        "failures": len(crawler.failures),
+        "failures": len(crawl.failures),
         "elapsed": elapsed,
         "latency_ms": stats.latency_ms(),
     }
