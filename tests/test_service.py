@@ -17,10 +17,13 @@ from snapcrawl.simulator import Faults, Simulator
 from tests.helpers import collect
 
 FAST_RETRY = RetryPolicy(max_retries=3, backoff_base=0.001, backoff_cap=0.01)
+#: Enough tries that a 20% error rate never fails a volume (0.2**13 per request).
+PATIENT = RetryPolicy(max_retries=12, backoff_base=0.001, backoff_cap=0.01)
 
 
 def _crawler(sim: Simulator, **kwargs: object) -> Crawler:
-    return Crawler(endpoint=sim.url, credentials=sim.credentials, retry=FAST_RETRY, **kwargs)  # type: ignore[arg-type]
+    settings: dict[str, object] = {"endpoint": sim.url, "credentials": sim.credentials, "retry": FAST_RETRY}
+    return Crawler(**settings | kwargs)  # type: ignore[arg-type]
 
 
 async def test_two_concurrent_crawls_report_only_their_own(simulator: Simulator) -> None:
@@ -135,7 +138,7 @@ async def test_hooks_fire_as_documented(simulator: Simulator) -> None:
         on_volume_failed=failed.append,
     )
     ids = simulator.dataset.volume_ids[:120]
-    async with _crawler(simulator, hooks=hooks, concurrency=32) as crawler:
+    async with _crawler(simulator, hooks=hooks, concurrency=32, retry=PATIENT) as crawler:
         result = await crawler.crawl_into(ids, lambda page: None)
     stats = result.stats
     assert seen["request"] == stats.requests == sum(statuses.values())
@@ -193,3 +196,34 @@ async def test_ids_from_any_iterable(simulator: Simulator, source: str) -> None:
     async with _crawler(simulator) as crawler:
         snapshots, failures = await collect(crawler, volume_ids)
     assert not failures and len(snapshots) == sum(simulator.dataset.count(v) for v in ids)
+
+
+async def test_settings_files_are_read_off_the_event_loop(
+    simulator: Simulator, monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    """A Crawler built without endpoint or credentials reads ~/.scpconf in a worker thread, not on the loop."""
+    import threading  # noqa: PLC0415 - only this test needs it
+
+    from snapcrawl import _crawler  # noqa: PLC0415
+
+    loop_thread = threading.current_thread()
+    readers: list[threading.Thread] = []
+
+    def load_credentials() -> object:
+        readers.append(threading.current_thread())
+        return simulator.credentials
+
+    def resolve_endpoint(*args: object, **kwargs: object) -> str:
+        readers.append(threading.current_thread())
+        return simulator.url
+
+    monkeypatch.setattr(_crawler, "load_credentials", load_credentials)
+    monkeypatch.setattr(_crawler, "resolve_endpoint", resolve_endpoint)
+    crawler = Crawler()
+    assert readers == [] and "<from the environment>" in repr(crawler)
+    async with crawler:
+        assert crawler.endpoint == simulator.url
+        volume_id = max(simulator.dataset.volume_ids, key=simulator.dataset.count)
+        got = [s async for s in crawler.list_snapshots(volume_id)]
+    assert len(got) == simulator.dataset.count(volume_id)
+    assert len(readers) == 2 and loop_thread not in readers
