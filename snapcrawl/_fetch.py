@@ -97,7 +97,9 @@ class PageFetcher:
                 # Until there is a cap or a throttle the limiter has nothing to say: skip the call.
                 ticket = await limiter.acquire() if limiter.active else -math.inf
                 signed_offset = self.signer.clock_offset
-                headers = await self._sign(url, after=signed)
+                # Signed inline; only a resend within the previous attempt's millisecond goes through _sign.
+                headers = self.signer.headers("GET", url)
+                headers = headers if headers["Scp-Timestamp"] != signed else await self._sign(url, after=signed)
                 signed = headers["Scp-Timestamp"]
                 try:
                     response = await self._send(url, headers, volume_id, page, stats)
