@@ -17,15 +17,15 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import anyio
 
-from snapcrawl import AiohttpTransport, Crawler, Credentials, JsonLinesWriter, Response, Transport
-from snapcrawl._checkpoint import CheckpointSink
+from snapcrawl import AiohttpTransport, Crawler, Credentials, Response, Transport
 from snapcrawl.cli._common import configure_logging as cli_logging
 from snapcrawl.cli._common import use_uvloop
 from snapcrawl.simulator import DEMO_CREDENTIALS
+from snapcrawl.sinks import open_sink
 
 __all__ = ["RecordingTransport", "crawl", "main", "max_in_window", "rates"]
 
@@ -83,7 +83,7 @@ def configure_logging() -> None:
 async def crawl(
     endpoint: str,
     volume_ids: Iterable[str],
-    out: BinaryIO,
+    out: Path,
     *,
     credentials: Credentials,
     concurrency: int = 64,
@@ -103,17 +103,18 @@ async def crawl(
         burst=burst,
         transport=recorder,
     )
-    writer = JsonLinesWriter(out)
+    sink = open_sink(str(out), settings={"endpoint": endpoint})  # the sink the CLI writes ``--out FILE`` with
     started = time.perf_counter()
-    async with crawler:  # as the CLI does: pages written by the workers, through the CLI's own sink
-        crawl = await crawler.crawl_into(volume_ids, CheckpointSink(writer, None))
-    writer.flush()
+    try:
+        async with crawler:
+            crawl = await crawler.crawl_into(volume_ids, sink)
+    finally:
+        await sink.aclose()
     elapsed = time.perf_counter() - started
     stats = crawl.stats
     result: dict[str, Any] = {
         "requests": stats.requests,
         "snapshots": stats.snapshots,
-        "lines": writer.lines,
         "retries": stats.retries,
         "failures": len(crawl.failures),
         "elapsed": elapsed,
@@ -148,24 +149,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         secret_key=os.environ.get("SCP_SECRET_KEY", DEMO_CREDENTIALS.secret_key),
     )
     volume_ids = [line.strip() for line in args.volumes.read_text(encoding="utf-8").splitlines() if line.strip()]
-    with args.out.open("wb") as out:
-        cpu_started = time.process_time()
-        result = anyio.run(
-            lambda: crawl(
-                args.endpoint,
-                volume_ids,
-                out,
-                credentials=credentials,
-                concurrency=args.concurrency,
-                page_size=args.page_size,
-                rate=args.rate,
-                burst=args.burst,
-                timestamps=args.timestamps,
-            ),
-            # The same event loop as the command line would pick (uvloop when installed).
-            backend_options={"use_uvloop": use_uvloop("auto")},
-        )
-        result["cpu"] = time.process_time() - cpu_started
+    cpu_started = time.process_time()
+    result = anyio.run(
+        lambda: crawl(
+            args.endpoint,
+            volume_ids,
+            args.out,
+            credentials=credentials,
+            concurrency=args.concurrency,
+            page_size=args.page_size,
+            rate=args.rate,
+            burst=args.burst,
+            timestamps=args.timestamps,
+        ),
+        # The same event loop as the command line would pick (uvloop when installed).
+        backend_options={"use_uvloop": use_uvloop("auto")},
+    )
+    result["cpu"] = time.process_time() - cpu_started
     args.report.write_text(json.dumps(result), encoding="utf-8")
     return 0 if not result["failures"] else 1
 
