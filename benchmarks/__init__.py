@@ -19,4 +19,8 @@ same job on the same stack, aiohttp + msgspec), ``drive`` (snapcrawl as a librar
 (plan, targets, a run's state), ``_clients`` (one client run on the client CPU), ``_harness`` (pinned
 subprocesses, CPU time from ``/proc``, the simulator subprocess), ``_timed`` (runs a client after its imports,
 optionally under pyinstrument), ``_profile`` (a pyinstrument session by library and function), ``_report``.
+
+Run on their own: ``quota`` (the share of a token-bucket quota each limiter uses, simulator in its own process;
+``python -m benchmarks.quota``, ``--model`` on the fake-clock model; ``_cubic`` is its baseline limiter) and
+``sinks`` (the destinations' write cost).
 """
