@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import importlib.metadata
+import importlib.util
 import json
 import os
 import platform
@@ -38,13 +39,15 @@ from ._harness import (
     volumes_for_requests,
 )
 
-__all__ = ["FULL", "QUICK", "Plan", "main"]
+__all__ = ["FULL", "QUICK", "NEEDS", "Plan", "main", "missing_modules"]
 
 RESULTS: Final = Path(__file__).resolve().parent / "results"
 #: ``snapcrawl`` is the CLI as installed with its ``fast`` extra (uvloop); ``snapcrawl-asyncio`` the same CLI on
 #: asyncio's own event loop (``--loop asyncio``), as a plain ``pip install snapcrawl`` runs it.
 CLIENTS: Final = ("snapcrawl", "snapcrawl-asyncio", "naive", "ceiling")
 NAMES: Final = ("throughput", "latency", "ratelimit", "profile", "memory")
+#: Modules a measurement needs beyond snapcrawl's own dependencies; the ``benchmarks`` extra declares them.
+NEEDS: Final = {"profile": ("pyinstrument",)}
 TARGETS: Final = {
     "vs_ceiling": 0.9,
     "vs_naive": 1.15,
@@ -73,6 +76,12 @@ class Plan:
 
 FULL: Final = Plan()
 QUICK: Final = Plan(volumes=2_000, rounds=3, latency_seconds=3.0, rate_seconds=3.0, memory_volumes=(2_000, 20_000))
+
+
+def missing_modules(names: Sequence[str]) -> list[str]:
+    """The modules the measurements ``names`` need that are not installed, so a run fails before it starts."""
+    wanted = {module for name in names for module in NEEDS.get(name, ())}
+    return sorted(module for module in wanted if importlib.util.find_spec(module) is None)
 
 
 def _log(message: str) -> None:
@@ -768,6 +777,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=NAMES, metavar="NAME", help=f"run only these: {', '.join(NAMES)}")
     parser.add_argument("--json", type=Path, default=RESULTS / "latest.json", metavar="PATH")
     args = parser.parse_args(argv)
+    selected = [name for name in NAMES if name in (args.only or NAMES)]
+    if missing := missing_modules(selected):
+        needing = [name for name in selected if set(NEEDS.get(name, ())) & set(missing)]
+        print(
+            f"python -m benchmarks: the {', '.join(needing)} measurement needs {', '.join(missing)}, from the "
+            "'benchmarks' extra: python -m pip install '.[benchmarks]' (or leave it out with --only)",
+            file=sys.stderr,
+        )
+        return 2
     plan = QUICK if args.quick else FULL
     signal.signal(signal.SIGTERM, _on_sigterm)
     if len(ALL_CPUS) >= 2:
@@ -785,7 +803,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with _workdir() as workdir, contextlib.ExitStack() as stack:
         bench = Bench(plan, workdir, stack)
         try:
-            for name in (name for name in NAMES if name in (args.only or NAMES)):
+            for name in selected:
                 _log(f"--- {name}")
                 MEASUREMENTS[name](bench)
         finally:
