@@ -39,7 +39,7 @@ from ._harness import (
     volumes_for_requests,
 )
 
-__all__ = ["FULL", "QUICK", "NEEDS", "Plan", "main", "missing_modules"]
+__all__ = ["FULL", "NEEDS", "QUICK", "Plan", "main", "missing_modules"]
 
 RESULTS: Final = Path(__file__).resolve().parent / "results"
 #: ``snapcrawl`` is the CLI as installed with its ``fast`` extra (uvloop); ``snapcrawl-asyncio`` the same CLI on
