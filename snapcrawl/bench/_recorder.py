@@ -1,0 +1,206 @@
+"""What one run measured: HDR histograms of latency, counts by status and error, and a per-second timeline.
+
+Latency is kept twice, as wrk2 does: from each request's *intended* send time (what a user arriving on schedule
+would have waited, so a stalled server shows) and from its actual send time. A third histogram holds the
+scheduling lag, how late the bench itself sent each request, so its own delays are not mistaken for the server's.
+Values are whole microseconds in histograms of 3 significant digits: at most 0.1% off from 1 µs to an hour.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Final
+
+from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]  # no stubs upstream
+
+from ._report import Latency, Second
+
+__all__ = ["HIGHEST_US", "Recorder", "is_failure", "spectrum_levels"]
+
+HIGHEST_US: Final = 3_600_000_000  # an hour
+_DIGITS: Final = 3
+_TIMELINE_LEVELS: Final = (50.0, 90.0, 99.0)
+
+
+def is_failure(status: int) -> bool:
+    """Whether an answer counts as failed: anything but 2xx, 3xx and the throttle (429), which is counted apart."""
+    return status >= 400 and status != 429
+
+
+def spectrum_levels(ticks_per_half: int = 5, deepest: float = 99.9999) -> list[float]:
+    """Percentiles spaced as HdrHistogram plots them: ``ticks_per_half`` between 0, 50, 75, 87.5, ... and 100."""
+    levels: list[float] = []
+    k = 0
+    while (level := 100.0 * (1.0 - 0.5 ** (k / ticks_per_half))) < deepest:
+        levels.append(round(level, 6))
+        k += 1
+    return [*levels, 100.0]
+
+
+def _micros(seconds: float) -> int:
+    return min(HIGHEST_US, max(1, round(seconds * 1_000_000)))
+
+
+def _latency(histogram: HdrHistogram) -> Latency:
+    if not histogram.get_total_count():
+        return Latency(p50=0.0, p90=0.0, p99=0.0, p99_9=0.0, max=0.0, mean=0.0)
+    values = histogram.get_percentile_to_value_dict([50.0, 90.0, 99.0, 99.9])
+    return Latency(
+        p50=values[50.0] / 1000,
+        p90=values[90.0] / 1000,
+        p99=values[99.0] / 1000,
+        p99_9=values[99.9] / 1000,
+        max=histogram.get_max_value() / 1000,
+        mean=histogram.get_mean_value() / 1000,
+    )
+
+
+def _new_histogram() -> HdrHistogram:
+    return HdrHistogram(1, HIGHEST_US, _DIGITS)
+
+
+class _Second:
+    """One second of the run while it is being filled: counts, and the latencies of what completed in it."""
+
+    __slots__ = ("completed", "errors", "latencies", "sent", "status", "summary")
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.completed = 0
+        self.errors = 0
+        self.status: Counter[int] = Counter()
+        self.latencies: list[int] = []
+        self.summary: tuple[float, float, float, float] | None = None
+
+    def close(self) -> None:
+        """Turn the latencies into p50, p90, p99 and max, and let the list go."""
+        values = sorted(self.latencies)
+        if values:
+            picks = [values[max(0, math.ceil(level / 100 * len(values)) - 1)] / 1000 for level in _TIMELINE_LEVELS]
+            self.summary = (picks[0], picks[1], picks[2], values[-1] / 1000)
+        self.latencies = []
+
+
+class Recorder:
+    """Records every request of one run; times are ``time.monotonic()`` seconds, ``start`` the run's zero."""
+
+    __slots__ = (
+        "_current",
+        "_seconds",
+        "completed",
+        "corrected",
+        "errors",
+        "held_back",
+        "lag",
+        "last_done",
+        "sent",
+        "start",
+        "status",
+        "uncorrected",
+    )
+
+    def __init__(self, start: float) -> None:
+        self.start = start
+        self.corrected = _new_histogram()
+        self.uncorrected = _new_histogram()
+        self.lag = _new_histogram()
+        self.status: Counter[int] = Counter()
+        self.errors: Counter[str] = Counter()
+        self.sent = 0
+        self.completed = 0
+        self.held_back = 0
+        self.last_done = start
+        self._seconds: list[_Second] = []
+        self._current = 0
+
+    def _second(self, at: float) -> _Second:
+        index = max(0, int(at - self.start))
+        seconds = self._seconds
+        while len(seconds) <= index:
+            seconds.append(_Second())
+        return seconds[index]
+
+    def on_send(self, *, lag: float, at: float, held_back: bool) -> None:
+        """A request goes out at ``at``, ``lag`` seconds after it could have; ``held_back`` by the in-flight cap."""
+        self.sent += 1
+        self.held_back += held_back
+        self.lag.record_value(_micros(lag))
+        self._second(at).sent += 1
+
+    def on_done(self, *, intended: float, sent: float, done: float, status: int | None, error: str | None) -> None:
+        """A request ended at ``done``: an answer with ``status``, or ``error`` (a transport failure)."""
+        corrected = _micros(done - intended)
+        self.corrected.record_value(corrected)
+        self.uncorrected.record_value(_micros(done - sent))
+        self.completed += 1
+        self.last_done = max(self.last_done, done)
+        # Completions come in time order, so every earlier second is complete (a straggler joins the current one).
+        index = max(self._current, int(done - self.start))
+        second = self._second(self.start + index)
+        if index > self._current:
+            for earlier in self._seconds[self._current : index]:
+                earlier.close()
+            self._current = index
+        second.completed += 1
+        second.latencies.append(corrected)
+        if status is None:
+            self.errors[error or "unknown"] += 1
+            second.errors += 1
+        else:
+            self.status[status] += 1
+            second.status[status] += 1
+
+    # -- reading ------------------------------------------------------------------------------------------------
+
+    @property
+    def throttled(self) -> int:
+        """Answers that were 429."""
+        return self.status[429]
+
+    @property
+    def failed(self) -> int:
+        """Transport errors plus answers that were neither success nor throttle."""
+        return sum(self.errors.values()) + sum(n for status, n in self.status.items() if is_failure(status))
+
+    def latency(self) -> Latency:
+        """Percentiles from the intended send times."""
+        return _latency(self.corrected)
+
+    def latency_uncorrected(self) -> Latency:
+        """Percentiles from the actual send times."""
+        return _latency(self.uncorrected)
+
+    def scheduling_lag(self) -> Latency:
+        """How late the bench sent requests against when it could have: its own delay, not the server's."""
+        return _latency(self.lag)
+
+    def spectrum(self, *, corrected: bool = True) -> list[tuple[float, float]]:
+        """``(percentile, milliseconds)`` points of the whole distribution, for the percentile plot."""
+        histogram = self.corrected if corrected else self.uncorrected
+        if not histogram.get_total_count():
+            return []
+        values = histogram.get_percentile_to_value_dict(spectrum_levels())
+        return [(level, value / 1000) for level, value in sorted(values.items())]
+
+    def timeline(self) -> list[Second]:
+        """Per second since ``start``: requests sent and completed, answers by status, latency percentiles."""
+        rows = []
+        for index, second in enumerate(self._seconds):
+            if second.summary is None and second.latencies:
+                second.close()
+            p50, p90, p99, high = second.summary or (0.0, 0.0, 0.0, 0.0)
+            rows.append(
+                Second(
+                    second=index,
+                    sent=second.sent,
+                    completed=second.completed,
+                    status={str(code): n for code, n in sorted(second.status.items())},
+                    errors=second.errors,
+                    p50_ms=p50,
+                    p90_ms=p90,
+                    p99_ms=p99,
+                    max_ms=high,
+                )
+            )
+        return rows
