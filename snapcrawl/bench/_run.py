@@ -316,14 +316,20 @@ async def run(
     if transport is None:
         transport = AiohttpTransport(connections=connections, timeout=config.timeout, verify_tls=config.verify_tls)
     bench = _Bench(config, endpoint=endpoint, transport=transport, signer=signer, clock=clock)
+    error: SnapcrawlError | None = None
     try:
         async with anyio.create_task_group() as tg:
             if progress is not None:
                 tg.start_soon(bench.report_progress, progress)
-            report = await bench.run()
+            try:
+                report = await bench.run()
+            except SnapcrawlError as exc:  # raised as itself, not inside an exception group
+                error = exc
             tg.cancel_scope.cancel()
     finally:
         if own:
             with anyio.CancelScope(shield=True):
                 await transport.aclose()
+    if error is not None:
+        raise error
     return report
