@@ -42,22 +42,33 @@ def _micros(seconds: float) -> int:
     return min(HIGHEST_US, max(1, round(seconds * 1_000_000)))
 
 
-def _latency(histogram: HdrHistogram) -> Latency:
-    if not histogram.get_total_count():
-        return Latency(p50=0.0, p90=0.0, p99=0.0, p99_9=0.0, max=0.0, mean=0.0)
-    values = histogram.get_percentile_to_value_dict([50.0, 90.0, 99.0, 99.9])
-    return Latency(
-        p50=values[50.0] / 1000,
-        p90=values[90.0] / 1000,
-        p99=values[99.0] / 1000,
-        p99_9=values[99.9] / 1000,
-        max=histogram.get_max_value() / 1000,
-        mean=histogram.get_mean_value() / 1000,
-    )
+class _Histogram:
+    """An HDR histogram of microseconds plus the exact sum (hdrhistogram's own mean walks every bucket)."""
 
+    __slots__ = ("hdr", "total")
 
-def _new_histogram() -> HdrHistogram:
-    return HdrHistogram(1, HIGHEST_US, _DIGITS)
+    def __init__(self) -> None:
+        self.hdr = HdrHistogram(1, HIGHEST_US, _DIGITS)
+        self.total = 0
+
+    def record(self, micros: int) -> None:
+        self.hdr.record_value(micros)
+        self.total += micros
+
+    def latency(self) -> Latency:
+        """p50, p90, p99, p99.9, max and mean, in milliseconds."""
+        count = self.hdr.get_total_count()
+        if not count:
+            return Latency(p50=0.0, p90=0.0, p99=0.0, p99_9=0.0, max=0.0, mean=0.0)
+        values = self.hdr.get_percentile_to_value_dict([50.0, 90.0, 99.0, 99.9])
+        return Latency(
+            p50=values[50.0] / 1000,
+            p90=values[90.0] / 1000,
+            p99=values[99.0] / 1000,
+            p99_9=values[99.9] / 1000,
+            max=self.hdr.get_max_value() / 1000,
+            mean=self.total / count / 1000,
+        )
 
 
 class _Second:
@@ -102,9 +113,9 @@ class Recorder:
 
     def __init__(self, start: float) -> None:
         self.start = start
-        self.corrected = _new_histogram()
-        self.uncorrected = _new_histogram()
-        self.lag = _new_histogram()
+        self.corrected = _Histogram()
+        self.uncorrected = _Histogram()
+        self.lag = _Histogram()
         self.status: Counter[int] = Counter()
         self.errors: Counter[str] = Counter()
         self.sent = 0
@@ -125,14 +136,14 @@ class Recorder:
         """A request goes out at ``at``, ``lag`` seconds after it could have; ``held_back`` by the in-flight cap."""
         self.sent += 1
         self.held_back += held_back
-        self.lag.record_value(_micros(lag))
+        self.lag.record(_micros(lag))
         self._second(at).sent += 1
 
     def on_done(self, *, intended: float, sent: float, done: float, status: int | None, error: str | None) -> None:
         """A request ended at ``done``: an answer with ``status``, or ``error`` (a transport failure)."""
         corrected = _micros(done - intended)
-        self.corrected.record_value(corrected)
-        self.uncorrected.record_value(_micros(done - sent))
+        self.corrected.record(corrected)
+        self.uncorrected.record(_micros(done - sent))
         self.completed += 1
         self.last_done = max(self.last_done, done)
         # Completions come in time order, so every earlier second is complete (a straggler joins the current one).
@@ -165,19 +176,29 @@ class Recorder:
 
     def latency(self) -> Latency:
         """Percentiles from the intended send times."""
-        return _latency(self.corrected)
+        return self.corrected.latency()
 
     def latency_uncorrected(self) -> Latency:
         """Percentiles from the actual send times."""
-        return _latency(self.uncorrected)
+        return self.uncorrected.latency()
 
     def scheduling_lag(self) -> Latency:
         """How late the bench sent requests against when it could have: its own delay, not the server's."""
-        return _latency(self.lag)
+        return self.lag.latency()
+
+    def recent_p99(self) -> float:
+        """p99 (ms) of what completed in the latest second: cheap enough for live progress."""
+        for second in reversed(self._seconds[: self._current + 1]):
+            if second.latencies:
+                values = sorted(second.latencies)
+                return values[max(0, math.ceil(0.99 * len(values)) - 1)] / 1000
+            if second.summary is not None:
+                return second.summary[2]
+        return 0.0
 
     def spectrum(self, *, corrected: bool = True) -> list[tuple[float, float]]:
         """``(percentile, milliseconds)`` points of the whole distribution, for the percentile plot."""
-        histogram = self.corrected if corrected else self.uncorrected
+        histogram = (self.corrected if corrected else self.uncorrected).hdr
         if not histogram.get_total_count():
             return []
         values = histogram.get_percentile_to_value_dict(spectrum_levels())

@@ -39,7 +39,7 @@ _log = structlog.get_logger("snapcrawl")
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Live:
-    """The run so far, handed to a progress callback about twice a second."""
+    """The run so far, handed to a progress callback about twice a second; ``p99_ms`` is of the latest second."""
 
     elapsed: float
     target_rps: float | None
@@ -208,7 +208,7 @@ class _Bench:
             in_flight=recorder.sent - recorder.completed,
             throttled=recorder.throttled,
             failed=recorder.failed,
-            p99_ms=recorder.corrected.get_value_at_percentile(99.0) / 1000 if recorder.completed else 0.0,
+            p99_ms=recorder.recent_p99(),
             step=self.step,
         )
 

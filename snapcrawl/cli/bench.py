@@ -126,8 +126,8 @@ class _ProgressLine:
         step = f"step {live.step} " if live.step is not None else ""
         target = f"@{live.target_rps:g}/s " if live.target_rps else ""
         text = (
-            f"{step}{target}{live.elapsed:6.1f} s  sent {live.sent}  done {live.completed}  "
-            f"in flight {live.in_flight}  p99 {live.p99_ms:.1f} ms  429s {live.throttled}  failed {live.failed}"
+            f"{step}{target}{live.elapsed:6.1f} s  sent {live.sent}  done {live.completed}  in flight "
+            f"{live.in_flight}  p99 (last s) {live.p99_ms:.1f} ms  429s {live.throttled}  failed {live.failed}"
         )
         self.stream.write("\r" + text.ljust(self.width))
         self.stream.flush()
