@@ -92,9 +92,7 @@ def test_rejected_credentials_exit_3(env: Simulator, monkeypatch: pytest.MonkeyP
         (["bench", "--rate", "10", "--volumes", "/nonexistent/ids"], "cannot read"),
     ],
 )
-def test_usage_errors_exit_2(
-    env: Simulator, argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_usage_errors_exit_2(env: Simulator, argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     """Bad options are exit status 2 with one line naming the problem, before any request."""
     assert main(argv) == 2
     assert message in capsys.readouterr().err
