@@ -38,32 +38,43 @@ def test_counts_statuses_throttles_and_failures() -> None:
     assert [is_failure(status) for status in (200, 302, 400, 429, 500)] == [False, False, True, False, True]
 
 
-def test_timeline_counts_sends_by_send_second_and_answers_by_completion_second() -> None:
-    """Each second holds what was sent in it, and what completed in it with that second's percentiles."""
+def test_timeline_counts_by_send_and_completion_and_latency_by_due_second() -> None:
+    """Sent and completed count when they happened; latency percentiles belong to the second a request was due."""
     recorder = Recorder(10.0)
     for i in range(10):
-        recorder.on_send(lag=0.0, at=10.0 + i * 0.1, held_back=False)
-        recorder.on_done(
-            intended=10.0 + i * 0.1, sent=10.0 + i * 0.1, done=10.0 + i * 0.1 + 0.005, status=200, error=None
-        )
-    recorder.on_send(lag=0.0, at=10.95, held_back=False)
-    recorder.on_done(intended=10.95, sent=10.95, done=12.5, status=503, error=None)
+        at = 10.0 + i * 0.1
+        recorder.on_send(intended=at, at=at, lag=0.0, held_back=False)
+        recorder.on_done(intended=at, sent=at, done=at + 0.005, status=200, error=None)
+    recorder.on_send(intended=10.95, at=11.2, lag=0.0, held_back=True)
+    recorder.on_done(intended=10.95, sent=11.2, done=12.5, status=503, error=None)
     rows = recorder.timeline()
     assert [row.second for row in rows] == [0, 1, 2]
-    assert [row.sent for row in rows] == [11, 0, 0]
+    assert [row.sent for row in rows] == [10, 1, 0]
     assert [row.completed for row in rows] == [10, 0, 1]
     assert rows[0].status == {"200": 10}
     assert rows[2].status == {"503": 1}
-    assert rows[0].p99_ms == pytest.approx(5, rel=0.01)
-    assert rows[1].p99_ms == 0.0
-    assert rows[2].max_ms == pytest.approx(1550, rel=0.01)
+    assert rows[0].p50_ms == pytest.approx(5, rel=0.01)
+    assert rows[0].max_ms == pytest.approx(1550, rel=0.01)
+    assert rows[1].p99_ms == rows[2].p99_ms == 0.0
+
+
+def test_a_second_is_summarised_once_all_its_requests_are_answered() -> None:
+    """Latencies of a finished second are let go as soon as a later second has begun."""
+    recorder = Recorder(0.0)
+    recorder.on_send(intended=0.5, at=0.5, lag=0.0, held_back=False)
+    recorder.on_send(intended=1.5, at=1.5, lag=0.0, held_back=False)
+    recorder.on_done(intended=0.5, sent=0.5, done=1.6, status=200, error=None)
+    first = recorder._seconds[0]
+    assert first.latencies == []
+    assert first.summary == (pytest.approx(1100, rel=0.01),) * 4
+    assert recorder.recent_p99() == pytest.approx(1100, rel=0.01)
 
 
 def test_held_back_sends_and_scheduling_lag_are_recorded() -> None:
     """The lag histogram holds how late each send went; held-back sends are counted."""
     recorder = Recorder(0.0)
-    recorder.on_send(lag=0.0002, at=0.0, held_back=False)
-    recorder.on_send(lag=0.003, at=0.5, held_back=True)
+    recorder.on_send(intended=0.0, at=0.0, lag=0.0002, held_back=False)
+    recorder.on_send(intended=0.4, at=0.5, lag=0.003, held_back=True)
     assert recorder.sent == 2
     assert recorder.held_back == 1
     assert recorder.scheduling_lag().max == pytest.approx(3, rel=0.01)

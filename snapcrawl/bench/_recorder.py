@@ -72,32 +72,45 @@ class _Histogram:
 
 
 class _Second:
-    """One second of the run while it is being filled: counts, and the latencies of what completed in it."""
+    """One second of the run: what was sent and completed in it, and the latencies of the requests due in it.
 
-    __slots__ = ("completed", "errors", "latencies", "sent", "status", "summary")
+    A second's latencies are summarised (and let go) once every request due in it has been answered and a later
+    second has begun, so memory stays bounded by the seconds with requests in flight.
+    """
+
+    __slots__ = ("answered", "completed", "due", "errors", "latencies", "sent", "status", "summary")
 
     def __init__(self) -> None:
         self.sent = 0
         self.completed = 0
         self.errors = 0
         self.status: Counter[int] = Counter()
+        self.due = 0
+        self.answered = 0
         self.latencies: list[int] = []
         self.summary: tuple[float, float, float, float] | None = None
 
     def close(self) -> None:
         """Turn the latencies into p50, p90, p99 and max, and let the list go."""
-        values = sorted(self.latencies)
-        if values:
-            picks = [values[max(0, math.ceil(level / 100 * len(values)) - 1)] / 1000 for level in _TIMELINE_LEVELS]
-            self.summary = (picks[0], picks[1], picks[2], values[-1] / 1000)
+        if self.latencies:
+            self.summary = _summarise(self.latencies)
         self.latencies = []
+
+
+def _summarise(latencies: list[int]) -> tuple[float, float, float, float]:
+    """p50, p90, p99 and max in milliseconds, exactly (nearest rank)."""
+    values = sorted(latencies)
+    picks = [values[max(0, math.ceil(level / 100 * len(values)) - 1)] / 1000 for level in _TIMELINE_LEVELS]
+    return picks[0], picks[1], picks[2], values[-1] / 1000
 
 
 class Recorder:
     """Records every request of one run; times are ``time.monotonic()`` seconds, ``start`` the run's zero."""
 
     __slots__ = (
-        "_current",
+        "_last_due",
+        "_recent",
+        "_recent_second",
         "_seconds",
         "completed",
         "corrected",
@@ -123,21 +136,27 @@ class Recorder:
         self.held_back = 0
         self.last_done = start
         self._seconds: list[_Second] = []
-        self._current = 0
+        self._last_due = 0
+        # Latencies completed in the latest second and the one before it, for live progress.
+        self._recent: tuple[list[int], list[int]] = ([], [])
+        self._recent_second = 0
 
-    def _second(self, at: float) -> _Second:
+    def _index(self, at: float) -> int:
         index = max(0, int(at - self.start))
         seconds = self._seconds
         while len(seconds) <= index:
             seconds.append(_Second())
-        return seconds[index]
+        return index
 
-    def on_send(self, *, lag: float, at: float, held_back: bool) -> None:
-        """A request goes out at ``at``, ``lag`` seconds after it could have; ``held_back`` by the in-flight cap."""
+    def on_send(self, *, intended: float, at: float, lag: float, held_back: bool) -> None:
+        """Request due at ``intended`` goes out at ``at``, ``lag`` s after it could have; ``held_back`` by the cap."""
         self.sent += 1
         self.held_back += held_back
         self.lag.record(_micros(lag))
-        self._second(at).sent += 1
+        self._seconds[self._index(at)].sent += 1
+        due = self._index(intended)
+        self._seconds[due].due += 1
+        self._last_due = max(self._last_due, due)
 
     def on_done(self, *, intended: float, sent: float, done: float, status: int | None, error: str | None) -> None:
         """A request ended at ``done``: an answer with ``status``, or ``error`` (a transport failure)."""
@@ -146,21 +165,29 @@ class Recorder:
         self.uncorrected.record(_micros(done - sent))
         self.completed += 1
         self.last_done = max(self.last_done, done)
-        # Completions come in time order, so every earlier second is complete (a straggler joins the current one).
-        index = max(self._current, int(done - self.start))
-        second = self._second(self.start + index)
-        if index > self._current:
-            for earlier in self._seconds[self._current : index]:
-                earlier.close()
-            self._current = index
-        second.completed += 1
-        second.latencies.append(corrected)
+        finished = self._seconds[self._index(done)]
+        finished.completed += 1
         if status is None:
             self.errors[error or "unknown"] += 1
-            second.errors += 1
+            finished.errors += 1
         else:
             self.status[status] += 1
-            second.status[status] += 1
+            finished.status[status] += 1
+        due_index = self._index(intended)
+        due = self._seconds[due_index]
+        due.latencies.append(corrected)
+        due.answered += 1
+        if due.answered == due.due and due_index < self._last_due:
+            due.close()
+        self._note_recent(done, corrected)
+
+    def _note_recent(self, done: float, corrected: int) -> None:
+        second = int(done - self.start)
+        if second != self._recent_second:
+            previous = self._recent[1] if second == self._recent_second + 1 else []
+            self._recent = (previous, [])
+            self._recent_second = second
+        self._recent[1].append(corrected)
 
     # -- reading ------------------------------------------------------------------------------------------------
 
@@ -187,14 +214,10 @@ class Recorder:
         return self.lag.latency()
 
     def recent_p99(self) -> float:
-        """p99 (ms) of what completed in the latest second: cheap enough for live progress."""
-        for second in reversed(self._seconds[: self._current + 1]):
-            if second.latencies:
-                values = sorted(second.latencies)
-                return values[max(0, math.ceil(0.99 * len(values)) - 1)] / 1000
-            if second.summary is not None:
-                return second.summary[2]
-        return 0.0
+        """p99 (ms) of what completed in the last whole second: cheap enough for live progress."""
+        previous, current = self._recent
+        values = previous or current
+        return _summarise(values)[2] if values else 0.0
 
     def spectrum(self, *, corrected: bool = True) -> list[tuple[float, float]]:
         """``(percentile, milliseconds)`` points of the whole distribution, for the percentile plot."""
@@ -205,10 +228,10 @@ class Recorder:
         return [(level, value / 1000) for level, value in sorted(values.items())]
 
     def timeline(self) -> list[Second]:
-        """Per second since ``start``: requests sent and completed, answers by status, latency percentiles."""
+        """Per second since ``start``: sent, completed and answers by status then; latency of the requests due then."""
         rows = []
         for index, second in enumerate(self._seconds):
-            if second.summary is None and second.latencies:
+            if second.latencies:
                 second.close()
             p50, p90, p99, high = second.summary or (0.0, 0.0, 0.0, 0.0)
             rows.append(

@@ -24,7 +24,9 @@ class Latency(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Second(msgspec.Struct, frozen=True, kw_only=True):
-    """One second of the run: sent counts by send time; the rest by completion time."""
+    """One second of the run: ``sent`` then, ``completed``/``status``/``errors`` by completion then, and the
+    latency percentiles of the requests *due* then (from their intended send time), so a stall shows where it hit.
+    """
 
     second: int
     sent: int

@@ -103,7 +103,7 @@ class _Bench:
         url = urls[self._next % len(urls)]
         self._next += 1
         sent = clock()
-        recorder.on_send(lag=sent - ready, at=sent, held_back=held_back)
+        recorder.on_send(intended=intended, at=sent, lag=sent - ready, held_back=held_back)
         try:
             response = await self.transport.get(url, self.signer.headers("GET", url))
         except SnapcrawlError as exc:
