@@ -8,8 +8,9 @@ from collections.abc import Iterator
 import anyio
 import pytest
 
-from snapcrawl import Crawler, DecodeError, RetryPolicy
+from snapcrawl import Crawler, DecodeError, RetryPolicy, VolumeFailure
 from snapcrawl.simulator import Faults, Simulator, run_in_thread
+from tests.helpers import collect
 
 RETRY = RetryPolicy(max_retries=10, backoff_base=0.02, backoff_cap=0.5)
 FAULTS = {
@@ -47,23 +48,25 @@ def _crawler(sim: Simulator, **kwargs: object) -> Crawler:
     return Crawler(endpoint=sim.url, credentials=sim.credentials, retry=RETRY, timeout=1.0, **kwargs)  # type: ignore[arg-type]
 
 
-async def _crawl_all(sim: Simulator, faults: Faults, **kwargs: object) -> tuple[Crawler, Counter[str]]:
+async def _crawl_all(
+    sim: Simulator, faults: Faults, **kwargs: object
+) -> tuple[Crawler, Counter[str], list[VolumeFailure]]:
     sim.faults = faults
     sim.stats.reset()
     try:
         async with _crawler(sim, **kwargs) as crawler:
             with anyio.fail_after(90):
-                ids = Counter([s.id async for s in crawler.crawl(sim.dataset.volume_ids)])
+                got, failures = await collect(crawler, sim.dataset.volume_ids)
     finally:
         sim.faults = Faults()
-    return crawler, ids
+    return crawler, Counter(s.id for s in got), failures
 
 
 @pytest.mark.parametrize("name", list(FAULTS))
 async def test_every_snapshot_exactly_once(sim: Simulator, name: str) -> None:
     """Whatever the fault, a server that eventually answers yields every snapshot exactly once."""
-    crawler, ids = await _crawl_all(sim, FAULTS[name])
-    assert crawler.failures == []
+    crawler, ids, failures = await _crawl_all(sim, FAULTS[name])
+    assert failures == []
     assert len(ids) == sim.dataset.total and set(ids.values()) == {1}
     if name != "latency":
         assert crawler.stats.retries > 0
@@ -84,10 +87,11 @@ async def test_503_bursts(sim: Simulator) -> None:
     async with _crawler(sim) as crawler, anyio.create_task_group() as tg:
         tg.start_soon(bursts)
         with anyio.fail_after(90):
-            ids = Counter([s.id async for s in crawler.crawl(sim.dataset.volume_ids)])
+            got, failures = await collect(crawler, sim.dataset.volume_ids)
+            ids = Counter(s.id for s in got)
     sim.faults = Faults()
     assert sim.stats.by_status[503] > 10
-    assert crawler.failures == [] and len(ids) == sim.dataset.total and set(ids.values()) == {1}
+    assert failures == [] and len(ids) == sim.dataset.total and set(ids.values()) == {1}
 
 
 async def test_server_restart_mid_crawl(sim: Simulator) -> None:
@@ -103,10 +107,11 @@ async def test_server_restart_mid_crawl(sim: Simulator) -> None:
     async with _crawler(sim) as crawler, anyio.create_task_group() as tg:
         tg.start_soon(restart)
         with anyio.fail_after(90):
-            ids = Counter([s.id async for s in crawler.crawl(sim.dataset.volume_ids)])
+            got, failures = await collect(crawler, sim.dataset.volume_ids)
+            ids = Counter(s.id for s in got)
     sim.faults = Faults()
     assert crawler.stats.retries > 0
-    assert crawler.failures == [] and len(ids) == sim.dataset.total and set(ids.values()) == {1}
+    assert failures == [] and len(ids) == sim.dataset.total and set(ids.values()) == {1}
 
 
 async def test_server_that_never_answers_is_a_named_failure(sim: Simulator) -> None:
@@ -116,19 +121,19 @@ async def test_server_that_never_answers_is_a_named_failure(sim: Simulator) -> N
         endpoint=sim.url, credentials=sim.credentials, timeout=0.2, retry=RetryPolicy(max_retries=1, backoff_base=0.01)
     ) as crawler:
         with anyio.fail_after(30):
-            got = [s async for s in crawler.crawl(sim.dataset.volume_ids[:5])]
+            got, failures = await collect(crawler, sim.dataset.volume_ids[:5])
     sim.faults = Faults()
     assert got == []
-    assert sorted(f.volume_id or "" for f in crawler.failures) == sorted(sim.dataset.volume_ids[:5])
-    assert all("timeout" in str(f.error) for f in crawler.failures)
+    assert sorted(f.volume_id or "" for f in failures) == sorted(sim.dataset.volume_ids[:5])
+    assert all("timeout" in str(f.error) for f in failures)
 
 
 async def test_body_over_the_cap(sim: Simulator) -> None:
     """A body larger than the configured cap fails its volume by name; the rest completes."""
     huge = sim.dataset.volume_ids[7]
     faults = Faults(huge_volumes=frozenset({huge}), huge_body_bytes=2 * 1024 * 1024)
-    crawler, ids = await _crawl_all(sim, faults, max_body_bytes=1024 * 1024)
-    assert [f.volume_id for f in crawler.failures] == [huge]
-    assert isinstance(crawler.failures[0].error, DecodeError)
-    assert "exceeds the cap" in str(crawler.failures[0].error)
+    _, ids, failures = await _crawl_all(sim, faults, max_body_bytes=1024 * 1024)
+    assert [f.volume_id for f in failures] == [huge]
+    assert isinstance(failures[0].error, DecodeError)
+    assert "exceeds the cap" in str(failures[0].error)
     assert len(ids) == sim.dataset.total - sim.dataset.count(huge) and set(ids.values()) == {1}

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from snapcrawl import Checkpoint, ConfigError, Crawler, JsonLinesWriter, RetryPolicy
+from snapcrawl._checkpoint import CheckpointSink
 from snapcrawl.simulator import Faults, Simulator, run_in_thread
 
 
@@ -89,16 +90,15 @@ async def test_library_resume_after_failures(simulator: Simulator, tmp_path: Pat
             writer = JsonLinesWriter(file, checkpoint=checkpoint, offset=checkpoint.output_offset)
             retry = RetryPolicy(max_retries=0)
             async with Crawler(endpoint=simulator.url, credentials=simulator.credentials, retry=retry) as crawler:
-                async for page in crawler.crawl(simulator.dataset.volume_ids, checkpoint=checkpoint).pages():
-                    writer.write_page(page)
+                result = await crawler.crawl_into(simulator.dataset.volume_ids, CheckpointSink(writer, checkpoint))
             writer.flush()
             if attempt == 0:
-                assert {f.volume_id for f in crawler.failures} == set(busy)
+                assert {f.volume_id for f in result.failures} == set(busy)
                 assert checkpoint.counts()["failed"] == 3
                 simulator.faults = Faults()
             else:
-                assert crawler.failures == []
-                assert crawler.stats.volumes_skipped == len(simulator.dataset.volume_ids) - 3
+                assert result.failures == []
+                assert result.stats.volumes_skipped == len(simulator.dataset.volume_ids) - 3
     ids = _ids(out)
     assert len(ids) == simulator.dataset.total and set(ids.values()) == {1}
 

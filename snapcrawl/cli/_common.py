@@ -60,7 +60,6 @@ def add_connection_options(parser: argparse.ArgumentParser) -> None:
     api = parser.add_argument_group("requests")
     api.add_argument("--api-version", default=DEFAULT_API_VERSION, choices=sorted(API_VERSIONS))
     api.add_argument("--page-size", type=positive_int, default=100, metavar="N", help="1..1000 (default 100)")
-    api.add_argument("--paging", choices=("marker", "offset"), default="marker")
     api.add_argument("--name", help="only snapshots with this exact name")
     api.add_argument("--sort", metavar="KEY:DIR", help="e.g. created_at:desc (API 1.2+)")
     api.add_argument("--timeout", type=positive_float, default=30.0, metavar="S", help="per request (default 30)")
@@ -115,7 +114,6 @@ def make_crawler(args: argparse.Namespace, **overrides: Any) -> Crawler:
         "environment": args.environment,
         "api_version": args.api_version,
         "page_size": args.page_size,
-        "paging": args.paging,
         "timeout": args.timeout,
         "retry": RetryPolicy(max_retries=args.max_retries),
         "verify_tls": not args.insecure,
