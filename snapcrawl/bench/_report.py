@@ -49,6 +49,7 @@ class Step(msgspec.Struct, frozen=True, kw_only=True):
     failed: int
     p99_ms: float
     scheduling_lag_p99_ms: float
+    scheduling_lag_max_ms: float
     passed: bool
     reason: str
 

@@ -28,6 +28,9 @@ LAG_WARNING_MS: Final = 1.0
 #: A find-max step whose *median* scheduling lag exceeds this measured the bench, not the endpoint, and stops the
 #: search: the client fell behind its schedule for good (the OS preempting it now and then only moves the tail).
 CLIENT_BOUND_MS: Final = 5.0
+#: A find-max step that failed while the bench itself stalled this long is run once more: catching up after the
+#: OS paused the client sends a burst, and a server's token bucket may throttle that burst, not the rate.
+STALL_MS: Final = 20.0
 #: Where find-max starts when no rate is given.
 DEFAULT_START_RATE: Final = 50.0
 #: How long a find-max step waits for its last answers, and the pause before the next step.
@@ -143,6 +146,7 @@ class _Bench:
         best: tuple[float, Recorder] | None = None
         lowest: tuple[float, Recorder] | None = None
         drain = min(config.timeout, STEP_DRAIN)
+        repeated: float | None = None
         while (rate := search.next_rate()) is not None:
             if self.clock() + config.step_duration + drain > deadline:
                 notes.append(f"find-max stopped at its {config.budget:g} s budget before it reached its precision")
@@ -151,6 +155,12 @@ class _Bench:
             recorder = await self.open(rate, config.step_duration, drain=drain)
             _check_credentials(recorder)
             step = self._judge(rate, recorder)
+            if _stalled(step) and repeated != rate:
+                repeated = rate
+                stall = f"the bench itself stalled {step.scheduling_lag_max_ms:.0f} ms"
+                steps.append(msgspec.structs.replace(step, reason=f"{step.reason}; {stall}, so run again"))
+                await anyio.sleep(STEP_PAUSE)
+                continue
             steps.append(step)
             _log.info("bench.step", rate=rate, passed=step.passed, reason=step.reason)
             if step.reason == "client-bound":
@@ -195,6 +205,7 @@ class _Bench:
             failed=failed,
             p99_ms=p99,
             scheduling_lag_p99_ms=lag.p99,
+            scheduling_lag_max_ms=lag.max,
             passed=passed,
             reason=reason,
         )
@@ -279,6 +290,11 @@ class _Bench:
             },
             warnings=warnings,
         )
+
+
+def _stalled(step: Step) -> bool:
+    """Whether a step failed while the bench itself stalled: its failure may be the bench's catch-up burst."""
+    return not step.passed and step.reason != "client-bound" and step.scheduling_lag_max_ms > STALL_MS
 
 
 def _achieved(recorder: Recorder) -> float:
