@@ -10,7 +10,8 @@ import anyio
 import pytest
 
 from snapcrawl import AuthError, ConfigError, Credentials, Response, TransportError, make_signature
-from snapcrawl.bench import BenchConfig, BenchReport, Live, encode_report, run
+from snapcrawl.bench import BenchConfig, BenchReport, Live, Step, encode_report, run
+from snapcrawl.bench._run import _stalled
 
 CREDENTIALS = Credentials(access_key="bench-access", secret_key="bench-secret")
 ENDPOINT = "http://127.0.0.1:9"
@@ -155,3 +156,27 @@ def test_bad_settings_are_config_errors(settings: dict[str, object], message: st
     """Each bad setting is a ConfigError naming it, before any request."""
     with pytest.raises(ConfigError, match=message):
         _config(**settings)
+
+
+def _step(*, passed: bool = False, throttled: int = 0, lag_max: float = 0.0, reason: str = "x") -> Step:
+    return Step(
+        target_rps=300.0,
+        achieved_rps=300.0,
+        requests=900,
+        throttled=throttled,
+        failed=0,
+        p99_ms=5.0,
+        scheduling_lag_p99_ms=1.0,
+        scheduling_lag_max_ms=lag_max,
+        passed=passed,
+        reason=reason,
+    )
+
+
+def test_a_step_is_rerun_only_when_the_bench_stall_explains_its_failure() -> None:
+    """A 100 ms stall at 300 req/s is a 30-request burst: 30 throttles may be it, 100 are the endpoint's."""
+    assert _stalled(_step(throttled=30, lag_max=100.0), 0.01)
+    assert not _stalled(_step(throttled=100, lag_max=100.0), 0.01)
+    assert not _stalled(_step(throttled=30, lag_max=5.0), 0.01)
+    assert not _stalled(_step(passed=True, lag_max=100.0), 0.01)
+    assert not _stalled(_step(throttled=30, lag_max=100.0, reason="client-bound"), 0.01)

@@ -28,8 +28,9 @@ LAG_WARNING_MS: Final = 1.0
 #: A find-max step whose *median* scheduling lag exceeds this measured the bench, not the endpoint, and stops the
 #: search: the client fell behind its schedule for good (the OS preempting it now and then only moves the tail).
 CLIENT_BOUND_MS: Final = 5.0
-#: A find-max step that failed while the bench itself stalled this long is run once more: catching up after the
-#: OS paused the client sends a burst, and a server's token bucket may throttle that burst, not the rate.
+#: A find-max step that failed while the bench itself stalled this long, by no more requests than the catch-up
+#: burst holds, is run once more: after the OS paused the client it sends the overdue requests at once, and a
+#: server's token bucket may throttle that burst rather than the rate.
 STALL_MS: Final = 20.0
 #: Where find-max starts when no rate is given.
 DEFAULT_START_RATE: Final = 50.0
@@ -155,7 +156,7 @@ class _Bench:
             recorder = await self.open(rate, config.step_duration, drain=drain)
             _check_credentials(recorder)
             step = self._judge(rate, recorder)
-            if _stalled(step) and repeated != rate:
+            if _stalled(step, self.config.max_failed) and repeated != rate:
                 repeated = rate
                 stall = f"the bench itself stalled {step.scheduling_lag_max_ms:.0f} ms"
                 steps.append(msgspec.structs.replace(step, reason=f"{step.reason}; {stall}, so run again"))
@@ -292,9 +293,12 @@ class _Bench:
         )
 
 
-def _stalled(step: Step) -> bool:
-    """Whether a step failed while the bench itself stalled: its failure may be the bench's catch-up burst."""
-    return not step.passed and step.reason != "client-bound" and step.scheduling_lag_max_ms > STALL_MS
+def _stalled(step: Step, max_failed: float) -> bool:
+    """Whether a step failed while the bench itself stalled, by no more than its catch-up burst can explain."""
+    if step.passed or step.reason == "client-bound" or step.scheduling_lag_max_ms <= STALL_MS:
+        return False
+    burst = step.target_rps * step.scheduling_lag_max_ms / 1000
+    return step.throttled + step.failed <= burst + max_failed * step.requests
 
 
 def _achieved(recorder: Recorder) -> float:
