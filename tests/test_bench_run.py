@@ -146,6 +146,7 @@ async def test_json_report_schema() -> None:
         ({"rate": 10.0, "volume_ids": "vol-a"}, "not a string"),
         ({"rate": 10.0, "volume_ids": ("",)}, "empty, blank"),
         ({"rate": -1.0}, "rate must be > 0"),
+        ({"rate": 0.5, "duration": 1.0}, "sends no request"),
         ({"rate": 10.0, "page_size": 0}, "page_size"),
         ({"rate": 10.0, "api_version": "1.1", "sort": "size:asc"}, "1.2 or later"),
         ({"rate": 10.0, "fail_if": ("p99>1",)}, "time unit"),

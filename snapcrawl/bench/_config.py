@@ -114,6 +114,8 @@ class BenchConfig:
             raise ConfigError(f"page_size must be in 1..1000, not {self.page_size}")
         if not 0.0 <= self.max_failed < 1.0:
             raise ConfigError(f"max_failed must be a fraction in [0, 1), not {self.max_failed}")
+        if not self.find_max and self.rate is not None and self.rate * self.duration < 1:
+            raise ConfigError(f"rate {self.rate:g} for duration {self.duration:g} s sends no request")
 
     @property
     def thresholds(self) -> tuple[Threshold, ...]:

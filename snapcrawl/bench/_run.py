@@ -190,7 +190,9 @@ class _Bench:
         throttled, failed = recorder.throttled, recorder.failed
         p99 = recorder.latency().p99
         lag = recorder.scheduling_lag()
-        if lag.p50 > CLIENT_BOUND_MS:
+        if not requests:
+            passed, reason = False, "no request in a step this short"
+        elif lag.p50 > CLIENT_BOUND_MS:
             passed, reason = False, "client-bound"
         elif throttled + failed > config.max_failed * requests:
             passed, reason = False, f"{(throttled + failed) / max(1, requests):.1%} throttled or failed"
