@@ -39,7 +39,7 @@ from ._models import Page, Snapshot
 from ._run import CrawlResult, CrawlRun, CrawlSettings, ServerHints, VolumeFailure, check_volume_id
 from ._signing import Signer
 from ._stats import CrawlStats
-from ._transport import DEFAULT_MAX_BODY_BYTES, AiohttpTransport, Transport
+from ._transport import DEFAULT_MAX_BODY_BYTES, AiohttpTransport, HttpOptions, Transport
 from ._walk import PageCursor, walk
 from .limits import Limiter
 from .limits.local import AdaptiveRateLimiter
@@ -240,8 +240,11 @@ class Crawler:
             raise ConfigError(f"headers may not set {', '.join(clashing)}: the signer sends those")
         if session is not None and (proxy or trust_env or ssl_context or ca_bundle or not verify_tls):
             raise ConfigError("with session=, set proxy, TLS and trust_env on that session, not on the Crawler")
-        self.endpoint = resolve_endpoint(endpoint, region=region, environment=environment)
-        self.credentials = credentials if credentials is not None else load_credentials()
+        # An explicit endpoint needs no I/O; anything read from the environment and ~/.scpconf is read when the
+        # crawler is entered, in a worker thread, so that constructing a Crawler never blocks an event loop.
+        self._where = (endpoint, region, environment)
+        self._endpoint = resolve_endpoint(endpoint) if endpoint is not None else None
+        self._credentials = credentials
         self.api_version = api_version
         self.page_size = page_size
         self.concurrency = concurrency
@@ -256,15 +259,15 @@ class Crawler:
         self.stats = CrawlStats()
         self._limiter = limiter
         self._transport = transport
-        self._transport_options = {
-            "ssl_context": ssl_context,
-            "ca_bundle": ca_bundle,
-            "proxy": proxy,
-            "trust_env": trust_env,
-            "user_agent": user_agent,
-            "headers": dict(headers or {}),
-            "session": session,
-        }
+        self._http = HttpOptions(
+            ssl_context=ssl_context,
+            ca_bundle=ca_bundle,
+            proxy=proxy,
+            trust_env=trust_env,
+            user_agent=user_agent,
+            headers=dict(headers or {}),
+            session=session,
+        )
         self._clock = clock
         self._wall_clock = wall_clock
         self._sleep = sleep
@@ -272,12 +275,34 @@ class Crawler:
         self._hints = ServerHints()
         self._exit_stack = AsyncExitStack()
         if not verify_tls:
-            self._log.warning("tls.verification_disabled", endpoint=self.endpoint)
+            self._log.warning("tls.verification_disabled", endpoint=self._endpoint or "<from the environment>")
+
+    @property
+    def endpoint(self) -> str:
+        """The endpoint URL, as signed and sent (read from the environment when the crawler is entered)."""
+        if self._endpoint is None:
+            raise ConfigError("the endpoint is read from the environment when the crawler is entered ('async with')")
+        return self._endpoint
+
+    @property
+    def credentials(self) -> Credentials:
+        """The credentials in use (read from the environment when the crawler is entered); their repr hides secrets."""
+        if self._credentials is None:
+            raise ConfigError("credentials are read from the environment when the crawler is entered ('async with')")
+        return self._credentials
 
     def __repr__(self) -> str:
-        return (
-            f"Crawler(endpoint={self.endpoint!r}, credentials={self.credentials!r}, api_version={self.api_version!r})"
-        )
+        endpoint = self._endpoint or "<from the environment>"
+        credentials = self._credentials or "<from the environment>"
+        return f"Crawler(endpoint={endpoint!r}, credentials={credentials!r}, api_version={self.api_version!r})"
+
+    def _load_settings(self) -> None:
+        """Read what was not given from the environment and ``~/.scpconf`` (file I/O: run off the event loop)."""
+        endpoint, region, environment = self._where
+        if self._endpoint is None:
+            self._endpoint = resolve_endpoint(endpoint, region=region, environment=environment)
+        if self._credentials is None:
+            self._credentials = load_credentials()
 
     @property
     def limiter(self) -> Limiter:
@@ -285,19 +310,14 @@ class Crawler:
         return self._require_open().limiter
 
     async def __aenter__(self) -> Self:
-        options = self._transport_options
+        if self._endpoint is None or self._credentials is None:
+            await anyio.to_thread.run_sync(self._load_settings)
         transport = self._transport or AiohttpTransport(
             connections=self.concurrency,
             timeout=self.timeout,
             verify_tls=self.verify_tls,
             max_body_bytes=self.max_body_bytes,
-            ssl_context=options["ssl_context"],  # type: ignore[arg-type]
-            ca_bundle=options["ca_bundle"],  # type: ignore[arg-type]
-            proxy=options["proxy"],  # type: ignore[arg-type]
-            trust_env=bool(options["trust_env"]),
-            user_agent=options["user_agent"],  # type: ignore[arg-type]
-            headers=options["headers"],  # type: ignore[arg-type]
-            session=options["session"],  # type: ignore[arg-type]
+            options=self._http,
         )
         self._exit_stack.push_async_callback(transport.aclose)
         limiter = self._limiter or AdaptiveRateLimiter(

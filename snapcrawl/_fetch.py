@@ -90,14 +90,17 @@ class PageFetcher:
         limiter = self.limiter
         attempt = 0
         resent_401 = False
+        signed = ""  # the last attempt's timestamp: a resend must not repeat it (same URL, same ms, same signature)
         while True:
             delay: float | None = None
             async with self._in_flight:
                 # Until there is a cap or a throttle the limiter has nothing to say: skip the call.
                 ticket = await limiter.acquire() if limiter.active else -math.inf
                 signed_offset = self.signer.clock_offset
+                headers = await self._sign(url, after=signed)
+                signed = headers["Scp-Timestamp"]
                 try:
-                    response = await self._send(url, volume_id, page, stats)
+                    response = await self._send(url, headers, volume_id, page, stats)
                 except SnapcrawlError as exc:
                     error: SnapcrawlError = exc
                 else:
@@ -129,9 +132,22 @@ class PageFetcher:
             attempt += 1
             await self._wait_to_retry(attempt, delay, error, volume_id=volume_id, page=page, stats=stats)
 
-    async def _send(self, url: str, volume_id: str | None, page: int, stats: CrawlStats) -> Response:
-        """Sign now and send one attempt; count it, time it and tell the hooks."""
+    async def _sign(self, url: str, *, after: str) -> dict[str, str]:
+        """Sign an attempt now; never with ``after``, the previous attempt's timestamp.
+
+        Timestamps are in milliseconds, so a resend within the same millisecond would carry the very same
+        signature, which a replay-checking gateway rejects.
+        """
         headers = self.signer.headers("GET", url)
+        while headers["Scp-Timestamp"] == after:
+            await anyio.sleep(0.001)
+            headers = self.signer.headers("GET", url)
+        return headers
+
+    async def _send(
+        self, url: str, headers: dict[str, str], volume_id: str | None, page: int, stats: CrawlStats
+    ) -> Response:
+        """Send one signed attempt; count it, time it and tell the hooks."""
         hooks = self._hooks
         if hooks.on_request is not None:
             fire(hooks.on_request, volume_id, page)

@@ -5,6 +5,7 @@ Everything above it sees a :class:`Transport`: ``get(url, headers) -> Response``
 
 from __future__ import annotations
 
+import dataclasses
 import ssl
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -15,7 +16,7 @@ from yarl import URL
 
 from ._exceptions import ConfigError, DecodeError, TransportError
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "AiohttpTransport", "Response", "Transport"]
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "AiohttpTransport", "HttpOptions", "Response", "Transport"]
 
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 
@@ -48,6 +49,23 @@ class Transport(Protocol):
         ...
 
 
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class HttpOptions:
+    """How the HTTP session is made: proxy, trust of the environment, TLS trust, identification; or your own session.
+
+    ``session`` is an ``aiohttp.ClientSession`` of yours, used as it is and never closed; the other options
+    shape the session made otherwise.
+    """
+
+    ssl_context: ssl.SSLContext | None = None
+    ca_bundle: str | None = None
+    proxy: str | None = None
+    trust_env: bool = False
+    user_agent: str | None = None
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    session: aiohttp.ClientSession | None = None
+
+
 class AiohttpTransport:
     """A keep-alive, connection-limited aiohttp session with a DNS cache and one total timeout per request.
 
@@ -56,9 +74,7 @@ class AiohttpTransport:
     answer 401. Here that resend is off, and the fetcher retries with a fresh signature instead. The body cap
     applies to the decompressed size, so a small gzip body cannot inflate past it.
 
-    Pass ``session`` to use an ``aiohttp.ClientSession`` of your own: it is used as it is (its resend setting
-    included) and never closed. Otherwise ``proxy``, ``trust_env``, ``ssl_context`` / ``ca_bundle`` /
-    ``verify_tls``, ``user_agent`` and extra ``headers`` shape the session made here.
+    A session of your own (``options.session``) is used as it is, its resend setting included, and never closed.
     """
 
     def __init__(
@@ -68,40 +84,35 @@ class AiohttpTransport:
         timeout: float = 30.0,
         verify_tls: bool = True,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-        ssl_context: ssl.SSLContext | None = None,
-        ca_bundle: str | None = None,
-        proxy: str | None = None,
-        trust_env: bool = False,
-        user_agent: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        session: aiohttp.ClientSession | None = None,
+        options: HttpOptions | None = None,
     ) -> None:
+        options = options or HttpOptions()
         self._timeout = timeout
         self._max_body_bytes = max_body_bytes
-        self._proxy = proxy
-        self._owns_session = session is None
-        if session is not None:
-            self._session = session
+        self._proxy = options.proxy
+        self._owns_session = options.session is None
+        if options.session is not None:
+            self._session = options.session
             return
         tls: ssl.SSLContext | bool = verify_tls
-        if ssl_context is not None:
-            tls = ssl_context
-        elif ca_bundle is not None:
+        if options.ssl_context is not None:
+            tls = options.ssl_context
+        elif options.ca_bundle is not None:
             try:
-                tls = ssl.create_default_context(cafile=ca_bundle)
+                tls = ssl.create_default_context(cafile=options.ca_bundle)
             except (OSError, ssl.SSLError) as exc:
-                raise ConfigError(f"cannot use {ca_bundle} as a CA bundle: {exc}") from None
+                raise ConfigError(f"cannot use {options.ca_bundle} as a CA bundle: {exc}") from None
         connector = aiohttp.TCPConnector(limit=connections, ttl_dns_cache=300, ssl=tls, keepalive_timeout=30)
-        default_headers = dict(headers or {})
-        if user_agent is not None:
-            default_headers["User-Agent"] = user_agent
+        default_headers = dict(options.headers)
+        if options.user_agent is not None:
+            default_headers["User-Agent"] = options.user_agent
         self._session = aiohttp.ClientSession(
             connector=connector,
             # One total deadline instead of aiohttp's several per-phase timers.
             timeout=aiohttp.ClientTimeout(total=timeout),
             auto_decompress=True,
             raise_for_status=False,
-            trust_env=trust_env,
+            trust_env=options.trust_env,
             headers=default_headers,
         )
         # No hidden resend of a signed request (see the class docstring). aiohttp has no public switch for it;

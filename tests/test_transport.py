@@ -12,7 +12,17 @@ import aiohttp
 import anyio
 import pytest
 
-from snapcrawl import AiohttpTransport, ConfigError, Crawler, Credentials, DecodeError, TransportError, resolve_endpoint
+from snapcrawl import (
+    AiohttpTransport,
+    AuthError,
+    ConfigError,
+    Crawler,
+    Credentials,
+    DecodeError,
+    TransportError,
+    resolve_endpoint,
+)
+from snapcrawl._transport import HttpOptions
 from snapcrawl.simulator import Simulator
 
 PAGE = b'{"count":1,"snapshots":[{"id":"s1","volume_id":"v","size":1,"created_at":"2025-01-01T00:00:00Z"}]}'
@@ -153,7 +163,7 @@ def test_unreadable_ca_bundle_is_a_named_error(tmp_path: anyio.Path) -> None:
     """A CA bundle that cannot be loaded is a ConfigError naming the file."""
     missing = f"{tmp_path}/nope.pem"
     with pytest.raises(ConfigError, match=r"nope\.pem"):
-        AiohttpTransport(ca_bundle=missing)
+        AiohttpTransport(options=HttpOptions(ca_bundle=missing))
 
 
 @pytest.mark.parametrize(
@@ -177,3 +187,50 @@ async def test_upper_case_host_and_default_port_sign_what_is_sent(simulator: Sim
     async with Crawler(endpoint=f"HTTP://LOCALHOST:{port}/", credentials=simulator.credentials) as crawler:
         got = [s async for s in crawler.list_snapshots(volume_id)]
     assert len(got) == simulator.dataset.count(volume_id)
+
+
+def unauthorized() -> bytes:
+    body = b'{"errors":[{"code":"Unauthorized","detail":"replayed signature","status":401}]}'
+    return b"HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
+        len(body),
+        body,
+    )
+
+
+async def test_a_401_after_acceptance_is_retried_once_newly_signed() -> None:
+    """Once the credentials have been accepted, a lone 401 gets one more attempt with a fresh signature."""
+    seen: list[dict[str, str]] = []
+    answers = iter([ok(), unauthorized(), ok()])
+    async with (
+        raw_server(lambda _conn, _nth: next(answers), seen) as url,
+        Crawler(endpoint=url, credentials=CREDS) as crawler,
+    ):
+        assert [s.id async for s in crawler.list_snapshots("v")] == ["s1"]
+        assert [s.id async for s in crawler.list_snapshots("v")] == ["s1"]
+    assert len(seen) == 3 and seen[1]["scp-signature"] != seen[2]["scp-signature"]
+
+
+async def test_a_401_that_persists_stops_with_auth_error() -> None:
+    """A 401 that comes back on the fresh attempt too is an AuthError, after exactly one resend."""
+    seen: list[dict[str, str]] = []
+    answers = iter([ok(), unauthorized(), unauthorized(), ok()])
+    async with (
+        raw_server(lambda _conn, _nth: next(answers), seen) as url,
+        Crawler(endpoint=url, credentials=CREDS) as crawler,
+    ):
+        assert [s.id async for s in crawler.list_snapshots("v")] == ["s1"]
+        with pytest.raises(AuthError, match="credentials rejected"):
+            [s async for s in crawler.list_snapshots("v")]
+    assert len(seen) == 3
+
+
+async def test_a_401_before_any_acceptance_is_not_resent() -> None:
+    """Credentials never accepted: the first 401 (with no clock skew in sight) stops at once."""
+    seen: list[dict[str, str]] = []
+    async with (
+        raw_server(lambda _conn, _nth: unauthorized(), seen) as url,
+        Crawler(endpoint=url, credentials=CREDS) as crawler,
+    ):
+        with pytest.raises(AuthError):
+            [s async for s in crawler.list_snapshots("v")]
+    assert len(seen) == 1

@@ -17,11 +17,9 @@ import anyio
 from .._checkpoint import Checkpoint, CheckpointSink
 from .._crawler import Crawler
 from .._exceptions import ConfigError
-from .._models import Page
 from .._output import JsonLinesWriter
 from .._run import CrawlResult
 from .._stats import CrawlStats
-from ..sinks import VolumeProgress
 from ._common import (
     EXIT_FAILURES,
     EXIT_OK,
@@ -31,7 +29,7 @@ from ._common import (
     positive_float,
     positive_int,
 )
-from .progress import Progress
+from .progress import Progress, status_line
 
 __all__ = ["register"]
 
@@ -134,7 +132,8 @@ def _open_sink(args: argparse.Namespace, crawler: Crawler, stack: contextlib.Exi
 async def _crawl(crawler: Crawler, volume_ids: Any, args: argparse.Namespace, *, total: int | None) -> int:
     show_progress = not args.no_progress and sys.stderr.isatty()
     stats = CrawlStats()
-    progress = Progress(stats, total=total)
+    progress = Progress(stats, total=total, account=volume_ids is None)
+    status = status_line()
     caught: list[int] = []
     result: CrawlResult | None = None
     with contextlib.ExitStack() as stack:
@@ -144,14 +143,13 @@ async def _crawl(crawler: Crawler, volume_ids: Any, args: argparse.Namespace, *,
                 crawl_scope = anyio.CancelScope()
                 tg.start_soon(_watch_signals, crawl_scope, caught)
                 if show_progress:
-                    tg.start_soon(progress.run)
+                    tg.start_soon(progress.run, status)
                 with crawl_scope:
                     result = await crawler.crawl_into(volume_ids, sink, name=args.name, sort=args.sort, stats=stats)
                 tg.cancel_scope.cancel()
         finally:
             sink.writer.flush()  # the output first, then the checkpoint that covers it
-            if show_progress:
-                progress.clear()
+            status.clear()
     print(_summary(stats, args.out), file=sys.stderr)
     failures = result.failures if result is not None else []
     for failure in failures:

@@ -45,8 +45,9 @@ class Churn(msgspec.Struct, frozen=True, kw_only=True):
 
     After each page served, with probability ``rate`` (``busy_rate`` for a volume in ``busy_volumes``), one churn
     event happens: with probability ``marker_share`` the page's last snapshot (the client's next marker) is
-    deleted, then ``deletes`` more snapshots the listing already passed are deleted and ``creates`` new ones are
-    created (``created_at`` = now). Account-wide listings create in a busy volume when there are any.
+    deleted, then ``deletes`` more snapshots the listing already passed (before that marker) are deleted and
+    ``creates`` new ones are created (``created_at`` = now). Account-wide listings create in a busy volume when
+    there are any.
     """
 
     rate: float = 0.1
@@ -294,7 +295,7 @@ class Dataset:
         doomed: list[str] = []
         if rng.random() < churn.marker_share:
             doomed.append(listing[end - 1])
-        for position in rng.sample(range(end), min(churn.deletes, end)):
+        for position in rng.sample(range(end - 1), min(churn.deletes, end - 1)):  # the marker: marker_share only
             if listing[position] not in doomed:
                 doomed.append(listing[position])
         if volume_id is not None:
@@ -329,7 +330,10 @@ class Dataset:
         size = generated[0].size if generated else rng.choice(_SIZES)
         number = self._counts[index] + len(self._added.get(index, ())) + 1
         owner = f"{rng.getrandbits(128):032x}"
-        snap = _make_snap(rng, volume_id, number=number, when=moment, size=size, owner=owner)
+        # The snapshot's own draws (its id above all) come from the change's sequence number, not from the churn
+        # generator, which restarts whenever the faults change: an id is never made twice in a dataset's life.
+        unique = random.Random(f"{self.seed}/created/{self._seq + 1}")
+        snap = _make_snap(unique, volume_id, number=number, when=moment, size=size, owner=owner)
         self._added.setdefault(index, []).append(snap)
         self._born[snap.id] = self._seq + 1
         self._owner[snap.id] = volume_id

@@ -160,15 +160,21 @@ class _Bucket:
         self.tokens = float(burst)
         self.stamp = now
 
+    def refill(self, now: float, rate: float | None) -> None:
+        """Add the tokens earned until ``now`` at ``rate``; without a rate (no quota) the bucket fills up."""
+        if rate is None:
+            self.tokens = float(self.burst)
+        elif now > self.stamp:
+            self.tokens = min(float(self.burst), self.tokens + (now - self.stamp) * rate)
+        self.stamp = max(self.stamp, now)
+
     def take(self, now: float, rate: float) -> float:
         """Take a token: 0.0 if one was there, else the seconds until one will be."""
-        tokens = min(float(self.burst), self.tokens + (now - self.stamp) * rate)
-        self.stamp = now
-        if tokens >= 1.0:
-            self.tokens = tokens - 1.0
+        self.refill(now, rate)
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
             return 0.0
-        self.tokens = tokens
-        return (1.0 - tokens) / rate
+        return (1.0 - self.tokens) / rate
 
 
 class Plan:
@@ -229,10 +235,20 @@ class Plan:
         rate = self.quota(now)
         if rate is None:
             return None, 0.0, 0.0
-        if self.bucket is None:
-            self.bucket = _Bucket(self.faults.rate_burst, now)
-        wait = self.bucket.take(now, rate)
-        return rate, wait, self.bucket.tokens
+        bucket = self.bucket
+        if bucket is None:
+            bucket = self.bucket = _Bucket(self.faults.rate_burst, now)
+        if self.faults.quota_schedule and self.origin is not None:
+            # Tokens earned before a step of the schedule were earned at the rate before it.
+            previous = self.faults.rate_limit
+            for at, step in self.faults.quota_schedule:
+                boundary = self.origin + at
+                if boundary > now:
+                    break
+                if boundary > bucket.stamp:
+                    bucket.refill(boundary, previous)
+                previous = step
+        return rate, bucket.take(now, rate), bucket.tokens
 
     def pause_end(self, now: float) -> float | None:
         """The ``time.monotonic()`` at which a pause covering ``now`` ends, or ``None`` if none does."""
