@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from snapcrawl import AuthError, ConfigError, Credentials, Response, TransportError, make_signature
-from snapcrawl.bench import BenchConfig, BenchReport, Live, Step, encode_report, run
+from snapcrawl.bench import LAG_WARNING_MS, BenchConfig, BenchReport, Live, Step, encode_report, run
 from snapcrawl.bench._run import _stalled
 
 CREDENTIALS = Credentials(access_key="bench-access", secret_key="bench-secret")
@@ -181,3 +181,28 @@ def test_a_step_is_rerun_only_when_the_bench_stall_explains_its_failure() -> Non
     assert not _stalled(_step(throttled=30, lag_max=5.0), 0.01)
     assert not _stalled(_step(passed=True, lag_max=100.0), 0.01)
     assert not _stalled(_step(throttled=30, lag_max=100.0, reason="client-bound"), 0.01)
+
+
+class RacingClock:
+    """A monotonic clock that moves 2 ms each time it is read: every send looks late to the bench."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        self.now += 0.002
+        return self.now
+
+
+async def test_scheduling_lag_over_a_millisecond_is_a_warning() -> None:
+    """When the bench itself sends late, the report says so, apart from the server's latency."""
+    report = await run(_config(rate=1000.0, duration=0.02), transport=FakeTransport(), clock=RacingClock())
+    assert report.scheduling_lag_ms.p50 >= 2.0
+    assert any("the bench itself sent requests late" in warning for warning in report.warnings)
+
+
+async def test_lag_warning_exactly_when_p99_is_over_a_millisecond() -> None:
+    """On the real clock the warning appears if and only if the measured p99 lag is over 1 ms."""
+    report = await run(_config(rate=1000.0, duration=0.02), transport=FakeTransport())
+    warned = any("sent requests late" in warning for warning in report.warnings)
+    assert warned == (report.scheduling_lag_ms.p99 > LAG_WARNING_MS)
