@@ -25,8 +25,9 @@ __all__ = ["LAG_WARNING_MS", "Live", "run"]
 
 #: A p99 scheduling lag above this is printed as a warning: the bench's own delay, not the server's.
 LAG_WARNING_MS: Final = 1.0
-#: A find-max step whose *median* scheduling lag exceeds this measured the bench, not the endpoint, and stops the
-#: search: the client fell behind its schedule for good (the OS preempting it now and then only moves the tail).
+#: A find-max step whose *median* scheduling lag exceeds this measured the bench, not the endpoint: it is run once
+#: more, and if the client falls behind its schedule again (the OS preempting it now and then only moves the
+#: tail), the search stops there.
 CLIENT_BOUND_MS: Final = 5.0
 #: A find-max step that failed while the bench itself stalled this long, by no more requests than the catch-up
 #: burst holds, is run once more: after the OS paused the client it sends the overdue requests at once, and a
@@ -156,10 +157,9 @@ class _Bench:
             recorder = await self.open(rate, config.step_duration, drain=drain)
             _check_credentials(recorder)
             step = self._judge(rate, recorder)
-            if _stalled(step, self.config.max_failed) and repeated != rate:
-                repeated = rate
-                stall = f"the bench itself stalled {step.scheduling_lag_max_ms:.0f} ms"
-                steps.append(msgspec.structs.replace(step, reason=f"{step.reason}; {stall}, so run again"))
+            if (excuse := _bench_excuse(step, config.max_failed)) and repeated != rate:
+                repeated = rate  # once per rate: a busy moment passes, a client that cannot keep up does not
+                steps.append(msgspec.structs.replace(step, reason=f"{step.reason}; {excuse}, so run again"))
                 await anyio.sleep(STEP_PAUSE)
                 continue
             steps.append(step)
@@ -295,12 +295,21 @@ class _Bench:
         )
 
 
-def _stalled(step: Step, max_failed: float) -> bool:
-    """Whether a step failed while the bench itself stalled, by no more than its catch-up burst can explain."""
-    if step.passed or step.reason == "client-bound" or step.scheduling_lag_max_ms <= STALL_MS:
-        return False
+def _bench_excuse(step: Step, max_failed: float) -> str | None:
+    """Why a failed step may say more about the bench than the endpoint, or ``None``.
+
+    Either the bench fell behind its schedule, or it stalled and its catch-up burst can explain the failures.
+    """
+    if step.passed:
+        return None
+    if step.reason == "client-bound":
+        return "the bench fell behind its schedule"
+    if step.scheduling_lag_max_ms <= STALL_MS:
+        return None
     burst = step.target_rps * step.scheduling_lag_max_ms / 1000
-    return step.throttled + step.failed <= burst + max_failed * step.requests
+    if step.throttled + step.failed > burst + max_failed * step.requests:
+        return None
+    return f"the bench itself stalled {step.scheduling_lag_max_ms:.0f} ms"
 
 
 def _achieved(recorder: Recorder) -> float:
