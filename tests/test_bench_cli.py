@@ -132,3 +132,33 @@ def test_bench_without_hdrhistogram_names_the_extra(
     monkeypatch.delattr(snapcrawl, "bench", raising=False)
     assert main(["bench", "--rate", "100", "--duration", "0.1"]) == 2
     assert "pip install 'snapcrawl[bench]'" in capsys.readouterr().err
+
+
+def test_progress_line_rewrites_itself_and_clears() -> None:
+    """The live line is rewritten in place with a carriage return, and blanked at the end."""
+    import io  # noqa: PLC0415 - only this test needs it
+
+    from snapcrawl.bench import Live  # noqa: PLC0415
+    from snapcrawl.cli.bench import _ProgressLine  # noqa: PLC0415
+
+    stream = io.StringIO()
+    line = _ProgressLine(stream)
+    line(Live(elapsed=1.5, target_rps=300.0, sent=450, completed=449, in_flight=1, throttled=2, failed=0, p99_ms=4.2))
+    line(
+        Live(
+            elapsed=2.0,
+            target_rps=300.0,
+            sent=600,
+            completed=600,
+            in_flight=0,
+            throttled=2,
+            failed=0,
+            p99_ms=3.9,
+            step=2,
+        )
+    )
+    line.clear()
+    text = stream.getvalue()
+    assert text.count("\r") == 4  # one per update, two for the blanking
+    assert "sent 450" in text and "@300/s" in text and "step 2" in text and "p99 (last s) 4.2 ms" in text
+    assert text.endswith("\r")
