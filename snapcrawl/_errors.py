@@ -92,7 +92,9 @@ def error_for_response(response: Response, *, volume_id: str | None, page: int |
         status=status,
         detail=detail,
         request_id=request_id,
-        retry_after=parse_retry_after(response.retry_after, now=now),
+        # An HTTP-date Retry-After is a moment on the server's clock: read it against the same answer's Date when
+        # there is one (no local clock involved at all), else against the corrected clock.
+        retry_after=parse_retry_after(response.retry_after, now=http_date(response.date) or now),
         volume_id=volume_id,
         page=page,
     )

@@ -259,3 +259,22 @@ def test_parse_retry_after_http_date() -> None:
     """An HTTP-date Retry-After becomes the seconds until then."""
     now = 1_800_000_000.0
     assert parse_retry_after(email.utils.formatdate(now + 12, usegmt=True), now=now) == pytest.approx(12, abs=1)
+
+
+@pytest.mark.parametrize("skew", [-600.0, 600.0])
+async def test_http_date_retry_after_is_read_on_the_servers_clock(
+    mocked: aioresponses, fetcher: Fetcher, skew: float
+) -> None:
+    """With the local clock 10 minutes off, a Retry-After date 2 s after the server's Date means 2 s, not 602 or 0."""
+    server_now = fetcher.inner.now() + skew
+    mocked.get(
+        WIRE_URL,
+        status=429,
+        headers={
+            "Date": email.utils.formatdate(server_now, usegmt=True),
+            "Retry-After": email.utils.formatdate(server_now + 2, usegmt=True),
+        },
+    )
+    mocked.get(WIRE_URL, body=PAGE)
+    await fetcher.fetch(QUERY, volume_id="v", page=1)
+    assert fetcher.clock.sleeps and 1.0 <= sum(fetcher.clock.sleeps) <= 3.0
