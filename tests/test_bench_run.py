@@ -206,3 +206,11 @@ async def test_lag_warning_exactly_when_p99_is_over_a_millisecond() -> None:
     report = await run(_config(rate=1000.0, duration=0.02), transport=FakeTransport())
     warned = any("sent requests late" in warning for warning in report.warnings)
     assert warned == (report.scheduling_lag_ms.p99 > LAG_WARNING_MS)
+
+
+async def test_warns_when_one_url_goes_faster_than_its_timestamps() -> None:
+    """Over 1,000 req/s for a single URL the unique-timestamp signer runs ahead of the clock: the report says so."""
+    fast = await run(_config(rate=2000.0, duration=0.01), transport=FakeTransport())
+    assert any("timestamps ran ahead" in warning for warning in fast.warnings)
+    spread = await run(_config(rate=2000.0, duration=0.01, volume_ids=("a", "b")), transport=FakeTransport())
+    assert not any("timestamps ran ahead" in warning for warning in spread.warnings)

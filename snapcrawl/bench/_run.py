@@ -264,6 +264,12 @@ class _Bench:
                 f"the bench itself sent requests late: scheduling lag p99 {lag.p99:.2f} ms (over {LAG_WARNING_MS:g} "
                 "ms); latencies include that much of its own delay (a busy machine, or a rate beyond this client)"
             )
+        per_url = (self.target or 0.0) / len(self.urls)
+        if per_url > 1000:
+            warnings.append(
+                f"{per_url:.0f} req/s for each URL: the signer never repeats a signature, so timestamps ran ahead "
+                "of the clock; a long run would fail the server's clock-skew check (give more volume ids)"
+            )
         if recorder.held_back:
             warnings.append(
                 f"{recorder.held_back} requests were held back by max_in_flight {config.max_in_flight}; their "
