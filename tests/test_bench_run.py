@@ -11,7 +11,7 @@ import pytest
 
 from snapcrawl import AuthError, ConfigError, Credentials, Response, TransportError, make_signature
 from snapcrawl.bench import LAG_WARNING_MS, BenchConfig, BenchReport, Live, Step, encode_report, run
-from snapcrawl.bench._run import _bench_excuse
+from snapcrawl.bench._findmax import bench_excuse
 
 CREDENTIALS = Credentials(access_key="bench-access", secret_key="bench-secret")
 ENDPOINT = "http://127.0.0.1:9"
@@ -176,11 +176,11 @@ def _step(*, passed: bool = False, throttled: int = 0, lag_max: float = 0.0, rea
 
 def test_a_step_is_rerun_only_when_the_bench_explains_its_failure() -> None:
     """A 100 ms stall at 300 req/s is a 30-request burst: 30 throttles may be it, 100 are the endpoint's."""
-    assert _bench_excuse(_step(throttled=30, lag_max=100.0), 0.01) == "the bench itself stalled 100 ms"
-    assert _bench_excuse(_step(throttled=100, lag_max=100.0), 0.01) is None
-    assert _bench_excuse(_step(throttled=30, lag_max=5.0), 0.01) is None
-    assert _bench_excuse(_step(passed=True, lag_max=100.0), 0.01) is None
-    assert _bench_excuse(_step(reason="client-bound"), 0.01) == "the bench fell behind its schedule"
+    assert bench_excuse(_step(throttled=30, lag_max=100.0), 0.01) == "the bench itself stalled 100 ms"
+    assert bench_excuse(_step(throttled=100, lag_max=100.0), 0.01) is None
+    assert bench_excuse(_step(throttled=30, lag_max=5.0), 0.01) is None
+    assert bench_excuse(_step(passed=True, lag_max=100.0), 0.01) is None
+    assert bench_excuse(_step(reason="client-bound"), 0.01) == "the bench fell behind its schedule"
 
 
 class RacingClock:

@@ -8,6 +8,7 @@
 Needs the ``bench`` extra (hdrhistogram); ``plot`` needs the ``plot`` extra (matplotlib).
 """
 
+from ._client import Live
 from ._config import (
     DEFAULT_BUDGET,
     DEFAULT_DURATION,
@@ -19,7 +20,7 @@ from ._config import (
 )
 from ._plot import plot, require_matplotlib
 from ._report import BenchReport, Latency, Second, Step, ThresholdResult, encode_report
-from ._run import LAG_WARNING_MS, Live, run
+from ._run import LAG_WARNING_MS, run
 from ._summary import summary
 from ._thresholds import Threshold
 
