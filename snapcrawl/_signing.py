@@ -104,10 +104,11 @@ class Signer:
 
         Timestamps have a millisecond's resolution, so the same URL signed twice within one (a retry, or a page
         asked for again) would carry the same signature, which a gateway that rejects replays refuses. The
-        timestamp then moves on by a millisecond. It never goes backwards either.
+        timestamp then moves on by a millisecond, and does not step back into milliseconds already handed out,
+        unless the clock moved back by more than a second: a corrected clock skew, which it follows.
         """
         ms = int(self.now() * 1000)
-        if ms > self._last_ms:
+        if ms > self._last_ms or ms < self._last_ms - 1000:
             self._last_ms = ms
             self._signed_at_last = {request}
         elif request not in self._signed_at_last:

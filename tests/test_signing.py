@@ -107,3 +107,12 @@ def test_no_signature_is_ever_repeated() -> None:
     # Different requests in the same millisecond keep the clock's timestamp: no drift at high request rates.
     others = {signer.headers("GET", f"https://h/v1/snapshots?marker={i}")["Scp-Timestamp"] for i in range(50)}
     assert others == {str(stamps[-1])}
+
+
+def test_a_corrected_clock_is_followed_at_once() -> None:
+    """After a clock-skew correction moves the clock back, timestamps follow it (no waiting for the old time)."""
+    signer = Signer(Credentials(access_key="AK", secret_key="SK"), api_version="1.3", clock=lambda: 1_800_000_000.0)
+    before = int(signer.headers("GET", "https://h/v1/snapshots")["Scp-Timestamp"])
+    signer.clock_offset = -600.0
+    after = int(signer.headers("GET", "https://h/v1/snapshots")["Scp-Timestamp"])
+    assert after == before - 600_000
