@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -134,31 +135,12 @@ def test_bench_without_hdrhistogram_names_the_extra(
     assert "pip install 'snapcrawl[bench]'" in capsys.readouterr().err
 
 
-def test_progress_line_rewrites_itself_and_clears() -> None:
-    """The live line is rewritten in place with a carriage return, and blanked at the end."""
-    import io  # noqa: PLC0415 - only this test needs it
-
+def test_progress_text() -> None:
+    """The live line names the step, the rate, the counts and the latest second's p99."""
     from snapcrawl.bench import Live  # noqa: PLC0415
-    from snapcrawl.cli.bench import _ProgressLine  # noqa: PLC0415
+    from snapcrawl.cli.bench import progress_text  # noqa: PLC0415
 
-    stream = io.StringIO()
-    line = _ProgressLine(stream)
-    line(Live(elapsed=1.5, target_rps=300.0, sent=450, completed=449, in_flight=1, throttled=2, failed=0, p99_ms=4.2))
-    line(
-        Live(
-            elapsed=2.0,
-            target_rps=300.0,
-            sent=600,
-            completed=600,
-            in_flight=0,
-            throttled=2,
-            failed=0,
-            p99_ms=3.9,
-            step=2,
-        )
-    )
-    line.clear()
-    text = stream.getvalue()
-    assert text.count("\r") == 4  # one per update, two for the blanking
-    assert "sent 450" in text and "@300/s" in text and "step 2" in text and "p99 (last s) 4.2 ms" in text
-    assert text.endswith("\r")
+    live = Live(elapsed=2.0, target_rps=300.0, sent=600, completed=599, in_flight=1, throttled=2, failed=0, p99_ms=3.9)
+    text = progress_text(live)
+    assert "@300/s" in text and "sent 600" in text and "in flight 1" in text and "p99 (last s) 3.9 ms" in text
+    assert progress_text(dataclasses.replace(live, step=4)).startswith("step 4 @300/s")

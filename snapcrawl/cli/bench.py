@@ -10,17 +10,18 @@ import argparse
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, TextIO
+from typing import IO, TYPE_CHECKING
 
 import anyio
 
 from .._exceptions import ConfigError
 from ._common import EXIT_FAILURES, EXIT_OK, add_connection_options, add_loop_option, positive_float, positive_int
+from .progress import status_line
 
 if TYPE_CHECKING:
     from ..bench import BenchConfig, BenchReport, Live
 
-__all__ = ["register"]
+__all__ = ["progress_text", "register"]
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -128,28 +129,14 @@ def _config(args: argparse.Namespace) -> BenchConfig:
     )
 
 
-class _ProgressLine:
-    """One line on a terminal, rewritten in place."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
-        self.width = 0
-
-    def __call__(self, live: Live) -> None:
-        step = f"step {live.step} " if live.step is not None else ""
-        target = f"@{live.target_rps:g}/s " if live.target_rps else ""
-        text = (
-            f"{step}{target}{live.elapsed:6.1f} s  sent {live.sent}  done {live.completed}  in flight "
-            f"{live.in_flight}  p99 (last s) {live.p99_ms:.1f} ms  429s {live.throttled}  failed {live.failed}"
-        )
-        self.stream.write("\r" + text.ljust(self.width))
-        self.stream.flush()
-        self.width = len(text)
-
-    def clear(self) -> None:
-        if self.width:
-            self.stream.write("\r" + " " * self.width + "\r")
-            self.stream.flush()
+def progress_text(live: Live) -> str:
+    """The live status line of a bench run."""
+    step = f"step {live.step} " if live.step is not None else ""
+    target = f"@{live.target_rps:g}/s " if live.target_rps else ""
+    return (
+        f"{step}{target}{live.elapsed:6.1f} s  sent {live.sent}  done {live.completed}  in flight "
+        f"{live.in_flight}  p99 (last s) {live.p99_ms:.1f} ms  429s {live.throttled}  failed {live.failed}"
+    )
 
 
 def _write_json(report: BenchReport, path: str) -> None:
@@ -174,12 +161,12 @@ async def _cmd_bench(args: argparse.Namespace) -> int:
     config = _config(args)
     if args.plot is not None:
         bench.require_matplotlib()
-    line = _ProgressLine(sys.stderr) if not args.no_progress and sys.stderr.isatty() else None
+    status = status_line()
+    show = not args.no_progress and sys.stderr.isatty()
     try:
-        report = await bench.run(config, progress=line)
+        report = await bench.run(config, progress=(lambda live: status.show(progress_text(live))) if show else None)
     finally:
-        if line is not None:
-            line.clear()
+        status.clear()
     print(bench.summary(report), file=sys.stderr)
     if args.json is not None:
         await anyio.to_thread.run_sync(_write_json, report, args.json)
