@@ -1,9 +1,9 @@
 """An end-to-end helper: a crawl into any sink through ``Crawler.crawl_into``, closed as the CLI should close it.
 
-It follows the seam's contract around the crawl: ``complete`` only when the crawl ran to its end (not when it
-was cancelled or stopped by an error), ``aclose`` always. ``python -m tests.sinks.driver ENDPOINT OUT --volumes
-FILE [--prune]`` runs it as a process (credentials from ``SCP_ACCESS_KEY`` / ``SCP_SECRET_KEY``), so that a test
-can kill it.
+It follows the seam's contract around the crawl: ``crawl_into`` calls ``complete`` only when the crawl ran to
+its end (not when it was cancelled or stopped by an error); the owner calls ``aclose`` always.
+``python -m tests.sinks.driver ENDPOINT OUT --volumes FILE [--prune]`` runs it as a process (credentials from
+``SCP_ACCESS_KEY`` / ``SCP_SECRET_KEY``), so that a test can kill it.
 """
 
 from __future__ import annotations
@@ -22,11 +22,13 @@ from snapcrawl.sinks import AnySink, open_sink
 
 
 async def crawl_into_sink(crawler: Crawler, volume_ids: Iterable[str] | None, sink: AnySink) -> CrawlResult:
-    """Crawl ``volume_ids`` (``None``: the account) into ``sink``, resuming what it committed; close the sink."""
+    """Crawl ``volume_ids`` (``None``: the account) into ``sink``, resuming what it committed; close the sink.
+
+    ``crawl_into`` tells the sink ``complete()`` when the crawl ran to its end; closing it is the owner's job.
+    """
     try:
         async with crawler:
             result = await crawler.crawl_into(volume_ids, sink)
-        await sink.complete()
     finally:
         await sink.aclose()
     return result

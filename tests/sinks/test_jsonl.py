@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from snapcrawl import Checkpoint, JsonLinesWriter, SinkError
+from snapcrawl import SinkError
 from snapcrawl.sinks import JsonLinesSink, VolumeProgress
+from snapcrawl.sinks.jsonl import Checkpoint, JsonLinesWriter
 
 from .conftest import page, snapshots
 
