@@ -7,6 +7,7 @@ runs in, so a cancelled or abandoned crawl leaves nothing behind. Pages go to on
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import itertools
@@ -279,14 +280,14 @@ class CrawlRun:
             yield batch
 
     def _feed(self, tg: TaskGroup, batches: AsyncIterator[list[object]]) -> _Feed:
-        send, receive = anyio.create_memory_object_stream[object](self.settings.concurrency)
+        # Unbuffered: the feeder pulls the next batch only once a worker has taken the previous one.
+        send, receive = anyio.create_memory_object_stream[list[object]](0)
 
         async def feed() -> None:
             async with send:
                 async for batch in batches:
-                    for volume_id in batch:
-                        if self._first_time(volume_id):
-                            await send.send(volume_id)
+                    if fresh := [volume_id for volume_id in batch if self._first_time(volume_id)]:
+                        await send.send(fresh)
 
         tg.start_soon(feed)
         return _Feed(receive)
@@ -314,12 +315,20 @@ _END: Final = object()
 
 
 class _Feed:
-    """The receiving end of a feeder task: the next id, or ``_END``."""
+    """The receiving end of a feeder task: the next id, or ``_END``.
 
-    __slots__ = ("_receive",)
+    Ids arrive a batch at a time into a buffer the workers share, so a worker takes the next id without a trip
+    through the event loop; when the buffer is empty, one worker waits for the next batch and the others wait
+    for it (two stream checkpoints per id cost about a fifth of the crawl's CPU when each volume is one page).
+    """
 
-    def __init__(self, receive: MemoryObjectReceiveStream[object]) -> None:
+    __slots__ = ("_ended", "_ready", "_receive", "_refill")
+
+    def __init__(self, receive: MemoryObjectReceiveStream[list[object]]) -> None:
         self._receive = receive
+        self._ready: collections.deque[object] = collections.deque()
+        self._refill = anyio.Lock(fast_acquire=True)
+        self._ended = False
 
     def __enter__(self) -> _Feed:
         return self
@@ -328,10 +337,18 @@ class _Feed:
         self._receive.close()
 
     async def next(self) -> object:
-        try:
-            return await self._receive.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            return _END
+        ready = self._ready
+        while not ready:
+            if self._ended:
+                return _END
+            async with self._refill:
+                if ready or self._ended:
+                    continue  # another worker refilled the buffer (or saw the end) meanwhile
+                try:
+                    ready.extend(await self._receive.receive())
+                except (anyio.EndOfStream, anyio.ClosedResourceError):
+                    self._ended = True
+        return ready.popleft()
 
 
 def check_volume_id(volume_id: object) -> ConfigError | None:

@@ -200,7 +200,7 @@ async def walk(
     """
     volume_id = cursor.volume_id
     history: list[list[Snapshot]] = []  # pages yielded: what to skip after a start-over
-    recent: list[str] = []  # the last ids the server listed, oldest first: where to step back to
+    listed: list[list[Snapshot]] = []  # the last pages the server listed: their last ids are where to step back to
     skip: Seen | None = seen
     candidates: list[str] | None = None  # while recovering from a lost marker: earlier ids still to try
     fallbacks = list(fallback_markers)
@@ -216,7 +216,7 @@ async def walk(
             # The snapshot the walk stood on may have been deleted: step back to an earlier one, then start over.
             if candidates is None:
                 stats.marker_recoveries += 1
-                earlier = [c for c in (*reversed(recent), *fallbacks) if c != cursor.marker]
+                earlier = [c for c in (*reversed(_last_ids(listed)), *fallbacks) if c != cursor.marker]
                 candidates, fallbacks = earlier[:MAX_MARKER_FALLBACKS], []
             if skip is None:
                 skip = {s.id for snapshots in history for s in snapshots}
@@ -233,7 +233,8 @@ async def walk(
         more = cursor.advance(page)
         snapshots = page.snapshots
         if snapshots:
-            recent = [*recent[-MAX_MARKER_FALLBACKS:], *(s.id for s in snapshots[-MAX_MARKER_FALLBACKS - 1 :])]
+            listed.append(snapshots)
+            del listed[: -MAX_MARKER_FALLBACKS - 1]
         if until is not None or skip is not None:
             snapshots, reached = _trim(snapshots, until, skip)
             more = more and not reached
@@ -243,6 +244,18 @@ async def walk(
                 history.append(snapshots)
         if snapshots or not more:
             yield Page(volume_id, number, snapshots, not more)
+
+
+def _last_ids(pages: list[list[Snapshot]]) -> list[str]:
+    """The last ids the server listed, oldest first: of each page its last few, after the last few before it.
+
+    Worked out only when a marker is lost, not on every page. Every page adds at least one id, so the last
+    ``MAX_MARKER_FALLBACKS + 1`` pages give the same ids as all of them would.
+    """
+    recent: list[str] = []
+    for snapshots in pages:
+        recent = [*recent[-MAX_MARKER_FALLBACKS:], *(s.id for s in snapshots[-MAX_MARKER_FALLBACKS - 1 :])]
+    return recent
 
 
 def _trim(
