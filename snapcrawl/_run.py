@@ -24,7 +24,7 @@ from ._errors import query_option
 from ._exceptions import AuthError, BadRequestError, ConfigError, SnapcrawlError
 from ._fetch import PageFetcher
 from ._hooks import Hooks, fire
-from ._models import Page
+from ._models import Page, SnapshotPage
 from ._stats import CrawlStats
 from ._walk import PageCursor, walk
 from .sinks import Sink, VolumeProgress
@@ -195,22 +195,8 @@ class CrawlRun:
             async def delivered_before() -> set[str]:
                 return await sink.delivered_ids(volume_id)
 
-        stats, deliver = self.stats, self.deliver
-        count = 0
-        pages = walk(
-            self.fetcher.fetch,
-            cursor,
-            stats,
-            fallback_markers=fallbacks,
-            delivered_before=delivered_before,
-            seen=seen,
-        )
         try:
-            async with aclosing(pages):
-                async for page in pages:
-                    count += len(page.snapshots)
-                    stats.snapshots += len(page.snapshots)
-                    await deliver(page)
+            count = await self._walk(cursor, fallbacks, delivered_before, seen)
         except AuthError as exc:
             self.stop(exc)
         except BadRequestError as exc:
@@ -221,6 +207,45 @@ class CrawlRun:
             if cursor.cap is not None:
                 self.hints.page_cap = cursor.cap
             self.done(volume_id, count)
+
+    async def _walk(
+        self,
+        cursor: PageCursor,
+        fallbacks: tuple[str, ...],
+        delivered_before: Callable[[], Awaitable[set[str]]] | None,
+        seen: set[str] | None,
+    ) -> int:
+        """Deliver the listing's pages; return how many snapshots it had.
+
+        Most volumes fit in one page: that page is fetched and delivered here, and only a listing with more
+        pages (or one resumed mid-way) goes through :func:`walk`'s generator, which costs a little per volume.
+        """
+        stats, deliver, volume_id = self.stats, self.deliver, cursor.volume_id
+        first: tuple[int, SnapshotPage, bool] | None = None
+        if cursor.marker is None and seen is None:
+            answer = await self.fetcher.fetch(cursor.query(), volume_id=volume_id, page=1, stats=stats)
+            more = cursor.advance(answer)
+            if not more:
+                stats.snapshots += len(answer.snapshots)
+                await deliver(Page(volume_id, 1, answer.snapshots, True))
+                return len(answer.snapshots)
+            first = (1, answer, more)
+        count = 0
+        pages = walk(
+            self.fetcher.fetch,
+            cursor,
+            stats,
+            fallback_markers=fallbacks,
+            delivered_before=delivered_before,
+            seen=seen,
+            first=first,
+        )
+        async with aclosing(pages):
+            async for page in pages:
+                count += len(page.snapshots)
+                stats.snapshots += len(page.snapshots)
+                await deliver(page)
+        return count
 
     async def fail_listing(self, volume_id: str | None, error: SnapcrawlError, pages_done: int) -> None:
         self.fail(volume_id, error, pages_done)
