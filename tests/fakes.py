@@ -3,18 +3,25 @@
 :class:`FakeTransport` stands in for the network at the public seam (:class:`snapcrawl.Transport`): a handler
 function answers each request, and every request is recorded. With :class:`FakeClock` as the crawler's clock and
 sleep, a crawl is deterministic and costs no real time. ``page_body`` and ``snapshot`` build the API's JSON.
+:class:`PageServer` is a real HTTP(S) server on loopback for what needs the real transport or the CLI: fixed
+snapshots, failures chosen per query, every query recorded; no signature check (the simulator does that).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import inspect
 import json
-from collections.abc import Awaitable, Callable, Mapping
+import ssl
+import threading
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
 import aiohttp
 import anyio
+from aiohttp import web
 from aioresponses import aioresponses
 
 from snapcrawl import Response
@@ -24,10 +31,12 @@ __all__ = [
     "FakeClock",
     "FakeTransport",
     "Handler",
+    "PageServer",
     "SentRequest",
     "ok",
     "page_body",
     "query_of",
+    "serve_in_thread",
     "snapshot",
 ]
 
@@ -96,6 +105,77 @@ def page_body(snapshots: list[dict[str, Any]], count: int | None = None, **extra
 def ok(body: bytes, headers: Mapping[str, str] | None = None) -> Response:
     """A 200 answer carrying ``body``."""
     return Response(200, body, headers=dict(headers or {}))
+
+
+class PageServer:
+    """``GET /v1/snapshots`` over fixed snapshots: ``volumes`` maps volume id -> number of snapshots.
+
+    Marker and offset paging, ``count`` when ``with_count=true``, the whole account without ``volume_id``.
+    ``fail(query)`` returns a status to answer instead (or ``None``); ``stall`` delays every answer (seconds).
+    Every decoded query lands in ``queries``. Signatures are not checked.
+    """
+
+    def __init__(self, volumes: Mapping[str, int], *, stall: float = 0.0) -> None:
+        self.volumes: dict[str | None, list[dict[str, Any]]] = {
+            volume_id: [snapshot(n, volume_id) for n in range(1, count + 1)] for volume_id, count in volumes.items()
+        }
+        self.volumes[None] = [snap for snaps in list(self.volumes.values()) for snap in snaps]
+        self.stall = stall
+        self.fail: Callable[[dict[str, str]], int | None] = lambda query: None
+        self.queries: list[dict[str, str]] = []
+
+    def ids(self, volume_id: str | None = None) -> list[str]:
+        """The snapshot ids of a volume (of the account for ``None``), in listing order."""
+        return [snap["id"] for snap in self.volumes[volume_id]]
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """Answer one request."""
+        query = dict(request.query)
+        self.queries.append(query)
+        if self.stall:
+            await asyncio.sleep(self.stall)
+        if (status := self.fail(query)) is not None:
+            body = {"errors": [{"code": "Injected", "detail": f"injected {status}", "status": status}]}
+            return web.Response(status=status, body=json.dumps(body), content_type="application/json")
+        items = self.volumes.get(query.get("volume_id"), [])
+        start = int(query.get("offset", 0))
+        if (marker := query.get("marker")) is not None:
+            start += next(i for i, snap in enumerate(items) if snap["id"] == marker) + 1
+        count = len(items) if query.get("with_count") == "true" else None
+        page = items[start : start + int(query.get("limit", 20))]
+        return web.Response(body=page_body(page, count), content_type="application/json")
+
+
+@contextlib.contextmanager
+def serve_in_thread(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]], *, ssl_context: ssl.SSLContext | None = None
+) -> Iterator[str]:
+    """Serve ``handler`` for every path on a free loopback port from its own thread; yield the base URL."""
+    loop = asyncio.new_event_loop()
+    app = web.Application()
+    app.router.add_route("*", "/{path:.*}", handler)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+    started = threading.Event()
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(runner.setup())
+        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context).start())
+        started.set()
+        loop.run_forever()
+        loop.run_until_complete(runner.cleanup())
+        loop.close()
+
+    thread = threading.Thread(target=serve, name="page-server", daemon=True)
+    thread.start()
+    if not started.wait(30):
+        raise RuntimeError("the test server did not start")
+    scheme = "https" if ssl_context is not None else "http"
+    try:
+        yield f"{scheme}://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(30)
 
 
 class FakeClock:
