@@ -153,7 +153,7 @@ def test_signals_stop_gracefully(slow_simulator: Simulator, tmp_path: Path, sign
     argv, env = _command(slow_simulator, tmp_path)
     process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # noqa: S603
     out = tmp_path / "out.jsonl"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 20
     # Signal mid-crawl: once output has been written, the handlers are installed and the crawl is under way.
     while not (out.exists() and out.stat().st_size) and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
@@ -164,7 +164,7 @@ def test_signals_stop_gracefully(slow_simulator: Simulator, tmp_path: Path, sign
     assert "run the same command again to resume" in err and "Traceback" not in err
     partial = _ids(tmp_path / "out.jsonl")
     assert 0 < len(partial) < slow_simulator.dataset.total and set(partial.values()) == {1}
-    finished = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=40, check=False)  # noqa: S603
+    finished = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=25, check=False)  # noqa: S603
     assert finished.returncode == 0, finished.stderr
     ids = _ids(tmp_path / "out.jsonl")
     assert len(ids) == slow_simulator.dataset.total and set(ids.values()) == {1}
