@@ -162,7 +162,8 @@ def test_moderate_nesting_in_metadata_decodes() -> None:
 
 # -- fuzzing: valid pages, then one field mutated -----------------------------------------------------------------
 
-json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text()
+FINITE = st.floats(allow_nan=False, allow_infinity=False)  # JSON has no NaN or Infinity
+json_scalars = st.none() | st.booleans() | st.integers() | FINITE | st.text()
 json_values = st.recursive(
     json_scalars,
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
@@ -180,7 +181,7 @@ FIELDS: dict[str, tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]] = {
     "id": (st.text(), st.none() | st.integers() | st.booleans() | st.lists(st.text(), max_size=2)),
     "volume_id": (
         st.text(),
-        st.none() | st.integers() | st.floats(allow_nan=False) | st.dictionaries(st.text(), st.text()),
+        st.none() | st.integers() | FINITE | st.dictionaries(st.text(), st.text()),
     ),
     "size": (
         st.integers(min_value=-(2**63), max_value=2**63 - 1),
@@ -197,7 +198,7 @@ FIELDS: dict[str, tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]] = {
     "updated_at": (st.none() | timestamps, st.integers() | st.just("not a date") | st.lists(timestamps, min_size=1)),
     "status": (optional_text, st.integers() | st.booleans() | st.lists(st.text(), max_size=2)),
     "name": (optional_text, st.integers() | st.booleans() | st.dictionaries(st.text(), st.text(), max_size=2)),
-    "description": (optional_text, st.integers() | st.floats(allow_nan=False) | st.lists(st.text(), max_size=2)),
+    "description": (optional_text, st.integers() | FINITE | st.lists(st.text(), max_size=2)),
     "metadata": (
         st.none() | st.text() | st.dictionaries(st.text(max_size=8), json_values, max_size=4),
         st.integers() | st.booleans() | st.lists(json_values, max_size=3),
@@ -265,7 +266,7 @@ def mutated_pages(draw: st.DrawFn) -> tuple[dict[str, Any], str, bool]:
             st.sampled_from(
                 [
                     ("count", True, st.none() | st.integers(min_value=0)),
-                    ("count", False, st.text() | st.floats(allow_nan=False) | st.lists(st.integers(), max_size=2)),
+                    ("count", False, st.text() | FINITE | st.lists(st.integers(), max_size=2)),
                     ("snapshots", False, st.none() | st.text() | st.integers() | st.dictionaries(st.text(), st.text())),
                     ("snapshots", False, st.just(DELETE)),
                 ]

@@ -73,16 +73,17 @@ def test_demo_runs_as_the_readme_says(tmp_path: Path) -> None:
 
 
 def test_rate_and_burst_hold_at_the_server(env: Simulator, tmp_path: Path) -> None:
-    """`--rate 5 --burst 30`: the server's busiest second holds the burst plus the rate, and no more."""
-    volume_ids = env.dataset.volume_ids[:40]
+    """`--rate 4 --burst 3`: no second at the server holds more than the burst plus the rate."""
+    volume_ids = env.dataset.volume_ids[:11]
     out = tmp_path / "rated.jsonl"
-    argv = ["crawl", "--out", str(out), "--rate", "5", "--burst", "30", "--page-size", "1000", "--no-progress"]
+    argv = ["crawl", "--out", str(out), "--rate", "4", "--burst", "3", "--page-size", "1000", "--no-progress"]
     assert main(argv + _volumes_args(volume_ids)) == 0
     assert env.stats.requests == len(volume_ids)  # one page each: every request counted below is a first try
+    # 3 at once, then one every 1/3.96 s: at most 7 in any second. Ignoring --rate sends all 11 at once; ignoring
+    # --burst (the default 10) sends 10 at once. A small burst keeps the server's arrival stamps prompt even on a
+    # busy machine (a burst stamped late would crowd the next tokens into its window).
     busiest = env.stats.max_in_window(1.0)
-    # 30 at once, then one every 1/4.95 s: 34 in the first second. Ignoring --rate sends all 40 at once;
-    # ignoring --burst (the default 10) allows at most 15.
-    assert 28 <= busiest <= 35, busiest
+    assert busiest <= 7, busiest
     assert len(_rows(out)) == sum(env.dataset.count(volume_id) for volume_id in volume_ids)
 
 

@@ -276,7 +276,7 @@ from snapcrawl import Crawler
 from snapcrawl.simulator import Faults, Simulator
 
 async def main() -> None:
-    async with Simulator(volumes=40, faults=Faults(error_rate=0.5)) as sim:
+    async with Simulator(volumes=40, faults=Faults(error_rate=0.1)) as sim:
         async with Crawler(endpoint=sim.url, credentials=sim.credentials) as crawler:
             n = len([s async for s in crawler.crawl(sim.dataset.volume_ids)])
     print("RESULT", n == sim.dataset.total, structlog.is_configured(), crawler.stats.retries > 0)
