@@ -173,7 +173,7 @@ offsets = st.integers(min_value=-23 * 60 - 59, max_value=23 * 60 + 59).map(
     lambda m: dt.timezone(dt.timedelta(minutes=m))
 )
 timestamps = st.datetimes(
-    min_value=dt.datetime(1970, 1, 2), max_value=dt.datetime(2100, 1, 1), timezones=st.none() | offsets
+    min_value=dt.datetime(1970, 1, 2), max_value=dt.datetime(2100, 1, 1), timezones=st.one_of(st.none(), offsets)
 ).map(lambda d: d.isoformat())
 optional_text = st.none() | st.text()
 #: For each field: values the API may send (must decode) and values it may not (must be a DecodeError naming it).
@@ -259,7 +259,9 @@ def test_fuzz_valid_pages_decode(document: dict[str, Any]) -> None:
 @st.composite
 def mutated_pages(draw: st.DrawFn) -> tuple[dict[str, Any], str, bool]:
     """A valid page with one field of one snapshot (or the page itself) changed: (page, field path, still valid)."""
-    document = draw(valid_pages)
+    document: dict[str, Any] = draw(valid_pages)
+    target: dict[str, Any]
+    value: Any
     where = draw(st.sampled_from(["snapshot", "snapshot", "snapshot", "page"]))
     if where == "page":
         name, valid, value = draw(
