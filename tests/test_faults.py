@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Iterator
 
 import anyio
+import msgspec
 import pytest
 
 from snapcrawl import Crawler, Credentials, DecodeError, Response, RetryPolicy
@@ -22,7 +23,7 @@ RETRY = RetryPolicy(max_retries=10, backoff_base=0.02, backoff_cap=0.5)
 LONG_RETRY = RetryPolicy(max_retries=30, backoff_base=0.02, backoff_cap=0.5)
 #: The server's limit in the 429 storms: far under what 64 concurrent requests sent at once need, however slow
 #: the client, so throttling is certain; the storms crawl STORM_VOLUMES volumes to keep the test short.
-STORM = {"rate_limit": 100, "rate_burst": 20}
+STORM = Faults(rate_limit=100, rate_burst=20)
 STORM_VOLUMES = 300
 WALL = 1_700_000_000  # a fixed Unix time for the fake wall clock
 LIMIT = 50  # seconds: inside pytest's 60 s per-test timeout
@@ -30,9 +31,9 @@ FAULTS = {
     "503s": Faults(error_rate=0.1),
     "dropped-connections": Faults(drop_rate=0.05),
     "timeouts": Faults(stall_rate=0.01, stall_seconds=3.0),
-    "429-storm-retry-after-seconds": Faults(**STORM),  # type: ignore[arg-type]
-    "429-storm-no-retry-after": Faults(**STORM, retry_after="none"),  # type: ignore[arg-type]
-    "429-storm-retry-after-http-date": Faults(**STORM, retry_after="http-date"),  # type: ignore[arg-type]
+    "429-storm-retry-after-seconds": STORM,
+    "429-storm-no-retry-after": msgspec.structs.replace(STORM, retry_after="none"),
+    "429-storm-retry-after-http-date": msgspec.structs.replace(STORM, retry_after="http-date"),
     "truncated-bodies": Faults(truncate_rate=0.05),
     "html-error-pages": Faults(html_rate=0.05),
     "latency": Faults(latency=(0.0, 0.02)),
