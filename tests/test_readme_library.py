@@ -91,6 +91,21 @@ async def test_deeply_nested_error_body_fails_only_its_volume() -> None:
     assert sum(r.query["volume_id"] == "deep" for r in transport.requests) == 1 + DEFAULT_RETRY.max_retries
 
 
+async def test_garbled_body_is_retried() -> None:
+    """A 200 whose body is cut short or has a byte that is not UTF-8 is retried; the volume then completes."""
+    bodies = iter([b'{"count": 1, "snapshots": [', b'{"count": 1, "snapshots": [{"id": "\xff"}]}'])
+
+    def handler(url: str, headers: dict[str, str]) -> Response:
+        body = next(bodies, None)
+        return _one_snapshot(url) if body is None else ok(body)
+
+    crawler, transport = _crawler(handler)
+    async with crawler:
+        got = [snap.id async for snap in crawler.crawl(["a"])]
+    assert got == ["a-snap-00001"] and crawler.failures == []
+    assert crawler.stats.retries == 2 and len(transport.requests) == 3
+
+
 async def test_500_502_503_504_are_retried() -> None:
     """Each retryable status is retried and the volume then completes."""
     statuses = iter([500, 504, 502, 503])
