@@ -87,20 +87,20 @@ def test_rate_and_burst_hold_at_the_server(env: Simulator, tmp_path: Path) -> No
     assert len(_rows(out)) == sum(env.dataset.count(volume_id) for volume_id in volume_ids)
 
 
-@pytest.mark.parametrize(("paging", "expected"), [("marker", "marker"), ("offset", "offset")])
-def test_paging_flag(env: Simulator, tmp_path: Path, paging: str, expected: str) -> None:
-    """`--paging marker|offset` decides which parameter walks the pages."""
+@pytest.mark.parametrize(
+    ("paging", "walked"),
+    [("marker", [None, "v-snap-00010", "v-snap-00020"]), ("offset", [None, "10", "20"])],
+)
+@pytest.mark.usefixtures("env")  # for the credentials; the PageServer does not check them
+def test_paging_flag(tmp_path: Path, paging: str, walked: list[str | None]) -> None:
+    """`--paging marker|offset` decides which parameter walks the pages, and only that one is sent."""
     server = PageServer({"v": 25})
     with serve_in_thread(server.handle) as url:
         argv = ["crawl", "--endpoint", url, "--volume", "v", "--page-size", "10", "--paging", paging]
         assert main([*argv, "--out", str(tmp_path / "out.jsonl")]) == 0
-    other = "offset" if expected == "marker" else "marker"
+    other = "offset" if paging == "marker" else "marker"
+    assert [q.get(paging) for q in server.queries] == walked
     assert all(other not in q for q in server.queries)
-    walked = [q.get(expected) for q in server.queries]
-    if expected == "marker":
-        assert walked == [None, "v-snap-00010", "v-snap-00020"]
-    else:
-        assert walked == [None, "10", "20"]
     assert [row["id"] for row in _rows(tmp_path / "out.jsonl")] == server.ids("v")
 
 
