@@ -24,7 +24,8 @@ import anyio
 from aiohttp import web
 from aioresponses import aioresponses
 
-from snapcrawl import Response
+from snapcrawl import Page, Response
+from snapcrawl.sinks import VolumeProgress
 
 __all__ = [
     "Aioresponses",
@@ -32,6 +33,7 @@ __all__ = [
     "FakeTransport",
     "Handler",
     "PageServer",
+    "RecordingSink",
     "SentRequest",
     "ok",
     "page_body",
@@ -176,6 +178,46 @@ def serve_in_thread(
     finally:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(30)
+
+
+class RecordingSink:
+    """A :class:`snapcrawl.sinks.Sink` that keeps every page and failure in memory (no resume: no progress).
+
+    Also callable with a page, so it serves ``crawl_into`` whether that takes a callable or a ``Sink``.
+    """
+
+    def __init__(self) -> None:
+        self.pages: list[Page] = []
+        self.failed: list[tuple[str | None, str]] = []
+        self.flushes = 0
+        self.closed = False
+
+    def __call__(self, page: Page) -> None:
+        self.pages.append(page)
+
+    async def load_progress(self) -> Mapping[str | None, VolumeProgress]:
+        """Nothing was committed before: every volume starts from its first page."""
+        return {}
+
+    async def delivered_ids(self, volume_id: str | None) -> set[str]:
+        """The ids of ``volume_id`` taken so far."""
+        return {snap.id for page in self.pages if page.volume_id == volume_id for snap in page.snapshots}
+
+    async def write(self, page: Page) -> None:
+        """Keep the page."""
+        self.pages.append(page)
+
+    async def fail(self, volume_id: str | None, error: str) -> None:
+        """Keep the failure."""
+        self.failed.append((volume_id, error))
+
+    async def flush(self) -> None:
+        """Count the flush."""
+        self.flushes += 1
+
+    async def aclose(self) -> None:
+        """Remember that the sink was closed."""
+        self.closed = True
 
 
 class FakeClock:

@@ -17,7 +17,6 @@ from snapcrawl import (
     Crawler,
     Credentials,
     DecodeError,
-    Page,
     PaginationError,
     Response,
     RetryPolicy,
@@ -25,7 +24,17 @@ from snapcrawl import (
     Snapshot,
 )
 
-from .fakes import FakeClock, FakeTransport, PageServer, ok, page_body, query_of, serve_in_thread, snapshot
+from .fakes import (
+    FakeClock,
+    FakeTransport,
+    PageServer,
+    RecordingSink,
+    ok,
+    page_body,
+    query_of,
+    serve_in_thread,
+    snapshot,
+)
 
 CREDENTIALS = Credentials(access_key="AK-test", secret_key="SK-test")
 DEEP = 100_000
@@ -209,11 +218,11 @@ async def test_auth_error_after_yielding_what_was_fetched() -> None:
 async def test_auth_error_from_crawl_into_after_delivering_pages() -> None:
     """``crawl_into`` hands every fetched page to the sink before raising the AuthError."""
     crawler, _ = _crawler(_revoked_after(2, count=6), page_size=2, concurrency=1)
-    pages: list[Page] = []
+    sink = RecordingSink()
     async with crawler:
         with pytest.raises(AuthError):
-            await crawler.crawl_into(pages.append, ["a", "b"])
-    assert [[snap.id for snap in page.snapshots] for page in pages] == [
+            await crawler.crawl_into(sink=sink, volume_ids=["a", "b"])
+    assert [[snap.id for snap in page.snapshots] for page in sink.pages] == [
         ["a-snap-00001", "a-snap-00002"],
         ["a-snap-00003", "a-snap-00004"],
     ]
