@@ -1,9 +1,10 @@
 """snapcrawl: crawl the Samsung Cloud Platform "List snapshots" API fast, and without losing a snapshot.
 
-Start with :class:`Crawler`; :mod:`snapcrawl.simulator` is a local SCP server to test against.
+Start with :class:`Crawler`; :mod:`snapcrawl.simulator` is a local SCP server to test against, and
+:mod:`snapcrawl.sinks` holds the destinations (JSON Lines, SQLite, PostgreSQL).
 """
 
-from ._checkpoint import Checkpoint, VolumeState
+from ._checkpoint import Checkpoint
 from ._config import (
     API_VERSIONS,
     DEFAULT_API_VERSION,
@@ -14,25 +15,29 @@ from ._config import (
     load_credentials,
     resolve_endpoint,
 )
-from ._crawler import Crawler, Page, SnapshotStream, VolumeFailure
+from ._crawler import Crawler, CrawlStream
 from ._exceptions import (
     ApiError,
     AuthError,
+    BadRequestError,
     ConfigError,
     DecodeError,
     NotFoundError,
     PaginationError,
-    RequestError,
     ServerError,
     SnapcrawlError,
     ThrottledError,
     TransportError,
 )
-from ._models import Snapshot, SnapshotPage
+from ._hooks import Hooks
+from ._models import Page, Snapshot, SnapshotPage
 from ._output import JsonLinesWriter
+from ._run import CrawlResult, VolumeFailure
 from ._signing import Signer, encode_query, make_signature
 from ._stats import CrawlStats
 from ._transport import AiohttpTransport, Response, Transport
+from .limits import Limiter
+from .sinks import Sink, VolumeProgress
 
 __all__ = [
     "API_VERSIONS",
@@ -42,30 +47,34 @@ __all__ = [
     "ApiError",
     "ApiVersion",
     "AuthError",
+    "BadRequestError",
     "Checkpoint",
     "ConfigError",
+    "CrawlResult",
     "CrawlStats",
+    "CrawlStream",
     "Crawler",
     "Credentials",
     "DecodeError",
+    "Hooks",
     "JsonLinesWriter",
+    "Limiter",
     "NotFoundError",
     "Page",
     "PaginationError",
-    "RequestError",
     "Response",
     "RetryPolicy",
     "ServerError",
     "Signer",
+    "Sink",
     "SnapcrawlError",
     "Snapshot",
     "SnapshotPage",
-    "SnapshotStream",
     "ThrottledError",
     "Transport",
     "TransportError",
     "VolumeFailure",
-    "VolumeState",
+    "VolumeProgress",
     "encode_query",
     "load_credentials",
     "make_signature",

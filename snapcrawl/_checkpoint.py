@@ -18,8 +18,11 @@ from pathlib import Path
 from typing import BinaryIO, Final, NamedTuple
 
 from ._exceptions import ConfigError
+from ._models import Page
+from ._output import JsonLinesWriter
+from .sinks import VolumeProgress
 
-__all__ = ["Checkpoint", "VolumeState"]
+__all__ = ["Checkpoint", "CheckpointSink", "VolumeState"]
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS volumes (
@@ -107,6 +110,13 @@ class Checkpoint:
         ).fetchone()
         return None if row is None else VolumeState(*row)
 
+    def states(self) -> dict[str | None, VolumeState]:
+        """Every volume's recorded state (``None``: the whole account)."""
+        rows = self._db.execute("SELECT volume_id, status, marker, pages FROM volumes").fetchall()
+        return {
+            (None if v == ACCOUNT_KEY else v): VolumeState(status, marker, pages) for v, status, marker, pages in rows
+        }
+
     def record_page(self, volume_id: str | None, marker: str | None, *, last: bool) -> None:
         """Note that a page of the volume, ending at ``marker``, has been written (uncommitted until commit)."""
         self._db.execute(
@@ -149,3 +159,38 @@ class Checkpoint:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class CheckpointSink:
+    """A JSON Lines :class:`Sink` over :class:`JsonLinesWriter`, resumable with a :class:`Checkpoint`."""
+
+    resumable = True
+
+    def __init__(self, writer: JsonLinesWriter, checkpoint: Checkpoint | None) -> None:
+        self.writer = writer
+        self.checkpoint = checkpoint
+        self.resumable = checkpoint is not None
+
+    async def load_progress(self) -> dict[str | None, VolumeProgress]:
+        if self.checkpoint is None:
+            return {}
+        return {
+            volume_id: VolumeProgress(state.status, (state.marker,) if state.marker else (), state.pages)  # type: ignore[arg-type]
+            for volume_id, state in self.checkpoint.states().items()
+        }
+
+    async def delivered_ids(self, volume_id: str | None) -> set[str]:
+        return set()
+
+    async def write(self, page: Page) -> None:
+        self.writer.write_page(page)
+
+    async def fail(self, volume_id: str | None, error: str) -> None:
+        if self.checkpoint is not None:
+            self.checkpoint.record_failure(volume_id, error)
+
+    async def flush(self) -> None:
+        self.writer.flush()
+
+    async def aclose(self) -> None:
+        self.writer.flush()

@@ -179,7 +179,21 @@ def _check_url(url: str, origin: str) -> str:
         raise ConfigError(f"endpoint from {origin} must be an http(s) URL with a host, not {url!r}")
     if parts.query or parts.fragment:
         raise ConfigError(f"endpoint from {origin} must not have a query or fragment: {url!r}")
-    return url.rstrip("/")
+    if parts.username or parts.password:
+        raise ConfigError(f"endpoint from {origin} must not hold credentials: {parts.scheme}://{parts.hostname}...")
+    # Sign what goes on the wire: HTTP libraries send the host in lower case and drop a default port, so the
+    # endpoint is normalised the same way before it is ever signed.
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"endpoint from {origin} has an invalid port: {url!r}") from None
+    scheme = parts.scheme.lower()
+    host = parts.hostname.lower()
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    if port is not None and port != {"http": 80, "https": 443}[scheme]:
+        host = f"{host}:{port}"
+    return f"{scheme}://{host}{parts.path}".rstrip("/")
 
 
 def resolve_endpoint(

@@ -6,7 +6,7 @@
     ├── ConfigError                bad or missing settings, caught before any request
     ├── ApiError                   the server answered with an error status
     │   ├── AuthError              401/403, or the gateway's 404 for an unauthenticated call
-    │   ├── RequestError           400: the server rejected the request (``detail`` says why)
+    │   ├── BadRequestError        400: the server rejected the request (``detail`` says why)
     │   ├── NotFoundError          404 from the API itself
     │   ├── ThrottledError         429: too many requests (``retry_after`` in seconds)
     │   └── ServerError            5xx
@@ -26,11 +26,11 @@ from typing import ClassVar
 __all__ = [
     "ApiError",
     "AuthError",
+    "BadRequestError",
     "ConfigError",
     "DecodeError",
     "NotFoundError",
     "PaginationError",
-    "RequestError",
     "ServerError",
     "SnapcrawlError",
     "ThrottledError",
@@ -97,8 +97,8 @@ class AuthError(ApiError):
     """The server rejected the credentials or the signature (401, 403, or the gateway's 404)."""
 
 
-class RequestError(ApiError):
-    """The server rejected the request as invalid (400)."""
+class BadRequestError(ApiError):
+    """The server rejected the request as invalid (400). Named so as not to clash with httpx's transport error."""
 
 
 class NotFoundError(ApiError):

@@ -29,6 +29,13 @@ class LatencyHistogram:
         self._buckets[min(index, self._SIZE - 1)] += 1
         self.count += 1
 
+    def merge(self, other: LatencyHistogram) -> None:
+        """Add every latency ``other`` recorded."""
+        for index, n in enumerate(other._buckets):
+            if n:
+                self._buckets[index] += n
+        self.count += other.count
+
     def percentile(self, fraction: float) -> float | None:
         """The latency below which ``fraction`` (0..1) of the recorded ones fall; ``None`` if empty."""
         if not self.count:
@@ -44,7 +51,10 @@ class LatencyHistogram:
 
 @dataclasses.dataclass(slots=True, kw_only=True)
 class CrawlStats:
-    """What a crawler has done so far. ``elapsed`` runs from the first crawl's start to the last one's end."""
+    """What one crawl has done so far (or, as ``Crawler.stats``, every finished crawl of a crawler added up).
+
+    ``snapshots_expected`` is the server's ``count`` for an account-wide listing: a hint for progress and ETA.
+    """
 
     requests: int = 0
     pages: int = 0
@@ -56,9 +66,35 @@ class CrawlStats:
     volumes_done: int = 0
     volumes_failed: int = 0
     volumes_skipped: int = 0
+    marker_recoveries: int = 0
+    snapshots_expected: int | None = None
     started_at: float | None = None
     ended_at: float | None = None
     latency: LatencyHistogram = dataclasses.field(default_factory=LatencyHistogram, repr=False)
+
+    _COUNTERS = (
+        "requests",
+        "pages",
+        "snapshots",
+        "retries",
+        "throttled",
+        "bytes",
+        "volumes_seen",
+        "volumes_done",
+        "volumes_failed",
+        "volumes_skipped",
+        "marker_recoveries",
+    )
+
+    def add(self, other: CrawlStats) -> None:
+        """Add another crawl's counts and latencies to these (crawler-wide totals stay a fixed size)."""
+        for name in self._COUNTERS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.latency.merge(other.latency)
+        if other.started_at is not None and (self.started_at is None or other.started_at < self.started_at):
+            self.started_at = other.started_at
+        if other.ended_at is not None and (self.ended_at is None or other.ended_at > self.ended_at):
+            self.ended_at = other.ended_at
 
     @property
     def elapsed(self) -> float:
@@ -94,6 +130,7 @@ class CrawlStats:
             "volumes_done": self.volumes_done,
             "volumes_failed": self.volumes_failed,
             "volumes_skipped": self.volumes_skipped,
+            "marker_recoveries": self.marker_recoveries,
             "elapsed_s": round(self.elapsed, 3),
             "requests_per_s": round(self.requests_per_second, 1),
             "latency_ms": self.latency_ms(),

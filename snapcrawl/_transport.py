@@ -5,6 +5,7 @@ Everything above it sees a :class:`Transport`: ``get(url, headers) -> Response``
 
 from __future__ import annotations
 
+import dataclasses
 import ssl
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -13,9 +14,9 @@ from typing import NamedTuple, Protocol
 import aiohttp
 from yarl import URL
 
-from ._exceptions import DecodeError, TransportError
+from ._exceptions import ConfigError, DecodeError, TransportError
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "AiohttpTransport", "Response", "Transport"]
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "AiohttpTransport", "HttpOptions", "Response", "Transport"]
 
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 
@@ -48,8 +49,33 @@ class Transport(Protocol):
         ...
 
 
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class HttpOptions:
+    """How the HTTP session is made: proxy, trust of the environment, TLS trust, identification; or your own session.
+
+    ``session`` is an ``aiohttp.ClientSession`` of yours, used as it is and never closed; the other options
+    shape the session made otherwise.
+    """
+
+    ssl_context: ssl.SSLContext | None = None
+    ca_bundle: str | None = None
+    proxy: str | None = None
+    trust_env: bool = False
+    user_agent: str | None = None
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    session: aiohttp.ClientSession | None = None
+
+
 class AiohttpTransport:
-    """A keep-alive, connection-limited aiohttp session with a DNS cache and one total timeout per request."""
+    """A keep-alive, connection-limited aiohttp session with a DNS cache and one total timeout per request.
+
+    It never sends a request twice: aiohttp silently resends a GET whose reused connection turns out closed,
+    with the same headers, so the same signature would go out twice and a gateway that rejects replays would
+    answer 401. Here that resend is off, and the fetcher retries with a fresh signature instead. The body cap
+    applies to the decompressed size, so a small gzip body cannot inflate past it.
+
+    A session of your own (``options.session``) is used as it is, its resend setting included, and never closed.
+    """
 
     def __init__(
         self,
@@ -58,50 +84,80 @@ class AiohttpTransport:
         timeout: float = 30.0,
         verify_tls: bool = True,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        options: HttpOptions | None = None,
     ) -> None:
+        options = options or HttpOptions()
         self._timeout = timeout
         self._max_body_bytes = max_body_bytes
-        connector = aiohttp.TCPConnector(
-            limit=connections,
-            ttl_dns_cache=300,
-            ssl=verify_tls,
-            keepalive_timeout=30,
-        )
+        self._proxy = options.proxy
+        self._owns_session = options.session is None
+        if options.session is not None:
+            self._session = options.session
+            return
+        tls: ssl.SSLContext | bool = verify_tls
+        if options.ssl_context is not None:
+            tls = options.ssl_context
+        elif options.ca_bundle is not None:
+            try:
+                tls = ssl.create_default_context(cafile=options.ca_bundle)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"cannot use {options.ca_bundle} as a CA bundle: {exc}") from None
+        connector = aiohttp.TCPConnector(limit=connections, ttl_dns_cache=300, ssl=tls, keepalive_timeout=30)
+        default_headers = dict(options.headers)
+        if options.user_agent is not None:
+            default_headers["User-Agent"] = options.user_agent
         self._session = aiohttp.ClientSession(
             connector=connector,
             # One total deadline instead of aiohttp's several per-phase timers.
             timeout=aiohttp.ClientTimeout(total=timeout),
             auto_decompress=True,
             raise_for_status=False,
+            trust_env=options.trust_env,
+            headers=default_headers,
         )
+        # No hidden resend of a signed request (see the class docstring). aiohttp has no public switch for it;
+        # its own test client turns it off the same way.
+        if not hasattr(self._session, "_retry_connection"):  # pragma: no cover - guards an aiohttp upgrade
+            raise RuntimeError("this aiohttp cannot turn off its resend of requests: snapcrawl needs aiohttp<4")
+        self._session._retry_connection = False
 
     async def get(self, url: str, headers: dict[str, str]) -> Response:
         """Send ``GET url`` verbatim (no re-encoding, so the signed URL is the sent URL)."""
+        cap = self._max_body_bytes
         try:
-            async with self._session.get(URL(url, encoded=True), headers=headers, allow_redirects=False) as resp:
+            async with self._session.get(
+                URL(url, encoded=True), headers=headers, allow_redirects=False, proxy=self._proxy
+            ) as resp:
                 length = resp.content_length
-                if length is not None and length > self._max_body_bytes:
-                    raise DecodeError(f"response body of {length} bytes exceeds the cap of {self._max_body_bytes}")
-                body = await resp.read() if length is not None else await self._read_capped(resp)
+                if length is not None and length > cap:
+                    raise DecodeError(f"response body of {length} bytes exceeds the cap of {cap}")
+                if length is not None and "Content-Encoding" not in resp.headers:
+                    body = await resp.read()  # exactly ``length`` bytes, known to be within the cap
+                else:
+                    body = await self._read_capped(resp)
                 answer = resp.headers
                 return Response(resp.status, body, answer.get("Retry-After"), answer.get("Date"), answer)
         except TimeoutError:
             raise TransportError(f"no answer within the {self._timeout:g} s timeout") from None
         except ssl.SSLError as exc:
             raise TransportError(f"TLS failed: {exc}") from None
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise TransportError(f"TLS certificate rejected: {exc.certificate_error}") from None
         except aiohttp.ClientError as exc:
             raise TransportError(f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
 
     async def _read_capped(self, resp: aiohttp.ClientResponse) -> bytes:
+        """The decompressed body, read chunk by chunk and abandoned as soon as it passes the cap."""
         chunks: list[bytes] = []
         size = 0
         async for chunk in resp.content.iter_any():
             size += len(chunk)
             if size > self._max_body_bytes:
-                raise DecodeError(f"response body exceeds the cap of {self._max_body_bytes} bytes")
+                raise DecodeError(f"response body exceeds the cap of {self._max_body_bytes} bytes (decompressed)")
             chunks.append(chunk)
         return b"".join(chunks)
 
     async def aclose(self) -> None:
-        """Close the session and its connections."""
-        await self._session.close()
+        """Close the session and its connections, unless the caller owns it."""
+        if self._owns_session:
+            await self._session.close()

@@ -13,10 +13,11 @@ import anyio
 import msgspec
 import pytest
 
-from snapcrawl import Crawler, Credentials, DecodeError, Response, RetryPolicy
+from snapcrawl import Crawler, Credentials, DecodeError, Response, RetryPolicy, VolumeFailure
 from snapcrawl.simulator import Faults, Simulator, run_in_thread
 
 from .fakes import FakeClock, FakeTransport, snapshot
+from .helpers import collect
 
 RETRY = RetryPolicy(max_retries=10, backoff_base=0.02, backoff_cap=0.5)
 #: Survives an outage of a second or more: 30 full-jitter waits capped at 0.5 s add up to far more than that.
@@ -65,16 +66,16 @@ def _crawler(sim: Simulator, **kwargs: object) -> Crawler:
 
 async def _crawl_all(
     sim: Simulator, faults: Faults, volume_ids: list[str] | None = None, **kwargs: object
-) -> tuple[Crawler, Counter[str]]:
+) -> tuple[Crawler, Counter[str], list[VolumeFailure]]:
     sim.faults = faults
     sim.stats.reset()
     try:
         async with _crawler(sim, **kwargs) as crawler:
             with anyio.fail_after(LIMIT):
-                ids = Counter([s.id async for s in crawler.crawl(volume_ids or sim.dataset.volume_ids)])
+                got, failures = await collect(crawler, volume_ids or sim.dataset.volume_ids)
     finally:
         sim.faults = Faults()
-    return crawler, ids
+    return crawler, Counter(s.id for s in got), failures
 
 
 def _total(sim: Simulator, volume_ids: list[str]) -> int:
@@ -85,8 +86,8 @@ def _total(sim: Simulator, volume_ids: list[str]) -> int:
 async def test_every_snapshot_exactly_once(sim: Simulator, name: str) -> None:
     """Whatever the fault, a server that eventually answers yields every snapshot exactly once."""
     volume_ids = sim.dataset.volume_ids[:STORM_VOLUMES] if name.startswith("429") else sim.dataset.volume_ids
-    crawler, ids = await _crawl_all(sim, FAULTS[name], volume_ids)
-    assert crawler.failures == []
+    crawler, ids, failures = await _crawl_all(sim, FAULTS[name], volume_ids)
+    assert failures == []
     assert len(ids) == _total(sim, volume_ids) and set(ids.values()) == {1}
     if name != "latency":
         assert crawler.stats.retries > 0
@@ -114,15 +115,16 @@ async def test_503_spells(sim: Simulator) -> None:
     async with _crawler(sim, retry=LONG_RETRY) as crawler, anyio.create_task_group() as tg:
         tg.start_soon(spells)
         with anyio.fail_after(LIMIT):
-            async for snap in crawler.crawl(sim.dataset.volume_ids):
-                ids[snap.id] += 1
-                for threshold, start in zip(thresholds, spell_starts, strict=True):
-                    if len(ids) == threshold:
-                        start.set()
+            async with crawler.crawl(sim.dataset.volume_ids) as stream:
+                async for snap in stream:
+                    ids[snap.id] += 1
+                    for threshold, start in zip(thresholds, spell_starts, strict=True):
+                        if len(ids) == threshold:
+                            start.set()
     sim.faults = Faults()
     assert all(start.is_set() for start in spell_starts)
     assert sim.stats.by_status[503] >= 3 * per_spell
-    assert crawler.failures == [] and len(ids) == sim.dataset.total and set(ids.values()) == {1}
+    assert stream.failures == [] and len(ids) == sim.dataset.total and set(ids.values()) == {1}
 
 
 async def test_server_restart_mid_crawl(sim: Simulator) -> None:
@@ -139,17 +141,18 @@ async def test_server_restart_mid_crawl(sim: Simulator) -> None:
     ids: Counter[str] = Counter()
     async with _crawler(sim, retry=LONG_RETRY) as crawler, anyio.create_task_group() as tg:
         with anyio.fail_after(LIMIT):
-            async for snap in crawler.crawl(sim.dataset.volume_ids):
-                ids[snap.id] += 1
-                if len(ids) == sim.dataset.total // 4:
-                    # Stop while the consumer waits: the bounded stream holds the crawl back until it is done.
-                    await sim.stop()
-                    requests_before = sim.stats.requests
-                    tg.start_soon(start_again)
+            async with crawler.crawl(sim.dataset.volume_ids) as stream:
+                async for snap in stream:
+                    ids[snap.id] += 1
+                    if len(ids) == sim.dataset.total // 4:
+                        # Stop while the consumer waits: the bounded stream holds the crawl back until it is done.
+                        await sim.stop()
+                        requests_before = sim.stats.requests
+                        tg.start_soon(start_again)
     sim.faults = Faults()
     assert sim.running and sim.stats.requests > requests_before  # the rest was fetched after the restart
     assert crawler.stats.retries > 0
-    assert crawler.failures == [] and len(ids) == sim.dataset.total and set(ids.values()) == {1}
+    assert stream.failures == [] and len(ids) == sim.dataset.total and set(ids.values()) == {1}
 
 
 def _throttle_then_answer(retry_after: str, *, date: str | None = None) -> FakeTransport:
@@ -164,7 +167,7 @@ def _throttle_then_answer(retry_after: str, *, date: str | None = None) -> FakeT
 
 @pytest.mark.parametrize(
     ("retry_after", "expected"),
-    [("7", 7.0), (email.utils.formatdate(WALL + 30, usegmt=True), 30.0)],
+    [("7", 7.0), (email.utils.formatdate(WALL + 1000 + 30, usegmt=True), 30.0)],
     ids=["seconds", "http-date"],
 )
 async def test_retry_after_is_honoured(retry_after: str, expected: float) -> None:
@@ -177,10 +180,10 @@ async def test_retry_after_is_honoured(retry_after: str, expected: float) -> Non
         retry=RetryPolicy(max_retries=3, backoff_base=0.01, backoff_cap=0.05),
         clock=clock,
         sleep=clock.sleep,
-        wall_clock=lambda: float(WALL),
+        wall_clock=lambda: WALL + clock.now,  # moves with the fake clock, as signing needs
     ) as crawler:
-        got = [snap.id async for snap in crawler.crawl(["vol-1"])]
-    assert got == ["vol-1-snap-00001"] and len(transport.requests) == 2
+        snapshots, _ = await collect(crawler, ["vol-1"])
+    assert [snap.id for snap in snapshots] == ["vol-1-snap-00001"] and len(transport.requests) == 2
     assert max(clock.sleeps) == pytest.approx(expected, abs=0.01)
     assert clock.now - 1000.0 >= expected  # the retry was sent no earlier than the server asked
 
@@ -208,8 +211,8 @@ async def test_http_date_retry_after_uses_the_corrected_clock(sim: Simulator) ->
         wall_clock=lambda: time.time() - 600,
     ) as crawler:
         with anyio.fail_after(LIMIT):
-            got = [snap async for snap in crawler.crawl([volume_id])]
-    assert crawler.failures == [] and len(got) == sim.dataset.count(volume_id)
+            got, failures = await collect(crawler, [volume_id])
+    assert failures == [] and len(got) == sim.dataset.count(volume_id)
     assert sim.stats.by_status == {401: 1, 429: 1, 200: 1}
     # Retry-After is 1-2 s ahead on the server's clock; its Date has 1 s resolution, so the correction may add 1 s.
     assert recorded and 0.5 <= max(recorded) <= 5.0, recorded
@@ -222,19 +225,19 @@ async def test_server_that_never_answers_is_a_named_failure(sim: Simulator) -> N
         endpoint=sim.url, credentials=sim.credentials, timeout=0.2, retry=RetryPolicy(max_retries=1, backoff_base=0.01)
     ) as crawler:
         with anyio.fail_after(LIMIT):
-            got = [s async for s in crawler.crawl(sim.dataset.volume_ids[:5])]
+            got, failures = await collect(crawler, sim.dataset.volume_ids[:5])
     sim.faults = Faults()
     assert got == []
-    assert sorted(f.volume_id or "" for f in crawler.failures) == sorted(sim.dataset.volume_ids[:5])
-    assert all("timeout" in str(f.error) for f in crawler.failures)
+    assert sorted(f.volume_id or "" for f in failures) == sorted(sim.dataset.volume_ids[:5])
+    assert all("timeout" in str(f.error) for f in failures)
 
 
 async def test_body_over_the_cap(sim: Simulator) -> None:
     """A body larger than the configured cap fails its volume by name; the rest completes."""
     huge = sim.dataset.volume_ids[7]
     faults = Faults(huge_volumes=frozenset({huge}), huge_body_bytes=2 * 1024 * 1024)
-    crawler, ids = await _crawl_all(sim, faults, max_body_bytes=1024 * 1024)
-    assert [f.volume_id for f in crawler.failures] == [huge]
-    assert isinstance(crawler.failures[0].error, DecodeError)
-    assert "exceeds the cap" in str(crawler.failures[0].error)
+    _, ids, failures = await _crawl_all(sim, faults, max_body_bytes=1024 * 1024)
+    assert [f.volume_id for f in failures] == [huge]
+    assert isinstance(failures[0].error, DecodeError)
+    assert "exceeds the cap" in str(failures[0].error)
     assert len(ids) == sim.dataset.total - sim.dataset.count(huge) and set(ids.values()) == {1}

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from snapcrawl import AuthError, ConfigError, Crawler, Credentials, encode_query
 from snapcrawl.simulator import Faults, Simulator
+from tests.helpers import collect
 
 HOSTILE_IDS = ["a&limit=1", "b#frag", "100%", "with space", "스냅샷-볼륨", "x=y", "+plus+", "semi;colon", "new\nline"]
 
@@ -34,8 +35,9 @@ async def test_hostile_volume_ids_never_change_the_query(simulator: Simulator) -
     real = simulator.dataset.volume_ids[0]
     ids = [*HOSTILE_IDS, real, real, *HOSTILE_IDS]
     async with Crawler(endpoint=simulator.url, credentials=simulator.credentials) as crawler:
-        got = Counter([s.id async for s in crawler.crawl(ids)])
-    assert crawler.failures == []
+        snapshots, failures = await collect(crawler, ids)
+    got = Counter(s.id for s in snapshots)
+    assert failures == []
     assert simulator.stats.by_status.keys() == {200}
     assert simulator.stats.requests == len(HOSTILE_IDS) + 1  # duplicates crawled once
     assert len(got) == simulator.dataset.count(real) and set(got.values()) <= {1}
@@ -45,10 +47,10 @@ async def test_invalid_ids_fail_alone(simulator: Simulator) -> None:
     """Empty, blank and 10 KB ids are refused by name without a request; the others are crawled."""
     real = simulator.dataset.volume_ids[1]
     async with Crawler(endpoint=simulator.url, credentials=simulator.credentials) as crawler:
-        got = [s async for s in crawler.crawl(["", "   ", "v" * 10_240, real])]
+        got, failures = await collect(crawler, ["", "   ", "v" * 10_240, real])
     assert len(got) == simulator.dataset.count(real)
-    assert sorted(len(f.volume_id or "") for f in crawler.failures) == [0, 3, 10_240]
-    assert all(isinstance(f.error, ConfigError) for f in crawler.failures)
+    assert sorted(len(f.volume_id or "") for f in failures) == [0, 3, 10_240]
+    assert all(isinstance(f.error, ConfigError) for f in failures)
     assert simulator.stats.requests == 1
 
 

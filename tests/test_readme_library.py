@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -35,6 +36,7 @@ from .fakes import (
     serve_in_thread,
     snapshot,
 )
+from .helpers import collect
 
 CREDENTIALS = Credentials(access_key="AK-test", secret_key="SK-test")
 DEEP = 100_000
@@ -75,9 +77,9 @@ async def test_deeply_nested_page_fails_only_its_volume() -> None:
 
     crawler, transport = _crawler(handler)
     async with crawler:
-        got = [snap.volume_id async for snap in crawler.crawl(["a", "deep", "b"])]
-    assert sorted(got) == ["a", "b"]
-    [failure] = crawler.failures
+        snapshots, failures = await collect(crawler, ["a", "deep", "b"])
+    assert sorted(snap.volume_id for snap in snapshots) == ["a", "b"]
+    [failure] = failures
     assert (failure.volume_id, failure.pages_done) == ("deep", 0)
     assert isinstance(failure.error, DecodeError) and failure.error.page == 1 and "deep" in str(failure.error)
     assert sum(r.query["volume_id"] == "deep" for r in transport.requests) == 1  # the same bytes fail again
@@ -93,9 +95,9 @@ async def test_deeply_nested_error_body_fails_only_its_volume() -> None:
 
     crawler, transport = _crawler(handler)
     async with crawler:
-        got = [snap.volume_id async for snap in crawler.crawl(["a", "deep"])]
-    assert got == ["a"]
-    [failure] = crawler.failures
+        snapshots, failures = await collect(crawler, ["a", "deep"])
+    assert [snap.volume_id for snap in snapshots] == ["a"]
+    [failure] = failures
     assert isinstance(failure.error, ServerError) and failure.error.status == 503
     assert sum(r.query["volume_id"] == "deep" for r in transport.requests) == 1 + DEFAULT_RETRY.max_retries
 
@@ -110,8 +112,8 @@ async def test_garbled_body_is_retried() -> None:
 
     crawler, transport = _crawler(handler)
     async with crawler:
-        got = [snap.id async for snap in crawler.crawl(["a"])]
-    assert got == ["a-snap-00001"] and crawler.failures == []
+        snapshots, failures = await collect(crawler, ["a"])
+    assert [snap.id for snap in snapshots] == ["a-snap-00001"] and failures == []
     assert crawler.stats.retries == 2 and len(transport.requests) == 3
 
 
@@ -125,8 +127,8 @@ async def test_500_502_503_504_are_retried() -> None:
 
     crawler, transport = _crawler(handler)
     async with crawler:
-        got = [snap.id async for snap in crawler.crawl(["a"])]
-    assert got == ["a-snap-00001"] and crawler.failures == []
+        snapshots, failures = await collect(crawler, ["a"])
+    assert [snap.id for snap in snapshots] == ["a-snap-00001"] and failures == []
     assert crawler.stats.retries == 4 and len(transport.requests) == 5
 
 
@@ -134,10 +136,10 @@ async def test_default_max_retries_is_five() -> None:
     """Without a retry policy a failing request is sent 1 + 5 times, then its volume fails."""
     crawler, transport = _crawler(lambda url, headers: Response(500, b""))
     async with crawler:
-        assert [snap async for snap in crawler.crawl(["a"])] == []
-    assert DEFAULT_RETRY.max_retries == 5
+        snapshots, failures = await collect(crawler, ["a"])
+    assert snapshots == [] and DEFAULT_RETRY.max_retries == 5
     assert len(transport.requests) == 6 and crawler.stats.retries == 5
-    assert isinstance(crawler.failures[0].error, ServerError)
+    assert isinstance(failures[0].error, ServerError)
 
 
 async def test_every_attempt_is_signed_afresh() -> None:
@@ -158,7 +160,8 @@ async def test_every_attempt_is_signed_afresh() -> None:
         wall_clock=lambda: float(next(clock_values)),
     )
     async with crawler:
-        assert len([snap async for snap in crawler.crawl(["a"])]) == 1
+        snapshots, _ = await collect(crawler, ["a"])
+        assert len(snapshots) == 1
     first, second = (request.headers for request in transport.requests)
     assert first["Scp-Timestamp"] != second["Scp-Timestamp"]
     assert first["Scp-Signature"] != second["Scp-Signature"]
@@ -175,9 +178,10 @@ async def test_pagination_error_reaches_the_caller() -> None:
 
     crawler, _ = _crawler(handler, page_size=2)
     async with crawler:
-        got = Counter([snap.volume_id async for snap in crawler.crawl(["stuck", "b"])])
+        snapshots, failures = await collect(crawler, ["stuck", "b"])
+        got = Counter(snap.volume_id for snap in snapshots)
         assert got == {"stuck": 2, "b": 1}  # the first page was delivered, the repeat was not
-        [failure] = crawler.failures
+        [failure] = failures
         assert isinstance(failure.error, PaginationError)
         assert (failure.volume_id, failure.error.page, failure.pages_done) == ("stuck", 2, 1)
         listed: list[str] = []
@@ -209,10 +213,14 @@ async def test_auth_error_after_yielding_what_was_fetched() -> None:
     got: list[str] = []
     async with crawler:
         with pytest.raises(AuthError, match="revoked"):
-            await _drain(crawler.crawl(["a", "b", "c"]), got)
+            async with crawler.crawl(["a", "b", "c"]) as stream:
+                await _drain(stream, got)
     assert got == [f"a-snap-{n:05d}" for n in (1, 2, 3, 4)]
-    assert len(transport.requests) == 3  # the crawl stopped at the first 401: no request for b or c
-    assert crawler.failures == []
+    # The crawl stopped on the 401 (resent once, newly signed, as these credentials had been accepted before):
+    # no request for b or c.
+    assert {request.query["volume_id"] for request in transport.requests} == {"a"}
+    assert len(transport.requests) == 4
+    assert stream.failures == []
 
 
 async def test_auth_error_from_crawl_into_after_delivering_pages() -> None:
@@ -228,26 +236,63 @@ async def test_auth_error_from_crawl_into_after_delivering_pages() -> None:
     ]
 
 
-async def test_account_crawl_with_failing_offset_pages() -> None:
-    """Account-wide, a page that keeps failing is one named failure (volume None); every other page arrives."""
-    account = [snapshot(n, f"v{n % 3}") for n in range(1, 51)]
+def _account_handler(
+    account: list[dict[str, Any]], broken: Callable[[dict[str, str], int, int], bool]
+) -> FakeTransport:
+    """The account listing by offset or marker; pages for which ``broken(query, start, limit)`` answer 500."""
 
     def handler(url: str, headers: dict[str, str]) -> Response:
         query = query_of(url)
-        offset = int(query.get("offset", 0))
-        if offset == 20:
-            return Response(500, b'{"errors": [{"detail": "offset 20 is broken"}]}')
-        return ok(page_body(account[offset : offset + 10], count=len(account)))
+        start, limit = int(query.get("offset", 0)), int(query["limit"])
+        if "marker" in query:
+            start += next(i for i, snap in enumerate(account) if snap["id"] == query["marker"]) + 1
+        if broken(query, start, limit):
+            return Response(500, b'{"errors": [{"detail": "this page is broken"}]}')
+        return ok(page_body(account[start : start + limit], count=len(account)))
 
-    crawler, _ = _crawler(handler, page_size=10)
-    async with crawler:
-        got = Counter([snap.id async for snap in crawler.crawl(None)])
-    assert set(got.values()) == {1}
-    assert set(got) == {snap["id"] for snap in account[:20] + account[30:]}
-    [failure] = crawler.failures
-    assert failure.volume_id is None and isinstance(failure.error, ServerError)
-    assert failure.error.page == 3 and "offset 20 is broken" in str(failure.error)
-    assert crawler.stats.volumes_failed == 1
+    return FakeTransport(handler)
+
+
+async def test_account_crawl_repairs_failing_offset_pages() -> None:
+    """Account-wide, offset pages that keep failing are repaired by a marker walk: every snapshot, once."""
+    account = [snapshot(n, f"v{n % 3}") for n in range(1, 51)]
+    transport = _account_handler(account, lambda query, start, limit: "offset" in query and 15 <= start < 30)
+    clock = FakeClock()
+    async with Crawler(
+        endpoint="http://127.0.0.1:9",
+        credentials=CREDENTIALS,
+        transport=transport,
+        clock=clock,
+        sleep=clock.sleep,
+        page_size=10,
+    ) as crawler:
+        snapshots, failures = await collect(crawler, None)
+    got = Counter(snap.id for snap in snapshots)
+    assert failures == [] and set(got.values()) == {1} and set(got) == {snap["id"] for snap in account}
+    assert any("offset" in r.query for r in transport.requests)  # it did go by offset
+
+
+async def test_account_crawl_with_a_page_that_always_fails() -> None:
+    """Account-wide, a page that fails however it is asked for is one named failure (volume None, the account
+    listing); the rest arrives, each snapshot once."""
+    account = [snapshot(n, f"v{n % 3}") for n in range(1, 51)]
+    transport = _account_handler(account, lambda query, start, limit: start <= 24 < start + limit)  # holds the 25th
+    clock = FakeClock()
+    async with Crawler(
+        endpoint="http://127.0.0.1:9",
+        credentials=CREDENTIALS,
+        transport=transport,
+        clock=clock,
+        sleep=clock.sleep,
+        page_size=10,
+    ) as crawler:
+        snapshots, failures = await collect(crawler, None)
+    got = Counter(snap.id for snap in snapshots)
+    assert set(got.values()) == {1} and account[24]["id"] not in got
+    assert len(got) >= len(account) - 2 * 10  # at most the broken page and the seam it leaves
+    [failure] = failures
+    assert failure.volume_id is None and failure.where == "account listing"
+    assert isinstance(failure.error, ServerError) and "this page is broken" in str(failure.error)
 
 
 async def _chunked(request: web.Request, size: int, body: bytes) -> web.StreamResponse:
@@ -271,13 +316,14 @@ async def test_body_cap_without_content_length(size: int, fails: bool) -> None:
 
     with serve_in_thread(handler) as url:
         async with Crawler(endpoint=url, credentials=CREDENTIALS, max_body_bytes=100_000) as crawler:
-            got = [snap.id async for snap in crawler.crawl(["v"])]
+            snapshots, failures = await collect(crawler, ["v"])
+    got = [snap.id for snap in snapshots]
     if fails:
-        assert got == [] and len(crawler.failures) == 1
-        error = crawler.failures[0].error
+        assert got == [] and len(failures) == 1
+        error = failures[0].error
         assert isinstance(error, DecodeError) and "exceeds the cap" in str(error) and error.volume_id == "v"
     else:
-        assert got == ["v-snap-00001"] and crawler.failures == []
+        assert got == ["v-snap-00001"] and failures == []
 
 
 async def test_marker_resume_after_mid_volume_failure_library() -> None:
@@ -287,9 +333,9 @@ async def test_marker_resume_after_mid_volume_failure_library() -> None:
     with serve_in_thread(server.handle) as url:
         retry = RetryPolicy(max_retries=1, backoff_base=0.01)
         async with Crawler(endpoint=url, credentials=CREDENTIALS, page_size=10, retry=retry) as crawler:
-            got = [snap.id async for snap in crawler.crawl(["v"])]
-    assert got == server.ids("v")[:20]
-    assert crawler.failures[0].pages_done == 2 and crawler.failures[0].error.page == 3
+            snapshots, failures = await collect(crawler, ["v"])
+    assert [snap.id for snap in snapshots] == server.ids("v")[:20]
+    assert failures[0].pages_done == 2 and failures[0].error.page == 3
 
 
 def test_library_never_configures_structlog() -> None:
@@ -302,7 +348,8 @@ from snapcrawl.simulator import Faults, Simulator
 async def main() -> None:
     async with Simulator(volumes=40, faults=Faults(error_rate=0.1)) as sim:
         async with Crawler(endpoint=sim.url, credentials=sim.credentials) as crawler:
-            n = len([s async for s in crawler.crawl(sim.dataset.volume_ids)])
+            async with crawler.crawl(sim.dataset.volume_ids) as stream:
+                n = len([s async for s in stream])
     print("RESULT", n == sim.dataset.total, structlog.is_configured(), crawler.stats.retries > 0)
 
 anyio.run(main)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from snapcrawl import Checkpoint, ConfigError, Crawler, JsonLinesWriter, RetryPolicy
+from snapcrawl._checkpoint import CheckpointSink
 from snapcrawl.cli import main
 from snapcrawl.simulator import Faults, Simulator, run_in_thread
 
@@ -94,16 +95,15 @@ async def test_library_resume_after_failures(simulator: Simulator, tmp_path: Pat
             writer = JsonLinesWriter(file, checkpoint=checkpoint, offset=checkpoint.output_offset)
             retry = RetryPolicy(max_retries=0)
             async with Crawler(endpoint=simulator.url, credentials=simulator.credentials, retry=retry) as crawler:
-                async for page in crawler.crawl(simulator.dataset.volume_ids, checkpoint=checkpoint).pages():
-                    writer.write_page(page)
+                result = await crawler.crawl_into(simulator.dataset.volume_ids, CheckpointSink(writer, checkpoint))
             writer.flush()
             if attempt == 0:
-                assert {f.volume_id for f in crawler.failures} == set(busy)
+                assert {f.volume_id for f in result.failures} == set(busy)
                 assert checkpoint.counts()["failed"] == 3
                 simulator.faults = Faults()
             else:
-                assert crawler.failures == []
-                assert crawler.stats.volumes_skipped == len(simulator.dataset.volume_ids) - 3
+                assert result.failures == []
+                assert result.stats.volumes_skipped == len(simulator.dataset.volume_ids) - 3
     ids = _ids(out)
     assert len(ids) == simulator.dataset.total and set(ids.values()) == {1}
 
@@ -228,7 +228,7 @@ def test_partial_account_crawl_resumes(tmp_path: Path, capsys: pytest.CaptureFix
     with serve_in_thread(server.handle) as url:
         args[2] = url
         assert main(args) == 1
-        assert "failed: volume None" in capsys.readouterr().err
+        assert "failed: account listing" in capsys.readouterr().err
         assert _ids(tmp_path / "out.jsonl") == Counter(server.ids()[:10])
         server.fail = lambda query: None
         server.queries.clear()

@@ -16,6 +16,7 @@ import anyio
 from .._exceptions import AuthError, ConfigError, SnapcrawlError, unwrap_group
 from . import crawl, simulate
 from ._common import EXIT_AUTH, EXIT_FAILURES, EXIT_OK, EXIT_USAGE, Parser, configure_logging, use_uvloop
+from .progress import status_line
 
 __all__ = ["build_parser", "main"]
 
@@ -32,7 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args = build_parser().parse_args(argv)
-    configure_logging(getattr(args, "log_level", "warning"), json=getattr(args, "log_json", False))
+    # One status line on this process's stderr, shared by the log and the progress display.
+    configure_logging(
+        getattr(args, "log_level", "warning"), json=getattr(args, "log_json", False), stream=status_line(sys.stderr)
+    )
     try:
         uvloop = use_uvloop(getattr(args, "loop", "asyncio"))
         status: int = anyio.run(args.run, args, backend_options={"use_uvloop": uvloop})

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from typing import Any, NoReturn, TextIO
 
 import structlog
 
-from .._config import API_VERSIONS, DEFAULT_API_VERSION, RetryPolicy
+from .._config import API_VERSIONS, DEFAULT_API_VERSION, RetryPolicy, load_credentials, resolve_endpoint
 from .._crawler import Crawler
 from .._exceptions import ConfigError
+from .progress import StatusLine, status_line
 
 __all__ = [
     "EXIT_AUTH",
@@ -60,7 +60,6 @@ def add_connection_options(parser: argparse.ArgumentParser) -> None:
     api = parser.add_argument_group("requests")
     api.add_argument("--api-version", default=DEFAULT_API_VERSION, choices=sorted(API_VERSIONS))
     api.add_argument("--page-size", type=positive_int, default=100, metavar="N", help="1..1000 (default 100)")
-    api.add_argument("--paging", choices=("marker", "offset"), default="marker")
     api.add_argument("--name", help="only snapshots with this exact name")
     api.add_argument("--sort", metavar="KEY:DIR", help="e.g. created_at:desc (API 1.2+)")
     api.add_argument("--timeout", type=positive_float, default=30.0, metavar="S", help="per request (default 30)")
@@ -93,8 +92,8 @@ def use_uvloop(choice: str) -> bool:
     return True
 
 
-def configure_logging(level: str, *, json: bool, stream: TextIO = sys.stderr) -> None:
-    """Send structlog events at ``level`` and above to ``stream`` as text or JSON."""
+def configure_logging(level: str, *, json: bool, stream: TextIO | StatusLine | None = None) -> None:
+    """Send structlog events at ``level`` and above to ``stream`` (stderr, above any progress line) as text or JSON."""
     renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     structlog.configure(
         processors=[
@@ -103,19 +102,18 @@ def configure_logging(level: str, *, json: bool, stream: TextIO = sys.stderr) ->
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        logger_factory=structlog.PrintLoggerFactory(stream or status_line()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
 
 
 def make_crawler(args: argparse.Namespace, **overrides: Any) -> Crawler:
+    """A crawler for the command's options; the endpoint and credentials are resolved now, so errors come first."""
     settings: dict[str, Any] = {
-        "endpoint": args.endpoint,
-        "region": args.region,
-        "environment": args.environment,
+        "endpoint": resolve_endpoint(args.endpoint, region=args.region, environment=args.environment),
+        "credentials": load_credentials(),
         "api_version": args.api_version,
         "page_size": args.page_size,
-        "paging": args.paging,
         "timeout": args.timeout,
         "retry": RetryPolicy(max_retries=args.max_retries),
         "verify_tls": not args.insecure,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import signal
+import stat
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,10 +14,12 @@ from typing import IO, Any, BinaryIO
 
 import anyio
 
-from .._checkpoint import Checkpoint
+from .._checkpoint import Checkpoint, CheckpointSink
 from .._crawler import Crawler
 from .._exceptions import ConfigError
 from .._output import JsonLinesWriter
+from .._run import CrawlResult
+from .._stats import CrawlStats
 from ._common import (
     EXIT_FAILURES,
     EXIT_OK,
@@ -25,7 +29,7 @@ from ._common import (
     positive_float,
     positive_int,
 )
-from .progress import Progress
+from .progress import Progress, status_line
 
 __all__ = ["register"]
 
@@ -93,8 +97,7 @@ def _output(path: str | None) -> Iterator[BinaryIO]:
         yield file
 
 
-def _summary(crawler: Crawler, out: str | None) -> str:
-    stats = crawler.stats
+def _summary(stats: CrawlStats, out: str | None) -> str:
     finished = stats.volumes_done + stats.volumes_failed + stats.volumes_skipped
     where = f" -> {out}" if out and out != "-" else ""
     skipped = f", {stats.volumes_skipped} done earlier" if stats.volumes_skipped else ""
@@ -114,50 +117,48 @@ async def _watch_signals(scope: anyio.CancelScope, caught: list[int]) -> None:
             return
 
 
-def _open_sink(
-    args: argparse.Namespace, crawler: Crawler, stack: contextlib.ExitStack
-) -> tuple[JsonLinesWriter, Checkpoint | None]:
+def _open_sink(args: argparse.Namespace, crawler: Crawler, stack: contextlib.ExitStack) -> CheckpointSink:
     """The writer for ``--out``; with ``--state``, checkpointed and cut back to what the state file covers."""
     if getattr(args, "state", None) is None:
-        return JsonLinesWriter(stack.enter_context(_output(args.out))), None
+        return CheckpointSink(JsonLinesWriter(stack.enter_context(_output(args.out))), None)
     if args.out in (None, "-"):
         raise ConfigError("--state needs --out FILE: a resumed crawl appends to that file")
     settings = {"endpoint": crawler.endpoint, "name": args.name, "sort": args.sort}
     checkpoint = stack.enter_context(Checkpoint(args.state, output=args.out, settings=settings))
     file = stack.enter_context(checkpoint.open_output())
-    return JsonLinesWriter(file, checkpoint=checkpoint, offset=checkpoint.output_offset), checkpoint
+    return CheckpointSink(JsonLinesWriter(file, checkpoint=checkpoint, offset=checkpoint.output_offset), checkpoint)
 
 
 async def _crawl(crawler: Crawler, volume_ids: Any, args: argparse.Namespace, *, total: int | None) -> int:
     show_progress = not args.no_progress and sys.stderr.isatty()
-    progress = Progress(crawler.stats, total=total)
+    stats = CrawlStats()
+    progress = Progress(stats, total=total, account=volume_ids is None)
+    status = status_line()
     caught: list[int] = []
+    result: CrawlResult | None = None
     with contextlib.ExitStack() as stack:
-        writer, checkpoint = _open_sink(args, crawler, stack)
+        sink = _open_sink(args, crawler, stack)
         try:
             async with crawler, anyio.create_task_group() as tg:
                 crawl_scope = anyio.CancelScope()
                 tg.start_soon(_watch_signals, crawl_scope, caught)
                 if show_progress:
-                    tg.start_soon(progress.run)
+                    tg.start_soon(progress.run, status)
                 with crawl_scope:
-                    # Writing a page to a file is quick and synchronous: done in the worker, with no stream.
-                    await crawler.crawl_into(
-                        writer.write_page, volume_ids, name=args.name, sort=args.sort, checkpoint=checkpoint
-                    )
+                    result = await crawler.crawl_into(volume_ids, sink, name=args.name, sort=args.sort, stats=stats)
                 tg.cancel_scope.cancel()
         finally:
-            writer.flush()  # the output first, then the checkpoint that covers it
-            if show_progress:
-                progress.clear()
-    print(_summary(crawler, args.out), file=sys.stderr)
-    for failure in crawler.failures:
-        print(f"snapcrawl: failed: volume {failure.volume_id}: {failure.error}", file=sys.stderr)
+            sink.writer.flush()  # the output first, then the checkpoint that covers it
+            status.clear()
+    print(_summary(stats, args.out), file=sys.stderr)
+    failures = result.failures if result is not None else []
+    for failure in failures:
+        print(f"snapcrawl: failed: {failure.where}: {failure.error}", file=sys.stderr)
     if caught:
-        how = "run the same command again to resume" if checkpoint else "add --state FILE to make crawls resumable"
+        how = "run the same command again to resume" if sink.checkpoint else "add --state FILE to make crawls resumable"
         print(f"snapcrawl: interrupted by {signal.Signals(caught[0]).name}; {how}", file=sys.stderr)
         return 128 + caught[0]
-    return EXIT_FAILURES if crawler.failures else EXIT_OK
+    return EXIT_FAILURES if failures else EXIT_OK
 
 
 def _volume_source(args: argparse.Namespace, stack: contextlib.ExitStack) -> tuple[Any, int | None]:
@@ -165,16 +166,19 @@ def _volume_source(args: argparse.Namespace, stack: contextlib.ExitStack) -> tup
     if args.volumes is None:
         return (args.volume or None), (len(set(args.volume)) or None)
     if args.volumes == "-":
-        return [*args.volume, *_read_ids(sys.stdin)] if args.volume else _read_ids(sys.stdin), None
+        return itertools.chain(args.volume, _read_ids(sys.stdin)), None
     path = Path(args.volumes)
+    total: int | None = None
     try:
-        with path.open(encoding="utf-8") as counting:
-            total = sum(1 for _ in _read_ids(counting))
+        # Counting reads the file twice: only a regular file can be read twice (not a pipe, a FIFO or <(cmd)).
+        if stat.S_ISREG(path.stat().st_mode):
+            with path.open(encoding="utf-8") as counting:
+                total = sum(1 for _ in _read_ids(counting))
         lines = stack.enter_context(path.open(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read volume ids from {path}: {exc.strerror}") from None
     if args.volume:
-        return [*args.volume, *_read_ids(lines)], total + len(args.volume)
+        return itertools.chain(args.volume, _read_ids(lines)), None if total is None else total + len(args.volume)
     return _read_ids(lines), total
 
 

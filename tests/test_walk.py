@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from snapcrawl import PaginationError, Snapshot, SnapshotPage, encode_query
-from snapcrawl._paginate import PageCursor, Paging
+from snapcrawl._walk import PageCursor, Paging
 
 NOW = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 
@@ -47,16 +47,31 @@ def test_stops_on_empty_page() -> None:
     assert not PageCursor(volume_id="v", page_size=2).advance(_page([], count=0))
 
 
-def test_short_page_ends_only_without_count() -> None:
-    """Without a count a short page ends it; with a count, a short page that is not the end does not."""
-    assert not PageCursor(volume_id="v", page_size=3).advance(_page(["a", "b"]))
-    # A server that caps pages below our page size must not make us stop early.
-    assert PageCursor(volume_id="v", page_size=3).advance(_page(["a", "b"], count=10))
+def test_short_page_ends_the_walk() -> None:
+    """A page shorter than asked for, with nothing more counted, ends the listing."""
+    assert not PageCursor(volume_id="v", page_size=3).advance(_page(["a", "b"], count=2))
 
 
-def test_count_reached_stops_on_full_page() -> None:
-    """Reaching count ends the listing without asking for an empty page."""
-    assert not PageCursor(volume_id="v", page_size=2).advance(_page(["a", "b"], count=2))
+def test_short_page_with_more_counted_is_the_server_cap() -> None:
+    """A server that caps pages below our page size must not make us stop early: pages of its length are full."""
+    cursor = PageCursor(volume_id="v", page_size=3)
+    assert cursor.advance(_page(["a", "b"], count=5)) and cursor.cap == 2
+    assert cursor.advance(_page(["c", "d"], count=5))
+    assert not cursor.advance(_page(["e"], count=5))
+
+
+def test_short_page_without_count_is_confirmed_once() -> None:
+    """Without a count a short page may be the server's cap: one more page tells, and a shorter one ends it."""
+    cursor = PageCursor(volume_id="v", page_size=3, with_count=False)
+    assert cursor.advance(_page(["a", "b"])) and cursor.cap == 2
+    assert not cursor.advance(_page(["c"]))
+
+
+def test_full_page_goes_on_even_when_count_is_reached() -> None:
+    """``count`` is only a hint: snapshots deleted after they were listed make it stale, so a full page goes on."""
+    cursor = PageCursor(volume_id="v", page_size=2)
+    assert cursor.advance(_page(["a", "b"], count=2))
+    assert not cursor.advance(_page([], count=2))
 
 
 def test_repeated_page_raises() -> None:

@@ -17,10 +17,10 @@ from snapcrawl import (
     AiohttpTransport,
     ApiError,
     AuthError,
+    BadRequestError,
     Credentials,
     DecodeError,
     NotFoundError,
-    RequestError,
     RetryPolicy,
     ServerError,
     Signer,
@@ -29,9 +29,10 @@ from snapcrawl import (
     encode_query,
     make_signature,
 )
-from snapcrawl._ratelimit import AdaptiveRateLimiter
-from snapcrawl._session import PageFetcher, parse_retry_after
+from snapcrawl._errors import parse_retry_after
+from snapcrawl._fetch import PageFetcher
 from snapcrawl._stats import CrawlStats
+from snapcrawl.limits.local import AdaptiveRateLimiter
 from tests.fakes import Aioresponses, FakeClock
 
 ENDPOINT = "http://scp.test"
@@ -59,21 +60,33 @@ def mocked() -> Iterator[aioresponses]:
         yield mock
 
 
+class Fetcher:
+    """A page fetcher with the stats of one crawl and a fake clock whose sleeps are recorded."""
+
+    def __init__(self, inner: PageFetcher, clock: FakeClock) -> None:
+        self.inner = inner
+        self.clock = clock
+        self.stats = CrawlStats()
+
+    async def fetch(self, query: str, *, volume_id: str | None, page: int) -> Any:
+        return await self.inner.fetch(query, volume_id=volume_id, page=page, stats=self.stats)
+
+
 @pytest.fixture
-async def fetcher() -> AsyncIterator[PageFetcher]:
+async def fetcher() -> AsyncIterator[Fetcher]:
     clock = FakeClock()
     transport = AiohttpTransport(timeout=5)
-    yield PageFetcher(
+    inner = PageFetcher(
         endpoint=ENDPOINT,
         signer=Signer(CREDS, api_version="1.3", clock=Wall()),
         transport=transport,
         limiter=AdaptiveRateLimiter(None, clock=clock, sleep=clock.sleep),
         in_flight=anyio.Semaphore(4),
         retry=RetryPolicy(max_retries=3),
-        stats=CrawlStats(),
         sleep=clock.sleep,
         rng=random.Random(1),
     )
+    yield Fetcher(inner, clock)
     await transport.aclose()
 
 
@@ -81,7 +94,7 @@ def _calls(mock: aioresponses) -> list[tuple[URL, dict[str, Any]]]:
     return [(url, call.kwargs) for (_, url), calls in mock.requests.items() for call in calls]
 
 
-async def test_url_sent_verbatim_and_signed(mocked: aioresponses, fetcher: PageFetcher) -> None:
+async def test_url_sent_verbatim_and_signed(mocked: aioresponses, fetcher: Fetcher) -> None:
     """The URL goes out exactly as encoded and the signature covers that exact string."""
     mocked.get(WIRE_URL, body=PAGE)
     page = await fetcher.fetch(QUERY, volume_id="v 1&x", page=1)
@@ -96,7 +109,7 @@ async def test_url_sent_verbatim_and_signed(mocked: aioresponses, fetcher: PageF
     assert headers["Scp-Api-Version"] == "virtualserver 1.3"
 
 
-async def test_retries_are_resigned(mocked: aioresponses, fetcher: PageFetcher) -> None:
+async def test_retries_are_resigned(mocked: aioresponses, fetcher: Fetcher) -> None:
     """Each attempt carries a new timestamp and signature."""
     mocked.get(WIRE_URL, status=503)
     mocked.get(WIRE_URL, status=502, body=b"<html>bad gateway</html>", content_type="text/html")
@@ -107,11 +120,11 @@ async def test_retries_are_resigned(mocked: aioresponses, fetcher: PageFetcher) 
     assert fetcher.stats.retries == 2 and fetcher.stats.requests == 3
 
 
-async def test_400_is_not_retried_and_keeps_detail(mocked: aioresponses, fetcher: PageFetcher) -> None:
-    """A 400 raises RequestError with the server's detail and request id, after one attempt."""
+async def test_400_is_not_retried_and_keeps_detail(mocked: aioresponses, fetcher: Fetcher) -> None:
+    """A 400 raises BadRequestError with the server's detail and request id, after one attempt."""
     body = {"errors": [{"code": "ValidationError", "detail": ["limit: must be <= 1000"], "request_id": "req-42"}]}
     mocked.get(WIRE_URL, status=400, payload=body)
-    with pytest.raises(RequestError) as info:
+    with pytest.raises(BadRequestError) as info:
         await fetcher.fetch(QUERY, volume_id="v1", page=3)
     error = info.value
     assert (error.status, error.detail, error.request_id, error.volume_id, error.page) == (
@@ -141,7 +154,7 @@ async def test_400_is_not_retried_and_keeps_detail(mocked: aioresponses, fetcher
     ],
 )
 async def test_error_mapping_without_retry(
-    mocked: aioresponses, fetcher: PageFetcher, status: int, payload: dict[str, Any], error_type: type[Exception]
+    mocked: aioresponses, fetcher: Fetcher, status: int, payload: dict[str, Any], error_type: type[Exception]
 ) -> None:
     """Statuses that a retry cannot cure map to their error type after a single attempt."""
     mocked.get(WIRE_URL, status=status, payload=payload)
@@ -151,24 +164,24 @@ async def test_error_mapping_without_retry(
     assert fetcher.stats.requests == 1
 
 
-async def test_auth_error_hints_at_keys_and_clock(mocked: aioresponses, fetcher: PageFetcher) -> None:
+async def test_auth_error_hints_at_keys_and_clock(mocked: aioresponses, fetcher: Fetcher) -> None:
     """A rejected signature explains what to check."""
     mocked.get(WIRE_URL, status=401, payload={"errors": [{"detail": "signature mismatch"}]})
     with pytest.raises(AuthError, match=r"secret key.*clock"):
         await fetcher.fetch(QUERY, volume_id="v", page=1)
 
 
-async def test_throttle_honours_retry_after(mocked: aioresponses, fetcher: PageFetcher) -> None:
+async def test_throttle_honours_retry_after(mocked: aioresponses, fetcher: Fetcher) -> None:
     """A 429 with Retry-After waits at least that long before the retry, and counts as throttled."""
     mocked.get(WIRE_URL, status=429, headers={"Retry-After": "7"})
     mocked.get(WIRE_URL, body=PAGE)
     await fetcher.fetch(QUERY, volume_id="v", page=1)
     assert fetcher.stats.throttled == 1 and fetcher.stats.retries == 1
-    sleeps = fetcher._sleep.__self__.sleeps  # type: ignore[attr-defined]
+    sleeps = fetcher.clock.sleeps
     assert sum(sleeps) >= 7.0
 
 
-async def test_gives_up_after_max_retries(mocked: aioresponses, fetcher: PageFetcher) -> None:
+async def test_gives_up_after_max_retries(mocked: aioresponses, fetcher: Fetcher) -> None:
     """After max_retries the last error is raised, carrying volume and page."""
     mocked.get(WIRE_URL, status=429, repeat=True)
     with pytest.raises(ThrottledError) as info:
@@ -177,15 +190,19 @@ async def test_gives_up_after_max_retries(mocked: aioresponses, fetcher: PageFet
     assert fetcher.stats.requests == 4 and fetcher.stats.retries == 3
 
 
-async def test_backoff_is_full_jitter_with_cap(fetcher: PageFetcher) -> None:
-    """Backoff delays stay within [0, min(cap, base * 2**n)]."""
-    delays = [fetcher._backoff(attempt, None) for attempt in range(1, 12) for _ in range(50)]
-    assert all(0 <= d <= 20.0 for d in delays)
-    assert max(fetcher._backoff(1, None) for _ in range(200)) <= 0.1
-    assert fetcher._backoff(1, 5.0) >= 5.0
+async def test_backoff_is_full_jitter_with_cap(fetcher: Fetcher) -> None:
+    """Backoff delays spread uniformly over [0, min(cap, base * 2**(n-1))]: not constant, not zero, capped."""
+    policy = RetryPolicy(max_retries=3)
+    for attempt in (1, 3, 12):
+        bound = min(policy.backoff_cap, policy.backoff_base * 2 ** (attempt - 1))
+        delays = [fetcher.inner._backoff(attempt) for _ in range(400)]
+        assert all(0 <= d <= bound for d in delays)
+        # Uniform on [0, bound]: the mean is bound/2 and both halves are used.
+        assert 0.4 * bound < sum(delays) / len(delays) < 0.6 * bound
+        assert min(delays) < 0.1 * bound and max(delays) > 0.9 * bound
 
 
-async def test_connection_errors_are_retried(mocked: aioresponses, fetcher: PageFetcher) -> None:
+async def test_connection_errors_are_retried(mocked: aioresponses, fetcher: Fetcher) -> None:
     """A dropped connection is a TransportError that is retried."""
     mocked.get(WIRE_URL, exception=aiohttp.ServerDisconnectedError())
     mocked.get(WIRE_URL, exception=TimeoutError())
@@ -194,14 +211,14 @@ async def test_connection_errors_are_retried(mocked: aioresponses, fetcher: Page
     assert page.count == 1 and fetcher.stats.retries == 2
 
 
-async def test_transport_error_after_retries(mocked: aioresponses, fetcher: PageFetcher) -> None:
+async def test_transport_error_after_retries(mocked: aioresponses, fetcher: Fetcher) -> None:
     """A connection that never works ends in TransportError naming the volume."""
     mocked.get(WIRE_URL, exception=aiohttp.ClientConnectionError("refused"), repeat=True)
     with pytest.raises(TransportError, match=r"refused.*volume v"):
         await fetcher.fetch(QUERY, volume_id="v", page=1)
 
 
-async def test_schema_errors_are_not_retried(mocked: aioresponses, fetcher: PageFetcher) -> None:
+async def test_schema_errors_are_not_retried(mocked: aioresponses, fetcher: Fetcher) -> None:
     """A page that is valid JSON but not a snapshot page fails at once."""
     mocked.get(WIRE_URL, body=b'{"snapshots": [{"id": 5}]}')
     with pytest.raises(DecodeError) as info:
@@ -210,9 +227,9 @@ async def test_schema_errors_are_not_retried(mocked: aioresponses, fetcher: Page
     assert fetcher.stats.requests == 1
 
 
-async def test_clock_skew_is_measured_and_corrected(mocked: aioresponses, fetcher: PageFetcher) -> None:
+async def test_clock_skew_is_measured_and_corrected(mocked: aioresponses, fetcher: Fetcher) -> None:
     """A 401 whose Date shows a 10-minute skew corrects the signing clock and succeeds on the retry."""
-    server_now = fetcher._signer.now() + 600
+    server_now = fetcher.inner.now() + 600
     mocked.get(WIRE_URL, status=401, headers={"Date": email.utils.formatdate(server_now, usegmt=True)})
     mocked.get(WIRE_URL, body=PAGE)
     await fetcher.fetch(QUERY, volume_id="v", page=1)
@@ -221,9 +238,9 @@ async def test_clock_skew_is_measured_and_corrected(mocked: aioresponses, fetche
     assert fetcher.stats.retries == 0
 
 
-async def test_clock_skew_correction_that_does_not_help(mocked: aioresponses, fetcher: PageFetcher) -> None:
+async def test_clock_skew_correction_that_does_not_help(mocked: aioresponses, fetcher: Fetcher) -> None:
     """When the corrected request is rejected too, the AuthError names the measured skew."""
-    date = email.utils.formatdate(fetcher._signer.now() - 900, usegmt=True)
+    date = email.utils.formatdate(fetcher.inner.now() - 900, usegmt=True)
     mocked.get(WIRE_URL, status=401, headers={"Date": date}, repeat=True)
     with pytest.raises(AuthError, match=r"clock was -9\d\d s off"):
         await fetcher.fetch(QUERY, volume_id="v", page=1)
@@ -242,3 +259,22 @@ def test_parse_retry_after_http_date() -> None:
     """An HTTP-date Retry-After becomes the seconds until then."""
     now = 1_800_000_000.0
     assert parse_retry_after(email.utils.formatdate(now + 12, usegmt=True), now=now) == pytest.approx(12, abs=1)
+
+
+@pytest.mark.parametrize("skew", [-600.0, 600.0])
+async def test_http_date_retry_after_is_read_on_the_servers_clock(
+    mocked: aioresponses, fetcher: Fetcher, skew: float
+) -> None:
+    """With the local clock 10 minutes off, a Retry-After date 2 s after the server's Date means 2 s, not 602 or 0."""
+    server_now = fetcher.inner.now() + skew
+    mocked.get(
+        WIRE_URL,
+        status=429,
+        headers={
+            "Date": email.utils.formatdate(server_now, usegmt=True),
+            "Retry-After": email.utils.formatdate(server_now + 2, usegmt=True),
+        },
+    )
+    mocked.get(WIRE_URL, body=PAGE)
+    await fetcher.fetch(QUERY, volume_id="v", page=1)
+    assert fetcher.clock.sleeps and 1.0 <= sum(fetcher.clock.sleeps) <= 3.0

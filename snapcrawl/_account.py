@@ -1,0 +1,190 @@
+"""The account-wide listing: pages fetched concurrently by offset, then every seam between them checked.
+
+Offsets are fixed from a ``count`` taken at the start, and offsets shift whenever a snapshot is created or
+deleted, so offset pages alone can skip snapshots. Each page therefore overlaps the one before it by one
+snapshot (pages of ``L`` snapshots start every ``L - 1``): where page ``k + 1`` starts with page ``k``'s last id,
+nothing existing throughout can lie between them. Where a seam does not match (data moved, a page failed, the
+server caps ``limit``), a marker walk from page ``k``'s last id repairs it, up to the first id that a later page
+delivered. The last page is followed by a marker walk when it was full. Ids already delivered are dropped, so
+each snapshot appears once: the consistency contract of :mod:`._walk` holds at the cost of one overlapping
+snapshot per page, plus a short walk per seam that moved.
+
+A destination that resumes (a sink with progress) gets one walk by marker instead, whose position it can record.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import aclosing
+from typing import TYPE_CHECKING
+
+import anyio
+
+from ._exceptions import AuthError, BadRequestError, SnapcrawlError
+from ._models import Page, Snapshot
+from ._walk import MAX_MARKER_FALLBACKS, PageCursor, walk
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
+    from ._run import CrawlRun
+
+__all__ = ["crawl_account"]
+
+
+class _Owners:
+    """Which fan-out page delivered each id: shared by every walk of one account crawl (a :class:`Seen`)."""
+
+    __slots__ = ("index", "page_of")
+
+    def __init__(self, page_of: dict[str, int], index: int) -> None:
+        self.page_of = page_of
+        self.index = index
+
+    def __contains__(self, snapshot_id: object) -> bool:
+        return snapshot_id in self.page_of
+
+    def update(self, snapshot_ids: Iterable[str]) -> None:
+        page_of, index = self.page_of, self.index
+        for snapshot_id in snapshot_ids:
+            page_of.setdefault(snapshot_id, index)
+
+
+async def crawl_account(run: CrawlRun) -> None:
+    """List every snapshot of the account once, whatever changes meanwhile."""
+    sink = run.sink
+    if None in run.progress or (sink is not None and getattr(sink, "resumable", False)):
+        await run.walk_listing(None, seen=set())
+        return
+    try:
+        await _AccountCrawl(run).crawl()
+    except* AuthError as group:
+        first = group.exceptions[0]
+        assert isinstance(first, AuthError)  # noqa: S101 - except* matched AuthError alone
+        run.stop(first)
+
+
+class _AccountCrawl:
+    """One fan-out over the account's pages, and the repair of its seams."""
+
+    def __init__(self, run: CrawlRun) -> None:
+        self.run = run
+        self.page_of: dict[str, int] = {}  # every id delivered -> the fan-out page (or seam) that delivered it
+        self.firsts: dict[int, str] = {}  # fan-out page -> its first id, as fetched
+        self.tails: dict[int, list[str]] = {}  # fan-out page -> its last ids, newest first
+        self.full: dict[int, bool] = {}
+        self.length = run.settings.page_size  # the page length the server gives
+
+    async def deliver(self, index: int, snapshots: list[Snapshot]) -> None:
+        """Note fan-out page ``index``, and hand on those of its snapshots no page delivered yet."""
+        if snapshots:
+            self.firsts[index] = snapshots[0].id
+            self.tails[index] = [s.id for s in snapshots[: -MAX_MARKER_FALLBACKS - 2 : -1]]
+            self.full[index] = len(snapshots) >= self.length
+        page_of = self.page_of
+        fresh = [s for s in snapshots if s.id not in page_of]
+        for snapshot in fresh:
+            page_of[snapshot.id] = index
+        if fresh:
+            self.run.stats.snapshots += len(fresh)
+            await self.run.deliver(Page(None, index + 1, fresh, last=False))
+
+    async def crawl(self) -> None:
+        run = self.run
+        stats = run.stats
+        cursor = run.cursor(None)
+        try:
+            first = await run.fetcher.fetch(cursor.query(), volume_id=None, page=1, stats=stats)
+            more = cursor.advance(first)
+        except BadRequestError as exc:
+            await run.rejected(None, exc, cursor)
+            return
+        except AuthError:
+            raise
+        except SnapcrawlError as exc:
+            await run.fail_listing(None, exc, 0)
+            return
+        stats.snapshots_expected = first.count
+        self.length = cursor.cap or run.settings.page_size
+        await self.deliver(0, first.snapshots)
+        pages = 0
+        if more and first.count is not None and self.length >= 2:
+            step = self.length - 1
+            pages = math.ceil(max(first.count - self.length, 0) / step)
+            indexes = iter(range(1, pages + 1))
+            async with anyio.create_task_group() as tg:
+                for _ in range(min(run.settings.concurrency, pages)):
+                    tg.start_soon(self._fetch_pages, cursor, indexes, step)
+        if more and (error := await self._repair()) is not None:
+            await run.fail_listing(None, error, len(self.firsts))
+            return
+        if cursor.cap is not None:
+            run.hints.page_cap = cursor.cap
+        await run.deliver(Page(None, pages + 2, [], last=True))
+        run.done(None, len(self.page_of))
+
+    async def _fetch_pages(self, cursor: PageCursor, indexes: Iterator[int], step: int) -> None:
+        run = self.run
+        for index in indexes:
+            query = cursor.offset_query(index * step)
+            try:
+                page = await run.fetcher.fetch(query, volume_id=None, page=index + 1, stats=run.stats)
+            except AuthError:
+                raise
+            except SnapcrawlError as exc:
+                # The seam before it is repaired by a marker walk: a gap to fill, not a loss.
+                run.log.info("account.page_failed", page=index + 1, error=str(exc))
+                continue
+            await self.deliver(index, page.snapshots)
+
+    def seams(self) -> list[int]:
+        """The full pages not followed by a page that starts with their last id."""
+        fetched = sorted(self.firsts)
+        seams = []
+        for position, index in enumerate(fetched):
+            if not self.full[index]:
+                continue  # a short page: when it was fetched, the listing ended there
+            following = fetched[position + 1] if position + 1 < len(fetched) else None
+            if following is None or self.firsts[following] != self.tails[index][0]:
+                seams.append(index)
+        return seams
+
+    async def _repair(self) -> SnapcrawlError | None:
+        """Walk every seam that did not match; return the error if one could not be repaired."""
+        failures: list[SnapcrawlError] = []
+
+        async def repair(index: int) -> None:
+            try:
+                await self._walk_seam(index)
+            except AuthError:
+                raise
+            except SnapcrawlError as exc:
+                failures.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            for index in self.seams():
+                tg.start_soon(repair, index)
+        return failures[0] if failures else None
+
+    async def _walk_seam(self, index: int) -> None:
+        """From page ``index``'s last id, by marker, up to the first id a later page delivered (or the end)."""
+        run = self.run
+        run.log.debug("account.seam", page=index + 1)
+        cursor = run.cursor(None)
+        marker, *earlier = self.tails[index]
+        cursor.marker = marker
+        cursor.page = index + 2
+        page_of = self.page_of
+        pages = walk(
+            run.fetcher.fetch,
+            cursor,
+            run.stats,
+            fallback_markers=earlier,  # should its last id have been deleted since
+            seen=_Owners(page_of, index),
+            until=lambda snapshot_id: page_of.get(snapshot_id, -1) > index,
+        )
+        async with aclosing(pages):
+            async for page in pages:
+                if page.snapshots:  # the seam's end is not the listing's: never ``last``
+                    run.stats.snapshots += len(page.snapshots)
+                    await run.deliver(Page(None, page.number, page.snapshots, last=False))

@@ -1,0 +1,347 @@
+"""One crawl: workers over volume ids, each volume walked by marker; its own stats, failures and resume.
+
+A run owns nothing beyond itself: its caller (``crawl()``'s stream, or ``crawl_into()``) owns the task group it
+runs in, so a cancelled or abandoned crawl leaves nothing behind. Pages go to one ``deliver`` coroutine (a sink's
+``write``, or the stream's send); a slow consumer slows the workers instead of growing memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import itertools
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Collection, Iterable, Iterator, Mapping
+from contextlib import aclosing
+from typing import Final
+
+import anyio
+import structlog
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from ._errors import query_option
+from ._exceptions import AuthError, BadRequestError, ConfigError, SnapcrawlError
+from ._fetch import PageFetcher
+from ._hooks import Hooks, fire
+from ._models import Page
+from ._stats import CrawlStats
+from ._walk import PageCursor, walk
+from .sinks import Sink, VolumeProgress
+
+__all__ = ["MAX_VOLUME_ID_LENGTH", "CrawlResult", "CrawlRun", "CrawlSettings", "VolumeFailure", "check_volume_id"]
+
+#: Longer ids are rejected as invalid rather than sent (real ids are 36-character UUIDs).
+MAX_VOLUME_ID_LENGTH: Final = 255
+#: Ids pulled at a time from a synchronous iterable, in a worker thread (it may block: a pipe, a slow generator).
+ID_BATCH: Final = 256
+#: Distinct volumes failing alike on their first page, with none succeeding, before the query is blamed.
+SAME_FIRST_PAGE_400: Final = 3
+
+Deliver = Callable[[Page], Awaitable[None]]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class VolumeFailure:
+    """A volume the crawl gave up on: its id (``None`` for the account-wide listing), the error, and how many
+    of its pages had already been delivered."""
+
+    volume_id: str | None
+    error: SnapcrawlError
+    pages_done: int
+
+    @property
+    def where(self) -> str:
+        """``volume <id>``, or ``account listing``."""
+        return "account listing" if self.volume_id is None else f"volume {self.volume_id}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CrawlResult:
+    """What one finished crawl did: its own counts and its own failures."""
+
+    stats: CrawlStats
+    failures: list[VolumeFailure]
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class CrawlSettings:
+    """What a run needs to know of its crawler and of the caller's filters."""
+
+    page_size: int
+    concurrency: int
+    name: str | None = None
+    sort: str | None = None
+    with_count: bool = True
+
+
+class ServerHints:
+    """What one crawl learned about the server that the next walk can use: the page length it caps ``limit`` at."""
+
+    __slots__ = ("page_cap",)
+
+    def __init__(self) -> None:
+        self.page_cap: int | None = None
+
+
+class CrawlRun:
+    """One crawl's workers, counts and failures, and the fatal error that ended it (if any)."""
+
+    def __init__(
+        self,
+        *,
+        fetcher: PageFetcher,
+        settings: CrawlSettings,
+        deliver: Deliver,
+        sink: Sink | None = None,
+        hooks: Hooks | None = None,
+        hints: ServerHints | None = None,
+    ) -> None:
+        self.fetcher = fetcher
+        self.settings = settings
+        self.deliver = deliver
+        self.sink = sink
+        self.hooks = hooks or Hooks()
+        self.hints = hints or ServerHints()
+        self.stats = CrawlStats()
+        self.failures: list[VolumeFailure] = []
+        self.fatal: SnapcrawlError | None = None
+        self.progress: Mapping[str | None, VolumeProgress] = {}
+        self.log = structlog.get_logger("snapcrawl")
+        self._seen: set[str] = set()
+        self._first_page_400: dict[str, int] = {}
+        self._succeeded = False
+        self._cancel = anyio.CancelScope()
+        #: Called with this crawl's stats when it ends (the crawler adds them to its totals).
+        self.on_end: Callable[[CrawlStats], object] | None = None
+
+    @property
+    def result(self) -> CrawlResult:
+        """This crawl's stats and failures."""
+        return CrawlResult(self.stats, self.failures)
+
+    async def run(self, volume_ids: Iterable[object] | AsyncIterable[object] | None) -> None:
+        """Crawl every volume (or the account, for ``None``); errors end up in ``fatal``, never raised."""
+        stats, settings = self.stats, self.settings
+        stats.started_at = anyio.current_time()
+        self.log.info(
+            "crawl.start", scope="account" if volume_ids is None else "volumes", concurrency=settings.concurrency
+        )
+        try:
+            with self._cancel:
+                if self.sink is not None:
+                    self.progress = await self.sink.load_progress()
+                if volume_ids is None:
+                    from ._account import crawl_account  # noqa: PLC0415 - the strategy imports this module
+
+                    await crawl_account(self)
+                else:
+                    await self._crawl_volumes(volume_ids)
+        except SnapcrawlError as exc:
+            self.fatal = exc
+        finally:
+            stats.ended_at = anyio.current_time()
+            self.log.info("crawl.end", failures=len(self.failures), **stats.as_dict())
+            if self.on_end is not None:
+                self.on_end(stats)
+
+    def stop(self, error: SnapcrawlError) -> None:
+        """Every other request would fail the same way: end the crawl now, reporting ``error``."""
+        if self.fatal is None:
+            self.fatal = error
+            self.log.error("crawl.stopped", error=str(error))
+        self._cancel.cancel()
+
+    def fail(self, volume_id: str | None, error: SnapcrawlError, pages_done: int) -> None:
+        """Record that the crawl gave up on a volume; the crawl goes on."""
+        failure = VolumeFailure(volume_id, error, pages_done)
+        self.failures.append(failure)
+        self.stats.volumes_failed += 1
+        self.log.warning("volume.failed", where=failure.where, pages_done=pages_done, error=str(error))
+        fire(self.hooks.on_volume_failed, failure)
+
+    def done(self, volume_id: str | None, snapshots: int) -> None:
+        """Record that a listing completed."""
+        self._succeeded = True
+        self.stats.volumes_done += 1
+        fire(self.hooks.on_volume_done, volume_id, snapshots)
+
+    def cursor(self, volume_id: str | None) -> PageCursor:
+        """A fresh cursor for one listing, with what this crawler knows of the server's page cap."""
+        settings = self.settings
+        return PageCursor(
+            volume_id=volume_id,
+            page_size=settings.page_size,
+            name=settings.name,
+            sort=settings.sort,
+            with_count=settings.with_count,
+            cap=self.hints.page_cap,
+        )
+
+    async def walk_listing(self, volume_id: str | None, *, seen: set[str] | None = None) -> None:
+        """Walk one listing by marker from where earlier runs left it, and record the outcome."""
+        state = self.progress.get(volume_id)
+        if state is not None and state.status == "done":
+            self.stats.volumes_skipped += 1
+            return
+        cursor = self.cursor(volume_id)
+        fallbacks: tuple[str, ...] = ()
+        delivered_before = None
+        if state is not None and state.markers:
+            cursor.marker, fallbacks = state.markers[0], state.markers[1:]
+        if state is not None and self.sink is not None:
+            sink = self.sink
+
+            async def delivered_before() -> set[str]:
+                return await sink.delivered_ids(volume_id)
+
+        stats, deliver = self.stats, self.deliver
+        count = 0
+        pages = walk(
+            self.fetcher.fetch,
+            cursor,
+            stats,
+            fallback_markers=fallbacks,
+            delivered_before=delivered_before,
+            seen=seen,
+        )
+        try:
+            async with aclosing(pages):
+                async for page in pages:
+                    count += len(page.snapshots)
+                    stats.snapshots += len(page.snapshots)
+                    await deliver(page)
+        except AuthError as exc:
+            self.stop(exc)
+        except BadRequestError as exc:
+            await self.rejected(volume_id, exc, cursor)
+        except SnapcrawlError as exc:
+            await self.fail_listing(volume_id, exc, cursor.page - 1)
+        else:
+            if cursor.cap is not None:
+                self.hints.page_cap = cursor.cap
+            self.done(volume_id, count)
+
+    async def fail_listing(self, volume_id: str | None, error: SnapcrawlError, pages_done: int) -> None:
+        self.fail(volume_id, error, pages_done)
+        if self.sink is not None:
+            await self.sink.fail(volume_id, str(error))
+
+    async def rejected(self, volume_id: str | None, error: BadRequestError, cursor: PageCursor) -> None:
+        """A 400: about this volume, or about the query every volume shares (then the crawl stops, exit 2)."""
+        first_page = cursor.page == 1 and cursor.marker is None
+        if first_page and (option := query_option(error, cursor.params())) is not None:
+            value = {"--sort": self.settings.sort, "--name": self.settings.name}.get(option, self.settings.page_size)
+            self.stop(ConfigError(f"the server rejected {option} {value!r}: {error.detail or error}"))
+            return
+        if first_page and not self._succeeded:
+            detail = error.detail or str(error.status)
+            same = self._first_page_400[detail] = self._first_page_400.get(detail, 0) + 1
+            if same >= SAME_FIRST_PAGE_400:
+                self.stop(ConfigError(f"the server rejects the query of every volume: {detail}"))
+                return
+        await self.fail_listing(volume_id, error, cursor.page - 1)
+
+    async def _crawl_volumes(self, volume_ids: Iterable[object] | AsyncIterable[object]) -> None:
+        if isinstance(volume_ids, str | bytes):
+            raise ConfigError("volume_ids must be an iterable of volume ids, not a single string")
+        with contextlib.ExitStack() as streams:  # closed however the crawl ends
+            async with anyio.create_task_group() as tg:
+                ids: Iterator[object] | _Feed
+                if isinstance(volume_ids, AsyncIterable):
+                    ids = streams.enter_context(self._feed(tg, self._from_async(volume_ids)))
+                elif isinstance(volume_ids, Collection):  # in memory: workers share the iterator, no feeder task
+                    ids = self._unique(iter(volume_ids))
+                else:  # may block (a pipe, a slow generator): pulled in batches in a worker thread
+                    ids = streams.enter_context(self._feed(tg, self._from_thread(iter(volume_ids))))
+                for _ in range(self.settings.concurrency):
+                    tg.start_soon(self._worker, ids)
+
+    def _first_time(self, volume_id: object) -> bool:
+        """Whether this id is new to the crawl (then it is counted); duplicates are crawled once."""
+        key = volume_id if isinstance(volume_id, str) else repr(volume_id)
+        if key in self._seen:
+            return False
+        self._seen.add(key)
+        self.stats.volumes_seen += 1
+        return True
+
+    def _unique(self, volume_ids: Iterator[object]) -> Iterator[object]:
+        return (volume_id for volume_id in volume_ids if self._first_time(volume_id))
+
+    @staticmethod
+    async def _from_async(volume_ids: AsyncIterable[object]) -> AsyncIterator[list[object]]:
+        async for volume_id in volume_ids:
+            yield [volume_id]
+
+    @staticmethod
+    async def _from_thread(volume_ids: Iterator[object]) -> AsyncIterator[list[object]]:
+        while batch := await anyio.to_thread.run_sync(lambda: list(itertools.islice(volume_ids, ID_BATCH))):
+            yield batch
+
+    def _feed(self, tg: TaskGroup, batches: AsyncIterator[list[object]]) -> _Feed:
+        send, receive = anyio.create_memory_object_stream[object](self.settings.concurrency)
+
+        async def feed() -> None:
+            async with send:
+                async for batch in batches:
+                    for volume_id in batch:
+                        if self._first_time(volume_id):
+                            await send.send(volume_id)
+
+        tg.start_soon(feed)
+        return _Feed(receive)
+
+    async def _worker(self, ids: Iterator[object] | _Feed) -> None:
+        """Crawl volumes one after another, each page after page."""
+        shared = ids if isinstance(ids, Iterator) else None
+        feed = ids if isinstance(ids, _Feed) else None
+        while True:
+            if shared is not None:
+                volume_id = next(shared, _END)
+            else:
+                assert feed is not None  # noqa: S101 - one of the two is set
+                volume_id = await feed.next()
+            if volume_id is _END:
+                return
+            if (problem := check_volume_id(volume_id)) is not None:
+                await self.fail_listing(volume_id if isinstance(volume_id, str) else repr(volume_id), problem, 0)
+                continue
+            assert isinstance(volume_id, str)  # noqa: S101 - checked just above
+            await self.walk_listing(volume_id)
+
+
+_END: Final = object()
+
+
+class _Feed:
+    """The receiving end of a feeder task: the next id, or ``_END``."""
+
+    __slots__ = ("_receive",)
+
+    def __init__(self, receive: MemoryObjectReceiveStream[object]) -> None:
+        self._receive = receive
+
+    def __enter__(self) -> _Feed:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._receive.close()
+
+    async def next(self) -> object:
+        try:
+            return await self._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            return _END
+
+
+def check_volume_id(volume_id: object) -> ConfigError | None:
+    """Why ``volume_id`` cannot be sent, or ``None`` when it can."""
+    if not isinstance(volume_id, str):
+        return ConfigError(f"invalid volume id {volume_id!r}: it must be a string, not {type(volume_id).__name__}")
+    if not volume_id.strip():
+        return ConfigError(f"invalid volume id {volume_id!r}: it must be a non-empty string")
+    if len(volume_id) > MAX_VOLUME_ID_LENGTH:
+        return ConfigError(
+            f"invalid volume id {volume_id[:40]!r}...: {len(volume_id)} characters, more than {MAX_VOLUME_ID_LENGTH}"
+        )
+    return None

@@ -1,0 +1,261 @@
+"""The one page loop: walk a listing by marker, page after page, keeping the consistency contract.
+
+The contract: every snapshot that exists for the whole walk is delivered exactly once; one created or deleted
+during it at most once. What follows from it, and what this module does:
+
+- The walk ends on an empty or a short page, never on ``count``: ``count`` is a hint for progress only, and goes
+  stale the moment a snapshot is created or deleted.
+- A short page is the end only if the server did not cap ``limit``: when ``count`` says more remain, the short
+  length is taken as the server's cap and the walk goes on (pages of that length are then full).
+- A "marker not found" 400 (the snapshot the walk stood on was deleted) is recovered from: the walk steps back to
+  an earlier id it delivered that still exists, or starts over, and skips the ids it already delivered.
+
+:class:`PageCursor` is the pure part (no I/O, testable without an event loop); :func:`walk` drives it and
+yields pages, so a volume's crawl, a seam of the account listing and ``list_snapshots`` all share one loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
+from typing import Literal, Protocol
+
+from ._exceptions import BadRequestError, PaginationError
+from ._models import Page, Snapshot, SnapshotPage
+from ._signing import encode_query, query_escape
+from ._stats import CrawlStats
+
+__all__ = ["Fetch", "PageCursor", "Paging", "Seen", "walk"]
+
+Paging = Literal["marker", "offset"]
+
+#: Earlier ids tried as a marker, newest first, before a walk whose marker was deleted starts over.
+MAX_MARKER_FALLBACKS = 4
+#: Start-overs in a row that deliver nothing new: more means the server rejects markers as such.
+MAX_RESTARTS = 5
+
+
+class Seen(Protocol):
+    """Ids already delivered: a ``set[str]`` will do."""
+
+    def __contains__(self, snapshot_id: object, /) -> bool:
+        """Whether ``snapshot_id`` was delivered."""
+        ...
+
+    def update(self, snapshot_ids: Iterable[str], /) -> None:
+        """Note these ids as delivered."""
+        ...
+
+
+class Fetch(Protocol):
+    """How the walk gets one page (:meth:`PageFetcher.fetch`)."""
+
+    def __call__(self, query: str, *, volume_id: str | None, page: int, stats: CrawlStats) -> Awaitable[SnapshotPage]:
+        """Fetch the page for an encoded ``query``."""
+        ...
+
+
+class PageCursor:
+    """Where one listing (a volume, or the whole account) stands: the next query, and whether more pages follow.
+
+    ``query()`` gives the next request's encoded query; ``advance(page)`` takes its answer and says whether
+    another page should be fetched. ``cap`` is the page length the server actually gives, once it is known to
+    be below ``page_size``.
+    """
+
+    __slots__ = (
+        "_head",
+        "_last_first_id",
+        "_name",
+        "_tail",
+        "cap",
+        "count",
+        "marker",
+        "name",
+        "offset",
+        "page",
+        "page_size",
+        "paging",
+        "seen",
+        "sort",
+        "volume_id",
+        "with_count",
+    )
+
+    def __init__(
+        self,
+        *,
+        volume_id: str | None,
+        page_size: int,
+        paging: Paging = "marker",
+        name: str | None = None,
+        sort: str | None = None,
+        with_count: bool = True,
+        marker: str | None = None,
+        offset: int = 0,
+        cap: int | None = None,
+    ) -> None:
+        self.volume_id = volume_id
+        self.page_size = page_size
+        self.paging = paging
+        self.marker = marker
+        self.offset = offset
+        self.cap = cap
+        self.page = 1
+        self.seen = 0
+        self.count: int | None = None
+        self._last_first_id: str | None = None
+        self.name = name
+        self.sort = sort
+        self.with_count = with_count
+        # The encoded query around the one parameter that changes: keys sort as limit, marker, name, offset,
+        # sort, volume_id, with_count, so a page's query is one join, not a sort and escape of everything.
+        self._head = f"limit={page_size}"
+        self._name = "" if name is None else f"&name={query_escape(name)}"
+        sort_part = "" if sort is None else f"&sort={query_escape(sort)}"
+        volume_part = "" if volume_id is None else f"&volume_id={query_escape(volume_id)}"
+        self._tail = f"{sort_part}{volume_part}&with_count={'true' if with_count else 'false'}"
+
+    def params(self) -> dict[str, str]:
+        """The parameters of the next page."""
+        params = {"limit": str(self.page_size), "with_count": "true" if self.with_count else "false"}
+        for key, value in (("volume_id", self.volume_id), ("name", self.name), ("sort", self.sort)):
+            if value is not None:
+                params[key] = value
+        if self.paging == "marker":
+            if self.marker is not None:
+                params["marker"] = self.marker
+        elif self.offset:
+            params["offset"] = str(self.offset)
+        return params
+
+    def query(self) -> str:
+        """The encoded query of the next page, exactly as ``encode_query(self.params())``."""
+        if self.paging == "marker":
+            marker = "" if self.marker is None else f"&marker={query_escape(self.marker)}"
+            return f"{self._head}{marker}{self._name}{self._tail}"
+        offset = f"&offset={self.offset}" if self.offset else ""
+        return f"{self._head}{self._name}{offset}{self._tail}"
+
+    def offset_query(self, offset: int) -> str:
+        """The encoded query of the page at ``offset``, with no marker (for the account-wide fan-out)."""
+        params = self.params()
+        params.pop("marker", None)
+        if offset:
+            params["offset"] = str(offset)
+        return encode_query(params)
+
+    def restart(self, marker: str | None) -> None:
+        """Go on after ``marker`` (``None``: from the start) instead of the current marker."""
+        self.marker = marker
+        self._last_first_id = None
+
+    def advance(self, page: SnapshotPage) -> bool:
+        """Account for ``page``; return whether another page should be fetched."""
+        snapshots = page.snapshots
+        if page.count is not None:
+            self.count = page.count
+        if not snapshots:
+            return False
+        first_id, last_id = snapshots[0].id, snapshots[-1].id
+        if first_id == self._last_first_id or (self.paging == "marker" and last_id == self.marker):
+            raise PaginationError(
+                f"the server returned the same page again (first id {first_id!r}); stopping instead of looping",
+                volume_id=self.volume_id,
+                page=self.page,
+            )
+        self._last_first_id = first_id
+        self.marker = last_id
+        self.offset += len(snapshots)
+        self.seen += len(snapshots)
+        self.page += 1
+        length = len(snapshots)
+        if length >= (self.cap or self.page_size):
+            return True
+        if (self.count is not None and self.seen < self.count) or (self.count is None and self.cap is None):
+            # Short, yet more may follow: either the server caps ``limit`` (count says so, or no count tells us
+            # otherwise) -- pages of this length are full from now on. One extra request at worst.
+            self.cap = length
+            return True
+        return False
+
+
+async def walk(
+    fetch: Fetch,
+    cursor: PageCursor,
+    stats: CrawlStats,
+    *,
+    fallback_markers: Iterable[str] = (),
+    delivered_before: Callable[[], Awaitable[set[str]]] | None = None,
+    seen: Seen | None = None,
+    until: Callable[[str], bool] | None = None,
+) -> AsyncGenerator[Page, None]:
+    """Fetch the pages of ``cursor`` in order and yield each as a :class:`Page` (use it with ``aclosing``).
+
+    Every page with snapshots is yielded, and the last page always (empty or not, ``last`` set), so that a
+    writer can record the listing as complete. ``fallback_markers`` are earlier ids to resume after, newest
+    first, should the cursor's marker have been deleted; ``delivered_before`` returns the ids an earlier run
+    already delivered, for a walk that has to start over. With ``seen`` (the account-wide listing), ids in it are
+    never yielded and yielded ids are added to it; otherwise the walk remembers its own pages, which a volume's
+    walk can afford. The walk also ends, before it, at the first snapshot whose id ``until`` accepts.
+    """
+    volume_id = cursor.volume_id
+    history: list[list[Snapshot]] = []  # pages yielded: what to skip after a start-over
+    recent: list[str] = []  # the last ids the server listed, oldest first: where to step back to
+    skip: Seen | None = seen
+    candidates: list[str] | None = None  # while recovering from a lost marker: earlier ids still to try
+    fallbacks = list(fallback_markers)
+    stalls = 0  # start-overs since the walk last delivered anything new
+    more = True
+    while more:
+        number = cursor.page
+        try:
+            page = await fetch(cursor.query(), volume_id=volume_id, page=number, stats=stats)
+        except BadRequestError:
+            if cursor.marker is None or stalls >= MAX_RESTARTS:
+                raise  # not about a marker: the query itself, or the volume, is rejected
+            # The snapshot the walk stood on may have been deleted: step back to an earlier one, then start over.
+            if candidates is None:
+                stats.marker_recoveries += 1
+                earlier = [c for c in (*reversed(recent), *fallbacks) if c != cursor.marker]
+                candidates, fallbacks = earlier[:MAX_MARKER_FALLBACKS], []
+            if skip is None:
+                skip = {s.id for snapshots in history for s in snapshots}
+            if candidates:
+                cursor.restart(candidates.pop(0))
+                continue
+            if delivered_before is not None:
+                skip.update(await delivered_before())
+                delivered_before = None
+            stalls += 1
+            cursor.restart(None)
+            continue
+        candidates = None
+        more = cursor.advance(page)
+        snapshots = page.snapshots
+        if snapshots:
+            recent = [*recent[-MAX_MARKER_FALLBACKS:], *(s.id for s in snapshots[-MAX_MARKER_FALLBACKS - 1 :])]
+        if until is not None or skip is not None:
+            snapshots, reached = _trim(snapshots, until, skip)
+            more = more and not reached
+        if snapshots:
+            stalls = 0
+            if seen is None:
+                history.append(snapshots)
+        if snapshots or not more:
+            yield Page(volume_id, number, snapshots, not more)
+
+
+def _trim(
+    snapshots: list[Snapshot], until: Callable[[str], bool] | None, skip: Seen | None
+) -> tuple[list[Snapshot], bool]:
+    """The snapshots before the first that ``until`` accepts, less those in ``skip``; and whether one did."""
+    reached = False
+    if until is not None:
+        for index, snapshot in enumerate(snapshots):
+            if until(snapshot.id):
+                snapshots, reached = snapshots[:index], True
+                break
+    if skip is not None and snapshots:
+        snapshots = [s for s in snapshots if s.id not in skip]
+        skip.update(s.id for s in snapshots)
+    return snapshots, reached
