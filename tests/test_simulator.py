@@ -659,6 +659,11 @@ async def test_huge_volume_gets_a_huge_valid_page(api: Api, simulator: Simulator
         {"latency": (0.2, 0.1)},
         {"retry_after": "soon"},
         {"huge_body_bytes": -1},
+        {"bomb_bytes": -1},
+        {"max_limit": 0},
+        {"pause": ((1.0, -1.0),)},
+        {"quota_schedule": ((1.0, 0.0),)},
+        {"ratelimit_headers": "x-style"},
     ],
 )
 def test_invalid_faults_are_refused(kwargs: dict[str, Any]) -> None:
@@ -668,9 +673,11 @@ def test_invalid_faults_are_refused(kwargs: dict[str, Any]) -> None:
 
 
 def test_faults_compare_by_value() -> None:
-    """Faults are immutable values, and volume sets given as lists become frozensets."""
+    """Faults are immutable values; volume sets given as lists become frozensets, schedules tuples of floats."""
     assert Faults() == Faults()
     assert Faults(fail_volumes=["a"]).fail_volumes == frozenset({"a"})  # type: ignore[arg-type]
+    assert Faults(pause=[[1, 2]]).pause == ((1.0, 2.0),)  # type: ignore[arg-type]
+    assert Faults(quota_schedule=((0, 5),)) == Faults(quota_schedule=((0.0, 5.0),))
     with pytest.raises(AttributeError):
         Faults().error_rate = 1.0  # type: ignore[misc]
 

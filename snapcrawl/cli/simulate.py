@@ -59,7 +59,7 @@ def _add_simulator_options(parser: argparse.ArgumentParser) -> None:
     churn.add_argument("--churn-deletes", type=int, default=1, metavar="N", help="passed snapshots deleted")
     churn.add_argument("--churn-creates", type=int, default=1, metavar="N", help="snapshots created")
     churn.add_argument(
-        "--churn-marker-share", type=float, default=0.25, metavar="P", help="chance to delete the marker"
+        "--churn-marker-share", type=float, default=0.25, metavar="P", help="chance to delete the next marker"
     )
     churn.add_argument("--busy-volume", action="append", default=[], metavar="ID", help="churned heavily (repeatable)")
     churn.add_argument("--busy-churn", type=float, default=1.0, metavar="P", help="churn chance for busy volumes")

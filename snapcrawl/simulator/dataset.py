@@ -38,6 +38,7 @@ _END: Final = 1_761_955_200  # 2025-11-01T00:00:00Z, the newest generated snapsh
 _DAY: Final = 86_400
 _CACHED_VOLUMES: Final = 16_384  # volumes (and listings) kept generated and sorted
 _CACHED_ACCOUNT_LISTINGS: Final = 64  # account-wide orderings kept, each as big as the account
+_SCANS_BEFORE_INDEX: Final = 8  # marker look-ups by scanning before an unchanged listing gets an index
 
 
 class Churn(msgspec.Struct, frozen=True, kw_only=True):
@@ -119,22 +120,63 @@ _SORT_KEY_FUNCS: Final[Mapping[str, Callable[[_Snap], Any]]] = {
 }
 
 
-class _Ordering:
-    """The matching snapshots of one listing in one sort order."""
+def _precedes(first: _Snap, second: _Snap, sort: SortSpec) -> bool:
+    """Whether ``first`` comes before ``second`` in ``sort`` order."""
+    for key, descending in sort:
+        func = _SORT_KEY_FUNCS[key]
+        one, other = func(first), func(second)
+        if one != other:
+            return bool(one > other) if descending else bool(one < other)
+    return False
 
-    __slots__ = ("_index", "bodies", "ids")
+
+class _Ordering:
+    """The matching snapshots of one listing in one sort order; churn patches it in place."""
+
+    __slots__ = ("_index", "_scans", "bodies", "ids", "snaps")
 
     def __init__(self, snaps: list[_Snap]) -> None:
+        self.snaps = snaps
         self.bodies = [snap.body for snap in snaps]
         self.ids = [snap.id for snap in snaps]
         self._index: dict[str, int] | None = None
+        self._scans = 0
+
+    def _changed(self) -> None:
+        self._index, self._scans = None, 0
+
+    def remove(self, snapshot_id: str) -> None:
+        """Take a deleted snapshot out, if it is listed here."""
+        if self._index is not None:
+            pos = self._index.get(snapshot_id, -1)
+        else:  # a scan in C beats building the index that the next change would throw away
+            pos = self.ids.index(snapshot_id) if snapshot_id in self.ids else -1
+        if pos >= 0:
+            del self.snaps[pos], self.bodies[pos], self.ids[pos]
+            self._changed()
+
+    def insert(self, snap: _Snap, sort: SortSpec) -> None:
+        """Put a created snapshot in its place: a binary search, not a sort of the whole account."""
+        low, high = 0, len(self.snaps)
+        while low < high:
+            middle = (low + high) // 2
+            if _precedes(self.snaps[middle], snap, sort):
+                low = middle + 1
+            else:
+                high = middle
+        self.snaps.insert(low, snap)
+        self.bodies.insert(low, snap.body)
+        self.ids.insert(low, snap.id)
+        self._changed()
 
     def after(self, marker: str) -> int | None:
         """The position right after ``marker``, or ``None`` if it is not in this listing."""
-        if len(self.ids) <= 64:
-            return self.ids.index(marker) + 1 if marker in self.ids else None
         if self._index is None:
-            self._index = {snap_id: pos for pos, snap_id in enumerate(self.ids)}
+            # Scans (in C) until the listing has stayed unchanged for a while, then an index: churn resets it.
+            self._scans += 1
+            if len(self.ids) <= 64 or self._scans <= _SCANS_BEFORE_INDEX:
+                return self.ids.index(marker) + 1 if marker in self.ids else None
+            self._index = dict(zip(self.ids, range(len(self.ids)), strict=True))
         pos = self._index.get(marker)
         return None if pos is None else pos + 1
 
@@ -183,7 +225,8 @@ class Dataset:
         # Bounded so that crawling 100,000 volumes does not keep a million snapshots; regenerating is exact.
         self._volume = functools.lru_cache(maxsize=_CACHED_VOLUMES)(self._generate)
         self._volume_ordering = functools.lru_cache(maxsize=_CACHED_VOLUMES)(self._build_volume_ordering)
-        self._account_orderings: dict[tuple[str | None, SortSpec], tuple[int, _Ordering]] = {}
+        # Account-wide orderings are as big as the account: patched on each change rather than sorted again.
+        self._account_orderings: dict[tuple[str | None, SortSpec], _Ordering] = {}
         # Churn: what changed, on top of the generated data (which is regenerated exactly when evicted).
         self._lock = threading.RLock()
         self._seq = 0
@@ -225,13 +268,12 @@ class Dataset:
                 index = self._positions.get(volume_id)
                 return self._volume_ordering(index, name, sort, 0 if index is None else self._versions.get(index, 0))
             key = (name, sort)
-            cached = self._account_orderings.get(key)
-            if cached is not None and cached[0] == self._seq:
-                return cached[1]
-            ordering = _sorted(self._snaps(None), name, sort)
-            if len(self._account_orderings) >= _CACHED_ACCOUNT_LISTINGS:
-                self._account_orderings.pop(next(iter(self._account_orderings)))
-            self._account_orderings[key] = (self._seq, ordering)
+            ordering = self._account_orderings.get(key)
+            if ordering is None:
+                ordering = _sorted(self._snaps(None), name, sort)
+                if len(self._account_orderings) >= _CACHED_ACCOUNT_LISTINGS:
+                    self._account_orderings.pop(next(iter(self._account_orderings)))
+                self._account_orderings[key] = ordering
             return ordering
 
     # -- change history ----------------------------------------------------------------------------------------
@@ -322,6 +364,8 @@ class Dataset:
         if volume_id is None:
             return None
         self._deleted[snapshot_id] = self._seq + 1
+        for ordering in self._account_orderings.values():
+            ordering.remove(snapshot_id)
         return self._record("delete", snapshot_id, self._positions[volume_id], -1)
 
     def _create(self, volume_id: str, rng: random.Random, moment: int) -> Change:
@@ -337,6 +381,9 @@ class Dataset:
         self._added.setdefault(index, []).append(snap)
         self._born[snap.id] = self._seq + 1
         self._owner[snap.id] = volume_id
+        for (name, sort), ordering in self._account_orderings.items():
+            if name is None or snap.name == name:
+                ordering.insert(snap, sort)
         return self._record("create", snap.id, index, 1)
 
     # -- generation --------------------------------------------------------------------------------------------

@@ -39,7 +39,6 @@ import msgspec
 from aiohttp import web
 
 from .._config import Credentials
-from .._signing import DEFAULT_CLIENT_TYPE
 from .dataset import Dataset
 from .faults import NO_FAULTS, Faults, Plan
 from .query import VERSIONS, ApiVersion, Query, parse_query
@@ -55,6 +54,7 @@ DEMO_CREDENTIALS: Final = Credentials(
 #: ``GET`` this path for the simulator's :class:`Stats` as JSON (unauthenticated, uncounted, never faulted).
 STATS_PATH: Final = "/_simulator/stats"
 
+_CLIENT_TYPE: Final = "Openapi"  # the only Scp-ClientType SCP's OpenAPI accepts (official SDK)
 _SHUTDOWN_TIMEOUT: Final = 0.25  # in-flight requests get this long on stop(), like an abrupt restart
 _JSON: Final[Mapping[str, str]] = {"Content-Type": "application/json"}
 _HTML: Final[Mapping[str, str]] = {"Content-Type": "text/html"}
@@ -274,7 +274,8 @@ class Simulator:
         plan.arrive(now)
         stats.arrive(now)
         try:
-            await self._hold(plan)
+            if plan.pauses:
+                await self._hold(plan)
             replayed = plan.faults.reject_replays and self._replayed(request)
             if plan.latency:
                 await asyncio.sleep(plan.delay())
@@ -308,14 +309,11 @@ class Simulator:
         """Count the answer, wait out a pause that began meanwhile, compress if asked, and send it."""
         status, body, headers = answer
         self.stats.answered(time.monotonic(), status)
-        await self._hold(plan)
+        if plan.pauses:
+            await self._hold(plan)
         if limits:
             headers = {**headers, **limits}
-        if (
-            plan.faults.gzip
-            and "Content-Encoding" not in headers
-            and "gzip" in request.headers.get("Accept-Encoding", "")
-        ):
+        if plan.faults.gzip and "Content-Encoding" not in headers and _accepts_gzip(request.headers):
             body = gzip.compress(body, compresslevel=1, mtime=0)
             headers = {**headers, "Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
         return web.Response(status=status, body=body, headers=headers)
@@ -395,8 +393,8 @@ class Simulator:
         credentials = self.credentials
         if access_key != credentials.access_key:
             raise self._deny("Unknown access key")
-        if client_type != DEFAULT_CLIENT_TYPE:
-            raise self._deny(f"Invalid Scp-ClientType {client_type!r}; expected {DEFAULT_CLIENT_TYPE!r}")
+        if client_type != _CLIENT_TYPE:
+            raise self._deny(f"Invalid Scp-ClientType {client_type!r}; expected {_CLIENT_TYPE!r}")
         version = VERSIONS.get(version_name)
         if version is None:
             raise self._deny(f"Unsupported Scp-Api-Version {version_name!r}; supported: {', '.join(VERSIONS)}")
@@ -493,6 +491,19 @@ class Simulator:
             for info in VERSIONS.values()
         ]
         return msgspec.json.encode({"versions": versions})
+
+
+def _accepts_gzip(headers: Mapping[str, str]) -> bool:
+    """Whether ``Accept-Encoding`` allows gzip: listed (or ``*``) without ``q=0``."""
+    for item in headers.get("Accept-Encoding", "").split(","):
+        coding, _, params = item.partition(";")
+        if coding.strip().lower() in ("gzip", "x-gzip", "*"):
+            _, q, quality = params.replace(" ", "").lower().partition("q=")
+            try:
+                return not q or float(quality) > 0
+            except ValueError:
+                return False
+    return False
 
 
 def _padded(items: list[bytes], size: int) -> list[bytes]:

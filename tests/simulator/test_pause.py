@@ -56,4 +56,3 @@ async def test_requests_in_flight_when_a_pause_starts_wait_for_its_end(api: Api,
     reply = await api.get({"limit": "1"})
     assert reply.status == 200
     assert time.monotonic() - started >= 0.7  # 0.1 + 0.6: the answer waited for the pause, not only the latency
-

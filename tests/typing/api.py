@@ -1,0 +1,50 @@
+"""Type-checked use of the public API (``mypy --strict tests/typing``): a change that breaks users' typing fails CI.
+
+Nothing here runs under pytest; mypy reads it.
+"""
+
+from __future__ import annotations
+
+from typing import assert_type
+
+from snapcrawl import (
+    Crawler,
+    CrawlResult,
+    CrawlStats,
+    CrawlStream,
+    Hooks,
+    Page,
+    SnapcrawlError,
+    Snapshot,
+    VolumeFailure,
+)
+
+
+async def crawl_volumes(crawler: Crawler, ids: list[str]) -> list[Snapshot]:
+    stream = crawler.crawl(ids, sort="created_at:asc")
+    assert_type(stream, CrawlStream)
+    async with stream:
+        snapshots = [snapshot async for snapshot in stream]
+        async for page in stream.pages():
+            assert_type(page, Page)
+    assert_type(stream.stats, CrawlStats)
+    assert_type(stream.failures, list[VolumeFailure])
+    return snapshots
+
+
+async def crawl_into_a_function(crawler: Crawler) -> int:
+    pages: list[Page] = []
+    result = await crawler.crawl_into(None, pages.append)
+    assert_type(result, CrawlResult)
+    return result.stats.snapshots
+
+
+def hooks() -> Hooks:
+    def on_retry(volume_id: str | None, page: int, attempt: int, delay: float, error: SnapcrawlError) -> None:
+        del volume_id, page, attempt, delay, error
+
+    return Hooks(on_retry=on_retry, on_rate_change=lambda rate: None)
+
+
+async def list_one(crawler: Crawler) -> list[str]:
+    return [snapshot.id async for snapshot in crawler.list_snapshots("vol-1", with_count=False)]
