@@ -4,7 +4,6 @@ Start with :class:`Crawler`; :mod:`snapcrawl.simulator` is a local SCP server to
 :mod:`snapcrawl.sinks` holds the destinations (JSON Lines, SQLite, PostgreSQL).
 """
 
-from ._checkpoint import Checkpoint
 from ._config import (
     API_VERSIONS,
     DEFAULT_API_VERSION,
@@ -25,13 +24,13 @@ from ._exceptions import (
     NotFoundError,
     PaginationError,
     ServerError,
+    SinkError,
     SnapcrawlError,
     ThrottledError,
     TransportError,
 )
 from ._hooks import Hooks
 from ._models import Page, Snapshot, SnapshotPage
-from ._output import JsonLinesWriter
 from ._run import CrawlResult, VolumeFailure
 from ._signing import Signer, encode_query, make_signature
 from ._stats import CrawlStats
@@ -48,7 +47,6 @@ __all__ = [
     "ApiVersion",
     "AuthError",
     "BadRequestError",
-    "Checkpoint",
     "ConfigError",
     "CrawlResult",
     "CrawlStats",
@@ -57,7 +55,6 @@ __all__ = [
     "Credentials",
     "DecodeError",
     "Hooks",
-    "JsonLinesWriter",
     "Limiter",
     "NotFoundError",
     "Page",
@@ -67,6 +64,7 @@ __all__ = [
     "ServerError",
     "Signer",
     "Sink",
+    "SinkError",
     "SnapcrawlError",
     "Snapshot",
     "SnapshotPage",

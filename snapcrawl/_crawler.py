@@ -432,8 +432,9 @@ class Crawler:
         """Crawl like :meth:`crawl`, handing each page to ``sink``; return this crawl's stats and failures.
 
         ``sink`` is a :class:`snapcrawl.sinks.Sink` (awaited, so a slow destination slows the crawl; resumable
-        sinks skip what earlier runs committed) or a plain function ``sink(page)``, called in the task that
-        fetched the page, which must be quick and must not block. An :class:`AuthError` (or an error raised by
+        sinks skip what earlier runs committed, and are told ``complete()`` when the crawl ran to its end; close
+        it yourself) or a plain function ``sink(page)``, called in the task that fetched the page, which must be
+        quick and must not block. An :class:`AuthError` (or an error raised by
         ``sink``) is raised once every worker has stopped. Cancelling the calling task cancels the crawl.
         Pass ``stats`` to watch this crawl's counts while it runs (a progress display).
         """
@@ -455,4 +456,6 @@ class Crawler:
         await run.run(volume_ids)
         if run.fatal is not None:
             raise run.fatal
+        if real_sink is not None:
+            await real_sink.complete()  # ran to its end: a database crawl is not resumed by the next run
         return run.result

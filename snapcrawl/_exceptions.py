@@ -12,7 +12,8 @@
     │   └── ServerError            5xx
     ├── TransportError             no usable answer: connection refused or dropped, timeout
     ├── DecodeError                the answer is not a valid snapshot page
-    └── PaginationError            the server's pages do not advance (would loop forever)
+    ├── PaginationError            the server's pages do not advance (would loop forever)
+    └── SinkError                  the destination (file or database) failed; ``destination`` names it
 
 Errors raised while crawling carry the ``volume_id`` (``None`` for the account-wide listing) and the 1-based
 ``page`` they concern, and mention both in their message. ``retryable`` tells whether the same request may
@@ -32,6 +33,7 @@ __all__ = [
     "NotFoundError",
     "PaginationError",
     "ServerError",
+    "SinkError",
     "SnapcrawlError",
     "ThrottledError",
     "TransportError",
@@ -142,6 +144,18 @@ class DecodeError(SnapcrawlError):
 
 class PaginationError(SnapcrawlError):
     """The server's pages stopped advancing (a page repeated or the marker did not move)."""
+
+
+class SinkError(SnapcrawlError):
+    """The destination failed: unreachable, credentials refused, read-only, full, or in use by another run.
+
+    ``destination`` names it without any password. What was committed before the error stays committed; what
+    was buffered is not committed, and a resumed crawl fetches it again.
+    """
+
+    def __init__(self, message: str, *, destination: str, volume_id: str | None = None) -> None:
+        super().__init__(f"{destination}: {message}", volume_id=volume_id)
+        self.destination = destination
 
 
 def unwrap_group(exc: BaseException) -> BaseException:

@@ -90,15 +90,13 @@ class PageFetcher:
         limiter = self.limiter
         attempt = 0
         resent_401 = False
-        signed = ""  # the last attempt's timestamp: a resend must not repeat it (same URL, same ms, same signature)
         while True:
             delay: float | None = None
             async with self._in_flight:
                 # Until there is a cap or a throttle the limiter has nothing to say: skip the call.
                 ticket = await limiter.acquire() if limiter.active else -math.inf
                 signed_offset = self.signer.clock_offset
-                headers = await self._sign(url, after=signed)
-                signed = headers["Scp-Timestamp"]
+                headers = self.signer.headers("GET", url)  # now, and never the same signature twice
                 try:
                     response = await self._send(url, headers, volume_id, page, stats)
                 except SnapcrawlError as exc:
@@ -131,18 +129,6 @@ class PageFetcher:
                 raise error
             attempt += 1
             await self._wait_to_retry(attempt, delay, error, volume_id=volume_id, page=page, stats=stats)
-
-    async def _sign(self, url: str, *, after: str) -> dict[str, str]:
-        """Sign an attempt now; never with ``after``, the previous attempt's timestamp.
-
-        Timestamps are in milliseconds, so a resend within the same millisecond would carry the very same
-        signature, which a replay-checking gateway rejects.
-        """
-        headers = self.signer.headers("GET", url)
-        while headers["Scp-Timestamp"] == after:
-            await anyio.sleep(0.001)
-            headers = self.signer.headers("GET", url)
-        return headers
 
     async def _send(
         self, url: str, headers: dict[str, str], volume_id: str | None, page: int, stats: CrawlStats

@@ -60,7 +60,7 @@ class Signer:
     local clock, so a measured clock skew can be corrected without touching the system clock.
     """
 
-    __slots__ = ("_base_headers", "_clock", "_key_state", "_suffix", "clock_offset")
+    __slots__ = ("_base_headers", "_clock", "_key_state", "_last_ms", "_signed_at_last", "_suffix", "clock_offset")
 
     def __init__(
         self,
@@ -76,6 +76,8 @@ class Signer:
         self._suffix = f"{credentials.access_key}{account_id}{client_type}".encode()
         self._clock = clock
         self.clock_offset = 0.0
+        self._last_ms = 0
+        self._signed_at_last: set[str] = set()  # requests signed with ``_last_ms``, as METHOD + URL
         headers = {
             "Scp-Accesskey": credentials.access_key,
             "Scp-ClientType": client_type,
@@ -97,9 +99,28 @@ class Signer:
         """The current (offset-corrected) Unix time in milliseconds, as sent in ``Scp-Timestamp``."""
         return str(int(self.now() * 1000))
 
+    def _unique_ms(self, request: str) -> int:
+        """A millisecond timestamp never used before for ``request``: no two signatures are ever the same.
+
+        Timestamps have a millisecond's resolution, so the same URL signed twice within one (a retry, or a page
+        asked for again) would carry the same signature, which a gateway that rejects replays refuses. The
+        timestamp then moves on by a millisecond, and does not step back into milliseconds already handed out,
+        unless the clock moved back by more than a second: a corrected clock skew, which it follows.
+        """
+        ms = int(self.now() * 1000)
+        if ms > self._last_ms or ms < self._last_ms - 1000:
+            self._last_ms = ms
+            self._signed_at_last = {request}
+        elif request not in self._signed_at_last:
+            self._signed_at_last.add(request)
+        else:
+            self._last_ms += 1
+            self._signed_at_last = {request}
+        return self._last_ms
+
     def headers(self, method: str, url: str) -> dict[str, str]:
-        """Return a fresh set of signed headers for ``method`` on the exact wire ``url``."""
-        timestamp = self.timestamp()
+        """Return a fresh set of signed headers for ``method`` on the exact wire ``url``; never one used before."""
+        timestamp = str(self._unique_ms(method + url))
         state = self._key_state.copy()
         state.update(f"{method}{url}{timestamp}".encode())
         state.update(self._suffix)

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from snapcrawl import Checkpoint, ConfigError, Crawler, JsonLinesWriter, RetryPolicy
-from snapcrawl._checkpoint import CheckpointSink
+from snapcrawl import ConfigError, Crawler, RetryPolicy
 from snapcrawl.cli import main
 from snapcrawl.simulator import Faults, Simulator, run_in_thread
+from snapcrawl.sinks import JsonLinesSink
+from snapcrawl.sinks.jsonl import Checkpoint
 
 from .fakes import PageServer, serve_in_thread
 
@@ -91,19 +92,20 @@ async def test_library_resume_after_failures(simulator: Simulator, tmp_path: Pat
     busy = sorted(simulator.dataset.volume_ids, key=simulator.dataset.count, reverse=True)[:3]
     simulator.faults = Faults(fail_volumes=frozenset(busy))
     for attempt in range(2):
-        with Checkpoint(state, output=out, settings={}) as checkpoint, checkpoint.open_output() as file:
-            writer = JsonLinesWriter(file, checkpoint=checkpoint, offset=checkpoint.output_offset)
-            retry = RetryPolicy(max_retries=0)
+        sink = JsonLinesSink(str(out), state=str(state), settings={})
+        retry = RetryPolicy(max_retries=0)
+        try:
             async with Crawler(endpoint=simulator.url, credentials=simulator.credentials, retry=retry) as crawler:
-                result = await crawler.crawl_into(simulator.dataset.volume_ids, CheckpointSink(writer, checkpoint))
-            writer.flush()
-            if attempt == 0:
-                assert {f.volume_id for f in result.failures} == set(busy)
-                assert checkpoint.counts()["failed"] == 3
-                simulator.faults = Faults()
-            else:
-                assert result.failures == []
-                assert result.stats.volumes_skipped == len(simulator.dataset.volume_ids) - 3
+                result = await crawler.crawl_into(simulator.dataset.volume_ids, sink)
+        finally:
+            await sink.aclose()
+        if attempt == 0:
+            assert {f.volume_id for f in result.failures} == set(busy)
+            assert {v: getattr(sink.progress(v), "status", None) for v in busy} == dict.fromkeys(busy, "failed")
+            simulator.faults = Faults()
+        else:
+            assert result.failures == []
+            assert result.stats.volumes_skipped == len(simulator.dataset.volume_ids) - 3
     ids = _ids(out)
     assert len(ids) == simulator.dataset.total and set(ids.values()) == {1}
 

@@ -17,10 +17,13 @@ from snapcrawl.simulator import Faults, Simulator
 from tests.helpers import collect
 
 FAST_RETRY = RetryPolicy(max_retries=3, backoff_base=0.001, backoff_cap=0.01)
+#: Enough tries that a 20% error rate never fails a volume (0.2**13 per request).
+PATIENT = RetryPolicy(max_retries=12, backoff_base=0.001, backoff_cap=0.01)
 
 
 def _crawler(sim: Simulator, **kwargs: object) -> Crawler:
-    return Crawler(endpoint=sim.url, credentials=sim.credentials, retry=FAST_RETRY, **kwargs)  # type: ignore[arg-type]
+    settings: dict[str, object] = {"endpoint": sim.url, "credentials": sim.credentials, "retry": FAST_RETRY}
+    return Crawler(**settings | kwargs)  # type: ignore[arg-type]
 
 
 async def test_two_concurrent_crawls_report_only_their_own(simulator: Simulator) -> None:
@@ -135,7 +138,7 @@ async def test_hooks_fire_as_documented(simulator: Simulator) -> None:
         on_volume_failed=failed.append,
     )
     ids = simulator.dataset.volume_ids[:120]
-    async with _crawler(simulator, hooks=hooks, concurrency=32) as crawler:
+    async with _crawler(simulator, hooks=hooks, concurrency=32, retry=PATIENT) as crawler:
         result = await crawler.crawl_into(ids, lambda page: None)
     stats = result.stats
     assert seen["request"] == stats.requests == sum(statuses.values())

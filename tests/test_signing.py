@@ -95,3 +95,24 @@ def test_signer_clock_offset() -> None:
     signer = _signer()
     signer.clock_offset = -600.0
     assert signer.headers("GET", "http://x/")["Scp-Timestamp"] == "1753174200123"
+
+
+def test_no_signature_is_ever_repeated() -> None:
+    """The same request signed again within one millisecond gets the next millisecond, never the same signature."""
+    signer = Signer(Credentials(access_key="AK", secret_key="SK"), api_version="1.3", clock=lambda: 1_800_000_000.0)
+    same = [signer.headers("GET", "https://h/v1/snapshots?limit=1") for _ in range(50)]
+    assert len({h["Scp-Signature"] for h in same}) == 50
+    stamps = [int(h["Scp-Timestamp"]) for h in same]
+    assert stamps == list(range(stamps[0], stamps[0] + 50))
+    # Different requests in the same millisecond keep the clock's timestamp: no drift at high request rates.
+    others = {signer.headers("GET", f"https://h/v1/snapshots?marker={i}")["Scp-Timestamp"] for i in range(50)}
+    assert others == {str(stamps[-1])}
+
+
+def test_a_corrected_clock_is_followed_at_once() -> None:
+    """After a clock-skew correction moves the clock back, timestamps follow it (no waiting for the old time)."""
+    signer = Signer(Credentials(access_key="AK", secret_key="SK"), api_version="1.3", clock=lambda: 1_800_000_000.0)
+    before = int(signer.headers("GET", "https://h/v1/snapshots")["Scp-Timestamp"])
+    signer.clock_offset = -600.0
+    after = int(signer.headers("GET", "https://h/v1/snapshots")["Scp-Timestamp"])
+    assert after == before - 600_000

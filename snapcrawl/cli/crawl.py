@@ -14,12 +14,13 @@ from typing import IO, Any, BinaryIO
 
 import anyio
 
-from .._checkpoint import Checkpoint, CheckpointSink
 from .._crawler import Crawler
 from .._exceptions import ConfigError
-from .._output import JsonLinesWriter
 from .._run import CrawlResult
 from .._stats import CrawlStats
+from ..sinks import DEFAULT_TABLE, open_sink
+from ..sinks.jsonl import JsonLinesWriter
+from ..sinks.postgres import redact
 from ._common import (
     EXIT_FAILURES,
     EXIT_OK,
@@ -65,14 +66,26 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def _add_crawl_options(parser: argparse.ArgumentParser) -> None:
     crawl = parser.add_argument_group("crawl")
-    crawl.add_argument("--out", metavar="FILE", help="JSON Lines output (default: stdout)")
+    crawl.add_argument(
+        "--out",
+        metavar="DEST",
+        help="a JSON Lines file (default: stdout, also -), sqlite:///FILE.db or postgresql://USER@HOST:PORT/DB",
+    )
+    crawl.add_argument("--table", default=DEFAULT_TABLE, metavar="NAME", help="database table (default snapshots)")
+    crawl.add_argument(
+        "--prune",
+        action="store_true",
+        help="database: delete rows of completely crawled volumes this crawl did not see",
+    )
     crawl.add_argument("--concurrency", type=positive_int, default=64, metavar="N", help="requests in flight")
     crawl.add_argument("--rate", type=positive_float, metavar="R", help="requests/s cap (default: none)")
     crawl.add_argument("--burst", type=positive_int, default=10, metavar="N", help="with --rate (default 10)")
     crawl.add_argument("--no-progress", action="store_true", help="no live progress line on stderr")
     add_loop_option(crawl)
     crawl.add_argument(
-        "--state", metavar="FILE", help="SQLite checkpoint: a crawl run again with it skips what is done (needs --out)"
+        "--state",
+        metavar="FILE",
+        help="JSON Lines: a checkpoint file, so a crawl run again skips what is done (a database keeps its own)",
     )
 
 
@@ -97,9 +110,12 @@ def _output(path: str | None) -> Iterator[BinaryIO]:
         yield file
 
 
-def _summary(stats: CrawlStats, out: str | None) -> str:
+def _summary(stats: CrawlStats, out: str | None, *, pruned: int = 0) -> str:
     finished = stats.volumes_done + stats.volumes_failed + stats.volumes_skipped
-    where = f" -> {out}" if out and out != "-" else ""
+    shown = redact(out) if out and out.startswith(("postgresql://", "postgres://")) else out  # never a password
+    where = f" -> {shown}" if out and out != "-" else ""
+    if pruned:
+        where += f" ({pruned} stale rows pruned)"
     skipped = f", {stats.volumes_skipped} done earlier" if stats.volumes_skipped else ""
     return (
         f"snapcrawl: {finished} volumes ({stats.volumes_done} complete, {stats.volumes_failed} failed{skipped}), "
@@ -117,18 +133,6 @@ async def _watch_signals(scope: anyio.CancelScope, caught: list[int]) -> None:
             return
 
 
-def _open_sink(args: argparse.Namespace, crawler: Crawler, stack: contextlib.ExitStack) -> CheckpointSink:
-    """The writer for ``--out``; with ``--state``, checkpointed and cut back to what the state file covers."""
-    if getattr(args, "state", None) is None:
-        return CheckpointSink(JsonLinesWriter(stack.enter_context(_output(args.out))), None)
-    if args.out in (None, "-"):
-        raise ConfigError("--state needs --out FILE: a resumed crawl appends to that file")
-    settings = {"endpoint": crawler.endpoint, "name": args.name, "sort": args.sort}
-    checkpoint = stack.enter_context(Checkpoint(args.state, output=args.out, settings=settings))
-    file = stack.enter_context(checkpoint.open_output())
-    return CheckpointSink(JsonLinesWriter(file, checkpoint=checkpoint, offset=checkpoint.output_offset), checkpoint)
-
-
 async def _crawl(crawler: Crawler, volume_ids: Any, args: argparse.Namespace, *, total: int | None) -> int:
     show_progress = not args.no_progress and sys.stderr.isatty()
     stats = CrawlStats()
@@ -136,26 +140,27 @@ async def _crawl(crawler: Crawler, volume_ids: Any, args: argparse.Namespace, *,
     status = status_line()
     caught: list[int] = []
     result: CrawlResult | None = None
-    with contextlib.ExitStack() as stack:
-        sink = _open_sink(args, crawler, stack)
-        try:
-            async with crawler, anyio.create_task_group() as tg:
-                crawl_scope = anyio.CancelScope()
-                tg.start_soon(_watch_signals, crawl_scope, caught)
-                if show_progress:
-                    tg.start_soon(progress.run, status)
-                with crawl_scope:
-                    result = await crawler.crawl_into(volume_ids, sink, name=args.name, sort=args.sort, stats=stats)
-                tg.cancel_scope.cancel()
-        finally:
-            sink.writer.flush()  # the output first, then the checkpoint that covers it
-            status.clear()
-    print(_summary(stats, args.out), file=sys.stderr)
+    settings = {"endpoint": crawler.endpoint, "name": args.name, "sort": args.sort}
+    sink = open_sink(args.out, table=args.table, prune=args.prune, state=args.state, settings=settings)
+    try:
+        async with crawler, anyio.create_task_group() as tg:
+            crawl_scope = anyio.CancelScope()
+            tg.start_soon(_watch_signals, crawl_scope, caught)
+            if show_progress:
+                tg.start_soon(progress.run, status)
+            with crawl_scope:
+                result = await crawler.crawl_into(volume_ids, sink, name=args.name, sort=args.sort, stats=stats)
+            tg.cancel_scope.cancel()
+    finally:
+        status.clear()
+        with anyio.CancelScope(shield=True):  # commit what was written, even after Ctrl-C
+            await sink.aclose()
+    print(_summary(stats, args.out, pruned=getattr(sink, "pruned", 0)), file=sys.stderr)
     failures = result.failures if result is not None else []
     for failure in failures:
         print(f"snapcrawl: failed: {failure.where}: {failure.error}", file=sys.stderr)
     if caught:
-        how = "run the same command again to resume" if sink.checkpoint else "add --state FILE to make crawls resumable"
+        how = "run the same command again to resume" if sink.resumable else "add --state FILE to make crawls resumable"
         print(f"snapcrawl: interrupted by {signal.Signals(caught[0]).name}; {how}", file=sys.stderr)
         return 128 + caught[0]
     return EXIT_FAILURES if failures else EXIT_OK
@@ -213,4 +218,5 @@ async def _cmd_demo(args: argparse.Namespace) -> int:
         print(f"snapcrawl: demo simulator at {sim.url} with {args.volumes} volumes", file=sys.stderr)
         crawler = Crawler(endpoint=sim.url, credentials=sim.credentials, concurrency=args.concurrency)
         args.name = args.sort = args.state = None
+        args.table, args.prune = DEFAULT_TABLE, False
         return await _crawl(crawler, sim.dataset.volume_ids, args, total=len(sim.dataset.volume_ids))

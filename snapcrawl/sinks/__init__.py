@@ -1,5 +1,25 @@
-"""Destinations of a crawl: JSON Lines files, SQLite and PostgreSQL inventories."""
+"""Destinations of a crawl: JSON Lines files, SQLite and PostgreSQL inventories.
 
-from ._base import Sink, VolumeProgress
+:func:`open_sink` turns an ``--out`` value into a sink; each meets the :class:`Sink` protocol the crawl run
+writes through.
+"""
 
-__all__ = ["Sink", "VolumeProgress"]
+from ._base import CommitListener, Sink, VolumeProgress
+from ._open import AnySink, open_sink, sqlite_path
+from ._table import DEFAULT_TABLE
+from .jsonl import JsonLinesSink
+from .postgres import PostgresSink
+from .sqlite import SqliteSink
+
+__all__ = [
+    "DEFAULT_TABLE",
+    "AnySink",
+    "CommitListener",
+    "JsonLinesSink",
+    "PostgresSink",
+    "Sink",
+    "SqliteSink",
+    "VolumeProgress",
+    "open_sink",
+    "sqlite_path",
+]

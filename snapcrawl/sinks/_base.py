@@ -2,24 +2,37 @@
 
 The run calls ``await load_progress()`` once before the first request, then ``await write(page)`` for every
 page (pages of one volume in order; volumes interleave), ``await fail(volume_id, error)`` for a volume it gave
-up on, and ``await flush()`` / ``await aclose()`` at the end. A slow destination makes ``write`` wait: that is
-the crawl's backpressure. ``page.last`` means the volume's listing completed in this crawl, so a pruning sink
-may delete that volume's rows this crawl did not see. ``volume_id`` ``None`` is the account-wide listing.
+up on, ``await complete()`` if the crawl ran to its end (not when it was cancelled, interrupted or stopped by
+an error), and ``await aclose()`` at the end in every case. A slow destination makes ``write`` wait: that is
+the crawl's backpressure (a sink buffers a bounded number of rows). ``page.last`` means the volume's listing
+completed in this crawl, so a pruning sink may delete that volume's rows this crawl did not see. ``volume_id``
+``None`` is the account-wide listing.
 
-A resumable sink commits pages together with the progress that covers them (the marker reached, and the
+A resumable sink commits pages together with the progress that covers them (the markers reached, and the
 volume done or not), so a crawl killed at any moment and run again with the same destination writes every
 snapshot once.
+
+Commit notification: ``on_commit``, when set, is awaited after each durable commit with the volume ids whose
+listing completed (``page.last``) or failed in that commit, each once, in no particular order. Until it has
+been called for a volume, nothing about that volume's outcome is durable: a distributed worker acknowledges a
+queue message only then. It runs in the task that triggered the commit (a ``write``, ``fail``, ``flush``,
+``complete`` or ``aclose``); an exception it raises propagates from there, after the commit. The sinks here
+commit when a ``write`` or ``fail`` finds a batch due (5,000 rows, or 0.5 s since the last commit) and on
+``flush``: a caller that goes idle with pages taken (a worker waiting for its next message) calls ``flush``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from typing import Literal, Protocol
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Literal, Protocol, TypeAlias
 
 from .._models import Page
 
-__all__ = ["Sink", "VolumeProgress"]
+__all__ = ["CommitListener", "Sink", "VolumeProgress"]
+
+#: Awaited after each durable commit with the volumes completed or failed in it (``None``: the account).
+CommitListener: TypeAlias = Callable[[Sequence[str | None]], Awaitable[None]]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -38,8 +51,14 @@ class VolumeProgress:
 class Sink(Protocol):
     """Where one crawl's pages go."""
 
+    #: Awaited after each durable commit (see the module docstring); ``None`` by default.
+    on_commit: CommitListener | None
+    #: Whether it keeps progress to resume from. A resumable sink needs each listing's pages in order, ending with
+    #: the ``last`` one, so the account-wide listing is then walked by marker rather than fetched by offset.
+    resumable: bool
+
     async def load_progress(self) -> Mapping[str | None, VolumeProgress]:
-        """What earlier runs into this destination committed (empty for a non-resumable sink or a new one)."""
+        """What earlier runs of this crawl committed (empty for a non-resumable sink, a new or a finished crawl)."""
         ...
 
     async def delivered_ids(self, volume_id: str | None) -> set[str]:
@@ -56,6 +75,14 @@ class Sink(Protocol):
 
     async def flush(self) -> None:
         """Commit everything taken so far."""
+        ...
+
+    async def complete(self) -> None:
+        """Commit, and mark the crawl finished: the next run into a database destination is a new crawl.
+
+        Call it only when the run reached its end (every volume walked to its last page, or failed). A JSON Lines
+        state file keeps its progress (the file holds one crawl; running it again skips what is done).
+        """
         ...
 
     async def aclose(self) -> None:
