@@ -190,6 +190,7 @@ class RecordingSink:
         self.pages: list[Page] = []
         self.failed: list[tuple[str | None, str]] = []
         self.flushes = 0
+        self.completed = False
         self.closed = False
 
     def __call__(self, page: Page) -> None:
@@ -214,6 +215,10 @@ class RecordingSink:
     async def flush(self) -> None:
         """Count the flush."""
         self.flushes += 1
+
+    async def complete(self) -> None:
+        """Remember that the crawl ran to its end."""
+        self.completed = True
 
     async def aclose(self) -> None:
         """Remember that the sink was closed."""

@@ -230,6 +230,7 @@ async def test_auth_error_from_crawl_into_after_delivering_pages() -> None:
     async with crawler:
         with pytest.raises(AuthError):
             await crawler.crawl_into(sink=sink, volume_ids=["a", "b"])
+    assert not sink.completed  # the crawl did not run to its end
     assert [[snap.id for snap in page.snapshots] for page in sink.pages] == [
         ["a-snap-00001", "a-snap-00002"],
         ["a-snap-00003", "a-snap-00004"],
