@@ -20,7 +20,7 @@ from .fakes import FakeClock, FakeTransport, snapshot
 from .helpers import collect
 
 RETRY = RetryPolicy(max_retries=10, backoff_base=0.02, backoff_cap=0.5)
-#: Survives an outage of a second or more: 30 full-jitter waits capped at 0.5 s add up to far more than that.
+#: Survives an outage of a second or more (30 full-jitter waits capped at 0.5 s add up to far more), or a storm.
 LONG_RETRY = RetryPolicy(max_retries=30, backoff_base=0.02, backoff_cap=0.5)
 #: The server's limit in the 429 storms: far under what 64 concurrent requests sent at once need, however slow
 #: the client, so throttling is certain; the storms crawl STORM_VOLUMES volumes to keep the test short.
@@ -85,13 +85,15 @@ def _total(sim: Simulator, volume_ids: list[str]) -> int:
 @pytest.mark.parametrize("name", list(FAULTS))
 async def test_every_snapshot_exactly_once(sim: Simulator, name: str) -> None:
     """Whatever the fault, a server that eventually answers yields every snapshot exactly once."""
-    volume_ids = sim.dataset.volume_ids[:STORM_VOLUMES] if name.startswith("429") else sim.dataset.volume_ids
-    crawler, ids, failures = await _crawl_all(sim, FAULTS[name], volume_ids)
+    storm = name.startswith("429")
+    volume_ids = sim.dataset.volume_ids[:STORM_VOLUMES] if storm else sim.dataset.volume_ids
+    # In a storm 64 workers share 100 req/s: on a busy machine one request can lose more than 10 times running.
+    crawler, ids, failures = await _crawl_all(sim, FAULTS[name], volume_ids, retry=LONG_RETRY if storm else RETRY)
     assert failures == []
     assert len(ids) == _total(sim, volume_ids) and set(ids.values()) == {1}
     if name != "latency":
         assert crawler.stats.retries > 0
-    if name.startswith("429"):
+    if storm:
         assert sim.stats.by_status[429] > 0 and crawler.stats.throttled > 0
 
 
