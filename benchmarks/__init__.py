@@ -12,4 +12,6 @@ sides' CPU time can be read separately. Modules:
 - ``drive``: snapcrawl as a library, with request timestamps (steady-state rate, requests in flight).
 - ``_profile``: turns a pyinstrument session into CPU time per request, by library and by snapcrawl function.
 - ``ratelimit``: rate-limit accuracy, simulator and client in one process.
+- ``quota``: the share of a token-bucket quota each limiter uses, simulator in its own process
+  (``python -m benchmarks.quota``; ``--model`` on the fake-clock model); ``_cubic`` is its baseline limiter.
 """

@@ -42,7 +42,7 @@ from ._stats import CrawlStats
 from ._transport import DEFAULT_MAX_BODY_BYTES, AiohttpTransport, HttpOptions, Transport
 from ._walk import PageCursor, walk
 from .limits import Limiter
-from .limits.local import AdaptiveRateLimiter
+from .limits.local import LocalLimiter
 
 if TYPE_CHECKING:
     from .sinks import Sink
@@ -320,9 +320,7 @@ class Crawler:
             options=self._http,
         )
         self._exit_stack.push_async_callback(transport.aclose)
-        limiter = self._limiter or AdaptiveRateLimiter(
-            self.rate_limit, burst=self.burst, clock=self._clock, sleep=self._sleep
-        )
+        limiter = self._limiter or LocalLimiter(self.rate_limit, burst=self.burst, clock=self._clock, sleep=self._sleep)
         self._fetcher = PageFetcher(
             endpoint=self.endpoint,
             signer=Signer(self.credentials, api_version=self.api_version, clock=self._wall_clock),

@@ -105,7 +105,7 @@ class PageFetcher:
                     if response.status == 200:
                         self._accepted = True
                         limiter.on_success(ticket, response.headers)
-                        if limiter.rate != self._rate:
+                        if limiter.active:  # no cap and no throttle yet: no rate to have changed
                             self._rate_changed()
                         try:
                             decoded = decode_page(response.body, volume_id=volume_id, page=page)

@@ -189,12 +189,20 @@ async def test_in_flight_never_exceeds_concurrency(simulator: Simulator) -> None
     assert simulator.stats.max_in_flight == 5
 
 
-async def test_rate_limit_holds_over_every_window(simulator: Simulator) -> None:
-    """Over any 1 s window the server sees at most rate + burst requests."""
+async def test_rate_limit_holds_over_the_crawl(simulator: Simulator) -> None:
+    """Told 150 req/s with a burst of 10, the server sees no more than that over the crawl, and close to it.
+
+    Counted at the server over the whole crawl, so that a loaded machine's scheduling jitter (which bunches
+    arrivals within a second) cannot make it flaky; the exact one-second-window property of the bucket is
+    tested on a fake clock in tests/limits, and measured across processes in benchmarks/quota.py.
+    """
     async with _crawler(simulator, rate_limit=150, burst=10, page_size=5) as crawler:
         await collect(crawler, simulator.dataset.volume_ids)
-    assert simulator.stats.requests > 300
-    assert simulator.stats.max_in_window(1.0) <= 150 + 10
+    arrivals = simulator.stats.arrivals
+    assert len(arrivals) > 300
+    seconds = arrivals[-1] - arrivals[0]
+    assert len(arrivals) <= 10 + 150 * seconds * 1.03  # the bucket's bound, and 3% for jitter at the two ends
+    assert len(arrivals) >= 0.8 * 150 * seconds  # and the rate told is used
 
 
 async def test_leaving_the_block_cancels_the_crawl(simulator: Simulator) -> None:

@@ -32,7 +32,7 @@ from snapcrawl import (
 from snapcrawl._errors import parse_retry_after
 from snapcrawl._fetch import PageFetcher
 from snapcrawl._stats import CrawlStats
-from snapcrawl.limits.local import AdaptiveRateLimiter
+from snapcrawl.limits.local import LocalLimiter
 from tests.fakes import Aioresponses, FakeClock
 
 ENDPOINT = "http://scp.test"
@@ -80,7 +80,7 @@ async def fetcher() -> AsyncIterator[Fetcher]:
         endpoint=ENDPOINT,
         signer=Signer(CREDS, api_version="1.3", clock=Wall()),
         transport=transport,
-        limiter=AdaptiveRateLimiter(None, clock=clock, sleep=clock.sleep),
+        limiter=LocalLimiter(None, clock=clock, sleep=clock.sleep),
         in_flight=anyio.Semaphore(4),
         retry=RetryPolicy(max_retries=3),
         sleep=clock.sleep,

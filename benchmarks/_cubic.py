@@ -1,4 +1,6 @@
-"""Client-side rate limiting: a token bucket (GCRA) whose rate adapts to throttling like botocore's adaptive mode.
+"""The baseline: snapcrawl's limiter before rate discovery (botocore's adaptive mode), as the Limiter protocol.
+
+Kept verbatim but for the method signatures, so ``benchmarks.quota`` can set it side by side with the new one.
 
 The adaptation is botocore's CUBIC scheme (``botocore/retries/adaptive.py``, ``standard.py``; CUBIC as in
 RFC 8312): on a throttle the rate drops to ``beta`` (0.7) times the measured sending rate; on success it grows
@@ -14,117 +16,16 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Mapping
 
 import anyio
 import structlog
 
-__all__ = ["AdaptiveRateLimiter", "Clock", "CubicRate", "RateMeter", "Sleep", "TokenBucket"]
+from snapcrawl.limits.local import Clock, Sleep, TokenBucket
 
-Clock = Callable[[], float]
-Sleep = Callable[[float], Awaitable[None]]
+__all__ = ["AdaptiveRateLimiter", "CubicRate", "RateMeter"]
 
 _log = structlog.get_logger("snapcrawl")
-
-
-class TokenBucket:
-    """A token bucket in GCRA form: ``burst`` requests at once, then one every ``1 / rate`` seconds.
-
-    Each caller reserves its slot before it sleeps, so concurrent callers never bunch up. Over any window of
-    ``w`` seconds at most ``burst + rate * w`` acquisitions succeed. ``rate=None`` means no cap.
-    """
-
-    __slots__ = (
-        "_clock",
-        "_epoch",
-        "_interval",
-        "_paused_until",
-        "_sleep",
-        "_tat",
-        "_tolerance",
-        "_waiting",
-        "burst",
-    )
-
-    MAX_NAP = 0.1
-
-    def __init__(
-        self,
-        rate: float | None,
-        *,
-        burst: int = 10,
-        clock: Clock = time.monotonic,
-        sleep: Sleep = anyio.sleep,
-    ) -> None:
-        if burst < 1:
-            raise ValueError(f"burst must be >= 1, not {burst}")
-        self.burst = burst
-        self._clock = clock
-        self._sleep = sleep
-        self._tat = -math.inf
-        self._paused_until = -math.inf
-        self._interval = 0.0
-        self._tolerance = 0.0
-        self._epoch = 0
-        self._waiting = 0
-        self.rate = rate
-
-    @property
-    def rate(self) -> float | None:
-        """Requests per second, or ``None`` for no cap."""
-        return 1.0 / self._interval if self._interval else None
-
-    @rate.setter
-    def rate(self, value: float | None) -> None:
-        if value is not None and value <= 0:
-            raise ValueError(f"rate must be > 0, not {value}")
-        old_interval = self._interval
-        self._interval = 1.0 / value if value else 0.0
-        self._tolerance = (self.burst - 1) * self._interval
-        # Slots reserved at the old rate are void: their holders notice the new epoch and queue again at the
-        # new rate, so their reservations come off the schedule; what was already granted stays on it,
-        # converted to the new rate.
-        self._epoch += 1
-        now = self._clock()
-        if old_interval and self._tat > now:
-            granted = (self._tat - now) / old_interval - self._waiting  # requests let through, still "in" the bucket
-            self._tat = now + max(granted, 0.0) * self._interval
-        # Never more debt than an empty bucket: waiting callers will queue again on top of it.
-        self._tat = min(self._tat, now + self._tolerance)
-        self._waiting = 0
-
-    def pause_until(self, deadline: float) -> None:
-        """Let no request start before ``deadline`` (a ``clock()`` time), as a server's Retry-After asks."""
-        self._paused_until = max(self._paused_until, deadline)
-
-    async def acquire(self) -> None:
-        """Wait until the next request may start."""
-        while True:
-            now = self._clock()
-            if now < self._paused_until:
-                if not self._interval:
-                    await self._sleep(self._paused_until - now)
-                    continue
-                # Resume at the steady rate after a pause, not with a full burst.
-                self._tat = max(self._tat, self._paused_until + self._tolerance)
-            elif not self._interval:
-                return
-            epoch = self._epoch
-            tat = max(self._tat, now)
-            self._tat = tat + self._interval
-            allowed_at = tat - self._tolerance
-            if allowed_at <= now:
-                return
-            self._waiting += 1
-            try:
-                while (wait := allowed_at - self._clock()) > 0 and epoch == self._epoch:
-                    # Short naps, so a rate change or a pause reaches callers that are already waiting.
-                    await self._sleep(min(wait, self.MAX_NAP))
-            finally:
-                if epoch == self._epoch:
-                    self._waiting -= 1
-            if epoch == self._epoch and self._clock() >= self._paused_until:
-                return
 
 
 class RateMeter:
@@ -248,7 +149,7 @@ class AdaptiveRateLimiter:
         await self.bucket.acquire()
         return self._clock()
 
-    def on_success(self) -> None:
+    def on_success(self, ticket: float, headers: Mapping[str, str]) -> None:
         """Feed back one answer that was not a throttle."""
         if self._adapting:
             now = self._clock()
@@ -262,12 +163,13 @@ class AdaptiveRateLimiter:
             self._first_response = self._clock()
         self._responses += 1
 
-    def on_throttle(self, *, sent_at: float, retry_after: float | None = None) -> None:
+    def on_throttle(self, ticket: float, retry_after: float | None, headers: Mapping[str, str]) -> float:
         """Feed back a throttle (429, or 503 with Retry-After) of a request granted at ``sent_at``.
 
         Like TCP, the rate is cut once per congestion event: throttles of requests that were already on their
         way when the rate was last cut do not cut it again.
         """
+        sent_at = ticket
         if not self._adapting:
             self._count_response()
         now = self._clock()
@@ -279,7 +181,7 @@ class AdaptiveRateLimiter:
             self.bucket.pause_until(now + retry_after)
             self._meter.hold(now, now + retry_after)
         if self._adapting and sent_at <= self._last_cut:
-            return
+            return retry_after or 0.0
         current = self.bucket.rate
         sending = measured if not self._adapting or current is None else min(measured, current)
         self._adapting = self.active = True
@@ -287,6 +189,7 @@ class AdaptiveRateLimiter:
         self._set_rate(self._cubic.throttled(sending, now), measured)
         self._logged_rate = self.bucket.rate or 0.0
         _log.info("rate.decreased", rate=round(self._logged_rate, 2), measured=round(measured, 2))
+        return retry_after or 0.0
 
     def _set_rate(self, rate: float, measured: float) -> None:
         rate = max(self.MIN_RATE, min(rate, self.MAX_RATE_GROWTH * max(measured, self.MIN_RATE)))

@@ -1,0 +1,140 @@
+"""A token-bucket server and a concurrent client, simulated on a fake clock: limiters meet a quota in no real time.
+
+The client keeps up to ``concurrency`` requests in flight, asks the limiter before each one (while it is
+active), and feeds every answer back. Each request reaches the server's bucket after part of its latency, which
+admits it or throttles it; the answer comes back after the rest. A throttled request is not retried: its slot
+goes to the next request, which keeps the offered load the same.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import math
+import random
+from collections.abc import Mapping
+
+from snapcrawl.limits import Limiter
+from tests.fakes import FakeClock
+
+
+@dataclasses.dataclass
+class BucketServer:
+    """A token bucket of ``burst`` whose rate follows ``schedule``: (from this clock time, this many per second)."""
+
+    schedule: list[tuple[float, float]]
+    burst: int
+    retry_after: float | None = 1.0
+    announce: bool = False  # send IETF RateLimit-Policy / RateLimit headers
+    tokens: float = dataclasses.field(init=False)
+    stamp: float = dataclasses.field(init=False, default=-math.inf)
+
+    def __post_init__(self) -> None:
+        self.tokens = float(self.burst)
+
+    def quota(self, now: float) -> float:
+        """The rate in force at ``now``."""
+        return [rate for start, rate in self.schedule if start <= now][-1]
+
+    def admit(self, now: float) -> bool:
+        """Take a token if there is one."""
+        if self.stamp > -math.inf:
+            self.tokens = min(float(self.burst), self.tokens + (now - self.stamp) * self.quota(now))
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+    def headers(self, now: float) -> Mapping[str, str]:
+        """The rate-limit headers of an answer, if the server announces its quota."""
+        if not self.announce:
+            return {}
+        quota = self.quota(now)
+        return {
+            "RateLimit-Policy": f'"default";q={quota:g};w=1',
+            "RateLimit": f'"default";r={int(self.tokens)};t=1',
+        }
+
+
+@dataclasses.dataclass
+class Trace:
+    """What the server saw: the arrival time of every request and whether it was admitted."""
+
+    arrivals: list[tuple[float, bool]] = dataclasses.field(default_factory=list)
+    sent: list[float] = dataclasses.field(default_factory=list)
+
+    def admitted_rate(self, start: float, end: float) -> float:
+        """Requests admitted per second in [start, end)."""
+        return sum(ok for t, ok in self.arrivals if start <= t < end) / (end - start)
+
+    def throttled_share(self, start: float, end: float) -> float:
+        """The share of requests arriving in [start, end) that were throttled."""
+        window = [ok for t, ok in self.arrivals if start <= t < end]
+        return window.count(False) / max(len(window), 1)
+
+
+@dataclasses.dataclass
+class _Request:
+    ticket: float
+    sent: float
+    back: float = math.nan
+    admitted: bool = False
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+async def drive(
+    limiter: Limiter,
+    clock: FakeClock,
+    server: BucketServer,
+    *,
+    seconds: float,
+    concurrency: int = 64,
+    latency: tuple[float, float] = (0.01, 0.03),
+    before: float = 0.5,
+    seed: int = 0,
+    trace: Trace | None = None,
+) -> Trace:
+    """Run the client against ``server`` for ``seconds`` of fake time; return (or extend) the trace.
+
+    ``before`` is the share of each request's latency spent before the server's bucket decides (the rest is the
+    way back): 0.5 for a network in between, 1.0 for the simulator, which sleeps its latency first.
+    """
+    rng = random.Random(seed)
+    trace = trace if trace is not None else Trace()
+    events: list[tuple[float, int, _Request]] = []  # (when, tie-break, request): arrival, then answer
+    order = 0
+    in_flight = 0
+    end = clock.now + seconds
+
+    def deliver_due() -> None:
+        nonlocal in_flight, order
+        while events and events[0][0] <= clock.now:
+            at, _, request = heapq.heappop(events)
+            if math.isnan(request.back):  # reaches the server
+                request.admitted = server.admit(at)
+                request.headers = server.headers(at)
+                request.back = at + (at - request.sent) * (1 - before) / before
+                trace.arrivals.append((at, request.admitted))
+                order += 1
+                heapq.heappush(events, (request.back, order, request))
+            else:
+                in_flight -= 1
+                if request.admitted:
+                    limiter.on_success(request.ticket, request.headers)
+                else:
+                    limiter.on_throttle(request.ticket, server.retry_after, request.headers)
+
+    while clock.now < end:
+        deliver_due()
+        if in_flight >= concurrency:
+            clock.now = max(clock.now, events[0][0])
+            continue
+        ticket = await limiter.acquire() if limiter.active else -math.inf
+        deliver_due()
+        order += 1
+        request = _Request(ticket=ticket, sent=clock.now)
+        heapq.heappush(events, (clock.now + rng.uniform(*latency) * before, order, request))
+        trace.sent.append(clock.now)
+        in_flight += 1
+    return trace
