@@ -1,7 +1,7 @@
-"""``python -m benchmarks``: see :mod:`benchmarks._runner`."""
+"""``python -m benchmarks``: see :mod:`benchmarks._main`."""
 
 import sys
 
-from ._runner import main
+from ._main import main
 
 sys.exit(main())

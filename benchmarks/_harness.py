@@ -6,7 +6,6 @@ import contextlib
 import dataclasses
 import itertools
 import json
-import math
 import os
 import re
 import shutil
@@ -35,6 +34,7 @@ __all__ = [
     "count_lines_and_ids",
     "cpu_seconds",
     "expected_requests",
+    "pages_per_volume",
     "run_pinned",
     "volumes_for_requests",
 ]
@@ -50,12 +50,13 @@ _POLL: Final = 0.01
 _serial: Final = itertools.count(1)
 
 
-def client_env() -> dict[str, str]:
-    """The environment of a client subprocess: the simulator's credentials, this repository importable."""
+def client_env(*path: Path) -> dict[str, str]:
+    """The environment of a client subprocess: the simulator's credentials, and ``path`` (by default this
+    repository) importable."""
     env = {key: value for key, value in os.environ.items() if not key.startswith(("SCP_", "PYTHON"))}
     env["SCP_ACCESS_KEY"] = DEMO_CREDENTIALS.access_key
     env["SCP_SECRET_KEY"] = DEMO_CREDENTIALS.secret_key
-    env["PYTHONPATH"] = str(REPO_ROOT)
+    env["PYTHONPATH"] = os.pathsep.join(str(entry) for entry in path or (REPO_ROOT,))
     env["PYTHONHASHSEED"] = "0"
     return env
 
@@ -178,8 +179,9 @@ def run_pinned(
     logs: Path,
     env: Mapping[str, str] | None = None,
     report: Path | None = None,
+    cwd: Path = REPO_ROOT,
 ) -> ProcessResult:
-    """Run ``cmd`` on ``cpus``, killed after ``timeout`` s; its own rusage comes from ``wait4``.
+    """Run ``cmd`` on ``cpus`` in ``cwd``, killed after ``timeout`` s; its own rusage comes from ``wait4``.
 
     ``report`` is a JSON file the command writes (read back into :attr:`ProcessResult.report`).
     """
@@ -190,7 +192,7 @@ def run_pinned(
     with stderr_path.open("wb") as stderr, (logs.with_suffix(".stdout")).open("wb") as stdout:
         started = time.perf_counter()
         proc = subprocess.Popen(
-            _pinned(cmd, cpus), cwd=REPO_ROOT, env=dict(env or client_env()), stdout=stdout, stderr=stderr
+            _pinned(cmd, cpus), cwd=cwd, env=dict(env or client_env()), stdout=stdout, stderr=stderr
         )
     timed_out = False
     try:
@@ -324,20 +326,16 @@ class SimulatorProcess:
         self.stop()
 
 
-def _pages(count: int, page_size: int, *, until_short_page: bool) -> int:
-    """Requests one volume takes: with a ``count``, ceil(count / size) (at least one); without, one more when the
-    last page is full."""
-    if until_short_page:
-        return count // page_size + 1
-    return max(1, math.ceil(count / page_size))
+def pages_per_volume(count: int, page_size: int) -> int:
+    """Requests a fault-free walk of a volume of ``count`` snapshots takes when it ends on an empty or short page,
+    as snapcrawl, the ceiling and the naive client all do: one more than the full pages (a volume whose count is
+    a positive multiple of ``page_size`` ends on an empty page; an empty volume takes one request)."""
+    return count // page_size + 1
 
 
-def expected_requests(dataset: Dataset, page_size: int, *, until_short_page: bool = False) -> int:
-    """Requests a fault-free crawl of every volume takes (the naive client stops on a short page instead)."""
-    return sum(
-        _pages(dataset.count(volume_id), page_size, until_short_page=until_short_page)
-        for volume_id in dataset.volume_ids
-    )
+def expected_requests(dataset: Dataset, page_size: int) -> int:
+    """Requests a fault-free crawl of every volume takes (see :func:`pages_per_volume`)."""
+    return sum(pages_per_volume(dataset.count(volume_id), page_size) for volume_id in dataset.volume_ids)
 
 
 def volumes_for_requests(target: int, page_size: int, seed: int = 0) -> int:
@@ -345,7 +343,7 @@ def volumes_for_requests(target: int, page_size: int, seed: int = 0) -> int:
     dataset = Dataset(int(target * 1.05) + 100, seed)
     total = 0
     for index, volume_id in enumerate(dataset.volume_ids, start=1):
-        total += _pages(dataset.count(volume_id), page_size, until_short_page=False)
+        total += pages_per_volume(dataset.count(volume_id), page_size)
         if total >= target:
             return index
     return dataset.volumes

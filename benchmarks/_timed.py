@@ -5,9 +5,9 @@
 ``snapcrawl`` is the command line exactly as ``snapcrawl crawl ARGS`` runs it; ``naive`` and ``ceiling`` are
 the modules of that name. The clock and the CPU clock start after the imports, so interpreter start-up is not
 counted against any client. The report holds the exit code, ``elapsed`` and ``cpu`` seconds, and the requests
-and snapshots counted (for the command line, read from its summary line). ``--profile DIR`` runs the client
-under pyinstrument, writes ``profile.txt`` and ``profile.html`` there, and adds a per-request breakdown (see
-:mod:`benchmarks._profile`) to the report.
+and snapshots counted (for the command line, read from its summary line, with the file it was imported from).
+``--profile DIR`` runs the client under pyinstrument, writes ``profile.txt`` and ``profile.html`` there, and adds a
+per-request breakdown (see :mod:`benchmarks._profile`) to the report.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def _snapcrawl() -> Callable[[list[str]], dict[str, Any]]:
         sys.stderr.write(text)
         match = _SUMMARY.search(text)
         counts = {key: int(value) for key, value in match.groupdict().items()} if match else {}
-        return {"exit_code": code, **counts}
+        return {"exit_code": code, "module": cli.__file__, **counts}
 
     return run
 

@@ -1,9 +1,12 @@
 """The ceiling: the least work that does the job on snapcrawl's stack (aiohttp + msgspec).
 
 One pooled session (connector limit = concurrency), HMAC key schedule computed once and copied per request,
-offset paging per volume (``limit`` and ``with_count=true``; next offset until ``count`` is reached), typed
-msgspec decoding into :class:`snapcrawl.SnapshotPage`, one reused encoder writing JSON Lines a page at a time,
-``concurrency`` worker tasks pulling volume ids from one shared iterator. No limiter, no retries, no logging.
+typed msgspec decoding into :class:`snapcrawl.SnapshotPage`, one reused encoder writing JSON Lines a page at a
+time, ``concurrency`` worker tasks pulling volume ids from one shared iterator. No limiter, no retries, no logging.
+
+It sends the very requests snapcrawl sends, so that the two do equal work: marker paging with ``limit`` and
+``with_count=true``, ending on an empty or short page (as snapcrawl's walk does: ``count`` goes stale while data
+changes), so a volume whose count is a multiple of the page size costs one empty page here too.
 
     python -m benchmarks.ceiling --endpoint URL --volumes FILE --out FILE [--page-size 100] [--concurrency 64]
 """
@@ -16,7 +19,7 @@ import hashlib
 import hmac
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import BinaryIO
 from urllib.parse import quote_plus
 
@@ -26,7 +29,7 @@ from yarl import URL
 
 from snapcrawl import DEFAULT_API_VERSION, SnapshotPage
 
-from .naive import Counts, client_main, client_parser, credentials_from_env
+from .naive import Counts, client_main, run_client
 
 __all__ = ["crawl", "main", "run"]
 
@@ -36,7 +39,7 @@ _encoder = msgspec.json.Encoder()
 
 async def crawl(
     endpoint: str,
-    volume_ids: Iterator[str],
+    volume_ids: Iterable[str],
     out: BinaryIO,
     *,
     access_key: str,
@@ -55,15 +58,16 @@ async def crawl(
         "Accept-Language": "en-US",
         "Accept": "application/json",
     }
-    prefix = f"{endpoint}/v1/snapshots?limit={page_size}&offset="
+    prefix = f"{endpoint}/v1/snapshots?limit={page_size}"  # then marker, volume_id, with_count: sorted keys
     write, encode_lines, decode = out.write, _encoder.encode_lines, _decoder.decode
+    shared_ids = iter(volume_ids)
 
     async def worker(session: aiohttp.ClientSession) -> None:
-        for volume_id in volume_ids:
+        for volume_id in shared_ids:
             rest = f"&volume_id={quote_plus(volume_id, safe='')}&with_count=true"
-            offset = 0
+            marker = ""
             while True:
-                url = f"{prefix}{offset}{rest}"
+                url = f"{prefix}{marker}{rest}"
                 timestamp = str(int(time.time() * 1000))
                 mac = key.copy()
                 mac.update(f"GET{url}{timestamp}".encode())
@@ -81,9 +85,9 @@ async def crawl(
                 if snapshots:
                     write(encode_lines(snapshots))
                     counts.snapshots += len(snapshots)
-                offset += len(snapshots)
-                if not snapshots or offset >= (page.count or 0):
+                if len(snapshots) < page_size:
                     break
+                marker = f"&marker={quote_plus(snapshots[-1].id, safe='')}"
 
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session, asyncio.TaskGroup() as tasks:
@@ -94,19 +98,7 @@ async def crawl(
 
 def run(argv: Sequence[str]) -> Counts:
     """Parse ``argv`` and crawl (credentials from ``SCP_ACCESS_KEY``/``SCP_SECRET_KEY``, else the demo ones)."""
-    args = client_parser("python -m benchmarks.ceiling", __doc__.splitlines()[0]).parse_args(argv)
-    with open(args.volumes, encoding="utf-8") as file, open(args.out, "wb") as out:
-        volume_ids = (stripped for line in file if (stripped := line.strip()))
-        return asyncio.run(
-            crawl(
-                args.endpoint.rstrip("/"),
-                volume_ids,
-                out,
-                **credentials_from_env(),
-                page_size=args.page_size,
-                concurrency=args.concurrency,
-            )
-        )
+    return run_client("python -m benchmarks.ceiling", __doc__, argv, crawl, binary=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

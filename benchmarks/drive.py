@@ -11,21 +11,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import statistics
 import sys
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import anyio
-import structlog
 
-from snapcrawl import AiohttpTransport, Crawler, Credentials, JsonLinesWriter, Response, Transport
-from snapcrawl.cli import _use_uvloop as use_uvloop
+from snapcrawl import AiohttpTransport, Crawler, Credentials, Response, Transport
+from snapcrawl.cli._common import configure_logging as cli_logging
+from snapcrawl.cli._common import use_uvloop
 from snapcrawl.simulator import DEMO_CREDENTIALS
+from snapcrawl.sinks import open_sink
 
 __all__ = ["RecordingTransport", "crawl", "main", "max_in_window", "rates"]
 
@@ -77,18 +77,13 @@ def rates(spans: Sequence[tuple[float, float]], elapsed: float) -> dict[str, flo
 
 def configure_logging() -> None:
     """Log as the command line does by default (warnings and above, to stderr), so logging costs the same."""
-    try:
-        from snapcrawl.cli import configure_logging as cli_logging  # noqa: PLC0415 - optional, private helper
-
-        cli_logging("warning", json=False)
-    except (ImportError, TypeError):
-        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    cli_logging("warning", json=False)
 
 
 async def crawl(
     endpoint: str,
     volume_ids: Iterable[str],
-    out: BinaryIO,
+    out: Path,
     *,
     credentials: Credentials,
     concurrency: int = 64,
@@ -108,19 +103,20 @@ async def crawl(
         burst=burst,
         transport=recorder,
     )
-    writer = JsonLinesWriter(out)
+    sink = open_sink(str(out), settings={"endpoint": endpoint})  # the sink the CLI writes ``--out FILE`` with
     started = time.perf_counter()
-    async with crawler:  # as the CLI does: pages written straight from the workers
-        await crawler.crawl_into(writer.write_page, volume_ids)
-    writer.flush()
+    try:
+        async with crawler:
+            crawl = await crawler.crawl_into(volume_ids, sink)
+    finally:
+        await sink.aclose()
     elapsed = time.perf_counter() - started
-    stats = crawler.stats
+    stats = crawl.stats
     result: dict[str, Any] = {
         "requests": stats.requests,
         "snapshots": stats.snapshots,
-        "lines": writer.lines,
         "retries": stats.retries,
-        "failures": len(crawler.failures),
+        "failures": len(crawl.failures),
         "elapsed": elapsed,
         "latency_ms": stats.latency_ms(),
     }
@@ -153,24 +149,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         secret_key=os.environ.get("SCP_SECRET_KEY", DEMO_CREDENTIALS.secret_key),
     )
     volume_ids = [line.strip() for line in args.volumes.read_text(encoding="utf-8").splitlines() if line.strip()]
-    with args.out.open("wb") as out:
-        cpu_started = time.process_time()
-        result = anyio.run(
-            lambda: crawl(
-                args.endpoint,
-                volume_ids,
-                out,
-                credentials=credentials,
-                concurrency=args.concurrency,
-                page_size=args.page_size,
-                rate=args.rate,
-                burst=args.burst,
-                timestamps=args.timestamps,
-            ),
-            # The same event loop as the command line would pick (uvloop when installed).
-            backend_options={"use_uvloop": use_uvloop("auto")},
-        )
-        result["cpu"] = time.process_time() - cpu_started
+    cpu_started = time.process_time()
+    result = anyio.run(
+        lambda: crawl(
+            args.endpoint,
+            volume_ids,
+            args.out,
+            credentials=credentials,
+            concurrency=args.concurrency,
+            page_size=args.page_size,
+            rate=args.rate,
+            burst=args.burst,
+            timestamps=args.timestamps,
+        ),
+        # The same event loop as the command line would pick (uvloop when installed).
+        backend_options={"use_uvloop": use_uvloop("auto")},
+    )
+    result["cpu"] = time.process_time() - cpu_started
     args.report.write_text(json.dumps(result), encoding="utf-8")
     return 0 if not result["failures"] else 1
 

@@ -16,8 +16,8 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
-from typing import TextIO
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, TextIO
 
 import aiohttp
 import yarl
@@ -25,7 +25,7 @@ import yarl
 from snapcrawl import DEFAULT_API_VERSION, encode_query, make_signature
 from snapcrawl.simulator import DEMO_CREDENTIALS
 
-__all__ = ["Counts", "client_main", "client_parser", "crawl", "credentials_from_env", "main", "run"]
+__all__ = ["Counts", "client_main", "client_parser", "crawl", "credentials_from_env", "main", "run", "run_client"]
 
 
 @dataclasses.dataclass(slots=True)
@@ -34,6 +34,11 @@ class Counts:
 
     requests: int = 0
     snapshots: int = 0
+
+
+#: A hand-written client's crawl: ``crawl(endpoint, volume_ids, out, *, access_key, secret_key, page_size,
+#: concurrency)``.
+Crawl = Callable[..., Coroutine[Any, Any, Counts]]
 
 
 async def crawl(
@@ -115,12 +120,13 @@ def client_main(name: str, run: Callable[[Sequence[str]], Counts], argv: Sequenc
     return 0
 
 
-def run(argv: Sequence[str]) -> Counts:
-    """Parse ``argv`` and crawl (credentials from ``SCP_ACCESS_KEY``/``SCP_SECRET_KEY``, else the demo ones)."""
-    args = client_parser("python -m benchmarks.naive", __doc__.splitlines()[0]).parse_args(argv)
+def run_client(prog: str, doc: str | None, argv: Sequence[str], crawl: Crawl, *, binary: bool) -> Counts:
+    """Parse a hand-written client's command line and run its ``crawl`` (credentials from the environment, else
+    the demo ones); ``binary`` opens the output for bytes instead of text."""
+    args = client_parser(prog, (doc or prog).splitlines()[0]).parse_args(argv)
     with open(args.volumes, encoding="utf-8") as file:
         volume_ids = [line.strip() for line in file if line.strip()]
-    with open(args.out, "w", encoding="utf-8") as out:
+    with open(args.out, "wb") if binary else open(args.out, "w", encoding="utf-8") as out:
         return asyncio.run(
             crawl(
                 args.endpoint.rstrip("/"),
@@ -131,6 +137,11 @@ def run(argv: Sequence[str]) -> Counts:
                 concurrency=args.concurrency,
             )
         )
+
+
+def run(argv: Sequence[str]) -> Counts:
+    """Parse ``argv`` and crawl (credentials from ``SCP_ACCESS_KEY``/``SCP_SECRET_KEY``, else the demo ones)."""
+    return run_client("python -m benchmarks.naive", __doc__, argv, crawl, binary=False)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

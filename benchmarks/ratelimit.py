@@ -36,13 +36,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--report", type=Path, required=True)
     args = parser.parse_args(argv)
     configure_logging()
-    with run_in_thread(volumes=args.volumes, seed=args.seed) as sim, args.out.open("wb") as out:
+    with run_in_thread(volumes=args.volumes, seed=args.seed) as sim:
         sim.stats.reset()
         result = anyio.run(
             lambda: crawl(
                 sim.url,
                 sim.dataset.volume_ids,
-                out,
+                args.out,
                 credentials=sim.credentials,
                 concurrency=args.concurrency,
                 page_size=args.page_size,

@@ -188,6 +188,7 @@ async def walk(
     delivered_before: Callable[[], Awaitable[set[str]]] | None = None,
     seen: Seen | None = None,
     until: Callable[[str], bool] | None = None,
+    first: tuple[int, SnapshotPage, bool] | None = None,
 ) -> AsyncGenerator[Page, None]:
     """Fetch the pages of ``cursor`` in order and yield each as a :class:`Page` (use it with ``aclosing``).
 
@@ -197,52 +198,115 @@ async def walk(
     already delivered, for a walk that has to start over. With ``seen`` (the account-wide listing), ids in it are
     never yielded and yielded ids are added to it; otherwise the walk remembers its own pages, which a volume's
     walk can afford. The walk also ends, before it, at the first snapshot whose id ``until`` accepts.
+    ``first`` is a page the caller already fetched and advanced the cursor past: (its number, it, whether more
+    follow).
     """
     volume_id = cursor.volume_id
-    history: list[list[Snapshot]] = []  # pages yielded: what to skip after a start-over
-    recent: list[str] = []  # the last ids the server listed, oldest first: where to step back to
-    skip: Seen | None = seen
-    candidates: list[str] | None = None  # while recovering from a lost marker: earlier ids still to try
-    fallbacks = list(fallback_markers)
-    stalls = 0  # start-overs since the walk last delivered anything new
+    lost = _LostMarker(cursor, stats, fallback_markers, delivered_before, seen)
     more = True
     while more:
-        number = cursor.page
-        try:
-            page = await fetch(cursor.query(), volume_id=volume_id, page=number, stats=stats)
-        except BadRequestError:
-            if cursor.marker is None or stalls >= MAX_RESTARTS:
-                raise  # not about a marker: the query itself, or the volume, is rejected
-            # The snapshot the walk stood on may have been deleted: step back to an earlier one, then start over.
-            if candidates is None:
-                stats.marker_recoveries += 1
-                earlier = [c for c in (*reversed(recent), *fallbacks) if c != cursor.marker]
-                candidates, fallbacks = earlier[:MAX_MARKER_FALLBACKS], []
-            if skip is None:
-                skip = {s.id for snapshots in history for s in snapshots}
-            if candidates:
-                cursor.restart(candidates.pop(0))
+        if first is not None:
+            (number, page, more), first = first, None
+        else:
+            number = cursor.page
+            try:
+                page = await fetch(cursor.query(), volume_id=volume_id, page=number, stats=stats)
+            except BadRequestError:
+                if cursor.marker is None or not await lost.step_back():
+                    raise  # not about a marker: the query itself, or the volume, is rejected
                 continue
-            if delivered_before is not None:
-                skip.update(await delivered_before())
-                delivered_before = None
-            stalls += 1
-            cursor.restart(None)
-            continue
-        candidates = None
-        more = cursor.advance(page)
+            lost.candidates = None
+            more = cursor.advance(page)
         snapshots = page.snapshots
         if snapshots:
-            recent = [*recent[-MAX_MARKER_FALLBACKS:], *(s.id for s in snapshots[-MAX_MARKER_FALLBACKS - 1 :])]
-        if until is not None or skip is not None:
-            snapshots, reached = _trim(snapshots, until, skip)
+            lost.listed(snapshots)
+        if until is not None or lost.skip is not None:
+            snapshots, reached = _trim(snapshots, until, lost.skip)
             more = more and not reached
         if snapshots:
-            stalls = 0
-            if seen is None:
-                history.append(snapshots)
+            lost.delivered(snapshots)
         if snapshots or not more:
             yield Page(volume_id, number, snapshots, not more)
+
+
+class _LostMarker:
+    """What a walk keeps to recover when the snapshot it stands on is deleted (the server's "marker not found").
+
+    It steps back to the last ids the server listed, newest first, then to earlier runs' ``fallbacks``; after a
+    few, it starts over from the first page. Either way, what was delivered is skipped from then on.
+    """
+
+    __slots__ = (
+        "_cursor",
+        "_delivered_before",
+        "_fallbacks",
+        "_history",
+        "_listed",
+        "_stalls",
+        "_stats",
+        "candidates",
+        "skip",
+    )
+
+    def __init__(
+        self,
+        cursor: PageCursor,
+        stats: CrawlStats,
+        fallbacks: Iterable[str],
+        delivered_before: Callable[[], Awaitable[set[str]]] | None,
+        seen: Seen | None,
+    ) -> None:
+        self._cursor = cursor
+        self._stats = stats
+        self._fallbacks = list(fallbacks)
+        self._delivered_before = delivered_before
+        self._history: list[list[Snapshot]] | None = None if seen is not None else []  # pages delivered
+        self._listed: list[list[Snapshot]] = []  # the last pages the server listed
+        self._stalls = 0  # start-overs since the walk last delivered anything new
+        self.candidates: list[str] | None = None  # while recovering: earlier ids still to try
+        self.skip: Seen | None = seen
+
+    def listed(self, snapshots: list[Snapshot]) -> None:
+        self._listed.append(snapshots)
+        del self._listed[: -MAX_MARKER_FALLBACKS - 1]
+
+    def delivered(self, snapshots: list[Snapshot]) -> None:
+        self._stalls = 0
+        if self._history is not None:
+            self._history.append(snapshots)
+
+    async def step_back(self) -> bool:
+        """Move the cursor to where the walk can go on; ``False`` if starting over has stopped helping."""
+        cursor = self._cursor
+        if self._stalls >= MAX_RESTARTS:
+            return False
+        if self.candidates is None:
+            self._stats.marker_recoveries += 1
+            earlier = [c for c in (*reversed(_last_ids(self._listed)), *self._fallbacks) if c != cursor.marker]
+            self.candidates, self._fallbacks = earlier[:MAX_MARKER_FALLBACKS], []
+        if self.skip is None:
+            self.skip = {s.id for snapshots in self._history or () for s in snapshots}
+        if self.candidates:
+            cursor.restart(self.candidates.pop(0))
+            return True
+        if self._delivered_before is not None:
+            self.skip.update(await self._delivered_before())
+            self._delivered_before = None
+        self._stalls += 1
+        cursor.restart(None)
+        return True
+
+
+def _last_ids(pages: list[list[Snapshot]]) -> list[str]:
+    """The last ids the server listed, oldest first: of each page its last few, after the last few before it.
+
+    Worked out only when a marker is lost, not on every page. Every page adds at least one id, so the last
+    ``MAX_MARKER_FALLBACKS + 1`` pages give the same ids as all of them would.
+    """
+    recent: list[str] = []
+    for snapshots in pages:
+        recent = [*recent[-MAX_MARKER_FALLBACKS:], *(s.id for s in snapshots[-MAX_MARKER_FALLBACKS - 1 :])]
+    return recent
 
 
 def _trim(

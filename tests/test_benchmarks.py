@@ -1,0 +1,76 @@
+"""The benchmark harness counts what the clients really do, and says what to install when pyinstrument is missing."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+from importlib.machinery import ModuleSpec
+
+import pytest
+
+from benchmarks import ceiling, naive
+from benchmarks._harness import expected_requests, pages_per_volume
+from benchmarks._main import main, missing_modules
+from snapcrawl import Crawler
+from snapcrawl._models import Page
+from snapcrawl.simulator import Simulator
+
+#: Small enough that many volumes (0 to 5 snapshots each) fill their last page exactly, or have none.
+PAGE_SIZE = 5
+
+
+def test_pages_per_volume_ends_on_a_short_or_empty_page() -> None:
+    """A full last page costs one more, empty request; an empty volume costs one."""
+    assert [pages_per_volume(count, 5) for count in (0, 1, 4, 5, 6, 10, 11)] == [1, 1, 1, 2, 2, 3, 3]
+
+
+async def test_snapcrawl_takes_the_expected_requests(simulator: Simulator) -> None:
+    """A fault-free crawl takes exactly the requests the throughput check expects of it."""
+    dataset = simulator.dataset
+    assert any(dataset.count(v) and dataset.count(v) % PAGE_SIZE == 0 for v in dataset.volume_ids)
+    lines = 0
+
+    def count(page: Page) -> None:
+        nonlocal lines
+        lines += len(page.snapshots)
+
+    crawler = Crawler(endpoint=simulator.url, credentials=simulator.credentials, page_size=PAGE_SIZE)
+    async with crawler:
+        result = await crawler.crawl_into(dataset.volume_ids, count)
+    assert (result.stats.requests, lines) == (expected_requests(dataset, PAGE_SIZE), dataset.total)
+
+
+@pytest.mark.parametrize("client", [ceiling, naive], ids=["ceiling", "naive"])
+async def test_hand_written_clients_do_the_same_work(simulator: Simulator, client: object) -> None:
+    """The ceiling and the naive client send as many requests as snapcrawl, and write every snapshot."""
+    dataset = simulator.dataset
+    out = io.BytesIO() if client is ceiling else io.StringIO()
+    counts = await client.crawl(  # type: ignore[attr-defined]
+        simulator.url,
+        dataset.volume_ids,
+        out,
+        access_key=simulator.credentials.access_key,
+        secret_key=simulator.credentials.secret_key,
+        page_size=PAGE_SIZE,
+        concurrency=16,
+    )
+    assert (counts.requests, counts.snapshots) == (expected_requests(dataset, PAGE_SIZE), dataset.total)
+    assert out.getvalue().count(b"\n" if client is ceiling else "\n") == dataset.total
+
+
+def test_missing_pyinstrument_stops_the_run_naming_the_extra(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without pyinstrument, the profile measurement fails at once and says which extra to install."""
+    real = importlib.util.find_spec
+
+    def find_spec(name: str, package: str | None = None) -> ModuleSpec | None:
+        return None if name == "pyinstrument" else real(name, package)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    assert missing_modules(["throughput", "memory"]) == []
+    assert missing_modules(["throughput", "profile"]) == ["pyinstrument"]
+    with pytest.raises(SystemExit) as exited:
+        main(["--only", "profile"])
+    assert exited.value.code == 2
+    assert "pip install '.[benchmarks]'" in capsys.readouterr().err
