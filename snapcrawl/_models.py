@@ -116,12 +116,19 @@ def decode_page(body: bytes, *, volume_id: str | None = None, page: int | None =
     """Decode a page body; any problem becomes a :class:`DecodeError` naming the field, volume and page."""
     try:
         return _page_decoder.decode(body)
+    except RecursionError:
+        # msgspec counts nesting against Python's recursion limit, even inside fields it skips: a hostile or
+        # broken server must fail this one volume, not unwind the whole crawl. The same bytes fail again.
+        raise DecodeError(
+            "response nests arrays or objects deeper than the decoder allows", volume_id=volume_id, page=page
+        ) from None
     except msgspec.ValidationError as exc:
         raise DecodeError(
             f"invalid snapshot page: {exc}", field=_field_of(exc), volume_id=volume_id, page=page
         ) from None
-    except msgspec.DecodeError as exc:
-        # Valid JSON that fails the schema is deterministic; broken JSON may be a garbled transfer, worth a retry.
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        # Valid JSON that fails the schema is deterministic; broken JSON (or broken UTF-8 in a string, which msgspec
+        # reports as UnicodeDecodeError) may be a garbled transfer, worth a retry.
         raise DecodeError(
             f"response is not valid JSON: {exc}", retryable=True, volume_id=volume_id, page=page
         ) from None
@@ -131,5 +138,6 @@ def decode_error_body(body: bytes) -> ErrorBody | None:
     """Parse an error answer if it has a known shape, else ``None``."""
     try:
         return _error_decoder.decode(body)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        # Too deep to read is an unknown shape: the status alone then says what went wrong (and if it is retried).
         return None

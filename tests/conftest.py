@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Iterator
 
 import pytest
 import structlog
+from hypothesis import HealthCheck, settings
 
 from snapcrawl.simulator import NO_FAULTS, Simulator, run_in_thread
+
+# Hypothesis' default 200 ms deadline (and its too-slow health check) fail healthy examples on a busy 2-core
+# machine: the per-test timeout bounds runtime instead. HYPOTHESIS_PROFILE picks another registered profile.
+settings.register_profile("snapcrawl", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "snapcrawl"))
 
 
 @pytest.fixture(scope="session")

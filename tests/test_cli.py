@@ -146,7 +146,7 @@ def test_console_script_end_to_end(env: Simulator, tmp_path: Path) -> None:
     result = subprocess.run(  # noqa: S603 - our own interpreter and arguments
         [sys.executable, "-m", "snapcrawl.cli", "list", "--volume", volume_id, "--log-json", "--log-level", "info"],
         capture_output=True,
-        timeout=60,
+        timeout=50,
         check=False,
         env=os.environ.copy(),
     )

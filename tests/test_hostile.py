@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -78,8 +79,11 @@ async def test_errors_and_reprs_hold_no_secret(simulator: Simulator) -> None:
 
 
 def test_no_secret_in_any_byte_of_a_debug_crawl(simulator: Simulator, tmp_path: Path) -> None:
-    """A whole CLI crawl at debug level, with faults and a state file, never writes the secret or the token."""
-    simulator.faults = Faults(error_rate=0.05, drop_rate=0.02, fail_volumes=frozenset(simulator.dataset.volume_ids[:1]))
+    """Two CLI crawls at debug level (text, then JSON logs), each really sending requests, with faults, a failing
+    volume and a state file, never write the secret or the token anywhere."""
+    volume_ids = simulator.dataset.volume_ids[:60]
+    poison = volume_ids[0]
+    simulator.faults = Faults(error_rate=0.05, drop_rate=0.02, fail_volumes=frozenset({poison}))
     secret, token = simulator.credentials.secret_key, "token-that-must-not-leak-789"
     env = os.environ | {
         "SCP_ENDPOINT": simulator.url,
@@ -87,15 +91,28 @@ def test_no_secret_in_any_byte_of_a_debug_crawl(simulator: Simulator, tmp_path: 
         "SCP_SECRET_KEY": secret,
         "SCP_AUTH_TOKEN": token,
     }
-    out, state = tmp_path / "out.jsonl", tmp_path / "state.db"
+    ids = tmp_path / "ids.txt"
+    ids.write_text("\n".join(volume_ids) + "\n", encoding="utf-8")
     produced = b""
-    for log_format in ([], ["--log-json"]):
-        argv = [sys.executable, "-m", "snapcrawl.cli", "crawl", "--out", str(out), "--state", str(state)]
+    for name, log_format in (("text", []), ("json", ["--log-json"])):
+        argv = [sys.executable, "-m", "snapcrawl.cli", "crawl", "--volumes", str(ids), "--no-progress"]
+        argv += ["--out", str(tmp_path / f"{name}.jsonl"), "--state", str(tmp_path / f"{name}.db")]
         argv += ["--log-level", "debug", "--max-retries", "2", *log_format]
-        result = subprocess.run(argv, env=env, capture_output=True, timeout=120, check=False)  # noqa: S603
-        assert result.returncode in (0, 1), result.stderr[-2000:]
+        requests_before = simulator.stats.requests
+        result = subprocess.run(argv, env=env, capture_output=True, timeout=50, check=False)  # noqa: S603
+        assert result.returncode == 1, result.stderr[-2000:]  # the poisoned volume, and only it, failed
+        assert f"failed: volume {poison}".encode() in result.stderr
+        assert simulator.stats.requests - requests_before >= len(volume_ids)
+        lines = result.stderr.decode().splitlines()
+        if log_format:
+            events = [json.loads(line) for line in lines if line.startswith("{")]
+            sent = [e for e in events if e["event"] == "request" and e["level"] == "debug"]
+            assert any(e["event"] == "request.retry" for e in events)
+        else:
+            sent = [line for line in lines if "[debug" in line and " request " in line]
+            assert any("request.retry" in line for line in lines)
+        assert len(sent) >= len(volume_ids)  # one debug event per request: what a leak would ride on
         produced += result.stdout + result.stderr
-    assert b"request.retry" in produced and b"debug" in produced
     for path in tmp_path.iterdir():
         produced += path.read_bytes()
     for needle in (secret, token):
