@@ -327,7 +327,7 @@ async def test_faults_together_lose_nothing(big_simulator: Simulator) -> None:
     sim.stats.reset()
     try:
         async with _crawler(sim, retry=RetryPolicy(max_retries=8, backoff_base=0.01, backoff_cap=0.5)) as crawler:
-            with anyio.fail_after(120):
+            with anyio.fail_after(50):
                 snapshots, failures = await collect(crawler, sim.dataset.volume_ids)
     finally:
         sim.faults = Faults()
@@ -345,7 +345,7 @@ async def test_far_above_quota_few_throttles(big_simulator: Simulator) -> None:
     sim.stats.reset()
     try:
         async with _crawler(sim, retry=RetryPolicy(max_retries=10, backoff_base=0.05, backoff_cap=2.0)) as crawler:
-            with anyio.fail_after(120):
+            with anyio.fail_after(50):
                 snapshots, failures = await collect(crawler, sim.dataset.volume_ids[:1200])
     finally:
         sim.faults = Faults()
