@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import structlog
@@ -45,3 +46,16 @@ def _quiet_structlog() -> Iterator[None]:
     )
     yield
     structlog.reset_defaults()
+
+
+@pytest.fixture
+def env(simulator: Simulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Simulator:
+    """Point the CLI at the shared simulator through the environment, with no ~/.scpconf to fall back on."""
+    for name in list(os.environ):
+        if name.startswith("SCP_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("SCP_ENDPOINT", simulator.url)
+    monkeypatch.setenv("SCP_ACCESS_KEY", simulator.credentials.access_key)
+    monkeypatch.setenv("SCP_SECRET_KEY", simulator.credentials.secret_key)
+    return simulator

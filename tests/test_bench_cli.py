@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -13,19 +12,6 @@ import pytest
 import snapcrawl
 from snapcrawl.cli import main
 from snapcrawl.simulator import Faults, Simulator
-
-
-@pytest.fixture
-def env(simulator: Simulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Simulator:
-    """Point the CLI at the simulator through the environment, with no ~/.scpconf to fall back on."""
-    for name in list(os.environ):
-        if name.startswith("SCP_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.setenv("SCP_ENDPOINT", simulator.url)
-    monkeypatch.setenv("SCP_ACCESS_KEY", simulator.credentials.access_key)
-    monkeypatch.setenv("SCP_SECRET_KEY", simulator.credentials.secret_key)
-    return simulator
 
 
 @pytest.fixture

@@ -29,19 +29,6 @@ from .fakes import PageServer, serve_in_thread
 from .helpers import collect
 
 
-@pytest.fixture
-def env(simulator: Simulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Simulator:
-    """Point the CLI at the shared simulator through the environment, with no ~/.scpconf to fall back on."""
-    for name in list(os.environ):
-        if name.startswith("SCP_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.setenv("SCP_ENDPOINT", simulator.url)
-    monkeypatch.setenv("SCP_ACCESS_KEY", simulator.credentials.access_key)
-    monkeypatch.setenv("SCP_SECRET_KEY", simulator.credentials.secret_key)
-    return simulator
-
-
 def _rows(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
