@@ -8,11 +8,12 @@ import re
 from collections.abc import Mapping
 from typing import Final
 
-from .._exceptions import ConfigError
+from .._exceptions import ConfigError, SinkError
 
 __all__ = [
     "COLUMNS",
     "DEFAULT_TABLE",
+    "check_fits",
     "crawl_key",
     "quote",
     "settings_key",
@@ -40,6 +41,16 @@ COLUMNS: Final = (
 # Unquoted-identifier rules common to SQLite and PostgreSQL, short enough for "<table>_volume_id_idx" to fit
 # PostgreSQL's 63-byte names; the snapcrawl_ prefix is kept for the checkpoint's own tables.
 _TABLE_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}")
+
+
+def check_fits(table: str, problems: list[str], destination: str) -> None:
+    """Refuse a table whose columns do not fit snapshots, naming each problem; never alter it."""
+    if problems:
+        raise SinkError(
+            f"table {table} does not fit snapshots: {'; '.join(problems)}; "
+            "use another --table, or drop or fix this one (snapcrawl never alters a table)",
+            destination=destination,
+        )
 
 
 def validate_table(name: str) -> str:

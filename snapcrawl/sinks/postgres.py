@@ -23,7 +23,7 @@ from .._exceptions import ConfigError, SinkError
 from ._base import VolumeProgress
 from ._batch import Batch
 from ._inventory import InventorySink
-from ._table import COLUMNS, DEFAULT_TABLE
+from ._table import COLUMNS, DEFAULT_TABLE, check_fits
 
 __all__ = ["PostgresSink", "redact"]
 
@@ -222,12 +222,7 @@ class PostgresSink(InventorySink):
         )
         if primary != ["id"]:
             problems.append("id is not its primary key")
-        if problems:
-            raise SinkError(
-                f"table {self.table} does not fit snapshots: {'; '.join(problems)}; "
-                "use another --table, or drop or fix this one (snapcrawl never alters a table)",
-                destination=self.destination,
-            )
+        check_fits(self.table, problems, self.destination)
 
     async def _commit_batch(self, batch: Batch) -> None:
         self.pruned += await self._call(lambda: self._write(batch))

@@ -26,7 +26,7 @@ from ._base import VolumeProgress
 from ._batch import Batch
 from ._inventory import InventorySink
 from ._lock import lock_file
-from ._table import COLUMNS, DEFAULT_TABLE, utc_text
+from ._table import COLUMNS, DEFAULT_TABLE, check_fits, utc_text
 
 __all__ = ["SqliteSink"]
 
@@ -214,12 +214,7 @@ class SqliteSink(InventorySink):
         ]
         if "id" in found and found["id"][2] != 1:
             problems.append("id is not its primary key")
-        if problems:
-            raise SinkError(
-                f"table {self.table} does not fit snapshots: {'; '.join(problems)}; "
-                "use another --table, or drop or fix this one (snapcrawl never alters a table)",
-                destination=self.destination,
-            )
+        check_fits(self.table, problems, self.destination)
 
     async def _commit_batch(self, batch: Batch) -> None:
         self.pruned += await self._run(lambda: self._commit_sync(batch))
