@@ -14,6 +14,7 @@
     ├── DecodeError                the answer is not a valid snapshot page
     ├── PaginationError            the server's pages do not advance (would loop forever)
     └── SinkError                  the destination (file or database) failed; ``destination`` names it
+        └── BusyError              another run holds it (also a ConfigError: nothing was sent or written)
 
 Errors raised while crawling carry the ``volume_id`` (``None`` for the account-wide listing) and the 1-based
 ``page`` they concern, and mention both in their message. ``retryable`` tells whether the same request may
@@ -28,6 +29,7 @@ __all__ = [
     "ApiError",
     "AuthError",
     "BadRequestError",
+    "BusyError",
     "ConfigError",
     "DecodeError",
     "NotFoundError",
@@ -156,6 +158,14 @@ class SinkError(SnapcrawlError):
     def __init__(self, message: str, *, destination: str, volume_id: str | None = None) -> None:
         super().__init__(f"{destination}: {message}", volume_id=volume_id)
         self.destination = destination
+
+
+class BusyError(SinkError, ConfigError):
+    """Another run holds the destination, the state file or the table's lock; ``destination`` names it.
+
+    Also a :class:`ConfigError`: it is raised when the crawl opens its destination, before any request, and
+    the command line exits 2 for it as for any other conflict in how it was started.
+    """
 
 
 def unwrap_group(exc: BaseException) -> BaseException:

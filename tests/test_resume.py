@@ -87,12 +87,12 @@ def test_checkpoint_detects_a_shortened_output(tmp_path: Path) -> None:
 
 
 async def test_library_resume_after_failures(simulator: Simulator, tmp_path: Path) -> None:
-    """Failed volumes keep their marker and are finished on the next run; done volumes are skipped."""
+    """With resume_finished, failed volumes are retried from their marker on the next run; done ones are skipped."""
     out, state = tmp_path / "out.jsonl", tmp_path / "state.db"
     busy = sorted(simulator.dataset.volume_ids, key=simulator.dataset.count, reverse=True)[:3]
     simulator.faults = Faults(fail_volumes=frozenset(busy))
     for attempt in range(2):
-        sink = JsonLinesSink(str(out), state=str(state), settings={})
+        sink = JsonLinesSink(str(out), state=str(state), settings={}, resume_finished=attempt > 0)
         retry = RetryPolicy(max_retries=0)
         try:
             async with Crawler(endpoint=simulator.url, credentials=simulator.credentials, retry=retry) as crawler:
@@ -213,7 +213,7 @@ def test_volume_failed_mid_way_resumes_from_its_marker(tmp_path: Path, capsys: p
         assert _ids(tmp_path / "out.jsonl") == Counter(server.ids("v1")[:20] + server.ids("v2"))
         server.fail = lambda query: None
         server.queries.clear()
-        assert main(args) == 0
+        assert main([*args, "--resume-finished"]) == 0
     # v2 is not asked for again; v1 starts after its marker (the walk may then confirm the end with an empty page).
     assert {q["volume_id"] for q in server.queries} == {"v1"}
     assert server.queries[0].get("marker") == "v1-snap-00020"
@@ -234,7 +234,7 @@ def test_partial_account_crawl_resumes(tmp_path: Path, capsys: pytest.CaptureFix
         assert _ids(tmp_path / "out.jsonl") == Counter(server.ids()[:10])
         server.fail = lambda query: None
         server.queries.clear()
-        assert main(args) == 0
+        assert main([*args, "--resume-finished"]) == 0
     assert server.queries[0].get("marker") == tenth and "volume_id" not in server.queries[0]
     ids = _ids(tmp_path / "out.jsonl")
     assert ids == Counter(server.ids()) and set(ids.values()) == {1}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
+import os
 import signal
 import stat
 import sys
@@ -18,7 +19,8 @@ from .._crawler import Crawler
 from .._exceptions import ConfigError
 from .._run import CrawlResult
 from .._stats import CrawlStats
-from ..sinks import DEFAULT_TABLE, open_sink
+from ..sinks import DEFAULT_TABLE, open_sink, sqlite_path
+from ..sinks._partial import PartialFile
 from ..sinks.jsonl import JsonLinesWriter
 from ..sinks.postgres import redact
 from ._common import (
@@ -87,7 +89,14 @@ def _add_crawl_options(parser: argparse.ArgumentParser) -> None:
     crawl.add_argument(
         "--state",
         metavar="FILE",
-        help="JSON Lines: a checkpoint file, so a crawl run again skips what is done (a database keeps its own)",
+        help="JSON Lines: a checkpoint file, so a crawl that stopped early resumes where it stopped when run "
+        "again (a database keeps its own)",
+    )
+    crawl.add_argument(
+        "--resume-finished",
+        action="store_true",
+        help="with --state: resume even a crawl that ran to its end, skipping its complete volumes and retrying its "
+        "failed ones (default: the same command after a finished crawl starts a new one)",
     )
 
 
@@ -100,16 +109,43 @@ def _read_ids(lines: IO[str]) -> Iterator[str]:
 
 @contextlib.contextmanager
 def _output(path: str | None) -> Iterator[BinaryIO]:
+    """stdout, or a file that replaces ``path`` only once the listing is complete (see :class:`PartialFile`)."""
     if path is None or path == "-":
         yield sys.stdout.buffer
         sys.stdout.buffer.flush()
         return
+    partial = PartialFile(path, name=path)
     try:
-        file = open(path, "wb")  # noqa: SIM115 - closed right below
-    except OSError as exc:
-        raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
-    with file:
-        yield file
+        yield partial.open()
+        partial.replace()
+    finally:
+        _say_kept(partial.close(), path)
+
+
+def _say_kept(kept: Path | None, out: str | None) -> None:
+    """Tell where the output of a crawl that stopped early went, and that the previous output is untouched."""
+    if kept is not None:
+        print(f"snapcrawl: {out} left as it was; this run's partial output is in {kept}", file=sys.stderr)
+
+
+def _check_distinct(args: argparse.Namespace) -> None:
+    """Refuse a run whose output, state file and volume file are one file (a symbolic link or hard link too)."""
+    files = {"--out": args.out, "--state": args.state, "--volumes": args.volumes}
+    if args.out is not None and args.out.startswith("sqlite://"):
+        files["--out"] = sqlite_path(args.out)
+    elif args.out is not None and "://" in args.out:
+        files["--out"] = None
+    seen: dict[object, str] = {}
+    for option, value in files.items():
+        if value is None or value == "-":
+            continue
+        try:
+            found = os.stat(value)
+            key: object = (found.st_dev, found.st_ino)
+        except OSError:  # not there yet: where it would be created
+            key = os.path.realpath(value)
+        if (other := seen.setdefault(key, option)) != option:
+            raise ConfigError(f"{other} and {option} are the same file ({value}): each needs its own")
 
 
 def _summary(stats: CrawlStats, out: str | None, *, pruned: int = 0) -> str:
@@ -143,7 +179,14 @@ async def _crawl(crawler: Crawler, volume_ids: Any, args: argparse.Namespace, *,
     caught: list[int] = []
     result: CrawlResult | None = None
     settings = {"endpoint": crawler.endpoint, "name": args.name, "sort": args.sort}
-    sink = open_sink(args.out, table=args.table, prune=args.prune, state=args.state, settings=settings)
+    sink = open_sink(
+        args.out,
+        table=args.table,
+        prune=args.prune,
+        state=args.state,
+        settings=settings,
+        resume_finished=args.resume_finished,
+    )
     try:
         async with crawler, anyio.create_task_group() as tg:
             crawl_scope = anyio.CancelScope()
@@ -158,9 +201,14 @@ async def _crawl(crawler: Crawler, volume_ids: Any, args: argparse.Namespace, *,
         with anyio.CancelScope(shield=True):  # commit what was written, even after Ctrl-C
             await sink.aclose()
     print(_summary(stats, args.out, pruned=getattr(sink, "pruned", 0)), file=sys.stderr)
+    _say_kept(getattr(sink, "kept", None), args.out)
     failures = result.failures if result is not None else []
     for failure in failures:
         print(f"snapcrawl: failed: {failure.where}: {failure.error}", file=sys.stderr)
+    if failures and args.state is not None:
+        print(
+            "snapcrawl: add --resume-finished to the same command to retry only the failed volumes", file=sys.stderr
+        )
     if caught:
         how = "run the same command again to resume" if sink.resumable else "add --state FILE to make crawls resumable"
         print(f"snapcrawl: interrupted by {signal.Signals(caught[0]).name}; {how}", file=sys.stderr)
@@ -206,6 +254,7 @@ async def _cmd_list(args: argparse.Namespace) -> int:
 
 async def _cmd_crawl(args: argparse.Namespace) -> int:
     check_distributed_options(args)
+    _check_distinct(args)
     async with contextlib.AsyncExitStack() as distributed:  # the shared limiter (--limiter), if any
         with contextlib.ExitStack() as stack:
             volume_ids, total = _volume_source(args, stack)
@@ -224,5 +273,5 @@ async def _cmd_demo(args: argparse.Namespace) -> int:
         print(f"snapcrawl: demo simulator at {sim.url} with {args.volumes} volumes", file=sys.stderr)
         crawler = Crawler(endpoint=sim.url, credentials=sim.credentials, concurrency=args.concurrency)
         args.name = args.sort = args.state = None
-        args.table, args.prune = DEFAULT_TABLE, False
+        args.table, args.prune, args.resume_finished = DEFAULT_TABLE, False, False
         return await _crawl(crawler, sim.dataset.volume_ids, args, total=len(sim.dataset.volume_ids))

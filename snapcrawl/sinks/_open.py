@@ -40,11 +40,13 @@ def open_sink(
     settings: Mapping[str, object] | None = None,
     batch_rows: int = 5_000,
     max_rows: int = 20_000,
+    resume_finished: bool = False,
 ) -> AnySink:
     """The sink for an ``--out`` value; nothing is opened until its first use (``load_progress``).
 
     ``settings`` (endpoint, name filter, sort) identify the crawl in its checkpoint. A database keeps its
-    checkpoint itself, so ``state`` is for JSON Lines only; ``table`` and ``prune`` are for databases only.
+    checkpoint itself, so ``state`` (and ``resume_finished``, see :class:`JsonLinesSink`) are for JSON Lines
+    only; ``table`` and ``prune`` are for databases only.
     """
     validate_table(table)
     sink: AnySink
@@ -52,6 +54,8 @@ def open_sink(
         scheme = out.partition("://")[0].lower()
         if state is not None:
             raise ConfigError("--state is for JSON Lines output: a database keeps its checkpoint in itself")
+        if resume_finished:
+            raise ConfigError("--resume-finished is for JSON Lines output with --state")
         if scheme == "sqlite":
             sink = SqliteSink(
                 sqlite_path(out), table=table, prune=prune, settings=settings, batch_rows=batch_rows, max_rows=max_rows
@@ -69,5 +73,12 @@ def open_sink(
             raise ConfigError("--prune needs a database destination (sqlite:/// or postgresql://)")
         if table != DEFAULT_TABLE:
             raise ConfigError("--table needs a database destination (sqlite:/// or postgresql://)")
-        sink = JsonLinesSink(out or "-", state=state, settings=settings, batch_rows=batch_rows, max_rows=max_rows)
+        sink = JsonLinesSink(
+            out or "-",
+            state=state,
+            settings=settings,
+            batch_rows=batch_rows,
+            max_rows=max_rows,
+            resume_finished=resume_finished,
+        )
     return sink

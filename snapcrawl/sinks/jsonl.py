@@ -6,9 +6,14 @@ output first and commit the state second; a resumed crawl cuts the output back t
 written after the last commit (whose volumes the state does not cover) are written again, once. That holds
 after ``kill -9`` at any moment: SQLite's WAL makes each commit atomic.
 
-The state file is locked (``flock``) while it is open: a second run on it fails at once with
-:class:`SinkError` instead of interleaving its records with the first run's. A record that failed is never
-followed by a commit: the commit would cover lines whose progress was not recorded.
+The state file and the output are locked (``flock``) while they are open: a second run on either fails at
+once with :class:`BusyError` instead of interleaving its records with the first run's. A record that failed is
+never followed by a commit: the commit would cover lines whose progress was not recorded.
+
+A crawl that ran to its end marks its state file finished. The same command then starts a new crawl (as a
+database destination does), unless the sink is told to ``resume_finished``. The output is emptied only when the
+new crawl commits its first page, so a run that fetches nothing (bad credentials) leaves the last one whole.
+Without a state file, the output goes through a :class:`PartialFile` and replaces the destination at the end.
 
 ``delivered_ids`` scans the committed part of the output for the volume's lines (a resumed walk asks for it
 only when its markers have all been deleted, which is rare): the output is the record, nothing is kept twice.
@@ -34,6 +39,7 @@ from .._models import Snapshot
 from ._base import VolumeProgress
 from ._batch import Batch, BatchingSink
 from ._lock import lock_file
+from ._partial import PartialFile
 
 if TYPE_CHECKING:
     from .._models import Page
@@ -117,6 +123,24 @@ class Checkpoint:
         """The committed length of the output file."""
         row = self._db.execute("SELECT value FROM meta WHERE key = 'output_offset'").fetchone()
         return int(row[0]) if row else 0
+
+    @property
+    def finished(self) -> bool:
+        """Whether the crawl recorded here ran to its end (:meth:`finish`)."""
+        return self._db.execute("SELECT 1 FROM meta WHERE key = 'finished'").fetchone() is not None
+
+    def finish(self) -> None:
+        """Record, durably, that the crawl ran to its end: the next run starts a new one (unless resumed)."""
+        self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('finished', '1')")
+        self._db.execute("COMMIT")
+        self._db.execute("BEGIN")
+
+    def restart(self) -> None:
+        """Forget the finished crawl, durably: no volume recorded, an empty output (cut it back right after)."""
+        self._db.execute("DELETE FROM volumes")
+        self._db.execute("DELETE FROM meta WHERE key IN ('finished', 'output_offset')")
+        self._db.execute("COMMIT")
+        self._db.execute("BEGIN")
 
     def open_output(self) -> BinaryIO:
         """Open the output for appending, cut back to the committed length (lines past it are rewritten)."""
@@ -294,12 +318,13 @@ class _Line(msgspec.Struct):
 class JsonLinesSink(BatchingSink):
     """A :class:`~snapcrawl.sinks.Sink` writing JSON Lines to ``out`` (a path, or ``"-"`` for stdout).
 
-    Without ``state`` the file is written from scratch and nothing resumes. With ``state`` (a SQLite file) the
-    output is appended to, cut back to what the state covers, and each commit records the pages it wrote after
-    the output is flushed. ``settings`` identify the crawl: a state file of another crawl is a
-    :class:`ConfigError`. Every page's lines are written as they arrived (no upsert: duplicates are the crawl's
-    business). ``complete`` leaves the state as it is: the file holds one crawl, and running it again skips
-    what is done.
+    Without ``state`` the file is written beside the destination (``<out>.partial``) and moved over it by
+    ``complete``: a crawl that stops early leaves the previous file whole, and :attr:`kept` names the partial
+    output it kept. With ``state`` (a SQLite file) the output is appended to, cut back to what the state covers,
+    and each commit records the pages it wrote after the output is flushed. ``settings`` identify the crawl: a
+    state file of another crawl is a :class:`ConfigError`. Every page's lines are written as they arrived (no
+    upsert: duplicates are the crawl's business). ``complete`` marks the state finished: the next run starts a
+    new crawl, unless ``resume_finished`` asks it to skip what that crawl completed and retry what it failed.
     """
 
     def __init__(
@@ -312,10 +337,13 @@ class JsonLinesSink(BatchingSink):
         max_rows: int = 20_000,
         commit_interval: float = 0.5,
         clock: Callable[[], float] | None = None,
+        resume_finished: bool = False,
     ) -> None:
         self.stdout = str(out) == "-"
         if self.stdout and state is not None:
             raise ConfigError("--state needs --out FILE: a resumed crawl appends to that file")
+        if resume_finished and state is None:
+            raise ConfigError("--resume-finished needs --state FILE: only a state file remembers a finished crawl")
         super().__init__(
             "stdout" if self.stdout else str(out),
             batch_rows=batch_rows,
@@ -327,10 +355,17 @@ class JsonLinesSink(BatchingSink):
         self.state = state
         self.resumable = state is not None
         self.settings = dict(settings or {})
+        self.resume_finished = resume_finished
         #: The committed length of the output (where a resumed crawl would start).
         self.offset = 0
+        #: The partial output a crawl that stopped early left beside the destination (``None``: none was kept).
+        self.kept: Path | None = None
         self._file: BinaryIO | None = None
         self._checkpoint: Checkpoint | None = None
+        self._partial: PartialFile | None = None
+        self._output_lock: int | None = None
+        #: The state holds a finished crawl that this one starts over: the output is emptied at the first commit.
+        self._restart = False
         #: A regular file and no state: lines are written as pages arrive, with no batch (see :meth:`write`).
         self._direct = not self.stdout and state is None
 
@@ -349,20 +384,21 @@ class JsonLinesSink(BatchingSink):
             self._file = sys.stdout.buffer
             return {}
         if self.state is None:
-            try:
-                self._file = open(self.out, "wb")  # noqa: SIM115 - closed by aclose
-            except OSError as exc:
-                raise SinkError(f"cannot write: {exc.strerror}", destination=self.destination) from None
+            self._partial = PartialFile(self.out, name=self.destination)
+            self._file = self._partial.open()
             return {}
-        self._checkpoint = Checkpoint(self.state, output=self.out, settings=self.settings)
+        self._checkpoint = checkpoint = Checkpoint(self.state, output=self.out, settings=self.settings)
         try:
-            self._file = self._checkpoint.open_output()
+            self._output_lock = lock_file(self.out, destination=f"output {self.out}")
+            self._file = checkpoint.open_output()
         except BaseException:
-            self._checkpoint.close()
-            self._checkpoint = None
+            self._close_sync()
             raise
-        self.offset = self._checkpoint.output_offset
-        return self._checkpoint.progress()
+        self.offset = checkpoint.output_offset
+        if checkpoint.finished and not self.resume_finished:
+            self._restart = True  # a new crawl; the output is left whole until it has something to write
+            return {}
+        return checkpoint.progress()
 
     async def load_progress(self) -> Mapping[str | None, VolumeProgress]:
         """Open the output (and the state file) and return what earlier runs committed."""
@@ -399,6 +435,7 @@ class JsonLinesSink(BatchingSink):
         file, checkpoint = self._file, self._checkpoint
         assert file is not None  # noqa: S101 - opened first
         data = b"".join(_encoder.encode_lines(page.snapshots) for page in batch.pages if page.snapshots)
+        self._restart_sync()
         try:
             file.write(data)
             file.flush()  # the output first, then the state that covers it
@@ -447,15 +484,35 @@ class JsonLinesSink(BatchingSink):
         async with self._lock:
             return await anyio.to_thread.run_sync(scan)
 
+    def _restart_sync(self) -> None:
+        """Start the new crawl over a finished one: forget it in the state first, then empty the output."""
+        if self._restart and self._checkpoint is not None and self._file is not None:
+            self._checkpoint.restart()
+            self._file.truncate(0)
+            self._file.seek(0)
+            self.offset = 0
+            self._restart = False
+
     async def _finish(self) -> None:
-        return None
+        def finish() -> None:
+            if self._partial is not None:
+                self._partial.replace()
+            elif self._checkpoint is not None:
+                self._restart_sync()  # a new crawl that wrote nothing: its output is empty
+                self._checkpoint.finish()
+
+        await self._run(finish)
 
     async def _close(self) -> None:
-        def close() -> None:
-            if self._file is not None and not self.stdout:
-                self._file.close()
-            if self._checkpoint is not None:
-                self._checkpoint.close()
-            self._file = self._checkpoint = None
+        await anyio.to_thread.run_sync(self._close_sync)
 
-        await anyio.to_thread.run_sync(close)
+    def _close_sync(self) -> None:
+        if self._partial is not None:
+            self.kept = self._partial.close()
+        elif self._file is not None and not self.stdout:
+            self._file.close()
+        if self._checkpoint is not None:
+            self._checkpoint.close()
+        if self._output_lock is not None:
+            os.close(self._output_lock)
+        self._file = self._checkpoint = self._partial = self._output_lock = None

@@ -19,7 +19,7 @@ from typing import Any, Final, TypeVar
 
 import msgspec
 
-from .._exceptions import ConfigError, SinkError
+from .._exceptions import BusyError, ConfigError, SinkError
 from ._base import VolumeProgress
 from ._batch import Batch
 from ._inventory import InventorySink
@@ -169,7 +169,7 @@ class PostgresSink(InventorySink):
         db = self._db
         lock = "pg_try_advisory_lock_shared" if self.shared else "pg_try_advisory_lock"
         if not await db.fetchval(f"SELECT {lock}(hashtextextended($1, 0))", f"snapcrawl:{self.table}"):
-            raise SinkError(
+            raise BusyError(
                 f"table {self.table} is in use by another snapcrawl run; wait for it to end (or stop it)",
                 destination=self.destination,
             )

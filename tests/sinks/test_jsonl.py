@@ -100,12 +100,49 @@ def test_writer_does_not_commit_after_a_failed_record(tmp_path: Path) -> None:
 
 
 async def test_without_state_the_file_is_written_from_scratch(tmp_path: Path) -> None:
-    """Without a state file nothing resumes: the output is replaced, and no ids are reported delivered."""
+    """Without a state file nothing resumes: the output is replaced at the end, and no ids are reported delivered."""
     out = tmp_path / "out.jsonl"
     out.write_bytes(b"old\n")
     sink = JsonLinesSink(out)
     assert await sink.load_progress() == {}
     await sink.write(page("v1", 1, snapshots("v1", 2), last=True))
     assert await sink.delivered_ids("v1") == set()
+    assert out.read_bytes() == b"old\n"  # whole until the new one is
+    await sink.complete()
     await sink.aclose()
     assert _ids(out) == ["v1-s1", "v1-s0"]
+    assert sink.kept is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
+
+
+async def test_without_state_a_crawl_that_stops_early_keeps_the_old_file(tmp_path: Path) -> None:
+    """Closed without complete(), the old output stays byte for byte and the partial one is kept beside it."""
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(b"old\n")
+    sink = JsonLinesSink(out)
+    await sink.load_progress()
+    await sink.write(page("v1", 1, snapshots("v1", 2), last=True))
+    await sink.aclose()
+    assert out.read_bytes() == b"old\n"
+    assert sink.kept == tmp_path / "out.jsonl.partial"
+    assert _ids(sink.kept) == ["v1-s1", "v1-s0"]
+
+    nothing = JsonLinesSink(out)  # a run that wrote nothing leaves no partial file either
+    await nothing.load_progress()
+    await nothing.aclose()
+    assert nothing.kept is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
+
+
+async def test_a_symlinked_output_replaces_the_file_it_points_to(tmp_path: Path) -> None:
+    """A destination that is a symbolic link stays one: the file it points to gets the new output."""
+    real, link = tmp_path / "real.jsonl", tmp_path / "link.jsonl"
+    real.write_bytes(b"old\n")
+    link.symlink_to(real)
+    sink = JsonLinesSink(link)
+    await sink.load_progress()
+    await sink.write(page("v1", 1, snapshots("v1", 1), last=True))
+    await sink.complete()
+    await sink.aclose()
+    assert link.is_symlink()
+    assert _ids(real) == ["v1-s0"]
