@@ -206,9 +206,7 @@ async def _crawl(crawler: Crawler, volume_ids: Any, args: argparse.Namespace, *,
     for failure in failures:
         print(f"snapcrawl: failed: {failure.where}: {failure.error}", file=sys.stderr)
     if failures and args.state is not None:
-        print(
-            "snapcrawl: add --resume-finished to the same command to retry only the failed volumes", file=sys.stderr
-        )
+        print("snapcrawl: add --resume-finished to the same command to retry only the failed volumes", file=sys.stderr)
     if caught:
         how = "run the same command again to resume" if sink.resumable else "add --state FILE to make crawls resumable"
         print(f"snapcrawl: interrupted by {signal.Signals(caught[0]).name}; {how}", file=sys.stderr)
