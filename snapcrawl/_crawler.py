@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Final, Self
 
 import aiohttp
 import anyio
-import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._config import (
@@ -35,6 +34,7 @@ from ._config import api_version as api_version_info
 from ._exceptions import ConfigError
 from ._fetch import PageFetcher, Sleep
 from ._hooks import Hooks
+from ._log import get_logger
 from ._models import Page, Snapshot
 from ._run import CrawlResult, CrawlRun, CrawlSettings, ServerHints, VolumeFailure, check_volume_id
 from ._signing import Signer
@@ -214,7 +214,7 @@ class Crawler:
         wall_clock: Callable[[], float] = time.time,
         sleep: Sleep = anyio.sleep,
     ) -> None:
-        self._log = structlog.get_logger("snapcrawl").bind()
+        self._log = get_logger("crawl")
         version = api_version_info(api_version)
         if version.is_expired(dt.datetime.fromtimestamp(wall_clock(), dt.UTC).date()):
             self._log.warning(

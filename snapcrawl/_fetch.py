@@ -16,12 +16,12 @@ from collections.abc import Awaitable, Callable
 from typing import Final
 
 import anyio
-import structlog
 
 from ._config import RetryPolicy
 from ._errors import error_for_response, http_date
 from ._exceptions import ApiError, SnapcrawlError
 from ._hooks import Hooks, fire
+from ._log import get_logger
 from ._models import SnapshotPage, decode_page
 from ._signing import Signer
 from ._stats import CrawlStats
@@ -66,14 +66,9 @@ class PageFetcher:
         self._sleep = sleep
         self._wall_clock = wall_clock
         self._rng = rng or random.Random()
-        self._log = structlog.get_logger("snapcrawl").bind()
-        # Per-request events cost a call and a dict even when filtered out: ask once whether anyone listens. An
-        # application that has not configured structlog gets its default, which prints everything to stdout: it
-        # is spared a line per request (but still sees retries, failures and the crawl's start and end).
-        is_enabled_for = getattr(self._log, "is_enabled_for", None)
-        self._log_requests = structlog.is_configured() and (
-            is_enabled_for is None or bool(is_enabled_for(logging.DEBUG))
-        )
+        self._log = get_logger("fetch")
+        # Per-request events cost a call and a dict even when filtered out: ask once whether anyone listens.
+        self._log_requests = self._log.isEnabledFor(logging.DEBUG)
         self._accepted = False  # whether the server has accepted this crawler's signature at least once
         self._rate = limiter.rate
 
@@ -170,7 +165,7 @@ class PageFetcher:
         if delay is None:
             delay = self._backoff(attempt)
         fire(self._hooks.on_retry, volume_id, page, attempt, delay, error)
-        self._log.info(
+        self._log.debug(
             "request.retry",
             volume_id=volume_id,
             page=page,

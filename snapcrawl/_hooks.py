@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import structlog
+from ._log import get_logger
 
 if TYPE_CHECKING:
     from ._exceptions import SnapcrawlError
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Hooks", "fire"]
 
-_log = structlog.get_logger("snapcrawl")
+_log = get_logger("hooks")
 _broken: set[str] = set()
 
 

@@ -16,7 +16,6 @@ from contextlib import aclosing
 from typing import Final
 
 import anyio
-import structlog
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream
 
@@ -24,6 +23,7 @@ from ._errors import query_option
 from ._exceptions import AuthError, BadRequestError, ConfigError, SnapcrawlError
 from ._fetch import PageFetcher
 from ._hooks import Hooks, fire
+from ._log import get_logger
 from ._models import Page, SnapshotPage
 from ._stats import CrawlStats
 from ._walk import PageCursor, walk
@@ -107,7 +107,7 @@ class CrawlRun:
         self.failures: list[VolumeFailure] = []
         self.fatal: SnapcrawlError | None = None
         self.progress: Mapping[str | None, VolumeProgress] = {}
-        self.log = structlog.get_logger("snapcrawl")
+        self.log = get_logger("crawl")
         self._seen: set[str] = set()
         self._first_page_400: dict[str, int] = {}
         self._succeeded = False

@@ -38,7 +38,7 @@ def _reset_simulator(request: pytest.FixtureRequest) -> None:
 
 @pytest.fixture(autouse=True)
 def _quiet_structlog() -> Iterator[None]:
-    """Keep structlog's global configuration per test: warnings and above only, reset afterwards."""
+    """Keep structlog's global configuration and the ``snapcrawl`` logger per test, reset afterwards."""
     structlog.configure(
         wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
@@ -46,6 +46,11 @@ def _quiet_structlog() -> Iterator[None]:
     )
     yield
     structlog.reset_defaults()
+    logger = logging.getLogger("snapcrawl")  # the CLI configures it in-process: undo that too
+    for handler in [h for h in logger.handlers if not isinstance(h, logging.NullHandler)]:
+        logger.removeHandler(handler)
+    logger.setLevel(logging.NOTSET)
+    logger.propagate = True
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Iterator
 
 import anyio
 import pytest
-import structlog
 
 from snapcrawl import (
     AuthError,
@@ -24,6 +23,7 @@ from snapcrawl import (
 from snapcrawl._run import ID_BATCH
 from snapcrawl.simulator import Faults, Simulator, run_in_thread
 from tests.helpers import collect
+from tests.logs import capture_logs
 
 FAST_RETRY = RetryPolicy(max_retries=6, backoff_base=0.005, backoff_cap=0.05)
 SORTS = [None, *(f"{key}:{way}" for key in ("created_at", "name", "size", "status", "id") for way in ("asc", "desc"))]
@@ -72,9 +72,10 @@ async def test_list_without_count(simulator: Simulator) -> None:
 
 async def test_crawl_all_volumes_exactly_once(simulator: Simulator) -> None:
     """A fan-out over every volume yields each snapshot exactly once, and the stream's stats say so."""
-    async with _crawler(simulator, page_size=20, concurrency=16) as crawler, crawler.crawl(
-        simulator.dataset.volume_ids
-    ) as stream:
+    async with (
+        _crawler(simulator, page_size=20, concurrency=16) as crawler,
+        crawler.crawl(simulator.dataset.volume_ids) as stream,
+    ):
         ids = Counter([s.id async for s in stream])
     assert len(ids) == simulator.dataset.total and set(ids.values()) == {1}
     assert stream.failures == []
@@ -146,7 +147,7 @@ async def test_bad_credentials_list(simulator: Simulator) -> None:
 
 async def test_skewed_clock_is_corrected(simulator: Simulator) -> None:
     """A clock 10 minutes off is measured from the server's Date, corrected once, and the crawl completes."""
-    with structlog.testing.capture_logs() as logs:
+    with capture_logs() as logs:
         async with _crawler(simulator, wall_clock=lambda: time.time() - 600) as crawler:
             got, failures = await collect(crawler, simulator.dataset.volume_ids[:50])
     assert len(got) == sum(simulator.dataset.count(v) for v in simulator.dataset.volume_ids[:50])
@@ -296,12 +297,12 @@ async def _usage_errors(simulator: Simulator) -> None:
 
 async def test_deprecated_version_warns_once(simulator: Simulator) -> None:
     """A version past its not-before date logs one warning per crawler and still works."""
-    with structlog.testing.capture_logs() as logs:
+    with capture_logs() as logs:
         async with _crawler(simulator, api_version="1.0", wall_clock=lambda: 1.9e9) as crawler:
             [s async for s in crawler.list_snapshots(simulator.dataset.volume_ids[0])]
             [s async for s in crawler.list_snapshots(simulator.dataset.volume_ids[1])]
     assert [e["event"] for e in logs].count("api_version.deprecated") == 1
-    with structlog.testing.capture_logs() as logs:
+    with capture_logs() as logs:
         _crawler(simulator, api_version="1.0", wall_clock=lambda: 1.7e9)  # 2023: still before its not-before date
     assert "api_version.deprecated" not in [e["event"] for e in logs]
 
@@ -355,11 +356,10 @@ async def test_far_above_quota_few_throttles(big_simulator: Simulator) -> None:
     assert throttled < 0.1 * sim.stats.requests
 
 
-async def test_no_request_lines_from_unconfigured_structlog(simulator: Simulator) -> None:
-    """An application that never configured structlog is not flooded with one line per request."""
-    structlog.reset_defaults()
+async def test_request_lines_only_when_debug_is_on(simulator: Simulator) -> None:
+    """One line per request costs a call and a dict: built only when snapcrawl's logger is at debug."""
     async with _crawler(simulator) as crawler:
         assert crawler._fetcher is not None and not crawler._fetcher._log_requests
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
-    async with _crawler(simulator) as crawler:
-        assert crawler._fetcher is not None and crawler._fetcher._log_requests
+    with capture_logs(logging.DEBUG):
+        async with _crawler(simulator) as crawler:
+            assert crawler._fetcher is not None and crawler._fetcher._log_requests

@@ -10,13 +10,13 @@ from collections import Counter
 from pathlib import Path
 from urllib.parse import parse_qsl
 
-import structlog
 from hypothesis import given
 from hypothesis import strategies as st
 
 from snapcrawl import AuthError, ConfigError, Crawler, Credentials, encode_query
 from snapcrawl.simulator import Faults, Simulator
 from tests.helpers import collect
+from tests.logs import capture_logs
 
 HOSTILE_IDS = ["a&limit=1", "b#frag", "100%", "with space", "스냅샷-볼륨", "x=y", "+plus+", "semi;colon", "new\nline"]
 
@@ -56,7 +56,7 @@ async def test_invalid_ids_fail_alone(simulator: Simulator) -> None:
 
 async def test_tls_verification_off_warns(simulator: Simulator) -> None:
     """Turning TLS verification off takes an explicit option and logs a warning."""
-    with structlog.testing.capture_logs() as logs:
+    with capture_logs() as logs:
         Crawler(endpoint=simulator.url, credentials=simulator.credentials)
         Crawler(endpoint=simulator.url, credentials=simulator.credentials, verify_tls=False)
     assert [e["event"] for e in logs] == ["tls.verification_disabled"]

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import io
 
-import structlog
-
+from snapcrawl._log import get_logger
 from snapcrawl._stats import CrawlStats
 from snapcrawl.cli._common import configure_logging
 from snapcrawl.cli.progress import Progress, StatusLine, status_line
@@ -57,7 +56,7 @@ def test_structlog_writes_through_the_status_line() -> None:
     status = status_line(out)
     configure_logging("warning", json=False)
     status.show("progress")
-    structlog.get_logger("snapcrawl").warning("volume.failed", where="volume v1")
+    get_logger("test").warning("volume.failed", where="volume v1")
     shown = screen(out.getvalue())
     assert "volume.failed" in shown[0] and "where='volume v1'" in shown[0]
     assert shown[-1] == "progress"

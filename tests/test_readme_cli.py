@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 import trustme
 
 from snapcrawl import Crawler, Credentials, RetryPolicy, TransportError
@@ -27,6 +26,7 @@ from snapcrawl.simulator import Dataset, Simulator
 
 from .fakes import PageServer, serve_in_thread
 from .helpers import collect
+from .logs import capture_logs
 
 
 def _rows(path: Path) -> list[dict[str, object]]:
@@ -220,7 +220,7 @@ async def test_tls_library(https_server: str) -> None:
     assert snapshots == []
     error = failures[0].error
     assert isinstance(error, TransportError) and "certificate" in str(error).lower()
-    with structlog.testing.capture_logs() as logs:
+    with capture_logs() as logs:
         async with Crawler(endpoint=https_server, credentials=credentials, verify_tls=False) as crawler:
             snapshots, _ = await collect(crawler, ["v"])
             assert len(snapshots) == 3

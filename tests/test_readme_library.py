@@ -3,8 +3,6 @@ the real transport is the point): retries, per-volume isolation, errors raised a
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -337,27 +335,3 @@ async def test_marker_resume_after_mid_volume_failure_library() -> None:
             snapshots, failures = await collect(crawler, ["v"])
     assert [snap.id for snap in snapshots] == server.ids("v")[:20]
     assert failures[0].pages_done == 2 and failures[0].error.page == 3
-
-
-def test_library_never_configures_structlog() -> None:
-    """A whole crawl in a fresh interpreter leaves structlog unconfigured and prints no per-request events."""
-    code = """
-import anyio, structlog
-from snapcrawl import Crawler
-from snapcrawl.simulator import Faults, Simulator
-
-async def main() -> None:
-    async with Simulator(volumes=40, faults=Faults(error_rate=0.1)) as sim:
-        async with Crawler(endpoint=sim.url, credentials=sim.credentials) as crawler:
-            async with crawler.crawl(sim.dataset.volume_ids) as stream:
-                n = len([s async for s in stream])
-    print("RESULT", n == sim.dataset.total, structlog.is_configured(), crawler.stats.retries > 0)
-
-anyio.run(main)
-"""
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=50, check=False)  # noqa: S603
-    assert result.returncode == 0, result.stderr
-    assert "RESULT True False True" in result.stdout
-    assert "request.retry" in result.stdout  # retries are still told, on structlog's default output
-    events = [line for line in result.stdout.splitlines() if "[debug" in line]
-    assert events == []  # but not one line per request

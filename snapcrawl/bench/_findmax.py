@@ -11,9 +11,9 @@ from typing import Final
 
 import anyio
 import msgspec
-import structlog
 
 from .._exceptions import SnapcrawlError
+from .._log import get_logger
 from ._client import Client, achieved, check_credentials
 from ._config import BenchConfig
 from ._recorder import Recorder
@@ -36,7 +36,7 @@ DEFAULT_START_RATE: Final = 50.0
 STEP_DRAIN: Final = 2.0
 STEP_PAUSE: Final = 0.5
 
-_log = structlog.get_logger("snapcrawl")
+_log = get_logger("bench")
 
 
 async def find_max(client: Client, config: BenchConfig) -> tuple[Recorder, RateSearch, list[Step], list[str]]:

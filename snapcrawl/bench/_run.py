@@ -8,10 +8,10 @@ from typing import Final
 
 import anyio
 import msgspec
-import structlog
 
 from .._config import load_credentials, resolve_endpoint
 from .._exceptions import SnapcrawlError
+from .._log import get_logger
 from .._signing import Signer
 from .._transport import AiohttpTransport, Transport
 from ._client import Client, Live, achieved, check_credentials
@@ -26,7 +26,7 @@ __all__ = ["LAG_WARNING_MS", "run"]
 #: A p99 scheduling lag above this is printed as a warning: the bench's own delay, not the server's.
 LAG_WARNING_MS: Final = 1.0
 
-_log = structlog.get_logger("snapcrawl")
+_log = get_logger("bench")
 
 
 async def _measure(client: Client, config: BenchConfig) -> BenchReport:

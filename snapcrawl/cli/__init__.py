@@ -1,7 +1,8 @@
 """The ``snapcrawl`` command: ``list``, ``crawl``, ``demo`` and ``simulate``, one module per command.
 
-The only place that configures structlog. Exit status: 0 all complete, 1 some volumes failed, 2 usage or
-configuration error, 3 credentials rejected, 130/143 interrupted by SIGINT/SIGTERM. Never a traceback for these.
+The only place that configures logging (the library only logs). Exit status: 0 all complete, 1 some volumes
+failed, 2 usage or configuration error (or a destination in use by another run), 3 credentials rejected,
+130/143 interrupted by SIGINT/SIGTERM. Never a traceback for these.
 """
 
 from __future__ import annotations

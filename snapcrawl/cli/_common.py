@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import MutableMapping
 from typing import Any, NoReturn, TextIO
 
 import structlog
@@ -11,6 +12,7 @@ import structlog
 from .._config import API_VERSIONS, DEFAULT_API_VERSION, RetryPolicy, load_credentials, resolve_endpoint
 from .._crawler import Crawler
 from .._exceptions import ConfigError
+from .._log import EVENT_ATTRIBUTE, ROOT
 from .progress import StatusLine, status_line
 
 __all__ = [
@@ -93,18 +95,42 @@ def use_uvloop(choice: str) -> bool:
 
 
 def configure_logging(level: str, *, json: bool, stream: TextIO | StatusLine | None = None) -> None:
-    """Send structlog events at ``level`` and above to ``stream`` (stderr, above any progress line) as text or JSON."""
+    """Send snapcrawl's records at ``level`` and above to ``stream`` (stderr, above any progress line), as text
+    or JSON lines rendered by structlog. Only the ``snapcrawl`` logger is set up: the command is the host here.
+    """
     renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
-        logger_factory=structlog.PrintLoggerFactory(stream or status_line()),  # type: ignore[arg-type]
-        cache_logger_on_first_use=True,
+    handler = logging.StreamHandler(stream or status_line())
+    handler.set_name(_HANDLER)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                _event_of_record,
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+            ],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
     )
+    logger = logging.getLogger(ROOT)
+    for old in [old for old in logger.handlers if old.get_name() == _HANDLER]:  # configured again (tests)
+        logger.removeHandler(old)
+    logger.addHandler(handler)
+    logger.setLevel(logging.getLevelNamesMapping()[level.upper()])
+    logger.propagate = False
+
+
+#: The name of the handler :func:`configure_logging` installs (and replaces when called again).
+_HANDLER = "snapcrawl.cli"
+
+
+def _event_of_record(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
+    """A snapcrawl record's event and fields, as structlog renders them (not the record's one-line message)."""
+    record = event_dict.get("_record")
+    if (found := getattr(record, EVENT_ATTRIBUTE, None)) is not None:
+        event, fields = found
+        event_dict["event"] = event
+        event_dict.update(fields)
+    return event_dict
 
 
 def make_crawler(args: argparse.Namespace, **overrides: Any) -> Crawler:

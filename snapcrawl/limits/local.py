@@ -15,8 +15,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 
 import anyio
-import structlog
 
+from .._log import get_logger
 from ._headers import Quota, read_quota
 from ._policy import AnswerMeter, RateDiscovery
 
@@ -25,7 +25,7 @@ __all__ = ["Clock", "LocalLimiter", "Sleep", "TokenBucket"]
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
-_log = structlog.get_logger("snapcrawl")
+_log = get_logger("limits")
 
 
 class TokenBucket:
@@ -255,7 +255,7 @@ class LocalLimiter:
         self.active = True
         self.bucket.pause_until(until)
         self._policy.start(self._policy.rate, until)
-        _log.info("rate.paused", seconds=round(until - self._clock(), 3))
+        _log.debug("rate.paused", seconds=round(until - self._clock(), 3))
 
     def _answered(self, ticket: float, headers: Mapping[str, str], *, throttled: bool) -> None:
         now = self._clock()
@@ -301,7 +301,7 @@ class LocalLimiter:
         if current is None or rate < current:
             if current is None or big:
                 self._logged_rate = rate
-                _log.info("rate.decreased", rate=round(rate, 2), reason=reason)
+                _log.debug("rate.decreased", rate=round(rate, 2), reason=reason)
         elif rate >= self.LOG_GROWTH * self._logged_rate:
             self._logged_rate = rate
-            _log.info("rate.increased", rate=round(rate, 2), reason=reason)
+            _log.debug("rate.increased", rate=round(rate, 2), reason=reason)

@@ -37,7 +37,6 @@ from typing import Any, Final, Self
 
 import anyio
 import redis.asyncio as aioredis
-import structlog
 from anyio.abc import TaskGroup
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -46,13 +45,14 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .._exceptions import ConfigError
+from .._log import get_logger
 from .local import Clock, LocalLimiter, Sleep
 
 __all__ = ["DEFAULT_KEY_PREFIX", "RedisLimiter", "RedisLimiterStats", "quota_key", "redis_client"]
 
 DEFAULT_KEY_PREFIX: Final = "snapcrawl:quota"
 
-_log = structlog.get_logger("snapcrawl")
+_log = get_logger("limits")
 
 # KEYS: the bucket hash, the heartbeat set of processes.
 # ARGV: 1 cap (requests/s, 0 = none), 2 burst, 3 slots to reserve (0 = report only), 4 ok answers and

@@ -20,10 +20,10 @@ from types import TracebackType
 from typing import Any, Final, Self
 
 import anyio
-import structlog
 from anyio.abc import TaskGroup
 
 from .._exceptions import ConfigError
+from .._log import get_logger
 from .._models import Page
 from ..sinks import CommitListener, Sink, VolumeProgress
 from ._job import GROUP, WORKER_ALIVE_SECONDS, JobQueue, _mapped, _text
@@ -32,7 +32,7 @@ __all__ = ["DEFAULT_CLAIM_AFTER", "Worker"]
 
 DEFAULT_CLAIM_AFTER: Final = 60.0
 
-_log = structlog.get_logger("snapcrawl")
+_log = get_logger("queue")
 
 
 class Worker:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import logging
-
 import pytest
-import structlog
 
 from snapcrawl.limits import Limiter, LocalLimiter
 from tests.fakes import FakeClock
 from tests.limits.model import BucketServer, Trace, drive
+from tests.logs import capture_logs
 
 EPOCH = 1_800_000_000.0
 
@@ -177,8 +175,7 @@ def test_rate_changes_are_logged() -> None:
     for _ in range(200):
         clock.now += 0.005
         limiter.on_success(-1.0, {})
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
-    with structlog.testing.capture_logs() as logs:
+    with capture_logs() as logs:
         limiter.on_throttle(-1.0, 1.0, {})
         for _ in range(3000):
             ticket = clock.now

@@ -9,12 +9,12 @@ from collections.abc import AsyncIterator, Callable
 import anyio
 import pytest
 import redis.asyncio as aioredis
-from structlog.testing import capture_logs
 
 from snapcrawl._exceptions import ConfigError
 from snapcrawl.limits import Limiter
 from snapcrawl.limits.redis import RedisLimiter, quota_key
 
+from ..logs import capture_logs
 from .conftest import RedisServer
 
 ACCESS_KEY = "AKIA-very-secret-access-key"
