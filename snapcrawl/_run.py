@@ -10,7 +10,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
-import itertools
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import aclosing
 from typing import Final
@@ -23,6 +22,7 @@ from ._errors import query_option
 from ._exceptions import AuthError, BadRequestError, ConfigError, SnapcrawlError
 from ._fetch import PageFetcher
 from ._hooks import Hooks, fire
+from ._ids import ThreadedIds
 from ._log import get_logger
 from ._models import Page, SnapshotPage
 from ._stats import CrawlStats
@@ -33,7 +33,7 @@ __all__ = ["MAX_VOLUME_ID_LENGTH", "CrawlResult", "CrawlRun", "CrawlSettings", "
 
 #: Longer ids are rejected as invalid rather than sent (real ids are 36-character UUIDs).
 MAX_VOLUME_ID_LENGTH: Final = 255
-#: Ids pulled at a time from a synchronous iterable, in a worker thread (it may block: a pipe, a slow generator).
+#: Ids read ahead of the crawl from a synchronous iterable, in a thread (it may block: a pipe, a slow generator).
 ID_BATCH: Final = 256
 #: Distinct volumes failing alike on their first page, with none succeeding, before the query is blamed.
 SAME_FIRST_PAGE_400: Final = 3
@@ -277,8 +277,9 @@ class CrawlRun:
                     ids = streams.enter_context(self._feed(tg, self._from_async(volume_ids)))
                 elif isinstance(volume_ids, Collection):  # in memory: workers share the iterator, no feeder task
                     ids = self._unique(iter(volume_ids))
-                else:  # may block (a pipe, a slow generator): pulled in batches in a worker thread
-                    ids = streams.enter_context(self._feed(tg, self._from_thread(iter(volume_ids))))
+                else:  # may block (a pipe, a slow generator): read in a thread, handed over as they arrive
+                    reader = streams.enter_context(ThreadedIds(iter(volume_ids), ahead=ID_BATCH))
+                    ids = streams.enter_context(self._feed(tg, reader.batches()))
                 for _ in range(self.settings.concurrency):
                     tg.start_soon(self._worker, ids)
 
@@ -298,11 +299,6 @@ class CrawlRun:
     async def _from_async(volume_ids: AsyncIterable[object]) -> AsyncIterator[list[object]]:
         async for volume_id in volume_ids:
             yield [volume_id]
-
-    @staticmethod
-    async def _from_thread(volume_ids: Iterator[object]) -> AsyncIterator[list[object]]:
-        while batch := await anyio.to_thread.run_sync(lambda: list(itertools.islice(volume_ids, ID_BATCH))):
-            yield batch
 
     def _feed(self, tg: TaskGroup, batches: AsyncIterator[list[object]]) -> _Feed:
         # Unbuffered: the feeder pulls the next batch only once a worker has taken the previous one.

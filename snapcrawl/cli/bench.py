@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 import anyio
 
 from .._exceptions import ConfigError
 from ._common import EXIT_FAILURES, EXIT_OK, add_connection_options, add_loop_option, positive_float, positive_int
+from ._ids import read_ids
 from .progress import status_line
 
 if TYPE_CHECKING:
@@ -75,20 +75,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     bench.set_defaults(run=_cmd_bench)
 
 
-def _read_ids(lines: IO[str]) -> Iterator[str]:
-    for line in lines:
-        if (volume_id := line.strip()) and not volume_id.startswith("#"):
-            yield volume_id
-
-
 def _volume_ids(args: argparse.Namespace) -> tuple[str, ...]:
     ids = list(args.volume)
     if args.volumes == "-":
-        ids += _read_ids(sys.stdin)
+        ids += read_ids(sys.stdin)
     elif args.volumes:
         try:
             with open(args.volumes, encoding="utf-8") as lines:
-                ids += _read_ids(lines)
+                ids += read_ids(lines)
         except OSError as exc:
             raise ConfigError(f"cannot read {args.volumes}: {exc.strerror}") from None
     return tuple(ids)

@@ -9,7 +9,7 @@ import os
 import signal
 import stat
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
@@ -32,6 +32,7 @@ from ._common import (
     positive_float,
     positive_int,
 )
+from ._ids import read_ids, read_ids_as_they_come
 from .job import add_distributed_options, check_distributed_options, make_crawl_crawler, open_job_sink, run_job
 from .progress import Progress, status_line
 
@@ -98,13 +99,6 @@ def _add_crawl_options(parser: argparse.ArgumentParser) -> None:
         help="with --state: resume even a crawl that ran to its end, skipping its complete volumes and retrying its "
         "failed ones (default: the same command after a finished crawl starts a new one)",
     )
-
-
-def _read_ids(lines: IO[str]) -> Iterator[str]:
-    """Volume ids from a text stream: one a line, blank lines and ``#`` comments skipped."""
-    for line in lines:
-        if (volume_id := line.strip()) and not volume_id.startswith("#"):
-            yield volume_id
 
 
 @contextlib.contextmanager
@@ -219,20 +213,41 @@ def _volume_source(args: argparse.Namespace, stack: contextlib.ExitStack) -> tup
     if args.volumes is None:
         return (args.volume or None), (len(set(args.volume)) or None)
     if args.volumes == "-":
-        return itertools.chain(args.volume, _read_ids(sys.stdin)), None
+        if (fd := _pipe_or_terminal(sys.stdin)) is None:  # `< file` (or a stream in memory): it never waits
+            return itertools.chain(args.volume, read_ids(sys.stdin)), None
+        return _chain(args.volume, read_ids_as_they_come(fd)), None
     path = Path(args.volumes)
-    total: int | None = None
     try:
-        # Counting reads the file twice: only a regular file can be read twice (not a pipe, a FIFO or <(cmd)).
-        if stat.S_ISREG(path.stat().st_mode):
-            with path.open(encoding="utf-8") as counting:
-                total = sum(1 for _ in _read_ids(counting))
+        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO or <(cmd): read as the ids arrive, like stdin
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            stack.callback(os.close, fd)
+            return _chain(args.volume, read_ids_as_they_come(fd, name=str(path))), None
+        # Counting reads the file twice: only a regular file can be read twice.
+        with path.open(encoding="utf-8") as counting:
+            total = sum(1 for _ in read_ids(counting))
         lines = stack.enter_context(path.open(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read volume ids from {path}: {exc.strerror}") from None
     if args.volume:
-        return itertools.chain(args.volume, _read_ids(lines)), None if total is None else total + len(args.volume)
-    return _read_ids(lines), total
+        return itertools.chain(args.volume, read_ids(lines)), total + len(args.volume)
+    return read_ids(lines), total
+
+
+def _pipe_or_terminal(stream: IO[str]) -> int | None:
+    """The descriptor of a stream that may keep a reader waiting (not a regular file), else ``None``."""
+    try:
+        fd = stream.fileno()
+        return None if stat.S_ISREG(os.fstat(fd).st_mode) else fd
+    except (OSError, ValueError):  # io.UnsupportedOperation: no descriptor, a stream in memory
+        return None
+
+
+async def _chain(first: list[str], rest: AsyncIterator[str]) -> AsyncIterator[str]:
+    """``first``, then the ids of ``rest`` as they come."""
+    for volume_id in first:
+        yield volume_id
+    async for volume_id in rest:
+        yield volume_id
 
 
 async def _cmd_list(args: argparse.Namespace) -> int:
