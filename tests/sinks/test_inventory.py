@@ -11,7 +11,7 @@ import anyio
 import asyncpg
 import pytest
 
-from snapcrawl import SinkError, Snapshot
+from snapcrawl import BusyError, SinkError, Snapshot
 from snapcrawl.sinks import PostgresSink, SqliteSink, VolumeProgress, sqlite_path
 
 from .conftest import Inventory, page, snapshots
@@ -141,11 +141,11 @@ async def test_other_settings_keep_their_own_checkpoint(inventory: Inventory) ->
 
 
 async def test_a_second_run_fails_at_once(inventory: Inventory) -> None:
-    """While one run writes to a table, another on the same destination is refused with a clear error."""
+    """While one run writes to a table, another on the same destination is refused: a BusyError (CLI exit 2)."""
     first = inventory.sink(settings=SETTINGS)
     await first.load_progress()
     second = inventory.sink(settings=SETTINGS)
-    with pytest.raises(SinkError, match="in use by another snapcrawl run"):
+    with pytest.raises(BusyError, match="in use by another snapcrawl run"):
         await second.load_progress()
     await second.aclose()
     await first.aclose()

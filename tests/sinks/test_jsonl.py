@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from snapcrawl import SinkError
+from snapcrawl import BusyError, SinkError
 from snapcrawl.sinks import JsonLinesSink, VolumeProgress
 from snapcrawl.sinks.jsonl import Checkpoint, JsonLinesWriter
 
@@ -51,7 +51,7 @@ async def test_a_second_run_on_the_state_file_fails_at_once(tmp_path: Path) -> N
     first = JsonLinesSink(out, state=state, settings=SETTINGS)
     await first.load_progress()
     second = JsonLinesSink(out, state=state, settings=SETTINGS)
-    with pytest.raises(SinkError, match="in use by another snapcrawl run"):
+    with pytest.raises(BusyError, match="in use by another snapcrawl run"):
         await second.load_progress()
     await second.aclose()
     await first.aclose()
