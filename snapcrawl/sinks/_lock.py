@@ -33,7 +33,7 @@ def _lock(path: str | os.PathLike[str], *, destination: str, create: bool) -> in
     except FileNotFoundError:
         if not create:
             return None
-        raise SinkError("cannot open: no such directory", destination=destination) from None
+        raise SinkError("cannot write: no such directory", destination=destination) from None
     except OSError as exc:
         raise SinkError(f"cannot {'write' if create else 'open'}: {exc.strerror}", destination=destination) from None
     try:

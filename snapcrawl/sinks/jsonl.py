@@ -142,8 +142,12 @@ class Checkpoint:
         self._db.execute("COMMIT")
         self._db.execute("BEGIN")
 
-    def open_output(self) -> BinaryIO:
-        """Open the output for appending, cut back to the committed length (lines past it are rewritten)."""
+    def open_output(self, *, cut: bool = True) -> BinaryIO:
+        """Open the output for appending, cut back to the committed length (lines past it are rewritten).
+
+        With ``cut=False`` the caller cuts it (``truncate(output_offset)``) before it writes: a run that writes
+        nothing leaves the file as it found it.
+        """
         committed = self.output_offset
         try:
             file = open(self.output, "ab")  # noqa: SIM115 - the caller owns and closes it
@@ -156,7 +160,8 @@ class Checkpoint:
                 f"{self.output} is shorter ({size} bytes) than {self.path} records ({committed} bytes): "
                 "it was changed outside snapcrawl; start again with a new state file"
             )
-        file.truncate(committed)
+        if cut:
+            file.truncate(committed)
         file.seek(committed)
         return file
 
@@ -366,6 +371,8 @@ class JsonLinesSink(BatchingSink):
         self._output_lock: int | None = None
         #: The state holds a finished crawl that this one starts over: the output is emptied at the first commit.
         self._restart = False
+        #: The output is not yet cut back to the committed length: that waits until there is something to write.
+        self._uncut = False
         #: A regular file and no state: lines are written as pages arrive, with no batch (see :meth:`write`).
         self._direct = not self.stdout and state is None
 
@@ -390,7 +397,8 @@ class JsonLinesSink(BatchingSink):
         self._checkpoint = checkpoint = Checkpoint(self.state, output=self.out, settings=self.settings)
         try:
             self._output_lock = lock_file(self.out, destination=f"output {self.out}")
-            self._file = checkpoint.open_output()
+            self._file = checkpoint.open_output(cut=False)
+            self._uncut = True
         except BaseException:
             self._close_sync()
             raise
@@ -435,7 +443,7 @@ class JsonLinesSink(BatchingSink):
         file, checkpoint = self._file, self._checkpoint
         assert file is not None  # noqa: S101 - opened first
         data = b"".join(_encoder.encode_lines(page.snapshots) for page in batch.pages if page.snapshots)
-        self._restart_sync()
+        self._prepare_output()
         try:
             file.write(data)
             file.flush()  # the output first, then the state that covers it
@@ -484,21 +492,25 @@ class JsonLinesSink(BatchingSink):
         async with self._lock:
             return await anyio.to_thread.run_sync(scan)
 
-    def _restart_sync(self) -> None:
-        """Start the new crawl over a finished one: forget it in the state first, then empty the output."""
-        if self._restart and self._checkpoint is not None and self._file is not None:
+    def _prepare_output(self) -> None:
+        """Before the first write: cut the output back to the committed length, or, when this crawl starts over a
+        finished one, forget that one in the state first and then empty the output."""
+        if not self._uncut or self._checkpoint is None or self._file is None:
+            return
+        if self._restart:
             self._checkpoint.restart()
-            self._file.truncate(0)
-            self._file.seek(0)
             self.offset = 0
             self._restart = False
+        self._file.truncate(self.offset)
+        self._file.seek(self.offset)
+        self._uncut = False
 
     async def _finish(self) -> None:
         def finish() -> None:
             if self._partial is not None:
                 self._partial.replace()
             elif self._checkpoint is not None:
-                self._restart_sync()  # a new crawl that wrote nothing: its output is empty
+                self._prepare_output()  # a new crawl that wrote nothing: its output is empty
                 self._checkpoint.finish()
 
         await self._run(finish)
