@@ -21,6 +21,8 @@ from snapcrawl.cli import main
 from snapcrawl.simulator import Faults, Simulator, run_in_thread
 from snapcrawl.sinks import JsonLinesSink, SqliteSink
 
+from .fakes import PageServer, serve_in_thread
+
 
 def _ids(path: Path) -> Counter[str]:
     return Counter(json.loads(line)["id"] for line in path.read_bytes().splitlines())
@@ -86,6 +88,30 @@ def test_list_with_bad_credentials_keeps_the_previous_file(
     assert main(["list", "--volume", env.dataset.volume_ids[0], "--out", str(out)]) == 3
     assert out.read_bytes() == b"yesterday\n"
     assert [path.name for path in tmp_path.iterdir()] == ["one.jsonl"]
+
+
+def test_credentials_refused_mid_crawl_keep_the_old_file_and_name_the_partial_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Refused after some pages were written (exit 3), the old file stays whole and the partial output is named."""
+    for name in list(os.environ):
+        if name.startswith("SCP_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("SCP_ACCESS_KEY", "AK-test")
+    monkeypatch.setenv("SCP_SECRET_KEY", "SK-test")
+    server = PageServer({"v1": 5, "v2": 5})
+    server.fail = lambda query: 403 if query.get("volume_id") == "v2" else None
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(b"yesterday\n")
+    with serve_in_thread(server.handle) as url:
+        argv = ["--endpoint", url, "--out", str(out), "--volume", "v1", "--volume", "v2", "--concurrency", "1"]
+        assert _crawl(*argv) == 3
+    err = capsys.readouterr().err
+    assert out.read_bytes() == b"yesterday\n"
+    partial = tmp_path / "out.jsonl.partial"
+    assert f"{out} left as it was; this run's partial output is in {partial}" in err
+    assert sorted(_ids(partial)) == sorted(server.ids("v1"))
 
 
 def test_a_crawl_with_failed_volumes_still_replaces_the_output(

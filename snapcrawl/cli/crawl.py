@@ -19,7 +19,7 @@ from .._crawler import Crawler
 from .._exceptions import ConfigError
 from .._run import CrawlResult
 from .._stats import CrawlStats
-from ..sinks import DEFAULT_TABLE, open_sink, sqlite_path
+from ..sinks import DEFAULT_TABLE, AnySink, open_sink, sqlite_path
 from ..sinks._partial import PartialFile
 from ..sinks.jsonl import JsonLinesWriter
 from ..sinks.postgres import redact
@@ -34,7 +34,7 @@ from ._common import (
 )
 from ._ids import read_ids, read_ids_as_they_come
 from .job import add_distributed_options, check_distributed_options, make_crawl_crawler, open_job_sink, run_job
-from .progress import Progress, status_line
+from .progress import Progress, StatusLine, status_line
 
 __all__ = ["register"]
 
@@ -165,6 +165,12 @@ async def _watch_signals(scope: anyio.CancelScope, caught: list[int]) -> None:
             return
 
 
+async def _close(sink: AnySink, status: StatusLine) -> None:
+    status.clear()
+    with anyio.CancelScope(shield=True):  # commit what was written, even after Ctrl-C
+        await sink.aclose()
+
+
 async def _crawl(crawler: Crawler, volume_ids: Any, args: argparse.Namespace, *, total: int | None) -> int:
     show_progress = not args.no_progress and sys.stderr.isatty()
     stats = CrawlStats()
@@ -190,10 +196,11 @@ async def _crawl(crawler: Crawler, volume_ids: Any, args: argparse.Namespace, *,
             with crawl_scope:
                 result = await crawler.crawl_into(volume_ids, sink, name=args.name, sort=args.sort, stats=stats)
             tg.cancel_scope.cancel()
-    finally:
-        status.clear()
-        with anyio.CancelScope(shield=True):  # commit what was written, even after Ctrl-C
-            await sink.aclose()
+    except BaseException:
+        await _close(sink, status)
+        _say_kept(getattr(sink, "kept", None), args.out)  # no summary follows an error: say it now
+        raise
+    await _close(sink, status)
     print(_summary(stats, args.out, pruned=getattr(sink, "pruned", 0)), file=sys.stderr)
     _say_kept(getattr(sink, "kept", None), args.out)
     failures = result.failures if result is not None else []
