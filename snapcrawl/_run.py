@@ -277,8 +277,9 @@ class CrawlRun:
                     ids = streams.enter_context(self._feed(tg, self._from_async(volume_ids)))
                 elif isinstance(volume_ids, Collection):  # in memory: workers share the iterator, no feeder task
                     ids = self._unique(iter(volume_ids))
-                else:  # may block (a pipe, a slow generator): read in a thread, handed over as they arrive
-                    reader = streams.enter_context(ThreadedIds(iter(volume_ids), ahead=ID_BATCH))
+                else:  # may block (a pipe, a slow generator): read in a thread, handed over as they arrive;
+                    # the thread, the feeder and the workers' buffer each hold up to half a batch ahead
+                    reader = streams.enter_context(ThreadedIds(iter(volume_ids), ahead=ID_BATCH // 2))
                     ids = streams.enter_context(self._feed(tg, reader.batches()))
                 for _ in range(self.settings.concurrency):
                     tg.start_soon(self._worker, ids)
