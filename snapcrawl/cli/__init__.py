@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import anyio
 
+from .. import __version__
 from .._exceptions import AuthError, ConfigError, SnapcrawlError, unwrap_group
 from . import bench, crawl, job, simulate
 from ._common import EXIT_AUTH, EXIT_FAILURES, EXIT_OK, EXIT_USAGE, Parser, configure_logging, use_uvloop
@@ -24,6 +25,7 @@ __all__ = ["build_parser", "main"]
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``snapcrawl`` command."""
     parser = Parser(prog="snapcrawl", description="Crawl the SCP Virtual Server 'List snapshots' API.")
+    parser.add_argument("--version", action="version", version=f"snapcrawl {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for command in (crawl, bench, simulate, job):
         command.register(commands)

@@ -21,6 +21,7 @@ from .._crawler import Crawler
 from .._exceptions import ConfigError
 from ..sinks import Sink
 from ._common import EXIT_FAILURES, EXIT_OK, make_crawler, positive_float
+from .progress import times
 
 if TYPE_CHECKING:
     from ..limits.redis import RedisLimiter
@@ -121,7 +122,7 @@ async def make_crawl_crawler(args: argparse.Namespace, stack: contextlib.AsyncEx
 
 def _print_limiter_summary(limiter: RedisLimiter) -> None:
     stats = limiter.stats
-    outage = f", Redis unavailable {stats.fallbacks} times" if stats.fallbacks else ""
+    outage = f", Redis unavailable {times(stats.fallbacks)}" if stats.fallbacks else ""
     print(
         f"snapcrawl: shared quota {limiter.key}: {stats.granted_shared} requests paced through Redis in "
         f"{stats.redis_calls} calls, {stats.granted_local} locally{outage}",
