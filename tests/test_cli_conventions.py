@@ -3,12 +3,17 @@ renamed options and their old spellings, and summaries worded for their counts."
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import csv
 import datetime as dt
 import importlib.metadata
 import io
 import json
+import re
+import subprocess
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -18,7 +23,7 @@ import pytest
 
 import snapcrawl
 from snapcrawl import Snapshot
-from snapcrawl.cli import main
+from snapcrawl.cli import build_parser, main
 from snapcrawl.cli.formats import SnapshotFormatter, escape_controls
 from snapcrawl.cli.progress import summary_text, times
 from snapcrawl.simulator import Faults, Simulator
@@ -246,3 +251,44 @@ def test_summary_wording_counts() -> None:
     assert "5 stale rows pruned" in text
     assert summary_text(CrawlStats(volumes_failed=1), None, account=True).startswith("snapcrawl: the account (failed)")
     assert [times(n) for n in (1, 2, 3)] == ["once", "twice", "3 times"]
+
+
+def _options(parser: argparse.ArgumentParser, command: tuple[str, ...] = ()) -> Iterator[tuple[str, str]]:
+    """(command, option) for every option `--help` shows, subcommands included."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _options(sub, (*command, name))
+        elif action.help != argparse.SUPPRESS:
+            yield from ((" ".join(command), option) for option in action.option_strings if option.startswith("--"))
+
+
+def test_every_option_is_in_the_reference() -> None:
+    """docs/cli.md names every command's every option (the deprecated spellings are left out of --help)."""
+    reference = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    missing = [
+        f"{command} {option}"
+        for command, option in _options(build_parser())
+        if option != "--help" and not re.search(rf"`[^`]*{re.escape(option)}\b(?!-)", reference)
+    ]
+    assert missing == []
+    assert "--volumes" not in {option for _, option in _options(build_parser())}
+
+
+def test_bash_completion_completes_commands_and_options(tmp_path: Path) -> None:
+    """`snapcrawl completion bash` completes the commands and the current options, not the deprecated ones."""
+    script = tmp_path / "snapcrawl.bash"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["completion", "bash"]) == 0
+    script.write_text(out.getvalue(), encoding="utf-8")
+    probe = f"""
+source {script}
+complete_at() {{ COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); COMP_LINE="$*"; COMP_POINT=${{#COMP_LINE}}
+    _shtab_snapcrawl snapcrawl "${{!#}}"; echo "${{COMPREPLY[*]}}"; }}
+complete_at snapcrawl cr
+complete_at snapcrawl crawl --vol
+complete_at snapcrawl demo --vol
+"""
+    result = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, timeout=30, check=True)  # noqa: S603, S607
+    assert result.stdout.splitlines() == ["crawl", "--volumes-from --volume", "--volume-count"]
