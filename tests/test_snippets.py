@@ -27,7 +27,7 @@ from snapcrawl.simulator import Simulator
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")))
 FRAGMENT = "<!-- fragment -->"
-_FENCE = re.compile(r"^```(\w*)\s*$")
+_FENCE = re.compile(r"^(`{3,})(\w*)\s*$")
 # Lines of the getting-started page that the test environment has done already: installing (the dev extra holds
 # every extra the page installs), and running this very test suite.
 _DONE_ALREADY = re.compile(r"python -m pip install \S+( && )?")
@@ -52,15 +52,17 @@ def blocks(page: Path, text: str) -> list[Block]:
     """The fenced blocks of ``text``, each marked a fragment when ``<!-- fragment -->`` is the line before it."""
     found: list[Block] = []
     lines = text.splitlines()
-    opened: tuple[int, str] | None = None
+    opened: tuple[int, str, str] | None = None  # line, language, the fence's backticks
     for number, line in enumerate(lines, start=1):
         fence = _FENCE.match(line)
         if fence is None:
             continue
         if opened is None:
-            opened = (number, fence.group(1))
+            opened = (number, fence.group(2), fence.group(1))
             continue
-        start, language = opened
+        start, language, ticks = opened
+        if fence.group(2) or len(fence.group(1)) < len(ticks):
+            continue  # a fence inside a longer one (an example of Markdown), not the end of this block
         before = next((lines[i].strip() for i in range(start - 2, -1, -1) if lines[i].strip()), "")
         code = "\n".join(lines[start:number - 1]) + "\n"
         found.append(Block(page, start, language, code, fragment=before == FRAGMENT))
@@ -93,9 +95,10 @@ def test_blocks_are_programs_or_marked_fragments() -> None:
 def test_fragment_marker_is_read() -> None:
     """The parser sees the marker on the line before a fence, blank lines between allowed, and nowhere else."""
     text = "```python\nx = 1\n```\n\n<!-- fragment -->\n\n```python\nprint(x)\n```\n\n```bash\necho\n```\n"
+    text += "````markdown\n<!-- fragment -->\n```python\nnot run\n```\n````\n"
     found = blocks(ROOT / "README.md", text)
-    assert [(b.line, b.language, b.fragment) for b in found] == [(1, "python", False), (7, "python", True),
-                                                                   (11, "bash", False)]  # fmt: skip
+    expected = [(1, "python", False), (7, "python", True), (11, "bash", False), (14, "markdown", False)]
+    assert [(b.line, b.language, b.fragment) for b in found] == expected
     assert found[1].code == "print(x)\n"
 
 
