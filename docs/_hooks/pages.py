@@ -26,3 +26,11 @@ def on_files(files: Files, config: Any) -> Files:
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Files) -> str:
     """Links from a page to ``../README.md`` or ``../CHANGELOG.md`` (right on GitHub) go to the generated pages."""
     return markdown.replace("](../README.md", "](index.md").replace("](../CHANGELOG.md", "](changelog.md")
+
+
+_ROLE = re.compile(r":(?:class|func|meth|mod|attr|data|exc|obj):<code>~?([\w.]+)</code>")
+
+
+def on_page_content(html: str, page: Any, config: Any, files: Files) -> str:
+    """Docstrings name objects in Sphinx roles (``:class:`Crawler```); the reference shows the name as code."""
+    return _ROLE.sub(lambda match: f"<code>{match.group(1).rsplit('.', 1)[-1]}</code>", html)
