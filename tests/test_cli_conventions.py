@@ -220,6 +220,21 @@ def test_summary_json_of_the_account(env: Simulator, tmp_path: Path, capsys: pyt
     assert f"snapcrawl: the account (complete), {env.dataset.total} snapshots" in err and "volumes (" not in err
 
 
+def test_summary_json_when_credentials_are_rejected(
+    env: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rejected credentials (exit 3) still leave a summary that says why, without the secret."""
+    monkeypatch.setenv("SCP_SECRET_KEY", "not-the-secret-key")
+    summary = tmp_path / "summary.json"
+    argv = ["crawl", "--volume", env.dataset.volume_ids[0], "--out", str(tmp_path / "out.jsonl")]
+    assert main([*argv, "--summary-json", str(summary)]) == 3
+    text = summary.read_text(encoding="utf-8")
+    record = json.loads(text)
+    assert record["outcome"] == "stopped" and record["exit_status"] == 3
+    assert record["error"]["error_type"] == "AuthError" and record["error"]["error"]
+    assert "not-the-secret-key" not in text
+
+
 # -- names and wording --------------------------------------------------------------------------------------------
 
 

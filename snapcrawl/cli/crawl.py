@@ -16,13 +16,14 @@ from typing import IO, Any, BinaryIO
 import anyio
 
 from .._crawler import Crawler
-from .._exceptions import ConfigError
+from .._exceptions import AuthError, ConfigError, unwrap_group
 from .._run import CrawlResult
 from .._stats import CrawlStats
 from ..sinks import DEFAULT_TABLE, open_sink
 from ..sinks.jsonl import JsonLinesWriter
 from ..sinks.postgres import redact
 from ._common import (
+    EXIT_AUTH,
     EXIT_FAILURES,
     EXIT_OK,
     DeprecatedAlias,
@@ -187,6 +188,14 @@ async def _crawl(crawler: Crawler, volume_ids: Any, args: argparse.Namespace, *,
             with crawl_scope:
                 result = await crawler.crawl_into(volume_ids, sink, name=args.name, sort=args.sort, stats=stats)
             tg.cancel_scope.cancel()
+    except BaseException as raised:
+        rejected = unwrap_group(raised)
+        if args.summary_json is not None and isinstance(rejected, AuthError):  # exit 3: the summary says why
+            record = summary_record(
+                stats, _shown(args.out), account=volume_ids is None, failures=[], exit_status=EXIT_AUTH, error=rejected
+            )
+            _write_summary(args.summary_json, record)
+        raise
     finally:
         status.clear()
         with anyio.CancelScope(shield=True):  # commit what was written, even after Ctrl-C

@@ -152,15 +152,20 @@ def summary_record(
     exit_status: int,
     interrupted_by: str | None = None,
     pruned: int = 0,
+    error: BaseException | None = None,
 ) -> dict[str, Any]:
-    """The run's summary for ``--summary-json``: counts, failures with their errors, requests and timing."""
+    """The run's summary for ``--summary-json``: counts, failures with their errors, requests and timing.
+
+    ``error`` is what stopped the whole run (the credentials rejected), if anything did.
+    """
     from .. import __version__  # noqa: PLC0415 - the package imports the CLI's modules only on demand
 
-    outcome = "interrupted" if interrupted_by else "failed" if failures else "complete"
+    outcome = "stopped" if error else "interrupted" if interrupted_by else "failed" if failures else "complete"
     record: dict[str, Any] = {
         "snapcrawl": __version__,
         "outcome": outcome,
         "exit_status": exit_status,
+        "error": None if error is None else {"error_type": type(error).__name__, "error": str(error)},
         "interrupted_by": interrupted_by,
         "scope": "account" if account else "volumes",
         "destination": destination or "-",
