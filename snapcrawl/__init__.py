@@ -4,8 +4,7 @@ Start with :class:`Crawler`; :mod:`snapcrawl.simulator` is a local SCP server to
 :mod:`snapcrawl.sinks` holds the destinations (JSON Lines, SQLite, PostgreSQL).
 """
 
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as _distribution_version
+from importlib import metadata as _metadata
 
 from ._config import (
     API_VERSIONS,
@@ -43,8 +42,8 @@ from .sinks import Sink, VolumeProgress
 
 try:
     # One source for the version: the installed distribution's metadata, which pyproject.toml writes.
-    __version__: str = _distribution_version("snapcrawl")
-except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__: str = _metadata.version("snapcrawl")
+except _metadata.PackageNotFoundError:  # imported from a source tree that was never installed
     __version__ = "0+unknown"
 
 __all__ = [
