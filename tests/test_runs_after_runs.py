@@ -124,7 +124,7 @@ def test_a_crawl_with_failed_volumes_still_replaces_the_output(
     env.faults = Faults(fail_volumes=frozenset(failing))
     ids_file = tmp_path / "ids.txt"
     ids_file.write_text("\n".join(env.dataset.volume_ids), encoding="utf-8")
-    assert _crawl("--out", str(out), "--volumes", str(ids_file), "--max-retries", "0") == 1
+    assert _crawl("--out", str(out), "--volumes-from", str(ids_file), "--max-retries", "0") == 1
     ids = _ids(out)
     assert len(ids) == env.dataset.total - sum(env.dataset.count(v) for v in failing)
     assert "partial output" not in capsys.readouterr().err
@@ -137,8 +137,8 @@ def test_a_crawl_with_failed_volumes_still_replaces_the_output(
     "clash",
     [
         ("--out", "--state"),
-        ("--out", "--volumes"),
-        ("--state", "--volumes"),
+        ("--out", "--volumes-from"),
+        ("--state", "--volumes-from"),
     ],
 )
 def test_overlapping_paths_are_refused(
@@ -147,8 +147,8 @@ def test_overlapping_paths_are_refused(
     """One file given as two of output, state file and volume file is refused (exit 2), the file left alone."""
     shared = tmp_path / "shared"
     shared.write_text(env.dataset.volume_ids[0] + "\n", encoding="utf-8")
-    paths = {"--out": tmp_path / "out.jsonl", "--state": tmp_path / "state.db", "--volumes": tmp_path / "ids.txt"}
-    paths["--volumes"].write_text(env.dataset.volume_ids[1] + "\n", encoding="utf-8")
+    paths = {"--out": tmp_path / "out.jsonl", "--state": tmp_path / "state.db", "--volumes-from": tmp_path / "ids.txt"}
+    paths["--volumes-from"].write_text(env.dataset.volume_ids[1] + "\n", encoding="utf-8")
     paths[clash[0]] = paths[clash[1]] = shared
     argv = [str(item) for option, path in paths.items() for item in (option, path)]
     assert _crawl(*argv) == 2
@@ -167,7 +167,7 @@ def test_a_symbolic_link_to_the_state_file_is_the_same_file(
     assert _crawl("--out", str(link), "--state", str(state), "--volume", env.dataset.volume_ids[0]) == 2
     assert "--out and --state are the same file" in capsys.readouterr().err
     missing = tmp_path / "new.db"  # not created yet: compared by the path it resolves to
-    assert _crawl("--out", f"sqlite:///{missing}", "--volumes", str(missing)) == 2
+    assert _crawl("--out", f"sqlite:///{missing}", "--volumes-from", str(missing)) == 2
 
 
 # -- a second writer -------------------------------------------------------------------------------------------
@@ -248,7 +248,7 @@ def test_resume_finished_skips_what_the_finished_crawl_did(
 ) -> None:
     """--resume-finished keeps the old rule: a finished crawl run again skips every complete volume."""
     argv = ["--out", str(tmp_path / "out.jsonl"), "--state", str(tmp_path / "state.db")]
-    argv += ["--volumes", str(tmp_path / "ids.txt")]
+    argv += ["--volumes-from", str(tmp_path / "ids.txt")]
     (tmp_path / "ids.txt").write_text("\n".join(env.dataset.volume_ids[:20]), encoding="utf-8")
     assert _crawl(*argv) == 0
     before = (tmp_path / "out.jsonl").read_bytes()

@@ -38,7 +38,7 @@ def test_an_id_on_an_open_pipe_is_crawled_and_a_signal_stops_the_crawl(
     volume_id = max(simulator.dataset.volume_ids, key=simulator.dataset.count)
     requests = anyio.run(_requests_for, simulator, volume_id)
     out, state = tmp_path / "out.jsonl", tmp_path / "state.db"
-    argv = [sys.executable, "-m", "snapcrawl.cli", "crawl", "--endpoint", simulator.url, "--volumes", "-"]
+    argv = [sys.executable, "-m", "snapcrawl.cli", "crawl", "--endpoint", simulator.url, "--volumes-from", "-"]
     argv += ["--out", str(out), "--state", str(state), "--no-progress"]
     env = os.environ | {
         "SCP_ACCESS_KEY": simulator.credentials.access_key,
