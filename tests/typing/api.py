@@ -5,9 +5,12 @@ Nothing here runs under pytest; mypy reads it.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import assert_type
 
 from snapcrawl import (
+    BusyError,
+    ConfigError,
     Crawler,
     CrawlResult,
     CrawlStats,
@@ -18,6 +21,7 @@ from snapcrawl import (
     Snapshot,
     VolumeFailure,
 )
+from snapcrawl.sinks import JsonLinesSink
 
 
 async def crawl_volumes(crawler: Crawler, ids: list[str]) -> list[Snapshot]:
@@ -37,6 +41,21 @@ async def crawl_into_a_function(crawler: Crawler) -> int:
     result = await crawler.crawl_into(None, pages.append)
     assert_type(result, CrawlResult)
     return result.stats.snapshots
+
+
+async def crawl_into_a_file(crawler: Crawler, ids: list[str]) -> Path | None:
+    """A finished crawl replaces the file; one that stopped early keeps its partial output beside it."""
+    sink = JsonLinesSink("out.jsonl", state="state.db", resume_finished=True)
+    try:
+        await crawler.crawl_into(ids, sink)
+    except BusyError as busy:
+        config_error: ConfigError = busy  # also a ConfigError: another run holds the destination
+        assert_type(busy.destination, str)
+        del config_error
+    finally:
+        await sink.aclose()
+    assert_type(sink.kept, Path | None)
+    return sink.kept
 
 
 def hooks() -> Hooks:
