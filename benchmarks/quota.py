@@ -82,6 +82,7 @@ CASES: tuple[Case, ...] = (
     Case("discover", 200, 20, note="quota 200/s, burst 20, no --rate"),
     Case("told", 200, 20, told=True, note="--rate 200"),
     Case("tight", 500, 5, told=True, note="quota 500/s, burst 5, --rate 500"),
+    Case("discover-tight", 500, 5, note="quota 500/s, burst 5, no --rate"),
     Case("account", 800, 20, account_wide=True, note="quota 800/s, account-wide pages of 100, no --rate"),
     Case("http-date", 200, 20, retry_after="http-date", note="Retry-After as an HTTP date"),
     Case("no-retry-after", 200, 20, retry_after="none", note="no Retry-After"),
@@ -270,7 +271,8 @@ def _result(case: Case, client: str, rows: list[dict[str, Any]], *, max_in_1s_wi
 def measure_model(case: Case, client: str, seconds: float) -> dict[str, Any]:
     """The same, on a fake clock against the token-bucket model of ``tests/limits/model.py``: no noise, no waiting.
 
-    As in the simulator the whole latency passes before the bucket decides; a throttled request is not retried.
+    As in the simulator the bucket decides on arrival and the whole latency passes after it; a throttled request
+    is not retried.
     """
     from tests.fakes import FakeClock  # noqa: PLC0415 - the model is test code; only --model needs it
     from tests.limits.model import BucketServer, drive  # noqa: PLC0415
@@ -297,7 +299,7 @@ def measure_model(case: Case, client: str, seconds: float) -> dict[str, Any]:
         limiter = AdaptiveRateLimiter(told, clock=clock, sleep=clock.sleep)
     low, _, high = case.latency.partition(":")
     trace = anyio.run(
-        lambda: drive(limiter, clock, server, seconds=seconds, latency=(float(low), float(high or low)), before=1.0)
+        lambda: drive(limiter, clock, server, seconds=seconds, latency=(float(low), float(high or low)), before=0.0)
     )
     rows = []
     for second in range(int(seconds)):

@@ -77,8 +77,8 @@ class Trace:
 @dataclasses.dataclass
 class _Request:
     ticket: float
-    sent: float
-    back: float = math.nan
+    back: float  # when the answer reaches the client
+    arrived: bool = False
     admitted: bool = False
     headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
@@ -98,7 +98,8 @@ async def drive(
     """Run the client against ``server`` for ``seconds`` of fake time; return (or extend) the trace.
 
     ``before`` is the share of each request's latency spent before the server's bucket decides (the rest is the
-    way back): 0.5 for a network in between, 1.0 for the simulator, which sleeps its latency first.
+    way back): 0.0 for a gateway that decides on arrival (and the simulator, which sleeps its latency after its
+    bucket), 0.5 for a network in between, 1.0 for a bucket behind the latency.
     """
     rng = random.Random(seed)
     trace = trace if trace is not None else Trace()
@@ -111,10 +112,10 @@ async def drive(
         nonlocal in_flight, order
         while events and events[0][0] <= clock.now:
             at, _, request = heapq.heappop(events)
-            if math.isnan(request.back):  # reaches the server
+            if not request.arrived:  # reaches the server
+                request.arrived = True
                 request.admitted = server.admit(at)
                 request.headers = server.headers(at)
-                request.back = at + (at - request.sent) * (1 - before) / before
                 trace.arrivals.append((at, request.admitted))
                 order += 1
                 heapq.heappush(events, (request.back, order, request))
@@ -133,8 +134,9 @@ async def drive(
         ticket = await limiter.acquire() if limiter.active else -math.inf
         deliver_due()
         order += 1
-        request = _Request(ticket=ticket, sent=clock.now)
-        heapq.heappush(events, (clock.now + rng.uniform(*latency) * before, order, request))
+        spent = rng.uniform(*latency)
+        request = _Request(ticket=ticket, back=clock.now + spent)
+        heapq.heappush(events, (clock.now + spent * before, order, request))
         trace.sent.append(clock.now)
         in_flight += 1
     return trace
