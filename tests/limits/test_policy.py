@@ -160,7 +160,7 @@ def test_clean_probes_raise_the_estimate_quickly() -> None:
     assert estimate is not None
     now = _clean(policy, now, rounds=5)
     assert policy.estimate == estimate  # the hold and the first probe rounds prove nothing yet
-    while policy.estimate is not None and policy.estimate < 2 * estimate:
+    while policy.estimate < 2 * estimate:
         now = _round(policy, start=now, rate=_rate(policy), pattern=".")
         assert now < 3.5
 
