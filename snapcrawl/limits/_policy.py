@@ -15,8 +15,8 @@ answers to requests sent at the current rate (at least ``ROUND_ANSWERS`` over ``
   whose throttles go on ends after ``FAST_SECONDS``); a few, or a clump followed by clean answers (a stall that
   bunched requests), are noise.
 
-The figures behind these constants are in docs/rate-limits.md ("Discovering the quota"). The Redis limiter runs
-this same policy on the shared state.
+The figures behind these constants are in docs/rate-limits.md ("Discovering the quota"). The Redis limiter can
+share this policy.
 """
 
 from __future__ import annotations
