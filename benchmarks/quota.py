@@ -193,7 +193,7 @@ def _simulator(case: Case, volume_file: Path) -> Iterator[str]:
         "snapcrawl.cli",
         "simulate",
         "--port=0",
-        "--volumes=2000",
+        "--volume-count=2000",
         f"--volume-file={volume_file}",
         f"--rate-limit={case.quota:g}",
         f"--rate-burst={case.burst}",
