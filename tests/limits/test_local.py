@@ -183,6 +183,16 @@ def test_windowed_meter_forgets_an_idle_hour() -> None:
     assert limiter.rate is not None and 80.0 <= limiter.rate <= 110.0
 
 
+def test_a_throttle_as_the_very_first_answer_sets_a_rate() -> None:
+    """When the first answer of all is a 429 there is nothing to measure: the limiter still starts from a finite
+    rate (and climbs from it), never from none, which would let every waiting request flood the server."""
+    clock = FakeClock(0.0)
+    limiter = _limiter(clock)
+    limiter.on_throttle(-1.0, 1.0, {})
+    assert limiter.active
+    assert limiter.rate is not None and limiter.rate <= 20.0
+
+
 def test_unlimited_hot_path_rarely_reads_the_clock() -> None:
     """With no cap and no throttle, answers are counted; the clock and headers are consulted every 16th."""
     reads = 0
