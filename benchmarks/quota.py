@@ -1,7 +1,7 @@
 """How much of the API's quota a crawl uses: snapcrawl's limiter, a fixed-rate client and the old CUBIC baseline.
 
     python -m benchmarks.quota [--seconds 15] [--case NAME ...] [--client NAME ...] [--json FILE] [--model]
-                               [--baseline FILE]
+                               [--stalls EVERY:SECONDS] [--baseline FILE]
 
 Every case starts ``snapcrawl simulate`` in its own process with a token-bucket quota (``--rate-limit``,
 ``--rate-burst``, ``--retry-after``, ``--latency``, optionally ``--quota-schedule`` and ``--ratelimit-headers``),
@@ -19,8 +19,8 @@ of its workers fetches first pages of volumes (or, account-wide, 100-snapshot pa
 throttled request after the wait the limiter returns. ``--model`` runs the same cases on the fake-clock
 token-bucket model the tests use (a bucket that decides on arrival, answers 10-30 ms later, arrivals up to 3 ms
 late): deterministic, free of the machine's noise and instant, which is what the constants were tuned on.
-``--baseline FILE`` reads the ``--json`` of an earlier run (another version of snapcrawl) and shows its snapcrawl
-figures as the "before" columns.
+``--stalls EVERY:SECONDS`` adds a host that stops now and then to the model. ``--baseline FILE`` reads the
+``--json`` of an earlier run (another version of snapcrawl) and shows its snapcrawl figures as "before".
 """
 
 from __future__ import annotations
@@ -273,7 +273,9 @@ def _result(case: Case, client: str, rows: list[dict[str, Any]], *, max_in_1s_wi
     return result
 
 
-def measure_model(case: Case, client: str, seconds: float) -> dict[str, Any]:
+def measure_model(
+    case: Case, client: str, seconds: float, *, stalls: tuple[float, float] | None = None
+) -> dict[str, Any]:
     """The same, on a fake clock against the token-bucket model of ``tests/limits/model.py``: no noise, no waiting.
 
     As in the simulator the bucket decides on arrival and the whole latency passes after it; a throttled request
@@ -305,7 +307,9 @@ def measure_model(case: Case, client: str, seconds: float) -> dict[str, Any]:
     low, _, high = case.latency.partition(":")
     latency = (float(low), float(high or low))
     trace = anyio.run(
-        lambda: drive(limiter, clock, server, seconds=seconds, latency=latency, before=0.0, jitter=MODEL_JITTER)
+        lambda: drive(
+            limiter, clock, server, seconds=seconds, latency=latency, before=0.0, jitter=MODEL_JITTER, stalls=stalls
+        )
     )
     rows = []
     for second in range(int(seconds)):
@@ -368,6 +372,18 @@ def _table(
     return "\n".join(lines)
 
 
+def _stalls(text: str) -> tuple[float, float]:
+    """``EVERY:SECONDS``: a stall of SECONDS, EVERY seconds apart on average."""
+    every, _, length = text.partition(":")
+    try:
+        parsed = float(every), float(length)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--stalls must be EVERY:SECONDS, such as 1:0.02, not {text!r}") from None
+    if not (parsed[0] > 0 and parsed[1] >= 0):
+        raise argparse.ArgumentTypeError(f"--stalls needs EVERY > 0 and SECONDS >= 0, not {text!r}")
+    return parsed
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Measure every case for every client and print the table."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.quota", description=__doc__.splitlines()[0])
@@ -377,6 +393,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write every figure there")
     parser.add_argument("--model", action="store_true", help="on the fake-clock model instead of the simulator")
     parser.add_argument("--baseline", type=Path, metavar="FILE", help="an earlier --json, shown as 'before'")
+    parser.add_argument(
+        "--stalls", type=_stalls, metavar="EVERY:SECONDS", help="--model: the server stops now and then (a busy host)"
+    )
     args = parser.parse_args(argv)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     cases = [case for case in CASES if not args.case or case.name in args.case]
@@ -384,7 +403,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = []
     for case in cases:
         for client in clients:
-            result = (measure_model if args.model else measure)(case, client, args.seconds)
+            if args.model:
+                result = measure_model(case, client, args.seconds, stalls=args.stalls)
+            else:
+                result = measure(case, client, args.seconds)
             results.append(result)
             print(
                 f"{case.name:>15} {client:>9}: used {result['used']:6.1%}, 429s {result['throttled']:5.1%}"
