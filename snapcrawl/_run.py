@@ -26,7 +26,7 @@ from ._fetch import PageFetcher
 from ._hooks import Hooks, fire
 from ._models import Page, SnapshotPage
 from ._stats import CrawlStats
-from ._walk import PageCursor, walk
+from ._walk import PageCursor, note_repeats, walk
 from .sinks import Sink, VolumeProgress
 
 __all__ = ["MAX_VOLUME_ID_LENGTH", "CrawlResult", "CrawlRun", "CrawlSettings", "VolumeFailure", "check_volume_id"]
@@ -226,9 +226,12 @@ class CrawlRun:
             answer = await self.fetcher.fetch(cursor.query(), volume_id=volume_id, page=1, stats=stats)
             more = cursor.advance(answer)
             if not more:
-                stats.snapshots += len(answer.snapshots)
-                await deliver(Page(volume_id, 1, answer.snapshots, True))
-                return len(answer.snapshots)
+                fresh = cursor.fresh
+                if cursor.duplicates:
+                    note_repeats(cursor, stats)
+                stats.snapshots += len(fresh)
+                await deliver(Page(volume_id, 1, fresh, True))
+                return len(fresh)
             first = (1, answer, more)
         count = 0
         pages = walk(
