@@ -26,6 +26,7 @@ from ._fetch import PageFetcher
 from ._hooks import Hooks, fire
 from ._models import Page, SnapshotPage
 from ._stats import CrawlStats
+from ._text import has_controls, printable, shorten
 from ._walk import PageCursor, note_repeats, walk
 from .sinks import Sink, VolumeProgress
 
@@ -333,7 +334,7 @@ class CrawlRun:
             if volume_id is _END:
                 return
             if (problem := check_volume_id(volume_id)) is not None:
-                await self.fail_listing(volume_id if isinstance(volume_id, str) else repr(volume_id), problem, 0)
+                await self.fail_listing(failure_key(volume_id), problem, 0)
                 continue
             assert isinstance(volume_id, str)  # noqa: S101 - checked just above
             await self.walk_listing(volume_id)
@@ -380,13 +381,26 @@ class _Feed:
 
 
 def check_volume_id(volume_id: object) -> ConfigError | None:
-    """Why ``volume_id`` cannot be sent, or ``None`` when it can."""
+    """Why ``volume_id`` cannot be sent, or ``None`` when it can (checked before any request)."""
     if not isinstance(volume_id, str):
-        return ConfigError(f"invalid volume id {volume_id!r}: it must be a string, not {type(volume_id).__name__}")
+        return ConfigError(
+            f"invalid volume id {shorten(repr(volume_id))}: it must be a string, not {type(volume_id).__name__}"
+        )
     if not volume_id.strip():
         return ConfigError(f"invalid volume id {volume_id!r}: it must be a non-empty string")
     if len(volume_id) > MAX_VOLUME_ID_LENGTH:
         return ConfigError(
-            f"invalid volume id {volume_id[:40]!r}...: {len(volume_id)} characters, more than {MAX_VOLUME_ID_LENGTH}"
+            f"invalid volume id {shorten(volume_id, 40)}: more than {MAX_VOLUME_ID_LENGTH} characters"
         )
+    if has_controls(volume_id):
+        return ConfigError(f"invalid volume id {shorten(volume_id)}: it holds control characters")
     return None
+
+
+def failure_key(volume_id: object) -> str:
+    """What an invalid volume id is recorded as: bounded and printable, so a checkpoint can always hold it."""
+    text = volume_id if isinstance(volume_id, str) else repr(volume_id)
+    if len(text) <= MAX_VOLUME_ID_LENGTH and not has_controls(text):
+        return text
+    cut = printable(text[:64])
+    return cut if len(text) <= 64 else f"{cut}... ({len(text)} characters)"

@@ -30,6 +30,7 @@ from ._exceptions import BadRequestError, PaginationError
 from ._models import Page, Snapshot, SnapshotPage
 from ._signing import encode_query, query_escape
 from ._stats import CrawlStats
+from ._text import shorten
 
 __all__ = ["Fetch", "PageCursor", "Paging", "Seen", "note_repeats", "walk"]
 
@@ -218,9 +219,10 @@ class PageCursor:
         elif full:
             self._stalled += 1
             if self._stalled > self._allowance:
+                after = "the first page" if marker is None else f"marker {shorten(marker)}"
                 raise PaginationError(
-                    f"the server's cursor loops: {self._stalled} full pages in a row after marker "
-                    f"{_short(marker)} brought no snapshot not delivered before; stopping instead of looping",
+                    f"the server's cursor loops: {self._stalled} full pages in a row after {after} brought no "
+                    "snapshot not delivered before; stopping instead of looping",
                     volume_id=self.volume_id,
                     page=self.page - 1,
                 )
@@ -374,13 +376,6 @@ class _LostMarker:
         self._stalls += 1
         cursor.restart(None)
         return True
-
-
-def _short(text: str | None, limit: int = 80) -> str:
-    """``text`` quoted for a message, cut to ``limit`` characters (a server's id may be any length)."""
-    if text is None:
-        return "(none: the first page)"
-    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"
 
 
 def _last_ids(pages: list[list[Snapshot]]) -> list[str]:
