@@ -21,7 +21,7 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from ._errors import query_option
-from ._exceptions import AuthError, BadRequestError, ConfigError, SnapcrawlError
+from ._exceptions import AuthError, BadRequestError, ConfigError, SnapcrawlError, UnfitValueError
 from ._fetch import PageFetcher
 from ._hooks import Hooks, fire
 from ._models import Page, SnapshotPage
@@ -100,7 +100,8 @@ class CrawlRun:
     ) -> None:
         self.fetcher = fetcher
         self.settings = settings
-        self.deliver = deliver
+        self._write = deliver
+        self.deliver = deliver if sink is None else self._deliver_fitting
         self.sink = sink
         self.hooks = hooks or Hooks()
         self.hints = hints or ServerHints()
@@ -250,6 +251,20 @@ class CrawlRun:
                 stats.snapshots += len(page.snapshots)
                 await deliver(page)
         return count
+
+    async def _deliver_fitting(self, page: Page) -> None:
+        """Hand ``page`` to the sink. A value it cannot hold fails the volume (raised); in the account-wide listing,
+        whose pages mix volumes, the snapshot's own volume is named failed and the rest of the page is stored."""
+        while True:
+            try:
+                await self._write(page)
+            except UnfitValueError as exc:
+                if page.volume_id is not None:
+                    raise
+                self.fail(exc.volume_id, exc, 0)
+                page = Page(None, page.number, [s for s in page.snapshots if s.id != exc.snapshot_id], page.last)
+            else:
+                return
 
     async def fail_listing(self, volume_id: str | None, error: SnapcrawlError, pages_done: int) -> None:
         self.fail(volume_id, error, pages_done)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["has_controls", "printable", "shorten"]
+__all__ = ["clip", "has_controls", "printable", "shorten"]
 
 #: C0 controls, DEL, C1 controls (0x9b is a one-byte CSI), and the bidirectional overrides that reorder text.
 _CONTROLS: Final = (
-    *range(0x00, 0x20),
+    *range(0x20),
     *range(0x7F, 0xA0),
     0x200E,
     0x200F,
@@ -39,3 +39,8 @@ def shorten(text: str, limit: int = 80) -> str:
     if len(text) <= limit:
         return repr(text)
     return f"{text[:limit]!r}... ({len(text)} characters)"
+
+
+def clip(text: str, limit: int = 500) -> str:
+    """``text`` cut to ``limit`` characters, saying how long it was: a server's explanation may be megabytes."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"

@@ -264,7 +264,8 @@ async def walk(
     writer can record the listing as complete. ``fallback_markers`` are earlier ids to resume after, newest
     first, should the cursor's marker have been deleted; ``delivered_before`` returns the ids an earlier run
     already delivered, for a walk that has to start over. With ``seen`` (the account-wide listing), ids in it are
-    never yielded and yielded ids are added to it; the cursor drops ids the walk itself delivered either way. The walk also ends, before it, at the first snapshot whose id ``until`` accepts.
+    never yielded and yielded ids are added to it; the cursor drops ids the walk itself delivered either way.
+    The walk also ends, before it, at the first snapshot whose id ``until`` accepts.
     ``first`` is a page the caller already fetched and advanced the cursor past: (its number, it, whether more
     follow).
     """

@@ -15,7 +15,7 @@ import anyio
 
 from .._exceptions import AuthError, ConfigError, SnapcrawlError, unwrap_group
 from . import bench, crawl, job, simulate
-from ._common import EXIT_AUTH, EXIT_FAILURES, EXIT_OK, EXIT_USAGE, Parser, configure_logging, use_uvloop
+from ._common import EXIT_AUTH, EXIT_FAILURES, EXIT_OK, EXIT_USAGE, Parser, configure_logging, echo, use_uvloop
 from .progress import status_line
 
 __all__ = ["build_parser", "main"]
@@ -43,13 +43,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BaseException as raised:  # mapped to exit statuses below, or re-raised
         exc = unwrap_group(raised)
         if isinstance(exc, ConfigError):
-            print(f"snapcrawl: error: {exc}", file=sys.stderr)
+            echo(f"snapcrawl: error: {exc}")
             return EXIT_USAGE
         if isinstance(exc, AuthError):
-            print(f"snapcrawl: {exc}", file=sys.stderr)
+            echo(f"snapcrawl: {exc}")
             return EXIT_AUTH
         if isinstance(exc, SnapcrawlError):
-            print(f"snapcrawl: failed: {exc}", file=sys.stderr)
+            echo(f"snapcrawl: failed: {exc}")
             return EXIT_FAILURES
         if isinstance(exc, KeyboardInterrupt):
             print("snapcrawl: interrupted", file=sys.stderr)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from typing import Any, NoReturn, TextIO
 
 import structlog
@@ -11,6 +12,7 @@ import structlog
 from .._config import API_VERSIONS, DEFAULT_API_VERSION, RetryPolicy, load_credentials, resolve_endpoint
 from .._crawler import Crawler
 from .._exceptions import ConfigError
+from .._text import printable
 from .progress import StatusLine, status_line
 
 __all__ = [
@@ -22,6 +24,7 @@ __all__ = [
     "add_connection_options",
     "add_loop_option",
     "configure_logging",
+    "echo",
     "make_crawler",
     "positive_float",
     "positive_int",
@@ -50,6 +53,12 @@ def positive_float(text: str) -> float:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be > 0, not {value}")
     return value
+
+
+def echo(line: str, *, stdout: bool = False) -> None:
+    """Print one line to stderr (or stdout), control characters escaped: it may hold a server's or a file's text,
+    and an escape sequence in it could retitle the terminal or fake a summary."""
+    print(printable(line), file=sys.stdout if stdout else sys.stderr)
 
 
 def add_connection_options(parser: argparse.ArgumentParser) -> None:

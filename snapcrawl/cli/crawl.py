@@ -26,6 +26,7 @@ from ._common import (
     EXIT_OK,
     add_connection_options,
     add_loop_option,
+    echo,
     make_crawler,
     positive_float,
     positive_int,
@@ -157,10 +158,10 @@ async def _crawl(crawler: Crawler, volume_ids: Any, args: argparse.Namespace, *,
         status.clear()
         with anyio.CancelScope(shield=True):  # commit what was written, even after Ctrl-C
             await sink.aclose()
-    print(_summary(stats, args.out, pruned=getattr(sink, "pruned", 0)), file=sys.stderr)
+    echo(_summary(stats, args.out, pruned=getattr(sink, "pruned", 0)))
     failures = result.failures if result is not None else []
     for failure in failures:
-        print(f"snapcrawl: failed: {failure.where}: {failure.error}", file=sys.stderr)
+        echo(f"snapcrawl: failed: {failure.where}: {failure.error}")
     if caught:
         how = "run the same command again to resume" if sink.resumable else "add --state FILE to make crawls resumable"
         print(f"snapcrawl: interrupted by {signal.Signals(caught[0]).name}; {how}", file=sys.stderr)

@@ -20,7 +20,7 @@ from .._config import load_credentials, resolve_endpoint
 from .._crawler import Crawler
 from .._exceptions import ConfigError
 from ..sinks import Sink
-from ._common import EXIT_FAILURES, EXIT_OK, make_crawler, positive_float
+from ._common import EXIT_FAILURES, EXIT_OK, echo, make_crawler, positive_float
 
 if TYPE_CHECKING:
     from ..limits.redis import RedisLimiter
@@ -205,7 +205,7 @@ async def report_job(worker: Worker) -> int:
         file=sys.stderr,
     )
     for volume, error in sorted(status.failed.items()):
-        print(f"snapcrawl: failed: volume {volume}: {error}", file=sys.stderr)
+        echo(f"snapcrawl: failed: volume {volume}: {error}")
     return EXIT_FAILURES if status.failed else EXIT_OK
 
 
@@ -221,12 +221,14 @@ async def _cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(status.as_dict(), sort_keys=True))
         return EXIT_OK
     state = "complete" if status.complete else ("running" if status.sealed else "enqueuing")
-    print(f"job {status.job}: {state}, {status.total} volumes")
+    echo(f"job {status.job}: {state}, {status.total} volumes", stdout=True)
     print(f"  pending      {status.pending}")
     print(f"  in progress  {status.in_progress}")
     print(f"  done         {status.done}")
     print(f"  failed       {len(status.failed)}")
     for volume, error in sorted(status.failed.items()):
-        print(f"    {volume}: {error}")
-    print(f"  workers      {len(status.workers)}" + "".join(f"\n    {worker}" for worker in status.workers))
+        echo(f"    {volume}: {error}", stdout=True)
+    print(f"  workers      {len(status.workers)}")
+    for worker in status.workers:
+        echo(f"    {worker}", stdout=True)
     return EXIT_OK

@@ -18,11 +18,14 @@ import anyio
 
 from .._exceptions import SinkError
 from .._models import Page, Snapshot
+from .._text import printable
 from ._base import CommitListener, VolumeProgress
 
 __all__ = ["Batch", "BatchingSink", "VolumeStep"]
 
 Status = Literal["done", "partial", "failed"]
+#: The longest error text a checkpoint keeps for a failed volume.
+_MAX_ERROR = 2000
 
 
 @dataclasses.dataclass(slots=True)
@@ -158,7 +161,8 @@ class BatchingSink:
     async def fail(self, volume_id: str | None, error: str) -> None:
         """Buffer the failure of a volume; it is committed with the next batch."""
         await self._ensure_open()
-        self._pending.fail(volume_id, error)
+        # A server's text may hold anything: the checkpoint keeps it printable (no NUL) and bounded.
+        self._pending.fail(volume_id, printable(error[:_MAX_ERROR])[:_MAX_ERROR])
         await self._maybe_commit()
 
     async def flush(self) -> None:

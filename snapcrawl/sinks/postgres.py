@@ -19,11 +19,12 @@ from typing import Any, Final, TypeVar
 
 import msgspec
 
-from .._exceptions import ConfigError, SinkError
+from .._exceptions import ConfigError, SinkError, UnfitValueError
+from .._models import Snapshot
 from ._base import VolumeProgress
 from ._batch import Batch
 from ._inventory import InventorySink
-from ._table import COLUMNS, DEFAULT_TABLE, check_fits
+from ._table import COLUMNS, DEFAULT_TABLE, check_fits, nul_in
 
 __all__ = ["PostgresSink", "redact"]
 
@@ -128,6 +129,11 @@ class PostgresSink(InventorySink):
             f"INSERT INTO {q} ({columns}) SELECT {', '.join(COLUMNS[:-1])}, $2::timestamptz "  # noqa: S608
             f"FROM json_to_recordset($1::json) AS r({record}) ON CONFLICT (id) DO UPDATE SET {updates}"
         )
+
+    def unfit(self, snapshots: list[Snapshot]) -> UnfitValueError | None:
+        """Besides sizes past 64 bits: a NUL anywhere, which neither text nor jsonb can hold (a page is encoded once
+        to clear it, about 0.5 us a row)."""
+        return super().unfit(snapshots) or nul_in(snapshots, _json.encode(snapshots), self.destination)
 
     async def _call(self, call: Callable[[], Awaitable[T]]) -> T:
         """Await a database call; map asyncpg's and the network's errors to :class:`SinkError`."""

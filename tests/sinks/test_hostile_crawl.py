@@ -1,0 +1,140 @@
+"""300 normal volumes and one of each hostile kind, crawled by the CLI into each destination, twice.
+
+Every normal snapshot is committed once, the inclusive-marker volume is complete, every hostile volume is either
+stored or named on stderr, no output holds a duplicate, no traceback, and no raw escape sequence reaches stderr.
+"""
+
+# Our own interpreter and arguments:
+# ruff: noqa: S603
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from snapcrawl.simulator import Faults, Simulator, run_in_thread
+
+from .conftest import _create_database, _drop_database
+
+PAGE = 10  # small pages, so that the cycle and the inclusive marker show within one volume
+NORMAL = 300
+#: Which volumes each destination must store (the rest of the hostile ones it must name as failed).
+STORED = {
+    "jsonl": {"inclusive", "nul", "big_int", "huge"},
+    "sqlite": {"inclusive", "nul", "huge"},
+    "postgres": {"inclusive", "huge"},
+}
+NAMED = {"cycle", "far_date", "escape", "malformed", "nul", "big_int"}
+
+
+@pytest.fixture(scope="module")
+def hostile() -> Iterator[tuple[Simulator, list[str], dict[str, str]]]:
+    """A simulator whose first 300 volumes behave, and one volume of each hostile kind after them."""
+    with run_in_thread(volumes=NORMAL + 60, seed=19) as sim:
+        data = sim.dataset
+        normal = data.volume_ids[:NORMAL]
+        spare = sorted(data.volume_ids[NORMAL:], key=data.count, reverse=True)
+        kinds = ["cycle", "inclusive", "nul", "big_int", "far_date", "escape", "malformed", "huge"]
+        chosen = dict(zip(kinds, spare, strict=False))
+        assert data.count(chosen["cycle"]) > 2 * PAGE and data.count(chosen["inclusive"]) > 2 * PAGE
+        sim.faults = Faults(
+            cycle_volumes={chosen["cycle"]},
+            inclusive_volumes={chosen["inclusive"]},
+            nul_volumes={chosen["nul"]},
+            big_int_volumes={chosen["big_int"]},
+            far_date_volumes={chosen["far_date"]},
+            escape_volumes={chosen["escape"]},
+            malformed_volumes={chosen["malformed"]},
+            huge_volumes={chosen["huge"]},
+            huge_body_bytes=2 * 1024 * 1024,
+        )
+        yield sim, normal, chosen
+
+
+def _crawl(sim: Simulator, ids_file: Path, out: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCP_")}
+    env |= {
+        "HOME": str(home),
+        "SCP_ENDPOINT": sim.url,
+        "SCP_ACCESS_KEY": sim.credentials.access_key,
+        "SCP_SECRET_KEY": sim.credentials.secret_key,
+    }
+    argv = ["crawl", "--volumes", str(ids_file), "--out", out, "--page-size", str(PAGE), "--max-retries", "1"]
+    return subprocess.run(
+        [sys.executable, "-m", "snapcrawl.cli", *argv],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        errors="surrogateescape",
+        timeout=50,
+        check=False,
+        env=env,
+    )
+
+
+async def _rows(kind: str, out: str) -> list[tuple[str, str]]:
+    """(id, volume_id) of every row or line the destination holds."""
+    if kind == "jsonl":
+        lines = Path(out).read_text(encoding="utf-8").splitlines()
+        return [(row["id"], row["volume_id"]) for row in map(json.loads, lines)]
+    if kind == "sqlite":
+        with sqlite3.connect(out.removeprefix("sqlite:///")) as db:
+            return list(db.execute("SELECT id, volume_id FROM snapshots"))
+    conn = await asyncpg.connect(out)
+    try:
+        return [(row["id"], row["volume_id"]) for row in await conn.fetch("SELECT id, volume_id FROM snapshots")]
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=["jsonl", "sqlite", "postgres"])
+async def destination(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
+    """(kind, --out) of an empty destination of each kind."""
+    kind: str = request.param
+    if kind == "postgres":
+        url = await _create_database(request.getfixturevalue("postgres_server"))
+        yield kind, url
+        await _drop_database(url)
+    else:
+        yield kind, str(tmp_path / "out.jsonl") if kind == "jsonl" else f"sqlite:///{tmp_path / 'out.db'}"
+
+
+async def test_hostile_volumes_cost_themselves_only(
+    hostile: tuple[Simulator, list[str], dict[str, str]], destination: tuple[str, str], tmp_path: Path
+) -> None:
+    """Normal volumes all committed once, hostile ones stored or named, on the first run and on the rerun."""
+    sim, normal, chosen = hostile
+    kind, out = destination
+    data = sim.dataset
+    ids_file = tmp_path / "ids.txt"
+    bad_id = "bad\x00id\x1b[2J"
+    ids_file.write_text("\n".join([*normal, *chosen.values(), bad_id]) + "\n", encoding="utf-8")
+    for _ in range(2):  # the rerun is not blocked by the same values
+        result = _crawl(sim, ids_file, out, tmp_path)
+        err = result.stderr
+        assert result.returncode == 1, err
+        assert "Traceback" not in err
+        assert "\x1b" not in err and "\x9b" not in err and "\x00" not in err
+        assert "1000 complete" not in err.replace("\\x1b[1;1Hsnapcrawl: 1000 volumes (1000 complete", "")
+        failed = [line for line in err.splitlines() if line.startswith("snapcrawl: failed:")]
+        named = {name for name, volume in chosen.items() if any(volume in line for line in failed)}
+        assert named == NAMED - STORED[kind], failed
+        assert any("bad\\x00id\\x1b[2J" in line and "control characters" in line for line in failed)
+        assert len(failed) == len(named) + 1
+        rows = await _rows(kind, out)
+        counts = Counter(snapshot_id for snapshot_id, _ in rows)
+        assert set(counts.values()) == {1}  # no duplicate anywhere
+        per_volume = Counter(volume for _, volume in rows)
+        assert all(per_volume[volume] == data.count(volume) for volume in normal)
+        for name in STORED[kind]:
+            assert per_volume[chosen[name]] == data.count(chosen[name]), name
+        assert 0 < per_volume[chosen["cycle"]] <= 2 * PAGE  # what the cursor gave before it looped, once
