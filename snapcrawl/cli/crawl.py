@@ -22,14 +22,17 @@ from ..sinks import DEFAULT_TABLE, open_sink
 from ..sinks.jsonl import JsonLinesWriter
 from ..sinks.postgres import redact
 from ._common import (
+    BURST,
+    CONCURRENCY,
     EXIT_FAILURES,
     EXIT_OK,
+    RATE,
+    SEED,
+    VOLUMES,
     add_connection_options,
     add_loop_option,
     echo,
     make_crawler,
-    positive_float,
-    positive_int,
 )
 from .job import add_distributed_options, check_distributed_options, make_crawl_crawler, open_job_sink, run_job
 from .progress import Progress, status_line
@@ -53,10 +56,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add_distributed_options(many)
 
     demo = commands.add_parser("demo", help="crawl the built-in simulator, started in-process")
-    demo.add_argument("--volumes", type=positive_int, default=3000, metavar="N", help="simulated volumes")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--volumes", type=VOLUMES, default=3000, metavar="N", help="simulated volumes")
+    demo.add_argument("--seed", type=SEED, default=0)
     demo.add_argument("--out", default="snapcrawl-demo.jsonl", metavar="FILE", help="where the snapshots go")
-    demo.add_argument("--concurrency", type=positive_int, default=64, metavar="N")
+    demo.add_argument("--concurrency", type=CONCURRENCY, default=64, metavar="N")
     demo.add_argument("--no-progress", action="store_true")
     demo.add_argument("--no-faults", action="store_true", help="a perfect server: no latency, no 503s")
     add_loop_option(demo)
@@ -80,9 +83,11 @@ def _add_crawl_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="database: delete rows of completely crawled volumes this crawl did not see",
     )
-    crawl.add_argument("--concurrency", type=positive_int, default=64, metavar="N", help="requests in flight")
-    crawl.add_argument("--rate", type=positive_float, metavar="R", help="requests/s cap (default: none)")
-    crawl.add_argument("--burst", type=positive_int, default=10, metavar="N", help="with --rate (default 10)")
+    crawl.add_argument(
+        "--concurrency", type=CONCURRENCY, default=64, metavar="N", help="requests in flight, 1..10000 (default 64)"
+    )
+    crawl.add_argument("--rate", type=RATE, metavar="R", help="requests/s cap, 0.01..100000 (default: none)")
+    crawl.add_argument("--burst", type=BURST, default=10, metavar="N", help="with --rate (default 10)")
     crawl.add_argument("--no-progress", action="store_true", help="no live progress line on stderr")
     add_loop_option(crawl)
     crawl.add_argument(

@@ -20,7 +20,7 @@ from .._config import load_credentials, resolve_endpoint
 from .._crawler import Crawler
 from .._exceptions import ConfigError
 from ..sinks import Sink
-from ._common import EXIT_FAILURES, EXIT_OK, echo, make_crawler, positive_float
+from ._common import CLAIM_AFTER, EXIT_FAILURES, EXIT_OK, echo, make_crawler
 
 if TYPE_CHECKING:
     from ..limits.redis import RedisLimiter
@@ -70,7 +70,7 @@ def add_distributed_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--job", metavar="NAME", help="the job's name: every worker of one crawl uses the same")
     group.add_argument(
         "--claim-after",
-        type=positive_float,
+        type=CLAIM_AFTER,
         metavar="S",
         help="take over volumes another worker has held this long without a heartbeat (default 60)",
     )
