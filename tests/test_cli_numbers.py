@@ -27,7 +27,7 @@ def _commands(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> 
 
 
 def _numeric_options() -> list[tuple[tuple[str, ...], list[str], argparse.Action]]:
-    options = []
+    options: list[tuple[tuple[str, ...], list[str], argparse.Action]] = []
     for command, sub in _commands(build_parser()):
         required = [
             arg

@@ -47,14 +47,14 @@ def hostile() -> Iterator[tuple[Simulator, list[str], dict[str, str]]]:
         chosen = dict(zip(kinds, spare, strict=False))
         assert data.count(chosen["cycle"]) > 2 * PAGE and data.count(chosen["inclusive"]) > 2 * PAGE
         sim.faults = Faults(
-            cycle_volumes={chosen["cycle"]},
-            inclusive_volumes={chosen["inclusive"]},
-            nul_volumes={chosen["nul"]},
-            big_int_volumes={chosen["big_int"]},
-            far_date_volumes={chosen["far_date"]},
-            escape_volumes={chosen["escape"]},
-            malformed_volumes={chosen["malformed"]},
-            huge_volumes={chosen["huge"]},
+            cycle_volumes=frozenset({chosen["cycle"]}),
+            inclusive_volumes=frozenset({chosen["inclusive"]}),
+            nul_volumes=frozenset({chosen["nul"]}),
+            big_int_volumes=frozenset({chosen["big_int"]}),
+            far_date_volumes=frozenset({chosen["far_date"]}),
+            escape_volumes=frozenset({chosen["escape"]}),
+            malformed_volumes=frozenset({chosen["malformed"]}),
+            huge_volumes=frozenset({chosen["huge"]}),
             huge_body_bytes=2 * 1024 * 1024,
         )
         yield sim, normal, chosen
