@@ -177,6 +177,16 @@ class UnfitValueError(SnapcrawlError):
         self.field = field
 
 
+def detach(error: SnapcrawlError) -> SnapcrawlError:
+    """``error`` without its traceback and the exception it was raised from, to be kept (a volume's failure) or
+    waited on (a retry): those hold the frames that read the failed answer, and a hostile server's answer may be
+    tens of megabytes."""
+    error.__traceback__ = None
+    error.__context__ = None
+    error.__cause__ = None
+    return error
+
+
 def unwrap_group(exc: BaseException) -> BaseException:
     """The lone exception inside (nested) single-member exception groups, as a task group wraps it."""
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:

@@ -21,7 +21,7 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from ._errors import query_option
-from ._exceptions import AuthError, BadRequestError, ConfigError, SnapcrawlError, UnfitValueError
+from ._exceptions import AuthError, BadRequestError, ConfigError, SnapcrawlError, UnfitValueError, detach
 from ._fetch import PageFetcher
 from ._hooks import Hooks, fire
 from ._models import Page, SnapshotPage
@@ -155,8 +155,9 @@ class CrawlRun:
         self._cancel.cancel()
 
     def fail(self, volume_id: str | None, error: SnapcrawlError, pages_done: int) -> None:
-        """Record that the crawl gave up on a volume; the crawl goes on."""
-        failure = VolumeFailure(volume_id, error, pages_done)
+        """Record that the crawl gave up on a volume; the crawl goes on. The error is kept without its traceback,
+        which would keep the failed answer alive until the crawl ends."""
+        failure = VolumeFailure(volume_id, detach(error), pages_done)
         self.failures.append(failure)
         self.stats.volumes_failed += 1
         self.log.warning("volume.failed", where=failure.where, pages_done=pages_done, error=str(error))

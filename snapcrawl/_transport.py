@@ -161,6 +161,7 @@ class AiohttpTransport:
         async for chunk in resp.content.iter_any():
             size += len(chunk)
             if size > self._max_body_bytes:
+                chunks.clear()  # the error's traceback holds this frame
                 raise DecodeError(f"response body exceeds the cap of {self._max_body_bytes} bytes (decompressed)")
             await held.take(len(chunk))
             chunks.append(chunk)

@@ -53,6 +53,17 @@ def _add_simulator_options(parser: argparse.ArgumentParser) -> None:
     faults.add_argument("--huge-volume", action="append", default=[], metavar="ID", help="a page over 8 MiB")
     faults.add_argument("--bomb-volume", action="append", default=[], metavar="ID", help="a gzip bomb page")
     faults.add_argument("--bomb-bytes", type=BYTES, default=64 * 1024 * 1024, metavar="N")
+    faults.add_argument("--huge-body-bytes", type=BYTES, default=8 * 1024 * 1024, metavar="N", help="of a huge page")
+    hostile = parser.add_argument_group("hostile data (each repeatable)")
+    for name, what in (
+        ("cycle", "marker pages go round: A, B, A, B..."),
+        ("inclusive", "each marker page starts with the marker's own snapshot"),
+        ("nul", "NUL characters in names, descriptions and metadata"),
+        ("big-int", "sizes beyond 64 bits"),
+        ("far-date", "created_at of year 1 at +01:00 (before year 1 in UTC)"),
+        ("escape", "a 400 whose detail holds terminal escape sequences"),
+    ):
+        hostile.add_argument(f"--{name}-volume", action="append", default=[], metavar="ID", help=what)
     faults.add_argument("--max-limit", type=PAGE_SIZE, metavar="N", help="pages never longer than N")
     faults.add_argument("--gzip", action="store_true", help="gzip bodies for clients that accept it")
     faults.add_argument("--reject-replays", action="store_true", help="401 for a reused timestamp and signature")
