@@ -8,10 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from snapcrawl.cli import main
 from snapcrawl.simulator import Faults, Simulator
 from snapcrawl.simulator.faults import ESCAPES
+from snapcrawl.sinks.postgres import redact
 
 RAW = ("\x1b", "\x07", "\x9b", "\r")
 
@@ -43,3 +46,34 @@ def test_writing_into_a_closed_pipe_exits_0_quietly(env: Simulator, command: lis
     )
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr and "snapcrawl: failed" not in result.stderr
+
+
+@given(st.text())
+def test_redact_never_raises_and_never_shows_a_password(dsn: str) -> None:
+    """Whatever the text, redaction returns a string without the password it held."""
+    secret = "s3cr3t-pw"
+    for url in (dsn, f"postgresql://user:{secret}@{dsn}", f"postgresql://u@h/db?password={secret}&{dsn}"):
+        assert secret not in redact(url).replace(dsn, "")
+
+
+@pytest.mark.parametrize(
+    ("option", "url", "expected"),
+    [
+        ("--out", "postgresql://u:pw@h:abc/db", "invalid PostgreSQL URL 'postgresql://u@h:abc/db'"),
+        ("--out", "postgresql://u:pw@[::1/db", "Invalid IPv6 URL"),
+        ("--limiter", "redis://127.0.0.1:1/0?bogus=1", "unknown parameter 'bogus'"),
+        ("--limiter", "redis://127.0.0.1:abc/0", "invalid Redis URL"),
+    ],
+)
+def test_malformed_urls_are_usage_errors(
+    env: Simulator, option: str, url: str, expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A port that is not a number, a broken IPv6 host, an unknown parameter: exit 2, one line, no password."""
+    argv = ["crawl", "--volume", env.dataset.volume_ids[0], option, url]
+    if option == "--limiter":
+        argv += ["--out", os.devnull]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("snapcrawl: error: ") and expected in err and err.count("\n") == 1
+    assert ":pw@" not in err
+    assert env.stats.requests == 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
+import re
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final, TypeVar
@@ -26,7 +27,7 @@ from ._batch import Batch
 from ._inventory import InventorySink
 from ._table import COLUMNS, DEFAULT_TABLE, check_fits, nul_in
 
-__all__ = ["PostgresSink", "redact"]
+__all__ = ["PostgresSink", "check_dsn", "redact"]
 
 T = TypeVar("T")
 
@@ -57,8 +58,15 @@ ACCOUNT: Final = ""  # the account-wide listing's key (volume ids are never empt
 
 
 def redact(dsn: str) -> str:
-    """The connection URL without its password (in the user part or as a ``password`` parameter)."""
-    parts = urllib.parse.urlsplit(dsn)
+    """The connection URL without its password (in the user part or as a ``password`` parameter).
+
+    Never raises: a URL too broken to parse (an unclosed IPv6 bracket) is cut back by pattern instead, so that
+    the error about it can be shown without the password.
+    """
+    try:
+        parts = urllib.parse.urlsplit(dsn)
+    except ValueError:
+        return _PASSWORD_PARAM.sub("", _USER_PASSWORD.sub(r"\1@", dsn))
     netloc = parts.netloc
     if "@" in netloc:
         user, _, host = netloc.rpartition("@")
@@ -67,6 +75,21 @@ def redact(dsn: str) -> str:
         [(k, v) for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True) if k != "password"]
     )
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+_USER_PASSWORD: Final = re.compile(r"(//[^:/@]*):[^@]*@")
+_PASSWORD_PARAM: Final = re.compile(r"[?&]password=[^&#]*")
+
+
+def check_dsn(dsn: str) -> str:
+    """``dsn`` if its host and port can be read, else a :class:`ConfigError` naming the problem (exit 2, before
+    anything is fetched); the message shows the URL without its password."""
+    try:
+        parts = urllib.parse.urlsplit(dsn)
+        parts.port  # noqa: B018 - reading it is the check: a port that is not a number raises
+    except ValueError as exc:
+        raise ConfigError(f"invalid PostgreSQL URL {redact(dsn)!r}: {exc}") from None
+    return dsn
 
 
 def _import_asyncpg() -> Any:
@@ -102,7 +125,7 @@ class PostgresSink(InventorySink):
         shared: bool = False,
     ) -> None:
         super().__init__(
-            redact(dsn),
+            redact(check_dsn(dsn)),
             table=table,
             prune=prune,
             settings=settings,
