@@ -138,3 +138,31 @@ async def test_hostile_volumes_cost_themselves_only(
         for name in STORED[kind]:
             assert per_volume[chosen[name]] == data.count(chosen[name]), name
         assert 0 < per_volume[chosen["cycle"]] <= 2 * PAGE  # what the cursor gave before it looped, once
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--out", "{disk}/out.jsonl"],
+        ["--out", "{disk}/out.jsonl", "--state", "{disk}/state.db"],
+        ["--out", "sqlite:///{disk}/out.db"],
+        ["--volumes", "-", "--out", "{disk}/out.jsonl"],
+    ],
+    ids=["jsonl", "jsonl-state", "sqlite", "jsonl-stdin"],
+)
+def test_a_full_disk_is_one_clean_failure(env: Simulator, tiny_disk: Path, argv: list[str]) -> None:
+    """Filling the disk ends in `snapcrawl: failed: ...` (exit 1), never a traceback or an exception group."""
+    volumes = "\n".join(env.dataset.volume_ids)
+    result = subprocess.run(
+        [sys.executable, "-m", "snapcrawl.cli", "crawl", *(part.format(disk=tiny_disk) for part in argv)],
+        capture_output=True,
+        text=True,
+        input=volumes,
+        timeout=50,
+        check=False,
+        env=os.environ.copy(),
+    )
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and "ExceptionGroup" not in result.stderr
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith("snapcrawl: failed: ") and ("No space left" in last or "disk is full" in last), last
