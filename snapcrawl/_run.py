@@ -405,9 +405,7 @@ def check_volume_id(volume_id: object) -> ConfigError | None:
     if not volume_id.strip():
         return ConfigError(f"invalid volume id {volume_id!r}: it must be a non-empty string")
     if len(volume_id) > MAX_VOLUME_ID_LENGTH:
-        return ConfigError(
-            f"invalid volume id {shorten(volume_id, 40)}: more than {MAX_VOLUME_ID_LENGTH} characters"
-        )
+        return ConfigError(f"invalid volume id {shorten(volume_id, 40)}: more than {MAX_VOLUME_ID_LENGTH} characters")
     if has_controls(volume_id):
         return ConfigError(f"invalid volume id {shorten(volume_id)}: it holds control characters")
     return None

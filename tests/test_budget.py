@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from snapcrawl import Crawler
@@ -22,7 +23,7 @@ async def test_readers_wait_for_room_and_the_oldest_always_goes_on() -> None:
             for _ in range(4):
                 await held.take(10)
                 most = max(most, budget.used)
-                await anyio.sleep(0)
+                await anyio.lowlevel.checkpoint()
 
     with anyio.fail_after(5):  # every reader holds part of the budget while it waits: no deadlock
         async with anyio.create_task_group() as tg:

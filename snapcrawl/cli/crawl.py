@@ -15,10 +15,10 @@ from typing import IO, Any, BinaryIO
 import anyio
 
 from .._crawler import Crawler
-from .._exceptions import ConfigError
+from .._exceptions import ConfigError, SinkError
 from .._run import CrawlResult
 from .._stats import CrawlStats
-from ..sinks import DEFAULT_TABLE, open_sink
+from ..sinks import DEFAULT_TABLE, AnySink, open_sink
 from ..sinks.jsonl import JsonLinesWriter
 from ..sinks.postgres import redact
 from ._common import (
@@ -132,13 +132,39 @@ def _summary(stats: CrawlStats, out: str | None, *, pruned: int = 0) -> str:
     )
 
 
-async def _watch_signals(scope: anyio.CancelScope, caught: list[int]) -> None:
-    """On SIGINT or SIGTERM, remember it and cancel the crawl so that it can stop cleanly."""
+#: After SIGINT or SIGTERM, how long a commit in progress (or the last one) may take before it is given up.
+GIVE_UP_SECONDS = 5.0
+
+
+async def _watch_signals(scope: anyio.CancelScope, caught: list[int], sink: AnySink, lost: list[int]) -> None:
+    """On SIGINT or SIGTERM, remember it and cancel the crawl so that it can stop cleanly; should a commit still
+    hold it after :data:`GIVE_UP_SECONDS` (a stalled database), give that commit up."""
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
             caught.append(signum)
             scope.cancel()
-            return
+            break
+    await _give_up_after(sink, lost)
+
+
+async def _give_up_after(sink: AnySink, lost: list[int]) -> None:
+    await anyio.sleep(GIVE_UP_SECONDS)
+    lost.append(sink.abandon())
+
+
+async def _close(sink: AnySink, *, interrupted: bool, lost: list[int]) -> None:
+    """Commit what was taken and release the destination, even after Ctrl-C; once interrupted, for
+    :data:`GIVE_UP_SECONDS` at most."""
+    with anyio.CancelScope(shield=True):
+        async with anyio.create_task_group() as tg:
+            if interrupted and not lost:
+                tg.start_soon(_give_up_after, sink, lost)
+            try:
+                await sink.aclose()
+            except SinkError:
+                if not lost:
+                    raise
+            tg.cancel_scope.cancel()
 
 
 async def _crawl(crawler: Crawler, volume_ids: Any, args: argparse.Namespace, *, total: int | None) -> int:
@@ -150,20 +176,29 @@ async def _crawl(crawler: Crawler, volume_ids: Any, args: argparse.Namespace, *,
     result: CrawlResult | None = None
     settings = {"endpoint": crawler.endpoint, "name": args.name, "sort": args.sort}
     sink = open_sink(args.out, table=args.table, prune=args.prune, state=args.state, settings=settings)
+    lost: list[int] = []  # rows taken but given up, once a stalled commit was abandoned
     try:
         async with crawler, anyio.create_task_group() as tg:
             crawl_scope = anyio.CancelScope()
-            tg.start_soon(_watch_signals, crawl_scope, caught)
+            tg.start_soon(_watch_signals, crawl_scope, caught, sink, lost)
             if show_progress:
                 tg.start_soon(progress.run, status)
             with crawl_scope:
-                result = await crawler.crawl_into(volume_ids, sink, name=args.name, sort=args.sort, stats=stats)
+                try:
+                    result = await crawler.crawl_into(volume_ids, sink, name=args.name, sort=args.sort, stats=stats)
+                except* SinkError:
+                    if not lost:
+                        raise
             tg.cancel_scope.cancel()
     finally:
         status.clear()
-        with anyio.CancelScope(shield=True):  # commit what was written, even after Ctrl-C
-            await sink.aclose()
+        await _close(sink, interrupted=bool(caught), lost=lost)
     echo(_summary(stats, args.out, pruned=getattr(sink, "pruned", 0)))
+    if lost:
+        echo(
+            f"snapcrawl: gave up a commit the destination did not finish in {GIVE_UP_SECONDS:g} s: {lost[0]} rows "
+            "taken were not committed (the checkpoint does not cover them)"
+        )
     failures = result.failures if result is not None else []
     for failure in failures:
         echo(f"snapcrawl: failed: {failure.where}: {failure.error}")

@@ -317,6 +317,9 @@ class PostgresSink(InventorySink):
     async def _close(self) -> None:
         if self._conn is not None:
             conn, self._conn = self._conn, None
+            if self._broken is not None:  # a commit failed or was given up: the server rolls it back
+                conn.terminate()
+                return
             try:
                 await conn.close(timeout=5)
             except Exception:  # a broken connection is closed the hard way

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -18,6 +19,8 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import anyio
+import anyio.abc
 import asyncpg
 import pytest
 
@@ -84,7 +87,7 @@ def _crawl(sim: Simulator, ids_file: Path, out: str, home: Path) -> subprocess.C
 async def _rows(kind: str, out: str) -> list[tuple[str, str]]:
     """(id, volume_id) of every row or line the destination holds."""
     if kind == "jsonl":
-        lines = Path(out).read_text(encoding="utf-8").splitlines()
+        lines = (await anyio.Path(out).read_text(encoding="utf-8")).splitlines()
         return [(row["id"], row["volume_id"]) for row in map(json.loads, lines)]
     if kind == "sqlite":
         with sqlite3.connect(out.removeprefix("sqlite:///")) as db:
@@ -166,3 +169,58 @@ def test_a_full_disk_is_one_clean_failure(env: Simulator, tiny_disk: Path, argv:
     assert "Traceback" not in result.stderr and "ExceptionGroup" not in result.stderr
     last = result.stderr.splitlines()[-1]
     assert last.startswith("snapcrawl: failed: ") and ("No space left" in last or "disk is full" in last), last
+
+
+async def test_sigterm_during_a_stalled_commit_gives_up_and_the_rerun_resumes(
+    env: Simulator, pg_url: str, tmp_path: Path
+) -> None:
+    """A commit blocked by another session's lock does not hold SIGTERM for the 120 s command timeout: the crawl
+    gives it up within seconds, says so, and the same command run again commits every snapshot once."""
+    few, every = tmp_path / "few.txt", tmp_path / "every.txt"
+    few.write_text("\n".join(env.dataset.volume_ids[:3]), encoding="utf-8")
+    every.write_text("\n".join(env.dataset.volume_ids), encoding="utf-8")
+    argv = [sys.executable, "-m", "snapcrawl.cli", "crawl", "--out", pg_url, "--volumes"]
+    first = await anyio.run_process([*argv, str(few)], check=False)
+    assert first.returncode == 0, first.stderr  # the table exists now
+    blocker = await asyncpg.connect(pg_url)
+    try:
+        transaction = blocker.transaction()
+        await transaction.start()
+        await blocker.execute("LOCK TABLE snapshots IN ACCESS EXCLUSIVE MODE")
+        async with await anyio.open_process([*argv, str(every)]) as proc:
+            for _ in range(400):  # until its first commit waits for the lock
+                await blocker.execute("SELECT pg_stat_clear_snapshot()")  # else one snapshot per transaction
+                waiting = await blocker.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+                )
+                if waiting:
+                    break
+                await anyio.sleep(0.05)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.stderr is not None
+            with anyio.fail_after(40):  # far under the 120 s command timeout
+                err = (await proc.stderr.receive(1 << 20)).decode()
+                while chunk := await _more(proc):
+                    err += chunk
+                await proc.wait()
+        assert waiting, f"the crawl never reached its first commit: {err}"
+        assert proc.returncode == 128 + signal.SIGTERM, err
+        assert "Traceback" not in err
+        assert "gave up a commit" in err and "rows taken were not committed" in err, err
+        assert "interrupted by SIGTERM; run the same command again to resume" in err
+        await transaction.rollback()
+    finally:
+        await blocker.close()
+    again = await anyio.run_process([*argv, str(every)], check=False)
+    assert again.returncode == 0, again.stderr
+    rows = await _rows("postgres", pg_url)
+    assert len(rows) == len(set(rows)) == env.dataset.total
+
+
+async def _more(proc: anyio.abc.Process) -> str:
+    """The next bytes of ``proc``'s stderr, or ``""`` at its end."""
+    assert proc.stderr is not None
+    try:
+        return (await proc.stderr.receive(1 << 20)).decode()
+    except anyio.EndOfStream:
+        return ""
