@@ -8,6 +8,8 @@ import re
 from collections.abc import Mapping
 from typing import Final
 
+import msgspec
+
 from .._exceptions import ConfigError, SinkError, UnfitValueError
 from .._models import Snapshot
 
@@ -91,6 +93,7 @@ def utc_text(value: dt.datetime | None) -> str | None:
     return value.isoformat(timespec="microseconds")
 
 
+_json: Final = msgspec.json.Encoder()
 #: What a 64-bit signed integer column (SQLite INTEGER, PostgreSQL bigint) holds.
 _INT64_MIN: Final = -(2**63)
 _INT64_MAX: Final = 2**63 - 1
@@ -116,13 +119,15 @@ def size_beyond_int64(snapshots: list[Snapshot], destination: str) -> UnfitValue
     return None
 
 
-def nul_in(snapshots: list[Snapshot], encoded: bytes, destination: str) -> UnfitValueError | None:
+def nul_in(snapshots: list[Snapshot], destination: str) -> UnfitValueError | None:
     """The error for the first snapshot holding a NUL character (PostgreSQL text and jsonb reject it), if any.
 
-    ``encoded`` is the snapshots as JSON: a NUL is written ``\\u0000`` there, so one search of the bytes clears
-    a whole page; only then are the fields looked at one by one (the search also matches a literal backslash-u).
+    Cleared a page at a time, about 0.5 us a row: the text fields joined into one string searched once, and the
+    metadata encoded in one call (a NUL is ``\\u0000`` there; a literal backslash-u also matches, and is then
+    cleared field by field).
     """
-    if b"\\u0000" not in encoded:
+    texts = "".join([f"{s.id}{s.volume_id}{s.status}{s.name}{s.description}{s.user_id}" for s in snapshots])
+    if "\x00" not in texts and b"\\u0000" not in _json.encode([s.metadata for s in snapshots]):
         return None
     for snapshot in snapshots:
         for field in _TEXT_FIELDS:

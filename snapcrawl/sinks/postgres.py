@@ -154,9 +154,8 @@ class PostgresSink(InventorySink):
         )
 
     def unfit(self, snapshots: list[Snapshot]) -> UnfitValueError | None:
-        """Besides sizes past 64 bits: a NUL anywhere, which neither text nor jsonb can hold (a page is encoded once
-        to clear it, about 0.5 us a row)."""
-        return super().unfit(snapshots) or nul_in(snapshots, _json.encode(snapshots), self.destination)
+        """Besides sizes past 64 bits: a NUL anywhere, which neither text nor jsonb can hold."""
+        return super().unfit(snapshots) or nul_in(snapshots, self.destination)
 
     async def _call(self, call: Callable[[], Awaitable[T]]) -> T:
         """Await a database call; map asyncpg's and the network's errors to :class:`SinkError`."""

@@ -22,11 +22,13 @@ from pathlib import Path
 import anyio
 import anyio.abc
 import asyncpg
+import msgspec
 import pytest
 
+from snapcrawl import UnfitValueError
 from snapcrawl.simulator import Faults, Simulator, run_in_thread
 
-from .conftest import _create_database, _drop_database
+from .conftest import Inventory, _create_database, _drop_database, page, snapshots
 
 PAGE = 10  # small pages, so that the cycle and the inclusive marker show within one volume
 NORMAL = 300
@@ -224,3 +226,36 @@ async def _more(proc: anyio.abc.Process) -> str:
         return (await proc.stderr.receive(1 << 20)).decode()
     except anyio.EndOfStream:
         return ""
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "fits"),
+    [
+        ("description", "a\x00b", {"sqlite"}),
+        ("metadata", {"k\x00": "v"}, {"sqlite"}),
+        ("metadata", {"k": ["deep", {"x": "v\x00"}]}, {"sqlite"}),
+        ("metadata", {"k": "a literal \\u0000 is fine"}, {"sqlite", "postgres"}),
+        ("id", "nul\x00id", {"sqlite"}),
+        ("size", 2**63, set()),
+        ("size", -(2**63) - 1, set()),
+        ("size", 2**63 - 1, {"sqlite", "postgres"}),
+    ],
+)
+async def test_a_value_the_table_cannot_hold_is_named_and_blocks_nothing(
+    inventory: Inventory, field: str, value: object, fits: set[str]
+) -> None:
+    """Stored as it is, or an UnfitValueError naming the snapshot and field with nothing of its page taken; the
+    sink stays usable, and the next page commits."""
+    bad = msgspec.structs.replace(snapshots("v1", 1)[0], **{field: value})
+    sink = inventory.sink()
+    async with sink:
+        if inventory.kind in fits:
+            await sink.write(page("v1", 1, [bad], last=True))
+        else:
+            with pytest.raises(UnfitValueError) as info:
+                await sink.write(page("v1", 1, [bad], last=True))
+            assert (info.value.snapshot_id, info.value.field, info.value.volume_id) == (bad.id, field, "v1")
+            assert field in str(info.value) and repr(bad.id) in str(info.value)
+        await sink.write(page("v2", 1, snapshots("v2", 3), last=True))
+    expected = {"v2-s0", "v2-s1", "v2-s2"} | ({bad.id} if inventory.kind in fits else set())
+    assert set(await inventory.ids()) == expected
