@@ -6,6 +6,7 @@ import argparse
 import logging
 import math
 import sys
+from collections.abc import Sequence
 from typing import Any, Final, NoReturn, TextIO
 
 import structlog
@@ -37,6 +38,7 @@ __all__ = [
     "TIMEOUT",
     "VOLUMES",
     "Bounded",
+    "DeprecatedAlias",
     "Parser",
     "add_connection_options",
     "add_loop_option",
@@ -110,6 +112,32 @@ COUNT: Final = bounded(0, 1_000_000, integer=True)
 SEED: Final = bounded(0, 2**64 - 1, integer=True)
 PORT: Final = bounded(0, 65_535, integer=True)
 BYTES: Final = bounded(1, 2**32, integer=True)  # 4 GiB
+
+
+class DeprecatedAlias(argparse.Action):
+    """An old spelling of an option: it still works for one release, and says on stderr what replaces it.
+
+    ``parser.add_argument("--volumes", dest="volumes", action=DeprecatedAlias, use="--volumes-from")``; the old
+    spelling is left out of ``--help``.
+    """
+
+    def __init__(self, option_strings: Sequence[str], dest: str, *, use: str, **kwargs: Any) -> None:
+        kwargs.setdefault("help", argparse.SUPPRESS)
+        super().__init__(option_strings, dest, **kwargs)
+        self.use = use
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        print(
+            f"snapcrawl: warning: {option_string} is deprecated and goes in 0.4; use {self.use}",
+            file=sys.stderr,
+        )
+        setattr(namespace, self.dest, values)
 
 
 def positive_int(text: str) -> int:

@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import BURST, BYTES, COUNT, FRACTION, PAGE_SIZE, PORT, RATE, SECONDS, SEED, VOLUMES, bounded
+from ._common import (
+    BURST,
+    BYTES,
+    COUNT,
+    FRACTION,
+    PAGE_SIZE,
+    PORT,
+    RATE,
+    SECONDS,
+    SEED,
+    VOLUMES,
+    DeprecatedAlias,
+    bounded,
+)
 
 __all__ = ["register"]
 
@@ -19,7 +32,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def _add_simulator_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=PORT, default=8765, help="0 picks a free port (printed)")
-    parser.add_argument("--volumes", type=VOLUMES, default=2000, metavar="N")
+    parser.add_argument("--volume-count", dest="volumes", type=VOLUMES, default=2000, metavar="N")
+    parser.add_argument("--volumes", dest="volumes", type=VOLUMES, action=DeprecatedAlias, use="--volume-count")
     parser.add_argument("--seed", type=SEED, default=0)
     parser.add_argument("--volume-file", metavar="FILE", help="also write the volume ids there, one a line")
     parser.add_argument("--max-clock-skew", type=SECONDS, default=300.0, metavar="S")
