@@ -38,9 +38,22 @@ def _numeric_options() -> list[tuple[tuple[str, ...], list[str], argparse.Action
         options.extend(
             (command, required, action)
             for action in sub._actions
-            if action.option_strings and action.type not in (None, str) and action.choices is None
+            if action.option_strings and action.choices is None and _numeric(action.type)
         )
     return options
+
+
+def _numeric(kind: Any) -> bool:
+    """Whether an argparse ``type`` reads numbers (``int``, ``float``, a bounded type, or any that gives one)."""
+    if kind in (None, str):
+        return False
+    for text in ("1", "100"):
+        try:
+            value = kind(text)
+        except (ValueError, TypeError, argparse.ArgumentTypeError):
+            continue
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return False
 
 
 OPTIONS = _numeric_options()
