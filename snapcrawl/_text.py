@@ -11,12 +11,16 @@ from typing import Final
 
 __all__ = ["clip", "has_controls", "printable", "shorten"]
 
-#: C0 controls, DEL, C1 controls (0x9b is a one-byte CSI), and the bidirectional overrides that reorder text.
+#: C0 controls, DEL, C1 controls (0x9b is a one-byte CSI), the line and paragraph separators, and the
+#: bidirectional marks, overrides and isolates: what can move a terminal's cursor, change its state or reorder
+#: what it shows.
 _CONTROLS: Final = (
     *range(0x20),
     *range(0x7F, 0xA0),
     0x200E,
     0x200F,
+    0x2028,
+    0x2029,
     *range(0x202A, 0x202F),
     *range(0x2066, 0x206A),
 )
