@@ -31,6 +31,7 @@ from ._exceptions import (
     SnapcrawlError,
     ThrottledError,
     TransportError,
+    UnfitValueError,
 )
 from ._hooks import Hooks
 from ._models import Page, Snapshot, SnapshotPage
@@ -81,6 +82,7 @@ __all__ = [
     "ThrottledError",
     "Transport",
     "TransportError",
+    "UnfitValueError",
     "VolumeFailure",
     "VolumeProgress",
     "encode_query",

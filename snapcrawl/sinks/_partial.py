@@ -38,6 +38,8 @@ class PartialFile:
         #: Whether the destination is written directly (not a regular file): nothing to move into place.
         self.direct = False
         self.replaced = False
+        #: The partial output kept beside the destination by :meth:`close` (``None``: none was kept).
+        self.kept: Path | None = None
         self._file: BinaryIO | None = None
         self._locks: list[int] = []
 
@@ -84,20 +86,21 @@ class PartialFile:
         self.replaced = True
 
     def close(self) -> Path | None:
-        """Close and unlock; return the partial file if it was kept (not moved into place, and not empty)."""
-        kept: Path | None = None
-        if self._file is not None:
-            with contextlib.suppress(OSError):
-                self._file.close()
-            if not self.direct and not self.replaced:
+        """Close and unlock; return (and keep in :attr:`kept`) the partial file if it was not moved into place and
+        is not empty. A failure to write what was buffered (a full disk) is raised, once the locks are released."""
+        file, self._file = self._file, None
+        try:
+            if file is not None:
+                file.close()
+        finally:
+            if file is not None and not self.direct and not self.replaced:
                 with contextlib.suppress(OSError):
                     if self.path.stat().st_size == 0:
                         self.path.unlink()
                     else:
-                        kept = self.path
-            self._file = None
-        self._release()
-        return kept
+                        self.kept = self.path
+            self._release()
+        return self.kept
 
     def _release(self) -> None:
         for fd in self._locks:

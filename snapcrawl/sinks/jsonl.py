@@ -516,15 +516,21 @@ class JsonLinesSink(BatchingSink):
         await self._run(finish)
 
     async def _close(self) -> None:
-        await anyio.to_thread.run_sync(self._close_sync)
+        await self._run(self._close_sync)  # an OSError (the disk is full) becomes a SinkError
 
     def _close_sync(self) -> None:
-        if self._partial is not None:
-            self.kept = self._partial.close()
-        elif self._file is not None and not self.stdout:
-            self._file.close()
-        if self._checkpoint is not None:
-            self._checkpoint.close()
-        if self._output_lock is not None:
-            os.close(self._output_lock)
+        file, checkpoint, partial, lock = self._file, self._checkpoint, self._partial, self._output_lock
         self._file = self._checkpoint = self._partial = self._output_lock = None
+        try:
+            if partial is not None:
+                try:
+                    partial.close()  # flushes what is buffered: a full disk shows here
+                finally:
+                    self.kept = partial.kept
+            elif file is not None and not self.stdout:
+                file.close()  # flushes what is buffered: a full disk shows here
+        finally:
+            if checkpoint is not None:
+                checkpoint.close()
+            if lock is not None:
+                os.close(lock)
