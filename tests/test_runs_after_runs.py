@@ -265,6 +265,7 @@ def test_resume_finished_needs_a_state_file(env: Simulator, tmp_path: Path, caps
     assert _crawl("--out", str(tmp_path / "out.jsonl"), "--resume-finished") == 2
     assert _crawl("--out", f"sqlite:///{tmp_path / 'x.db'}", "--resume-finished") == 2
     assert capsys.readouterr().err.count("--resume-finished") >= 2
+    assert _crawl("--output", "csv", "--resume-finished") == 2  # printed to stdout: nothing to resume
 
 
 def test_a_finished_sqlite_crawl_starts_over(

@@ -183,7 +183,7 @@ def _printed(args: argparse.Namespace) -> FormattedSink | None:
         return None
     if args.out not in (None, "-"):
         raise ConfigError(f"--output {output} and --fields print to stdout (--out -); --out {args.out} is JSON Lines")
-    if args.state is not None:
+    if args.state is not None or args.resume_finished:
         raise ConfigError("--state resumes a JSON Lines file; it cannot resume what --output prints to stdout")
     return FormattedSink(SnapshotFormatter(sys.stdout.buffer, output, fields, terminal=sys.stdout.isatty()))
 
