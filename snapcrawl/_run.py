@@ -36,6 +36,8 @@ __all__ = ["MAX_VOLUME_ID_LENGTH", "CrawlResult", "CrawlRun", "CrawlSettings", "
 MAX_VOLUME_ID_LENGTH: Final = 255
 #: Ids read ahead of the crawl from a synchronous iterable, in a thread (it may block: a pipe, a slow generator).
 ID_BATCH: Final = 256
+#: How long the crawl waits for the next volume id before it flushes its sink (and again, while it waits).
+IDLE_FLUSH: Final = 0.2
 #: Distinct volumes failing alike on their first page, with none succeeding, before the query is blamed.
 SAME_FIRST_PAGE_400: Final = 3
 
@@ -332,7 +334,7 @@ class CrawlRun:
                         await send.send(fresh)
 
         tg.start_soon(feed)
-        return _Feed(receive)
+        return _Feed(receive, on_idle=self.sink.flush if self.sink is not None else None)
 
     async def _worker(self, ids: Iterator[object] | _Feed) -> None:
         """Crawl volumes one after another, each page after page."""
@@ -364,10 +366,16 @@ class _Feed:
     for it (two stream checkpoints per id cost about a fifth of the crawl's CPU when each volume is one page).
     """
 
-    __slots__ = ("_ended", "_ready", "_receive", "_refill")
+    __slots__ = ("_ended", "_on_idle", "_ready", "_receive", "_refill")
 
-    def __init__(self, receive: MemoryObjectReceiveStream[list[object]]) -> None:
+    def __init__(
+        self,
+        receive: MemoryObjectReceiveStream[list[object]],
+        *,
+        on_idle: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self._receive = receive
+        self._on_idle = on_idle
         self._ready: collections.deque[object] = collections.deque()
         self._refill = anyio.Lock(fast_acquire=True)
         self._ended = False
@@ -387,10 +395,23 @@ class _Feed:
                 if ready or self._ended:
                     continue  # another worker refilled the buffer (or saw the end) meanwhile
                 try:
-                    ready.extend(await self._receive.receive())
+                    ready.extend(await self._receive_batch())
                 except (anyio.EndOfStream, anyio.ClosedResourceError):
                     self._ended = True
         return ready.popleft()
+
+    async def _receive_batch(self) -> list[object]:
+        """The next batch; while none comes (a producer that pauses, such as a person typing ids), the sink is
+        flushed every :data:`IDLE_FLUSH` seconds, so that what was crawled is written (to stdout) without waiting."""
+        try:
+            return self._receive.receive_nowait()
+        except anyio.WouldBlock:
+            if self._on_idle is None:
+                return await self._receive.receive()
+        while True:
+            with anyio.move_on_after(IDLE_FLUSH):
+                return await self._receive.receive()
+            await self._on_idle()
 
 
 def check_volume_id(volume_id: object) -> ConfigError | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import selectors
 import signal
 import subprocess
 import sys
@@ -66,6 +67,41 @@ def test_an_id_on_an_open_pipe_is_crawled_and_a_signal_stops_the_crawl(
     assert b"Traceback" not in err
     lines = [json.loads(line) for line in out.read_bytes().splitlines()]
     assert len(lines) == simulator.dataset.count(volume_id)
+
+
+def test_snapshots_of_an_id_on_an_open_pipe_reach_stdout_at_once(simulator: Simulator) -> None:
+    """With stdout as the output, an id's snapshots are printed while the producer keeps stdin open."""
+    volume_id = max(simulator.dataset.volume_ids, key=simulator.dataset.count)
+    argv = [sys.executable, "-m", "snapcrawl.cli", "crawl", "--endpoint", simulator.url, "--volumes-from", "-"]
+    env = os.environ | {
+        "SCP_ACCESS_KEY": simulator.credentials.access_key,
+        "SCP_SECRET_KEY": simulator.credentials.secret_key,
+    }
+    process = subprocess.Popen(  # noqa: S603
+        [*argv, "--no-progress"], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+    assert process.stdin is not None and process.stdout is not None
+    received = b""
+    try:
+        process.stdin.write(f"{volume_id}\n".encode())
+        process.stdin.flush()
+        deadline = time.monotonic() + 30
+        with selectors.DefaultSelector() as selector:
+            selector.register(process.stdout, selectors.EVENT_READ)
+            while received.count(b"\n") < simulator.dataset.count(volume_id) and time.monotonic() < deadline:
+                if selector.select(timeout=0.5):
+                    received += os.read(process.stdout.fileno(), 1 << 16)
+        assert received.count(b"\n") == simulator.dataset.count(volume_id)  # printed while stdin is open
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stdin.close()
+        process.stdout.close()
+    assert process.returncode == 128 + signal.SIGTERM
+    assert {json.loads(line)["volume_id"] for line in received.splitlines()} == {volume_id}
 
 
 async def test_ids_from_a_blocking_iterable_are_crawled_as_they_arrive(simulator: Simulator) -> None:
