@@ -9,6 +9,7 @@ import pytest
 
 from snapcrawl.cli import main
 from snapcrawl.queue import JobQueue
+from snapcrawl.simulator.faults import ESCAPES
 
 from .conftest import RedisServer
 
@@ -72,3 +73,19 @@ def test_job_status_bad_name(redis_server: RedisServer, capsys: pytest.CaptureFi
     """An invalid job name is a usage error."""
     assert main(["job", "status", "--queue", redis_server.url, "--job", "no spaces"]) == 2
     assert "invalid job name" in capsys.readouterr().err
+
+
+def test_job_status_escapes_server_text(redis_server: RedisServer, capsys: pytest.CaptureFixture[str]) -> None:
+    """A dead-lettered volume's error, as a server worded it, is shown with its escape sequences escaped."""
+    _enqueue(redis_server.url, "hostile", ["a"])
+
+    async def dead_letter() -> None:
+        queue = JobQueue(redis_server.url, "hostile")
+        await queue.client.hset(queue.keys.failed, "a", f"request rejected (HTTP 400: {ESCAPES})")
+        await queue.aclose()
+
+    anyio.run(dead_letter)
+    assert main(["job", "status", "--queue", redis_server.url, "--job", "hostile"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out and "\x9b" not in out
+    assert "\\x1b]0;pwned\\x07" in out
