@@ -2,8 +2,9 @@
 
 ::
 
-    arrive (stats, plan clock) -> wait out a pause -> note a replayed signature -> latency
-      -> quota (429 + Retry-After; rate-limit headers on every answer) -> random fault (drop/503/502/stall/truncate)
+    arrive (stats, plan clock) -> wait out a pause -> note a replayed signature
+      -> quota, decided on arrival as gateways do (429 + Retry-After; rate-limit headers on every answer)
+      -> latency -> random fault (drop/503/502/stall/truncate)
       -> route: "/" versions | /v1/snapshots: authenticate (signature, skew, replay) -> parse query -> page
       -> churn after the page -> wait out a pause that began meanwhile -> gzip -> send
 
@@ -278,13 +279,15 @@ class Simulator:
             if plan.pauses:
                 await self._hold(plan)
             replayed = plan.faults.reject_replays and self._replayed(request)
-            if plan.latency:
-                await asyncio.sleep(plan.delay())
+            # The quota decides on arrival, as a gateway does, and its 429 takes the same latency as any answer.
             limits: Mapping[str, str] = {}
+            throttled: _Answer | None = None
             if plan.limited:
                 throttled, limits = self._throttle(plan)
-                if throttled is not None:
-                    return await self._send(request, plan, throttled, limits)
+            if plan.latency:
+                await asyncio.sleep(plan.delay())
+            if throttled is not None:
+                return await self._send(request, plan, throttled, limits)
             fault = plan.fault() if plan.draw else None
             if fault == "drop":
                 await request.read()  # the whole request, so that a resend is a true replay
