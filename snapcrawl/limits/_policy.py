@@ -17,6 +17,7 @@ The figures behind these constants are in the README ("Rate limits"). The Redis 
 from __future__ import annotations
 
 import collections
+import json
 import math
 
 __all__ = ["AnswerMeter", "RateDiscovery"]
@@ -100,13 +101,22 @@ class RateDiscovery:
         """Count the answer to a request granted at ``ticket``; whether it ended a round (``rate`` may be new)."""
         if ticket < self._since:
             return False  # sent at an earlier rate: it says nothing about this one
-        if throttled:
-            self._throttled += 1
-        else:
-            self._ok += 1
-        self._lag = max(self._lag, now - ticket)
+        return self.answers(0 if throttled else 1, 1 if throttled else 0, now, lag=now - ticket)
+
+    def answers(self, ok: int, throttled: int, now: float, *, lag: float = 0.0, first: float | None = None) -> bool:
+        """Count ``ok`` and ``throttled`` answers that had all arrived by ``now``, to requests sent at the current
+        rate; whether they ended a round. ``first`` is when the round's first answer arrived (default ``now``).
+
+        The Redis limiter's processes report their answers in batches: this is how the one policy hears them.
+        """
+        if ok + throttled <= 0:
+            return False
+        if self._ok + self._throttled == 0:
+            self._first = now if first is None else first
+        self._ok += ok
+        self._throttled += throttled
+        self._lag = max(self._lag, lag)
         if self._ok + self._throttled == 1:
-            self._first = now
             return False
         elapsed = now - self._first
         throttles = self._throttled
@@ -145,6 +155,37 @@ class RateDiscovery:
         self._cut = rate < (old if old is not None else answered)
         self.start(max(rate, self.MIN_RATE), now)
         return True
+
+    def to_state(self) -> str:
+        """The policy's memory as JSON, so that it outlives a process: the Redis limiter keeps it in Redis."""
+        state = {}
+        for name in self.__slots__:
+            value = getattr(self, name, None)
+            state[name] = [list(entry) for entry in value] if isinstance(value, collections.deque) else value
+        return json.dumps(state)
+
+    @classmethod
+    def from_state(cls, text: str, *, ceiling: float | None = None) -> RateDiscovery:
+        """A policy with the memory :meth:`to_state` wrote; a fresh one for ``""`` or anything else that is not
+        such a state (it comes from a server: a wrong value is ignored, never trusted)."""
+        policy = cls(ceiling=ceiling)
+        try:
+            state = json.loads(text) if text else {}
+        except ValueError:
+            return policy
+        if not isinstance(state, dict):
+            return policy
+        for name in cls.__slots__:
+            value = state.get(name)
+            default = getattr(policy, name, None)
+            if name == "ceiling" or name not in state:
+                continue
+            if isinstance(default, collections.deque):
+                if isinstance(value, list):
+                    default.extend(tuple(entry) for entry in value if isinstance(entry, list))
+            elif value is None or isinstance(value, int | float):
+                setattr(policy, name, value)
+        return policy
 
     def _judge(self, now: float) -> tuple[float, bool]:
         """The throttled share to act on, and whether it is noise: a few throttles are judged over the last
