@@ -194,6 +194,7 @@ class RedisLimiter:
     Use it as an async context manager (entering checks that Redis works, and starts the heartbeat), then pass
     it to ``Crawler(limiter=...)``. ``clock`` and ``sleep`` are seams for tests; ``redis_time=False`` makes the
     script take the time from ``clock`` too, so that a test can drive the shared policy on a fake clock.
+    ``option`` names the setting in error messages (the CLI's ``--limiter``).
     """
 
     JITTER_MARGIN: Final = LocalLimiter.JITTER_MARGIN
@@ -231,6 +232,7 @@ class RedisLimiter:
         clock: Clock = time.monotonic,
         sleep: Sleep = anyio.sleep,
         redis_time: bool = True,
+        option: str = "limiter",
     ) -> None:
         if rate is not None and not rate > 0:
             raise ConfigError(f"rate must be > 0 requests/s, not {rate}")
@@ -239,7 +241,7 @@ class RedisLimiter:
         if not heartbeat > 0:
             raise ConfigError(f"heartbeat must be > 0 seconds, not {heartbeat}")
         self._owns_client = isinstance(client, str)
-        self._client = _redis.client(client, role="limiter") if isinstance(client, str) else client
+        self._client = _redis.client(client, role="limiter", option=option) if isinstance(client, str) else client
         self._server = _redis.server_of(self._client)
         self.key = key or quota_key(endpoint, access_key)
         self._procs_key = f"{self.key}:processes"

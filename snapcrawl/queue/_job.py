@@ -140,7 +140,7 @@ class JobQueue:
     ``keep_finished`` how many seconds a finished job's keys are kept. ``client`` is a URL (``env:NAME`` reads
     it from the environment; the password may come from ``REDISCLI_AUTH``) or a client. Redis errors become
     :class:`~snapcrawl.TransportError` (unreachable) or :class:`~snapcrawl.ConfigError` (Redis refuses: wrong
-    password, read-only replica, out of memory).
+    password, read-only replica, out of memory). ``option`` names the URL's setting in messages.
     """
 
     def __init__(
@@ -151,6 +151,7 @@ class JobQueue:
         max_deliveries: int = DEFAULT_MAX_DELIVERIES,
         keep_finished: int = DEFAULT_KEEP_FINISHED,
         prefix: str = _redis.JOB_PREFIX,
+        option: str = "queue",
     ) -> None:
         if max_deliveries < 1:
             raise ConfigError(f"max_deliveries must be >= 1, not {max_deliveries}")
@@ -158,7 +159,7 @@ class JobQueue:
             raise ConfigError(f"keep_finished must be >= 1 second, not {keep_finished}")
         self.job = check_job_name(job)
         self._owns_client = isinstance(client, str)
-        self.client = _redis.client(client, role="queue") if isinstance(client, str) else client
+        self.client = _redis.client(client, role="queue", option=option) if isinstance(client, str) else client
         self.server = _redis.server_of(self.client)
         self.keys = JobKeys.for_job(job, prefix=prefix)
         self.max_deliveries = max_deliveries

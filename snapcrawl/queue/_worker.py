@@ -92,9 +92,12 @@ class Worker:
             self._task_group.cancel_scope.cancel()
             await self._task_group.__aexit__(exc_type, exc, tb)
             self._task_group = None
-        # Leaving the set is a courtesy: the entry ages out anyway.
+        # No longer alive, but seen now (so job status can tell a finished worker from none ever). A courtesy: the
+        # entry ages out of "alive" anyway.
         with anyio.CancelScope(shield=True), anyio.move_on_after(2.0), contextlib.suppress(Exception):
-            await self.queue.client.zrem(self.queue.keys.workers, self.name)
+            seconds, micros = await self.queue.client.time()
+            gone = seconds + micros / 1e6 - WORKER_ALIVE_SECONDS - 1
+            await self.queue.client.zadd(self.queue.keys.workers, {self.name: gone})
 
     def sink(self, inner: Sink) -> Sink:
         """Wrap the crawl's sink: acknowledge volumes once committed, requeue the failed ones."""
