@@ -51,7 +51,7 @@ __all__ = [
 QUOTA_PREFIX: Final = "snapcrawl:quota"
 JOB_PREFIX: Final = "snapcrawl:job"
 #: The password, when the URL carries none (the variable ``redis-cli`` reads).
-PASSWORD_ENV: Final = "REDISCLI_AUTH"
+PASSWORD_ENV: Final = "REDISCLI_AUTH"  # noqa: S105 - the name of a variable, not a password
 _SCHEMES: Final = ("redis://", "rediss://", "unix://")
 
 Role = Literal["limiter", "queue"]
@@ -104,7 +104,10 @@ def client(url: str, *, role: Role, option: str | None = None) -> aioredis.Redis
     try:
         # Options in the URL (its password included) win over these keyword arguments.
         redis: aioredis.Redis = aioredis.Redis.from_url(
-            url, password=password, health_check_interval=0, **settings  # type: ignore[arg-type]
+            url,
+            password=password,
+            health_check_interval=0,
+            **settings,  # type: ignore[arg-type]
         )
     except ValueError as exc:
         raise ConfigError(f"invalid Redis URL for {option or role} ({where(url)}): {exc}") from None

@@ -170,9 +170,21 @@ async def open_worker(args: argparse.Namespace, stack: contextlib.AsyncExitStack
     """A worker of ``--job`` in ``--queue``, entered on ``stack``, after enqueuing ``volume_ids`` (if any)."""
     if getattr(args, "queue", None) is None:
         return None
-    from ..queue import DEFAULT_CLAIM_AFTER, JobQueue, Worker  # noqa: PLC0415 - the redis extra is optional
+    from ..queue import (  # noqa: PLC0415 - the redis extra is optional
+        DEFAULT_CLAIM_AFTER,
+        DEFAULT_KEEP_FINISHED,
+        DEFAULT_MAX_DELIVERIES,
+        JobQueue,
+        Worker,
+    )
 
-    queue = JobQueue(args.queue, args.job, option="--queue", **_lifecycle(args))
+    queue = JobQueue(
+        args.queue,
+        args.job,
+        max_deliveries=args.max_deliveries or DEFAULT_MAX_DELIVERIES,
+        keep_finished=args.keep_finished or DEFAULT_KEEP_FINISHED,
+        option="--queue",
+    )
     stack.push_async_callback(queue.aclose)
     if volume_ids is not None:
         await queue.enqueue(volume_ids)
@@ -244,16 +256,6 @@ async def report_job(worker: Worker) -> int:
     for volume, error in sorted(status.failed.items()):
         print(f"snapcrawl: failed: volume {volume}: {error}", file=sys.stderr)
     return EXIT_FAILURES if status.failed else EXIT_OK
-
-
-def _lifecycle(args: argparse.Namespace) -> dict[str, int]:
-    """The queue's ``max_deliveries`` and ``keep_finished`` from the crawl's options, when given."""
-    settings = {}
-    if getattr(args, "max_deliveries", None) is not None:
-        settings["max_deliveries"] = args.max_deliveries
-    if getattr(args, "keep_finished", None) is not None:
-        settings["keep_finished"] = args.keep_finished
-    return settings
 
 
 @contextlib.asynccontextmanager

@@ -163,7 +163,7 @@ async def read_quota_state(client: aioredis.Redis, key: str, *, alive: float) ->
         return None
     fields = {_redis.text(name): _redis.text(value) for name, value in raw.items()}
     now = seconds + micros / 1e6
-    members = await client.zrangebyscore(f"{key}:processes", now - alive, "+inf")
+    members: Any = await client.zrangebyscore(f"{key}:processes", now - alive, "+inf")
     policy = RateDiscovery.from_state(fields.get("policy", ""))
 
     def number(name: str) -> float:
@@ -349,7 +349,7 @@ class RedisLimiter:
             if token is None:
                 await self._refill()
                 continue
-            allowed, slot, epoch = token
+            allowed, _slot, epoch = token
             try:
                 # Short naps, so that a void lease (a cut, a told rate) reaches callers that are already waiting.
                 while (left := allowed - self._clock()) > 1e-6 and epoch == self._epoch:
@@ -470,9 +470,7 @@ class RedisLimiter:
                     self._fall_back(exc)
 
     # ------------------------------------------------------------------------------------------------ the call
-    async def _call(
-        self, wanted: int, *, tell: bool = False, heartbeat: bool = False, returned: int = 0
-    ) -> None:
+    async def _call(self, wanted: int, *, tell: bool = False, heartbeat: bool = False, returned: int = 0) -> None:
         """One script call carrying what is to be reported; then again at once if the policy ended the round."""
         for _ in range(2):
             await self._call_once(wanted, tell=tell, heartbeat=heartbeat, returned=returned)

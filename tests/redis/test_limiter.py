@@ -147,7 +147,9 @@ async def _answer(limiter: RedisLimiter, fake_time: FakeTime, *, throttled: bool
         limiter.on_success(ticket, {})
 
 
-async def test_first_throttle_caps_every_process(make_limiter: Callable[..., RedisLimiter], fake_time: FakeTime) -> None:
+async def test_first_throttle_caps_every_process(
+    make_limiter: Callable[..., RedisLimiter], fake_time: FakeTime
+) -> None:
     """Discovering (no rate): the first throttle anywhere gives every process one rate, from the answers so far."""
     async with make_limiter() as first, make_limiter() as second:
         for _ in range(20):
@@ -222,16 +224,14 @@ async def test_concurrent_callers_share_leases(make_limiter: Callable[..., Redis
 
 async def test_a_lease_is_sized_to_the_share(make_limiter: Callable[..., RedisLimiter], fake_time: FakeTime) -> None:
     """Two processes told 400/s: each lease holds at most a quarter second of its half."""
-    async with make_limiter(rate=400.0) as first, make_limiter(rate=400.0) as second:
+    async with make_limiter(rate=400.0) as first, make_limiter(rate=400.0):
         fake_time.now += 1.0  # the first's next call is a heartbeat: it sees both processes
         await first.report()
         await first.acquire()
         assert first.stats.leased == math.ceil(400 * 0.99 / 2 * RedisLimiter.LEASE_SECONDS)
 
 
-async def test_unused_tokens_are_given_back(
-    make_limiter: Callable[..., RedisLimiter], fake_time: FakeTime
-) -> None:
+async def test_unused_tokens_are_given_back(make_limiter: Callable[..., RedisLimiter], fake_time: FakeTime) -> None:
     """A process that leaves with tokens still ahead gives them back: the next process need not wait for them."""
     async with make_limiter(rate=100.0, burst=1) as first:
         await first.acquire()  # a lease of 25 tokens: the bucket is booked a quarter second ahead
@@ -340,7 +340,7 @@ async def test_a_redis_that_refuses_is_a_config_error(
 ) -> None:
     """Wrong password, out of memory, a read-only replica: each a ConfigError at start naming it, never a secret."""
     admin = aioredis.Redis.from_url(own_redis_server.url)
-    await admin.execute_command(*setup)
+    await admin.execute_command(*setup)  # type: ignore[no-untyped-call]
     await admin.aclose()
     limiter = RedisLimiter(own_redis_server.url, endpoint=ENDPOINT, access_key=ACCESS_KEY, rate=10.0)
     with pytest.raises(ConfigError, match=message) as raised:
@@ -378,7 +378,7 @@ async def test_same_decisions_as_the_local_limiter(
         assert shared.rate == pytest.approx(local.rate)
         rates = []
         for n in range(600):
-            throttled = 150 <= n < 250 and n % 4 == 0 or 400 <= n < 420 and n % 2 == 0
+            throttled = (150 <= n < 250 and n % 4 == 0) or (400 <= n < 420 and n % 2 == 0)
             fake_time.now += 0.01
             ticket = fake_time.now - 0.004
             for limiter in (local, shared):

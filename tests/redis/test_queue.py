@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio
 import pytest
@@ -259,7 +260,7 @@ async def test_max_deliveries_is_the_dead_letter_count(redis_client: aioredis.Re
     await queue.enqueue(["bad"])
     crawls, decisions = 0, []
     for n in range(most + 2):
-        reply = await redis_client.xreadgroup(GROUP, f"worker{n}", {queue.keys.stream: ">"}, count=1)
+        reply: Any = await redis_client.xreadgroup(GROUP, f"worker{n}", {queue.keys.stream: ">"}, count=1)
         if not reply:
             break
         entry_id, _ = reply[0][1][0]
