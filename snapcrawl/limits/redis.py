@@ -81,21 +81,32 @@ class RedisLimiterStats:
     requeued: int = 0
     fallbacks: int = 0
     reconnects: int = 0
+    #: Requests that waited for a lease call (the Redis round trip added to them), and their total wait.
+    waited: int = 0
+    waited_seconds: float = 0.0
 
 
 @dataclasses.dataclass(slots=True)
 class _Lease:
-    """Consecutive GCRA slots of the shared bucket: token ``k`` may go at ``base + k * interval - tolerance``."""
+    """Tokens of the shared bucket, spread at this process's share: token ``k`` may go at ``start + k * interval``
+    and expires ``late`` seconds after that."""
 
     epoch: int
-    base: float  # the first slot, on our clock
-    interval: float
-    tolerance: float
+    start: float  # on our clock
+    interval: float  # the processes alive / the rate
+    late: float
     count: int
     next: int = 0
 
     def left(self) -> int:
         return self.count - self.next
+
+    def at(self, k: int) -> float:
+        return self.start + k * self.interval
+
+    @property
+    def end(self) -> float:
+        return self.start + self.count * self.interval
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -203,8 +214,9 @@ class RedisLimiter:
     LEASE_SECONDS: Final = 0.25
     #: Take the next lease when the tokens in hand last less than this (or four round trips to Redis).
     PREFETCH: Final = 0.02
-    #: A leased token unused this long after its slot expires (so the server never sees a late bunch).
-    LATE: Final = 0.25
+    #: A leased token unused this long after its time expires (or two of the process's intervals, if longer):
+    #: a process that fell behind never sends a late bunch.
+    LATE: Final = 0.02
     #: A round with no report for this long restarts: answers around an idle gap are not a rate.
     STALE_SECONDS: Final = AnswerMeter.HORIZON
     #: A Retry-After longer than this (seconds) pauses every process, not only the throttled request.
@@ -368,7 +380,7 @@ class RedisLimiter:
         """The next usable token (its earliest time, its slot, its epoch); expired and void ones are dropped."""
         while self._spare:
             token = self._spare.pop()
-            if token[2] == self._epoch and token[1] + self.LATE >= now:
+            if token[2] == self._epoch and token[1] >= now:
                 return token
         leases = self._leases
         while leases:
@@ -376,8 +388,8 @@ class RedisLimiter:
             if lease.epoch != self._epoch:
                 leases.popleft()
                 continue
-            late = now - self.LATE - lease.base
-            if late > 0:  # tokens whose slot passed unused too long ago: never send them in a bunch
+            late = now - lease.late - lease.start
+            if late > 0:  # tokens whose time passed unused too long ago: never send them in a bunch
                 skip = min(math.ceil(late / lease.interval), lease.count) - lease.next
                 if skip > 0:
                     lease.next += skip
@@ -385,16 +397,18 @@ class RedisLimiter:
             if lease.next >= lease.count:
                 leases.popleft()
                 continue
-            slot = lease.base + lease.next * lease.interval
+            at = lease.at(lease.next)
             lease.next += 1
             if self._low(now):
                 self._beat.poke()  # take the next lease before this one runs out
-            return slot - lease.tolerance, slot, lease.epoch
+            return at, at + lease.late, lease.epoch
         return None
 
     async def _refill(self) -> None:
         """No token left: take a lease (one call at a time; callers queued behind it find its tokens)."""
         self._waiting += 1
+        self.stats.waited += 1
+        started = time.perf_counter()
         try:
             async with self._lock:
                 if self._local is not None or self._rate is None or self._has_tokens():
@@ -405,6 +419,7 @@ class RedisLimiter:
                     self._fall_back(exc)
         finally:
             self._waiting -= 1
+            self.stats.waited_seconds += time.perf_counter() - started
 
     def _has_tokens(self) -> bool:
         return bool(self._spare) or any(lease.left() and lease.epoch == self._epoch for lease in self._leases)
@@ -424,7 +439,7 @@ class RedisLimiter:
         count = 0
         for lease in self._leases:
             if lease.epoch == self._epoch:
-                ahead = lease.count - max(lease.next, math.ceil((now - lease.base) / lease.interval))
+                ahead = lease.count - max(lease.next, math.ceil((now - lease.start) / lease.interval))
                 count += max(ahead, 0)
         return count
 
@@ -557,8 +572,14 @@ class RedisLimiter:
         if int(processes) >= 0:
             self._processes = max(int(processes), 1)
         if int(leased) > 0:
-            interval = 1.0 / float(rate)
-            self._leases.append(_Lease(self._epoch, float(base) - offset, interval, float(tolerance), int(leased)))
+            # Spread at this process's share, from its first slot (less the burst's tolerance), after the tokens
+            # it holds: the processes together send at the rate, none in bunches at the whole rate.
+            interval = self._processes / float(rate)
+            start = float(base) - offset - float(tolerance)
+            ends = [lease.end for lease in self._leases if lease.epoch == self._epoch and lease.left()]
+            start = max([start, *ends])
+            late = max(self.LATE, 2 * interval)
+            self._leases.append(_Lease(self._epoch, start, interval, late, int(leased)))
             self.stats.leases += 1
             self.stats.leased += int(leased)
             self._measure(now)
@@ -659,5 +680,5 @@ class RedisLimiter:
         end = -math.inf
         for lease in self._leases:
             if lease.epoch == self._epoch and lease.left():
-                end = max(end, lease.base + (lease.count - 1) * lease.interval)
+                end = max(end, lease.at(lease.count - 1))
         return end - now < max(self.PREFETCH, 4 * self._rtt)
