@@ -184,6 +184,76 @@ async def drive(args: argparse.Namespace, volumes: list[str]) -> dict[str, Any]:
     }
 
 
+# ----------------------------------------------------------------------------------------------------------- leases
+async def grant_only(args: argparse.Namespace) -> dict[str, Any]:
+    """One process taking grants as fast as the shared limiter allows, no HTTP: the limiter's own figures."""
+    limiter = RedisLimiter(args.redis, endpoint="http://bench/leases", access_key="k", rate=args.rate, burst=BURST)
+    per_second: dict[int, int] = {}
+    async with limiter:
+        deadline = time.monotonic() + args.seconds
+
+        async def worker() -> None:
+            while time.monotonic() < deadline:
+                ticket = await limiter.acquire()
+                second = int(time.time())
+                per_second[second] = per_second.get(second, 0) + 1
+                await anyio.sleep(0.005)  # a request's latency
+                limiter.on_success(ticket, {})
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(IN_FLIGHT):
+                tg.start_soon(worker)
+    stats = limiter.stats
+    return {
+        "per_second": per_second,
+        "granted": stats.granted_shared,
+        "redis_calls": stats.redis_calls,
+        "leases": stats.leases,
+        "expired": stats.expired,
+        "waited": stats.waited,
+        "waited_seconds": stats.waited_seconds,
+    }
+
+
+def leases(*, rate: float, processes: int, seconds: float) -> dict[str, Any]:
+    """``processes`` processes sharing a told ``rate`` through leases, without HTTP: grants per wall-clock second
+    (all processes together), the share of the rate, and Redis commands per grant as Redis counts them."""
+    with redis_server() as (redis_url, _):
+        cmd = [
+            sys.executable, "-m", "benchmarks.redis_overhead", "grant", "--url", "-", "--redis", redis_url,
+            "--seconds", str(seconds), "--volume-file", "-", "--rate", str(rate),
+        ]  # fmt: skip
+        before = _commands(redis_url)
+        clients = [
+            subprocess.Popen(cmd, cwd=REPO_ROOT, env=client_env(), stdout=subprocess.PIPE) for _ in range(processes)
+        ]
+        results = []
+        for client in clients:
+            out, _ = client.communicate(timeout=seconds + 60)
+            results.append(json.loads(out.decode().strip().rpartition("\n")[2]))
+        commands = _commands(redis_url) - before - 1
+    totals: dict[int, int] = {}
+    for result in results:
+        for second, count in result["per_second"].items():
+            totals[int(second)] = totals.get(int(second), 0) + count
+    whole = [totals[second] for second in sorted(totals)][1:-1]  # the first and last seconds are partial
+    granted = sum(result["granted"] for result in results)
+    waited = sum(result["waited"] for result in results)
+    return {
+        "rate": rate,
+        "processes": processes,
+        "per_second": whole,
+        "max_per_second": max(whole, default=0),
+        "limit_per_second": rate + BURST,
+        "of_told": round(sum(whole) / max(len(whole), 1) / rate, 3),
+        "redis_commands_per_grant": round(commands / max(granted, 1), 4),
+        "redis_calls_per_grant": round(sum(r["redis_calls"] for r in results) / max(granted, 1), 4),
+        "waited_share": round(waited / max(granted, 1), 4),
+        "waited_mean_ms": round(1000 * sum(r["waited_seconds"] for r in results) / max(waited, 1), 3),
+        "expired_tokens": sum(r["expired"] for r in results),
+    }
+
+
 # ---------------------------------------------------------------------------------------------------------- sharing
 def _sim_stats(url: str) -> dict[str, Any]:
     with urllib.request.urlopen(url + STATS_PATH, timeout=10) as answer:  # noqa: S310 - our own loopback server
@@ -335,25 +405,32 @@ def _print_runs(series: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.redis_overhead")
     sub = parser.add_subparsers(dest="command")
-    one = sub.add_parser("drive", help="(internal) one client process")
-    one.add_argument("--url", required=True)
-    one.add_argument("--redis", required=True)
-    one.add_argument("--seconds", type=float, required=True)
-    one.add_argument("--volume-file", required=True)
-    one.add_argument("--rate", type=float)
+    for name in ("drive", "grant"):
+        one = sub.add_parser(name, help="(internal) one client process")
+        one.add_argument("--url", required=True)
+        one.add_argument("--redis", required=True)
+        one.add_argument("--seconds", type=float, required=True)
+        one.add_argument("--volume-file", required=True)
+        one.add_argument("--rate", type=float)
     parser.add_argument("--seconds", type=float, default=12.0)
     parser.add_argument("--quota", type=float, default=200.0)
     parser.add_argument("--processes", type=int, default=4)
     parser.add_argument("--acquires", type=int, default=20_000)
     parser.add_argument("--told", type=float, default=200.0, help="the told rate of the runs in a row")
-    parser.add_argument("--only", choices=("overhead", "told", "discovering", "redis-killed", "runs"), action="append")
+    parser.add_argument("--lease-rate", type=float, default=2000.0, help="the told rate of the leases section")
+    parser.add_argument(
+        "--only", choices=("overhead", "leases", "told", "discovering", "redis-killed", "runs"), action="append"
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the figures here")
     args = parser.parse_args(argv)
+    if args.command == "grant":
+        print("\n" + json.dumps(asyncio.run(grant_only(args))))
+        return 0
     if args.command == "drive":
         volumes = Path(args.volume_file).read_text().split()
         print("\n" + json.dumps(asyncio.run(drive(args, volumes))))
         return 0
-    only = set(args.only or ("overhead", "told", "discovering", "redis-killed", "runs"))
+    only = set(args.only or ("overhead", "leases", "told", "discovering", "redis-killed", "runs"))
     report: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -361,6 +438,9 @@ def main(argv: list[str] | None = None) -> int:
             with redis_server() as (url, _):
                 report["overhead"] = asyncio.run(overhead(url, args.acquires))
             print("overhead", report["overhead"], flush=True)
+        if "leases" in only:
+            report["leases"] = leases(rate=args.lease_rate, processes=args.processes, seconds=args.seconds)
+            print("leases", report["leases"], flush=True)
         runs = {"told": (True, None), "discovering": (False, None), "redis-killed": (True, 3.0)}
         for name, (told, kill_at) in runs.items():
             if name in only:

@@ -216,7 +216,7 @@ class RedisLimiter:
     PREFETCH: Final = 0.02
     #: A leased token unused this long after its time expires (or two of the process's intervals, if longer):
     #: a process that fell behind never sends a late bunch.
-    LATE: Final = 0.02
+    LATE: Final = 0.002
     #: A round with no report for this long restarts: answers around an idle gap are not a rate.
     STALE_SECONDS: Final = AnswerMeter.HORIZON
     #: A Retry-After longer than this (seconds) pauses every process, not only the throttled request.
@@ -361,7 +361,7 @@ class RedisLimiter:
             if token is None:
                 await self._refill()
                 continue
-            allowed, _slot, epoch = token
+            allowed, expiry, epoch = token
             try:
                 # Short naps, so that a void lease (a cut, a told rate) reaches callers that are already waiting.
                 while (left := allowed - self._clock()) > 1e-6 and epoch == self._epoch:
@@ -370,14 +370,19 @@ class RedisLimiter:
                 if epoch == self._epoch:
                     self._spare.append(token)
                 raise
-            if epoch == self._epoch:
-                self._taken += 1
-                self.stats.granted_shared += 1
-                return self._clock()
-            self.stats.requeued += 1
+            if epoch != self._epoch:
+                self.stats.requeued += 1
+                continue
+            now = self._clock()
+            if now > expiry:  # woke too late (a busy process): sending now would bunch with the next ones
+                self.stats.expired += 1
+                continue
+            self._taken += 1
+            self.stats.granted_shared += 1
+            return now
 
     def _take(self, now: float) -> tuple[float, float, int] | None:
-        """The next usable token (its earliest time, its slot, its epoch); expired and void ones are dropped."""
+        """The next usable token (its time, its expiry, its epoch); expired and void ones are dropped."""
         while self._spare:
             token = self._spare.pop()
             if token[2] == self._epoch and token[1] >= now:
