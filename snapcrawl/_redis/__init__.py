@@ -43,6 +43,7 @@ __all__ = [
     "refusal",
     "resolve_url",
     "script",
+    "server_of",
     "text",
     "unreachable",
     "where",
@@ -111,15 +112,11 @@ def client(url: str, *, role: Role, option: str | None = None) -> aioredis.Redis
         )
     except ValueError as exc:
         raise ConfigError(f"invalid Redis URL for {option or role} ({where(url)}): {exc}") from None
-    redis.snapcrawl_where = where(url)  # type: ignore[attr-defined]
     return redis
 
 
 def server_of(redis: aioredis.Redis) -> str:
-    """Where a client points, for messages (host:port/db)."""
-    name: str | None = getattr(redis, "snapcrawl_where", None)
-    if name is not None:
-        return name
+    """Where a client points, for messages (host:port/db), never its credentials."""
     kwargs = redis.connection_pool.connection_kwargs
     if "path" in kwargs:
         return f"unix:{kwargs['path']}"
@@ -186,7 +183,7 @@ def text(value: bytes | str) -> str:
 
 
 class Heartbeat:
-    """Calls ``beat`` every ``period`` seconds, or at once when :meth:`poke` d, until cancelled.
+    """Calls ``beat`` every ``period`` seconds until cancelled, and at once after :meth:`poke`.
 
     ``beat`` handles its own errors: a missed beat must not end the loop (the limiter then paces locally, the
     worker tries again at the next beat).

@@ -9,10 +9,12 @@ Redis path and the local path cannot disagree.
 
 Leases: a process takes tokens in batches sized to its share of the rate (the rate / the processes alive, times
 :attr:`RedisLimiter.LEASE_SECONDS`, no more than it has lately used), one script call each: N consecutive GCRA
-slots. It hands them out locally, each no earlier than its slot, and takes the next lease before this one runs
-out. A token unused :attr:`RedisLimiter.LATE` seconds after its slot expires; tokens still in the future when the
-process leaves are given back. The answers ride on the next lease call. So a process makes about
-``1 / LEASE_SECONDS`` calls a second, whatever its rate.
+slots, so that all processes together never take more than the rate plus the burst. It spends them at its share
+(one every ``processes / rate`` seconds, from its first slot), so that the processes together send evenly rather
+than each in bunches at the whole rate, and takes the next lease before this one runs out. A token not sent
+within :attr:`RedisLimiter.LATE` seconds (or two of the process's intervals) of its time expires, so that a
+busy process never sends a late bunch; tokens still ahead when the process leaves are given back. The answers
+ride on the next lease call. So a process makes about ``1 / LEASE_SECONDS`` calls a second, whatever its rate.
 
 Bounds: a told rate, raised or lowered, voids every lease at once (a new epoch); every process notices at its
 next call, within one lease period (``LEASE_SECONDS`` of its tokens, and at most about a second when it is idle).

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import time
+from pathlib import Path
 
 import anyio
 import pytest
+import redis
 
 from snapcrawl.cli import main
 from snapcrawl.limits.redis import RedisLimiter, quota_key
+from snapcrawl.simulator import DEMO_CREDENTIALS, run_in_thread
 
 from .conftest import RedisServer
 
@@ -23,8 +27,6 @@ async def _run_once(url: str, access_key: str, rate: float) -> None:
 @pytest.fixture
 def two_keys(redis_server: RedisServer) -> list[str]:
     """Two quota keys in a flushed Redis, as two accounts' runs leave them."""
-    import redis  # noqa: PLC0415
-
     client = redis.Redis.from_url(redis_server.url)
     client.flushdb()
     client.close()
@@ -76,3 +78,28 @@ def test_unreachable_redis(capsys: pytest.CaptureFixture[str], nowhere: str) -> 
     """No Redis: exit 1 naming the server, not a traceback."""
     assert main(["quota", "status", "--limiter", nowhere]) == 1
     assert f"Redis at {nowhere[8:]} unreachable" in capsys.readouterr().err
+
+
+def test_crawls_in_a_row_keep_the_told_rate(
+    redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``snapcrawl crawl --limiter`` again and again: a full run, a tiny run after an idle gap, then a raised
+    --rate. The rate Redis holds after each is the told one, never lower; the raised one is in force at once."""
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushdb()
+    client.close()
+    monkeypatch.setenv("SCP_ACCESS_KEY", DEMO_CREDENTIALS.access_key)
+    monkeypatch.setenv("SCP_SECRET_KEY", DEMO_CREDENTIALS.secret_key)
+    with run_in_thread(volumes=12, seed=5) as sim:
+        key = quota_key(sim.url, DEMO_CREDENTIALS.access_key)
+        volumes = sim.dataset.volume_ids
+        rates = []
+        for rate, ids, idle in ((40.0, volumes, 0.0), (40.0, volumes[:1], 2.5), (80.0, volumes, 0.0)):
+            time.sleep(idle)
+            argv = ["crawl", "--endpoint", sim.url, *(f"--volume={v}" for v in ids), "--out", str(tmp_path / "o.jsonl")]
+            argv += ["--limiter", redis_server.url, "--rate", str(rate), "--no-progress", "--page-size", "5"]
+            assert main(argv) == 0, capsys.readouterr().err
+            assert "0 locally" in capsys.readouterr().err
+            assert main(["quota", "status", "--limiter", redis_server.url, "--key", key, "--json"]) == 0
+            rates.append(json.loads(capsys.readouterr().out)["rate"])
+    assert rates == pytest.approx([39.6, 39.6, 79.2])
