@@ -8,7 +8,7 @@
 --   21 stale (s): a round with no answer for this long restarts, 22 now ('' = Redis's TIME; tests only),
 --   23 the last answer's time (Redis clock).
 -- Reply: epoch, rate (0 = none), cap (0 = none), now, since (start of the round), round, processes alive
---   (-1 = not asked), pause (until), lease base (the first token's slot), tokens leased, tolerance (s),
+--   (this one included once it has sent a heartbeat), pause (until), lease base (the first token's slot), tokens leased, tolerance (s),
 --   the policy's state, then the round's answers per process as field, value pairs (o: t: g: f: l: + process).
 local key, procs = KEYS[1], KEYS[2]
 local proc, wanted, returned, returned_epoch = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -64,8 +64,13 @@ local function set_rate(rate, voided)
   restart_round()
 end
 
-local processes = -1
-if heartbeat then processes = beat(procs, proc, now, alive, alive, ttl) end
+-- Every call learns how many processes share the rate: a lease is spread at the share of the processes alive now.
+local processes
+if heartbeat then
+  processes = beat(procs, proc, now, alive, alive, ttl)
+else
+  processes = redis.call('ZCOUNT', procs, now - alive, '+inf')
+end
 
 if tell and (told ~= s.cap or processes <= 1) then
   -- A told rate, raised or lowered, is in force at once; the same one again too when a new run starts.

@@ -120,7 +120,8 @@ class _Round:
     lag: float
     first: float
     last: float
-    rate: float  # the answers' rate: each process's count over its own span, summed
+    rate: float  # the answers' rate: each process's (count - 1) over its own span, summed
+    reporters: int  # the processes whose answers span some time (the rate is theirs)
     processes: int
 
     @classmethod
@@ -134,11 +135,12 @@ class _Round:
         ok = int(sum(p.get("o", 0) for p in per.values()))
         throttled = int(sum(p.get("t", 0) for p in per.values()))
         spans = [(p.get("o", 0) + p.get("t", 0), p.get("l", 0) - p.get("f", 0)) for p in per.values()]
-        rate = sum(count / span for count, span in spans if span > 0)
+        measured = [(count - 1) / span for count, span in spans if span > 0 and count >= 2]
+        rate = sum(measured)
         lag = max(p.get("g", 0.0) for p in per.values())
         first = min(p.get("f", math.inf) for p in per.values())
         last = max(p.get("l", -math.inf) for p in per.values())
-        return cls(ok, throttled, lag, first, last, rate, len(per))
+        return cls(ok, throttled, lag, first, last, rate, len(measured), len(per))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -212,8 +214,13 @@ class RedisLimiter:
 
     JITTER_MARGIN: Final = LocalLimiter.JITTER_MARGIN
     MAX_NAP: Final = 0.1
-    #: A lease holds at most this many seconds of the process's share of the rate.
+    #: A lease holds at most this many seconds of the process's share of a told rate; a discovered rate moves
+    #: more, so its leases are shorter (a cut reaches every process sooner).
     LEASE_SECONDS: Final = 0.25
+    DISCOVERING_LEASE_SECONDS: Final = 0.1
+    #: While no rate is known (discovering, before the first throttle), report this often: the first throttle
+    #: must reach every process before they all overrun the quota.
+    UNPACED_REPORT_SECONDS: Final = 0.05
     #: Take the next lease when the tokens in hand last less than this (or four round trips to Redis).
     PREFETCH: Final = 0.02
     #: A leased token unused this long after its time expires (or two of the process's intervals, if longer):
@@ -293,7 +300,7 @@ class RedisLimiter:
         self._next_beat = -math.inf
         self._rtt = 0.0  # a script call's round trip, smoothed
         self._lock = anyio.Lock()
-        self._beat = _redis.Heartbeat(self._background, min(heartbeat, self.LEASE_SECONDS))
+        self._beat = _redis.Heartbeat(self._background, min(heartbeat, self.UNPACED_REPORT_SECONDS))
         self._local: LocalLimiter | None = None
         self._warned = False
         self._task_group: TaskGroup | None = None
@@ -435,10 +442,14 @@ class RedisLimiter:
         """The next lease's size: this process's share of ``LEASE_SECONDS``, no more than it lately used."""
         if self._rate is None:
             return 0
-        most = max(1, math.ceil(self._rate / self._processes * self.LEASE_SECONDS))
+        seconds = self._lease_seconds()
+        most = max(1, math.ceil(self._rate / self._processes * seconds))
         if math.isinf(self._demand):
             return most
-        return min(most, max(self._waiting, math.ceil(self._demand * self.LEASE_SECONDS * 1.25), 1))
+        return min(most, max(self._waiting, math.ceil(self._demand * seconds * 1.25), 1))
+
+    def _lease_seconds(self) -> float:
+        return self.LEASE_SECONDS if self._cap else self.DISCOVERING_LEASE_SECONDS
 
     def _unused(self) -> int:
         """Tokens of this epoch whose slot is still ahead: given back rather than wasted."""
@@ -571,6 +582,7 @@ class RedisLimiter:
         self._since = float(since) - offset
         self._rate = float(rate) or None
         self._cap = float(cap)
+        self._beat.period = self._beat_period()
         self._paused_until = float(pause) - offset
         if int(epoch) != self._epoch:
             self._epoch = int(epoch)
@@ -593,10 +605,16 @@ class RedisLimiter:
         fields = {_redis.text(flat[i]): float(flat[i + 1]) for i in range(0, len(flat), 2)}
         self._judge(float(redis_now), float(since), round_text, _redis.text(state), _Round.of(fields))
 
+    def _beat_period(self) -> float:
+        """How often the background reports: often while nothing paces the processes, else once a lease."""
+        if self._rate is None:
+            return min(self._heartbeat_period, self.UNPACED_REPORT_SECONDS)
+        return min(self._heartbeat_period, self._lease_seconds())
+
     def _measure(self, now: float) -> None:
         """How many tokens a second this process has lately taken: the next leases are no larger than that."""
         then, taken = self._measured_at
-        if not math.isnan(then) and now - then >= self.LEASE_SECONDS:
+        if not math.isnan(then) and now - then >= self._lease_seconds():
             self._demand = (self._taken - taken) / (now - then)
             self._measured_at = (now, self._taken)
         elif math.isnan(then):
@@ -608,18 +626,23 @@ class RedisLimiter:
             return
         policy = RateDiscovery.from_state(state, ceiling=self._cap or None)
         rate = self._rate
+        # Several processes: judge the round once each has had the time to report in it (every process reports
+        # at least once a period), so that the first reports are not read as the whole rate.
+        if self._processes > 1 and now - since < self._beat_period():
+            return
+        answered = answers.rate  # each process's own answer rate, summed
         if rate is None:
-            if not answers.throttled or not answers.rate:
+            if not answers.throttled or not answered:
                 return
             # The first throttle: start from the rate answers came back at lately (the server admitted them).
-            policy.start(answers.rate * (1 - RateDiscovery.MARGIN), now)
+            policy.start(answered * (1 - RateDiscovery.MARGIN), now)
         else:
             policy.start(rate, since)
-            # The round's span: one reporter's own; several report at different times, so the span that gives
-            # the sum of their rates (a process's unreported answers must not read as a lower rate).
+            # The round's span: one reporter's own; several report at different times, so the span at which the
+            # policy's own measure ((answers - 1) / span) is the processes' answer rate.
             now, first = answers.last, answers.first
-            if answers.processes > 1 and answers.rate:
-                first = now - (answers.ok + answers.throttled) / answers.rate
+            if answers.processes > 1 and answered:
+                first = now - (answers.ok + answers.throttled - 1) / answered
             if not policy.answers(answers.ok, answers.throttled, now, lag=answers.lag, first=first):
                 return
         new = policy.rate

@@ -189,6 +189,7 @@ async def test_throttle_report_does_not_wait_for_a_request(
         await _answer(first, fake_time, throttled=True)
         with anyio.fail_after(10):
             while second.rate is None:
+                fake_time.now += 0.01
                 await second.report()
                 await anyio.sleep(0.01)
 
