@@ -632,9 +632,13 @@ class RedisLimiter:
             return
         answered = answers.rate  # each process's own answer rate, summed
         if rate is None:
-            if not answers.throttled or not answered:
+            if not answers.throttled:
                 return
-            # The first throttle: start from the rate answers came back at lately (the server admitted them).
+            # The first throttle: start from the rate answers came back at lately (the server admitted them), all
+            # processes' answers over the round, as the local limiter's meter does (not over less than its
+            # MIN_SPAN: the first answers come back together).
+            count = answers.ok + answers.throttled
+            answered = count / max(answers.last - answers.first, AnswerMeter.MIN_SPAN)
             policy.start(answered * (1 - RateDiscovery.MARGIN), now)
         else:
             policy.start(rate, since)
