@@ -93,7 +93,12 @@ local last = 0
 for name, value in pairs(fields) do
   if string.sub(name, 1, 2) == 'l:' then last = math.max(last, tonumber(value)) end
 end
-if last > 0 and now - last > stale then restart_round() end
+if last > 0 and now - last > stale then
+  local fresh = counted_for == num(s.round) and first > last
+  restart_round()
+  -- Answers that all came after the gap belong to the new round.
+  if fresh then counted_for = num(s.round) end
+end
 
 if pause_for > 0 and now + pause_for > s.pause then
   s.pause = now + pause_for

@@ -480,3 +480,20 @@ async def test_discovering_runs_in_a_row_do_not_decay(
         rates.append(await _stored_rate(redis_client, limiter.key))
     assert all(rate is not None and rate >= 0.8 * 80 for rate in rates), rates
     assert server.throttled <= 0.05 * (server.admitted + server.throttled)
+
+
+async def test_an_idle_gap_inside_a_run_is_not_a_slow_rate(
+    make_limiter: Callable[..., RedisLimiter], fake_time: FakeTime
+) -> None:
+    """A process idle for a minute mid-round, then mostly throttled: the round restarts after the gap, so the cut
+    is measured on the answers after it (about 100/s, a sixth admitted), not spread over the minute."""
+    async with make_limiter(rate=100.0, burst=10) as limiter:
+        for _ in range(10):
+            await _answer(limiter, fake_time)
+        await limiter.report()
+        fake_time.now += 60.0
+        for n in range(30):
+            await _answer(limiter, fake_time, throttled=n % 6 != 0)
+        await limiter.report()
+        assert limiter.rate is not None
+        assert 10.0 < limiter.rate < 30.0  # a sixth of ~100/s admitted
