@@ -278,6 +278,7 @@ def share(
             subprocess.Popen(cmd, cwd=REPO_ROOT, env=client_env(), stdout=subprocess.PIPE) for _ in range(processes)
         ]
         if kill_redis_at is not None:
+            _wait_for_processes(redis_url, processes)  # all in the registry: then Redis goes away mid-crawl
             time.sleep(kill_redis_at)
             redis.kill()
         results = []
@@ -321,6 +322,22 @@ def share(
         ),
         "expired_tokens": sum(r.get("expired", 0) for r in results),
     }
+
+
+def _wait_for_processes(redis_url: str, processes: int, timeout: float = 60.0) -> None:
+    """Until ``processes`` clients are in the quota's registry (a loaded machine starts them slowly)."""
+    import redis  # noqa: PLC0415 - a benchmark dependency of the redis extra
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            keys = client.keys("snapcrawl:quota:*:processes")
+            if keys and client.zcard(keys[0]) >= processes:
+                return
+            time.sleep(0.05)
+    finally:
+        client.close()
 
 
 def _drive_command(sim_url: str, redis_url: str, volume_file: Path, seconds: float, rate: float | None) -> list[str]:

@@ -121,7 +121,6 @@ class _Round:
     first: float
     last: float
     rate: float  # the answers' rate: each process's (count - 1) over its own span, summed
-    reporters: int  # the processes whose answers span some time (the rate is theirs)
     processes: int
 
     @classmethod
@@ -140,7 +139,7 @@ class _Round:
         lag = max(p.get("g", 0.0) for p in per.values())
         first = min(p.get("f", math.inf) for p in per.values())
         last = max(p.get("l", -math.inf) for p in per.values())
-        return cls(ok, throttled, lag, first, last, rate, len(measured), len(per))
+        return cls(ok, throttled, lag, first, last, rate, len(per))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -216,7 +215,7 @@ class RedisLimiter:
     MAX_NAP: Final = 0.1
     #: A lease holds at most this many seconds of the process's share of a told rate; a discovered rate moves
     #: more, so its leases are shorter (a cut reaches every process sooner).
-    LEASE_SECONDS: Final = 0.25
+    LEASE_SECONDS: Final = 0.5
     DISCOVERING_LEASE_SECONDS: Final = 0.1
     #: While no rate is known (discovering, before the first throttle), report this often: the first throttle
     #: must reach every process before they all overrun the quota.

@@ -170,7 +170,7 @@ async def test_throttled_round_slows_every_process(
 ) -> None:
     """Told 100/s, a round of answers a third throttled cuts the one shared rate: the other process slows too."""
     async with make_limiter(rate=100.0, burst=50) as first, make_limiter(rate=100.0, burst=50) as second:
-        for n in range(30):
+        for n in range(60):  # with two processes, a round is judged after a lease period (0.5 s)
             await _answer(first, fake_time, throttled=not n % 3)
         await first.report()
         assert first.rate is not None
