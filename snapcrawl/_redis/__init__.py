@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from importlib import resources
@@ -54,6 +55,7 @@ JOB_PREFIX: Final = "snapcrawl:job"
 #: The password, when the URL carries none (the variable ``redis-cli`` reads).
 PASSWORD_ENV: Final = "REDISCLI_AUTH"  # noqa: S105 - the name of a variable, not a password
 _SCHEMES: Final = ("redis://", "rediss://", "unix://")
+_UNEXPECTED: Final = re.compile(r"unexpected keyword argument '(?P<name>[^']+)'")
 
 Role = Literal["limiter", "queue"]
 
@@ -110,8 +112,17 @@ def client(url: str, *, role: Role, option: str | None = None) -> aioredis.Redis
             health_check_interval=0,
             **settings,  # type: ignore[arg-type]
         )
+        # redis-py takes any query parameter and fails only at the first command, with a TypeError deep in a
+        # connection: make one (none is opened), so that a typo is a usage error now.
+        redis.connection_pool.make_connection()  # type: ignore[no-untyped-call]
     except ValueError as exc:
         raise ConfigError(f"invalid Redis URL for {option or role} ({where(url)}): {exc}") from None
+    except TypeError as exc:
+        match = _UNEXPECTED.search(str(exc))
+        name = match["name"] if match else str(exc)
+        raise ConfigError(
+            f"invalid Redis URL for {option or role} ({where(url)}): unknown parameter {name!r}"
+        ) from None
     return redis
 
 

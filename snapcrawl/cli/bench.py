@@ -15,7 +15,17 @@ from typing import IO, TYPE_CHECKING
 import anyio
 
 from .._exceptions import ConfigError
-from ._common import EXIT_FAILURES, EXIT_OK, add_connection_options, add_loop_option, positive_float, positive_int
+from ._common import (
+    CONCURRENCY,
+    EXIT_FAILURES,
+    EXIT_OK,
+    MILLISECONDS,
+    RATE,
+    SECONDS,
+    DeprecatedAlias,
+    add_connection_options,
+    add_loop_option,
+)
 from .progress import status_line
 
 if TYPE_CHECKING:
@@ -32,34 +42,35 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         description="Send the first page of each volume (round robin), or of the account listing, on a load model.",
     )
     source = bench.add_argument_group("requests (default: the account listing's first page)")
-    source.add_argument("--volumes", metavar="FILE", help="file of volume ids, one a line; - for stdin")
+    source.add_argument(
+        "--volumes-from", dest="volumes", metavar="FILE", help="a file of volume ids, one a line; - for stdin"
+    )
+    source.add_argument("--volumes", dest="volumes", action=DeprecatedAlias, use="--volumes-from")
     source.add_argument("--volume", action="append", default=[], metavar="ID", help="a volume id (repeatable)")
     add_connection_options(bench)
     load = bench.add_argument_group("load model (one of --rate, --concurrency, --find-max)")
     model = load.add_mutually_exclusive_group()
     load.add_argument(
         "--rate",
-        type=positive_float,
+        type=RATE,
         metavar="R",
         help="open loop: R requests/s on a fixed schedule (with --find-max: the first rate tried)",
     )
-    model.add_argument("--concurrency", type=positive_int, metavar="N", help="closed loop: N requests always in flight")
+    model.add_argument("--concurrency", type=CONCURRENCY, metavar="N", help="closed loop: N requests always in flight")
     model.add_argument("--find-max", action="store_true", help="search the highest rate sustained with <= 1%% failed")
-    load.add_argument("--duration", type=positive_float, metavar="S", help="seconds of load (default 10)")
+    load.add_argument("--duration", type=SECONDS, metavar="S", help="seconds of load (default 10)")
     load.add_argument(
         "--max-in-flight",
-        type=positive_int,
+        type=CONCURRENCY,
         default=1000,
         metavar="N",
         help="open loop: at most N in flight; a send held back still counts from its due time (default 1000)",
     )
     search = bench.add_argument_group("find-max")
-    search.add_argument("--max-rate", type=positive_float, default=10_000.0, metavar="R", help="highest rate tried")
-    search.add_argument("--slo-p99", type=positive_float, metavar="MS", help="a step passes only with p99 under MS")
-    search.add_argument("--budget", type=positive_float, default=90.0, metavar="S", help="whole search (default 90 s)")
-    search.add_argument(
-        "--step-duration", type=positive_float, default=3.0, metavar="S", help="each rate (default 3 s)"
-    )
+    search.add_argument("--max-rate", type=RATE, default=10_000.0, metavar="R", help="highest rate tried")
+    search.add_argument("--slo-p99", type=MILLISECONDS, metavar="MS", help="a step passes only with p99 under MS")
+    search.add_argument("--budget", type=SECONDS, default=90.0, metavar="S", help="whole search (default 90 s)")
+    search.add_argument("--step-duration", type=SECONDS, default=3.0, metavar="S", help="each rate (default 3 s)")
     out = bench.add_argument_group("output")
     out.add_argument("--json", metavar="FILE", help="write the report as JSON (- for stdout)")
     out.add_argument("--plot", metavar="FILE", help="latency over time and percentile spectrum, .png or .html")

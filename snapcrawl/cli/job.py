@@ -21,7 +21,8 @@ from .._config import load_credentials, resolve_endpoint
 from .._crawler import Crawler
 from .._exceptions import ConfigError
 from ..sinks import Sink
-from ._common import EXIT_FAILURES, EXIT_OK, make_crawler, positive_float, positive_int
+from ._common import CLAIM_AFTER, EXIT_FAILURES, EXIT_OK, bounded, echo, make_crawler
+from .progress import plural, times
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -42,6 +43,8 @@ __all__ = [
 ]
 
 _DATABASE_SCHEMES = ("postgresql://", "postgres://")
+MAX_DELIVERIES = bounded(1, 1000, integer=True)
+KEEP_FINISHED = bounded(1, 3650 * 86_400, integer=True)  # up to ten years
 
 
 _URL_HELP = "the jobs' Redis: redis://[:PASSWORD@]HOST:PORT/DB, or env:NAME (password also from REDISCLI_AUTH)"
@@ -92,19 +95,19 @@ def add_distributed_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--job", metavar="NAME", help="the job's name: every worker of one crawl uses the same")
     group.add_argument(
         "--claim-after",
-        type=positive_float,
+        type=CLAIM_AFTER,
         metavar="S",
         help="take over volumes another worker has held this long without a heartbeat (default 60)",
     )
     group.add_argument(
         "--max-deliveries",
-        type=positive_int,
+        type=MAX_DELIVERIES,
         metavar="N",
         help="dead-letter a volume after it was handed out this many times (default 3; see job retry)",
     )
     group.add_argument(
         "--keep-finished",
-        type=positive_int,
+        type=KEEP_FINISHED,
         metavar="S",
         help="a finished job's keys expire after this many seconds (default 604800: a week)",
     )
@@ -158,7 +161,7 @@ async def make_crawl_crawler(args: argparse.Namespace, stack: contextlib.AsyncEx
 
 def _print_limiter_summary(limiter: RedisLimiter) -> None:
     stats = limiter.stats
-    outage = f", Redis unavailable {stats.fallbacks} times" if stats.fallbacks else ""
+    outage = f", Redis unavailable {times(stats.fallbacks)}" if stats.fallbacks else ""
     print(
         f"snapcrawl: shared quota {limiter.key}: {stats.granted_shared} requests paced through Redis in "
         f"{stats.redis_calls} calls ({stats.leases} leases), {stats.granted_local} locally{outage}",
@@ -249,12 +252,12 @@ async def report_job(worker: Worker) -> int:
     """After a worker's crawl: print the job's outcome; exit 1 if the job has failed (dead-lettered) volumes."""
     status = await worker.queue.status()
     print(
-        f"snapcrawl: job {status.job}: {status.done} of {status.total} volumes done, {len(status.failed)} failed "
-        f"(this worker took {worker.taken}, claimed {worker.claimed})",
+        f"snapcrawl: job {status.job}: {status.done} of {plural(status.total, 'volume')} done, "
+        f"{len(status.failed)} failed (this worker took {worker.taken}, claimed {worker.claimed})",
         file=sys.stderr,
     )
     for volume, error in sorted(status.failed.items()):
-        print(f"snapcrawl: failed: volume {volume}: {error}", file=sys.stderr)
+        echo(f"snapcrawl: failed: volume {volume}: {error}")
     return EXIT_FAILURES if status.failed else EXIT_OK
 
 
@@ -299,14 +302,16 @@ async def _cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(status.as_dict(), sort_keys=True))
         return EXIT_OK
-    print(f"job {status.job}: {_describe(status)}, {status.total} volumes")
+    echo(f"job {status.job}: {_describe(status)}, {plural(status.total, 'volume')}", stdout=True)
     print(f"  pending      {status.pending}")
     print(f"  in progress  {status.in_progress}")
     print(f"  done         {status.done}")
     print(f"  failed       {len(status.failed)}")
     for volume, error in sorted(status.failed.items()):
-        print(f"    {volume}: {error}")
-    print(f"  workers      {len(status.workers)}" + "".join(f"\n    {worker}" for worker in status.workers))
+        echo(f"    {volume}: {error}", stdout=True)
+    print(f"  workers      {len(status.workers)}")
+    for worker in status.workers:
+        echo(f"    {worker}", stdout=True)
     return EXIT_OK
 
 
@@ -323,7 +328,10 @@ async def _cmd_list(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(status.as_dict(), sort_keys=True))
         else:
-            print(f"{status.job}\t{status.done + len(status.failed)}/{status.total} volumes\t{_describe(status)}")
+            echo(
+                f"{status.job}\t{status.done + len(status.failed)}/{status.total} volumes\t{_describe(status)}",
+                stdout=True,
+            )
     if not statuses and not args.json:
         print("no jobs", file=sys.stderr)
     return EXIT_OK
@@ -348,7 +356,7 @@ async def _cmd_retry(args: argparse.Namespace) -> int:
     missing = sorted(set(args.volume) - set(requeued))
     print(f"snapcrawl: job {args.job}: {len(requeued)} dead-lettered volumes requeued", file=sys.stderr)
     for volume in missing:
-        print(f"snapcrawl: error: volume {volume} is not dead-lettered in job {args.job}", file=sys.stderr)
+        echo(f"snapcrawl: error: volume {volume} is not dead-lettered in job {args.job}")
     if requeued and not status.workers:
         print(f"snapcrawl: no worker is alive: run a crawl with --job {args.job} to crawl them", file=sys.stderr)
     return EXIT_FAILURES if missing else EXIT_OK

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from .._config import load_credentials, resolve_endpoint
 from .._exceptions import ConfigError
-from ._common import EXIT_OK
+from ._common import EXIT_OK, echo
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -91,7 +91,11 @@ async def _cmd_status(args: argparse.Namespace) -> int:
         raise ConfigError(f"the quota key {chosen!r} holds nothing (no run has used it lately)")
     found = [state for state in states if state is not None]
     for state in found:
-        print(json.dumps(state.as_dict(), sort_keys=True) if args.json else _describe(state))
+        if args.json:
+            print(json.dumps(state.as_dict(), sort_keys=True))
+        else:
+            for line in _describe(state).splitlines():
+                echo(line, stdout=True)
     if not found and not args.json:
         print("no shared quota keys", file=sys.stderr)
     return EXIT_OK
@@ -127,5 +131,5 @@ async def _cmd_reset(args: argparse.Namespace) -> int:
     if chosen is not None and not deleted:
         raise ConfigError(f"the quota key {chosen!r} holds nothing: nothing to reset")
     for key in keys:
-        print(f"snapcrawl: reset {key}", file=sys.stderr)
+        echo(f"snapcrawl: reset {key}")
     return EXIT_OK
