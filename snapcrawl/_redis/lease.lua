@@ -9,7 +9,8 @@
 --   23 the last answer's time (Redis clock).
 -- Reply: epoch, rate (0 = none), cap (0 = none), now, since (start of the round), round, processes alive
 --   (this one included once it has sent a heartbeat), pause (until), lease base (the first token's slot), tokens leased, tolerance (s),
---   the policy's state, then the round's answers per process as field, value pairs (o: t: g: f: l: + process).
+--   the policy's state, the round's reports in order, then the round's answers per process as field, value pairs
+--   (o: t: g: f: l: + process).
 local key, procs = KEYS[1], KEYS[2]
 local proc, wanted, returned, returned_epoch = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local ok, thr, lag, first, counted_for = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]),
@@ -31,11 +32,11 @@ end
 
 local NUMBERS = {'tat', 'rate', 'cap', 'since', 'round', 'epoch', 'pause'}
 local flat = redis.call('HGETALL', key)
-local s, fields = {policy = ''}, {}
+local s, fields = {policy = '', batches = ''}, {}
 for i = 1, #flat, 2 do
   local name, value = flat[i], flat[i + 1]
-  if name == 'policy' then
-    s.policy = value
+  if name == 'policy' or name == 'batches' then
+    s[name] = value
   elseif string.find(name, ':', 1, true) then
     fields[name] = value
   else
@@ -46,7 +47,7 @@ for _, name in ipairs(NUMBERS) do s[name] = s[name] or 0 end
 local dirty, removed = false, {}
 
 local function restart_round()
-  s.round, s.since = s.round + 1, now
+  s.round, s.since, s.batches = s.round + 1, now, ''
   for name in pairs(fields) do removed[#removed + 1] = name end
   fields = {}
   dirty = true
@@ -129,6 +130,8 @@ if ok + thr > 0 and counted_for == num(s.round) then
   put('g:', lag, 'max')
   put('f:', first, 'min')
   put('l:', last_answer, 'max')
+  -- The reports in the order they came: the policy hears them in that order (ok, throttled, first, last, lag).
+  s.batches = s.batches .. string.format('%d,%d,%.17g,%.17g,%.17g;', ok, thr, first, last_answer, lag)
   dirty = true
 end
 
@@ -145,7 +148,7 @@ if wanted > 0 and s.rate > 0 then
 end
 
 local reply = {s.epoch, num(s.rate), num(s.cap), num(now), num(s.since), num(s.round), processes, num(s.pause),
-  num(base), leased, num(tolerance), s.policy}
+  num(base), leased, num(tolerance), s.policy, s.batches}
 if dirty then
   local out = {}
   for _, name in ipairs(NUMBERS) do
@@ -154,6 +157,8 @@ if dirty then
   end
   out[#out + 1] = 'policy'
   out[#out + 1] = s.policy
+  out[#out + 1] = 'batches'
+  out[#out + 1] = s.batches
   for name, value in pairs(fields) do
     out[#out + 1] = name
     out[#out + 1] = num(tonumber(value))

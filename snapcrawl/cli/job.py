@@ -283,9 +283,12 @@ def _describe(status: JobStatus) -> str:
         return "running"
     left = status.pending + status.in_progress
     if status.state == "waiting":
-        return f"waiting: {left} volumes and no worker has joined yet"
+        return f"waiting: {plural(left, 'volume')} and no worker has joined yet"
     seen = "" if status.last_seen is None else f" (last heartbeat {_duration(status.last_seen)} ago)"
-    return f"abandoned: {left} volumes left and no worker alive{seen}; run a crawl with --job {status.job} to resume"
+    return (
+        f"abandoned: {plural(left, 'volume')} left and no worker alive{seen}; run a crawl with --job {status.job} "
+        "to resume"
+    )
 
 
 def _duration(seconds: float) -> str:
@@ -328,10 +331,8 @@ async def _cmd_list(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(status.as_dict(), sort_keys=True))
         else:
-            echo(
-                f"{status.job}\t{status.done + len(status.failed)}/{status.total} volumes\t{_describe(status)}",
-                stdout=True,
-            )
+            finished = status.done + len(status.failed)
+            echo(f"{status.job}  {finished}/{plural(status.total, 'volume')}  {_describe(status)}", stdout=True)
     if not statuses and not args.json:
         print("no jobs", file=sys.stderr)
     return EXIT_OK
@@ -354,7 +355,7 @@ async def _cmd_retry(args: argparse.Namespace) -> int:
         requeued = await queue.retry(args.volume)
         status = await queue.status()
     missing = sorted(set(args.volume) - set(requeued))
-    print(f"snapcrawl: job {args.job}: {len(requeued)} dead-lettered volumes requeued", file=sys.stderr)
+    print(f"snapcrawl: job {args.job}: {plural(len(requeued), 'dead-lettered volume')} requeued", file=sys.stderr)
     for volume in missing:
         echo(f"snapcrawl: error: volume {volume} is not dead-lettered in job {args.job}")
     if requeued and not status.workers:

@@ -125,7 +125,7 @@ class RateDiscovery:
 
     def answers(self, ok: int, throttled: int, now: float, *, lag: float = 0.0, first: float | None = None) -> bool:
         """Count ``ok`` and ``throttled`` answers that had all arrived by ``now``, to requests sent at the current
-        rate; whether they ended a round. ``first`` is when the first of them arrived, if the round had none yet.
+        rate; whether they ended a round. ``first`` is when the first of them arrived (default ``now``).
 
         :meth:`answer` is this for one answer. The Redis limiter's processes report their answers in batches:
         this is how the one policy hears them.
@@ -141,9 +141,10 @@ class RateDiscovery:
             if rate is not None and floor is not None and rate > floor:
                 return self._found(floor, now, found_at=rate)
             if self._throttled == throttled:
-                # The server's bucket ran dry just now: judge the round from here, not diluted by its clean start.
+                # The server's bucket ran dry just now: judge the round from here, not diluted by its clean start
+                # (from the batch's first answer: the order within a batch is not known).
                 self._ok = ok
-                self._first = now
+                self._first = now if first is None else first
                 self._lag = max(self._lag, lag)
                 if ok + throttled == 1:
                     return False

@@ -142,6 +142,17 @@ class _Round:
         return cls(ok, throttled, lag, first, last, rate, len(per))
 
 
+def _reports(batches: bytes | str) -> list[tuple[int, int, float, float, float]]:
+    """The round's reports (ok, throttled, first answer, last answer, longest latency), by their last answer."""
+    reports = []
+    for record in _redis.text(batches).split(";"):
+        parts = record.split(",")
+        if len(parts) == 5:
+            ok, thr, first, last, lag = parts
+            reports.append((int(ok), int(thr), float(first), float(last), float(lag)))
+    return sorted(reports, key=lambda report: report[3])
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class QuotaState:
     """What a quota key holds (``snapcrawl quota status``)."""
@@ -569,7 +580,9 @@ class RedisLimiter:
 
     def _apply(self, reply: Sequence[Any], *, now: float) -> None:
         """Take in what the script answered: the rate, the round, a lease; then judge the round."""
-        epoch, rate, cap, redis_now, since, round_, processes, pause, base, leased, tolerance, state, *flat = reply
+        epoch, rate, cap, redis_now, since, round_, processes, pause, base, leased, tolerance, state, batches, *flat = (
+            reply
+        )
         offset = float(redis_now) - now
         self._offset = offset
         round_text = _redis.text(round_)
@@ -602,7 +615,7 @@ class RedisLimiter:
             self.stats.leased += int(leased)
             self._measure(now)
         fields = {_redis.text(flat[i]): float(flat[i + 1]) for i in range(0, len(flat), 2)}
-        self._judge(float(redis_now), float(since), round_text, _redis.text(state), _Round.of(fields))
+        self._judge(float(redis_now), float(since), round_text, _redis.text(state), _Round.of(fields), batches=batches)
 
     def _beat_period(self) -> float:
         """How often the background reports: often while nothing paces the processes, else once a lease."""
@@ -619,7 +632,9 @@ class RedisLimiter:
         elif math.isnan(then):
             self._measured_at = (now, self._taken)
 
-    def _judge(self, now: float, since: float, round_: str, state: str, answers: _Round | None) -> None:
+    def _judge(
+        self, now: float, since: float, round_: str, state: str, answers: _Round | None, *, batches: bytes | str
+    ) -> None:
         """Run the policy on the round's answers, all processes' together; a conclusion goes with the next call."""
         if answers is None:
             return
@@ -629,7 +644,6 @@ class RedisLimiter:
         # at least once a period), so that the first reports are not read as the whole rate.
         if self._processes > 1 and now - since < self._beat_period():
             return
-        answered = answers.rate  # each process's own answer rate, summed
         if rate is None:
             if not answers.throttled:
                 return
@@ -640,13 +654,12 @@ class RedisLimiter:
             answered = count / max(answers.last - answers.first, AnswerMeter.MIN_SPAN)
             policy.start(answered * (1 - RateDiscovery.MARGIN), now)
         else:
+            # The reports as the policy would have heard their answers: in the order of their last answers. One
+            # answer a report is exactly the local path.
             policy.start(rate, since)
-            # The round's span: one reporter's own; several report at different times, so the span at which the
-            # policy's own measure ((answers - 1) / span) is the processes' answer rate.
-            now, first = answers.last, answers.first
-            if answers.processes > 1 and answered:
-                first = now - (answers.ok + answers.throttled - 1) / answered
-            if not policy.answers(answers.ok, answers.throttled, now, lag=answers.lag, first=first):
+            if not any(
+                policy.answers(ok, thr, last, lag=lag, first=first) for ok, thr, first, last, lag in _reports(batches)
+            ):
                 return
         new = policy.rate
         if new is None:

@@ -89,7 +89,7 @@ def test_job_list(redis_server: RedisServer, capsys: pytest.CaptureFixture[str])
     anyio.run(_add_job, redis_server.url, "second:part", ["c"])
     assert main(["job", "list", "--queue", redis_server.url]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split("\t")[:2] for line in lines] == [["first", "0/2 volumes"], ["second:part", "0/1 volumes"]]
+    assert [line.split("  ")[:2] for line in lines] == [["first", "0/2 volumes"], ["second:part", "0/1 volume"]]
     assert main(["job", "list", "--queue", redis_server.url, "--json"]) == 0
     assert [json.loads(line)["job"] for line in capsys.readouterr().out.splitlines()] == ["first", "second:part"]
 
@@ -126,7 +126,7 @@ def test_job_retry(redis_server: RedisServer, capsys: pytest.CaptureFixture[str]
     argv = ["job", "retry", "--queue", redis_server.url, "--job", "nightly"]
     assert main([*argv, "--volume", "a", "--volume", "c"]) == 1
     err = capsys.readouterr().err
-    assert "1 dead-lettered volumes requeued" in err
+    assert "1 dead-lettered volume requeued" in err
     assert "volume c is not dead-lettered" in err
     assert "run a crawl with --job nightly" in err
     assert client.hkeys(keys.failed) == [b"b"]
