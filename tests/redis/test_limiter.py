@@ -488,8 +488,8 @@ async def test_an_idle_gap_inside_a_run_is_not_a_slow_rate(
     """A process idle for a minute mid-round, then mostly throttled: the round restarts after the gap, so the cut
     is measured on the answers after it (about 100/s, a sixth admitted), not spread over the minute."""
     async with make_limiter(rate=100.0, burst=10) as limiter:
-        for _ in range(10):
-            await _answer(limiter, fake_time)
+        for n in range(10):  # one throttle before the gap: the round is judged from it on
+            await _answer(limiter, fake_time, throttled=n == 5)
         await limiter.report()
         fake_time.now += 60.0
         for n in range(30):
