@@ -3,24 +3,22 @@
 Latency is kept twice, as wrk2 does: from each request's *intended* send time (what a user arriving on schedule
 would have waited, so a stalled server shows) and from its actual send time. A third histogram holds the
 scheduling lag, how late the bench itself sent each request, so its own delays are not mistaken for the server's.
-Values are whole microseconds in histograms of 3 significant digits: at most 0.1% off from 1 µs to an hour.
+Each second of the timeline has its own pair of histograms, of the requests due in it; once every such request
+has been answered they are encoded (a fraction of a millisecond) and let go, so memory stays bounded by the
+seconds with requests in flight, and saved timelines merge exactly.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Final
+from collections.abc import Sequence
 
-from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]  # no stubs upstream
-
+from ._hist import Histogram, micros
 from ._report import Latency, Second
+from ._units import DEFAULT_PERCENTILES
 
-__all__ = ["HIGHEST_US", "Recorder", "is_failure", "spectrum_levels"]
-
-HIGHEST_US: Final = 3_600_000_000  # an hour
-_DIGITS: Final = 3
-_TIMELINE_LEVELS: Final = (50.0, 90.0, 99.0)
+__all__ = ["Recorder", "is_failure"]
 
 
 def is_failure(status: int) -> bool:
@@ -28,57 +26,10 @@ def is_failure(status: int) -> bool:
     return status >= 400 and status != 429
 
 
-def spectrum_levels(ticks_per_half: int = 5, deepest: float = 99.9999) -> list[float]:
-    """Percentiles spaced as HdrHistogram plots them: ``ticks_per_half`` between 0, 50, 75, 87.5, ... and 100."""
-    levels: list[float] = []
-    k = 0
-    while (level := 100.0 * (1.0 - 0.5 ** (k / ticks_per_half))) < deepest:
-        levels.append(round(level, 6))
-        k += 1
-    return [*levels, 100.0]
-
-
-def _micros(seconds: float) -> int:
-    return min(HIGHEST_US, max(1, round(seconds * 1_000_000)))
-
-
-class _Histogram:
-    """An HDR histogram of microseconds plus the exact sum (hdrhistogram's own mean walks every bucket)."""
-
-    __slots__ = ("hdr", "total")
-
-    def __init__(self) -> None:
-        self.hdr = HdrHistogram(1, HIGHEST_US, _DIGITS)
-        self.total = 0
-
-    def record(self, micros: int) -> None:
-        self.hdr.record_value(micros)
-        self.total += micros
-
-    def latency(self) -> Latency:
-        """p50, p90, p99, p99.9, max and mean, in milliseconds."""
-        count = self.hdr.get_total_count()
-        if not count:
-            return Latency(p50=0.0, p90=0.0, p99=0.0, p99_9=0.0, max=0.0, mean=0.0)
-        values = self.hdr.get_percentile_to_value_dict([50.0, 90.0, 99.0, 99.9])
-        return Latency(
-            p50=values[50.0] / 1000,
-            p90=values[90.0] / 1000,
-            p99=values[99.0] / 1000,
-            p99_9=values[99.9] / 1000,
-            max=self.hdr.get_max_value() / 1000,
-            mean=self.total / count / 1000,
-        )
-
-
 class _Second:
-    """One second of the run: what was sent and completed in it, and the latencies of the requests due in it.
+    """One second of the run: what was sent and completed in it, and the latencies of the requests due in it."""
 
-    A second's latencies are summarised (and let go) once every request due in it has been answered and a later
-    second has begun, so memory stays bounded by the seconds with requests in flight.
-    """
-
-    __slots__ = ("answered", "completed", "due", "errors", "latencies", "sent", "status", "summary")
+    __slots__ = ("actual", "answered", "completed", "due", "errors", "intended", "row", "sent", "status")
 
     def __init__(self) -> None:
         self.sent = 0
@@ -87,25 +38,46 @@ class _Second:
         self.status: Counter[int] = Counter()
         self.due = 0
         self.answered = 0
-        self.latencies: list[int] = []
-        self.summary: tuple[float, float, float, float] | None = None
+        self.intended: Histogram | None = None
+        self.actual: Histogram | None = None
+        self.row: tuple[float, float, float, float, float, float, str, str] | None = None
+
+    def record(self, corrected: int, uncorrected: int) -> None:
+        if self.intended is None or self.actual is None:
+            self.intended, self.actual = Histogram(), Histogram()
+        self.intended.record(corrected)
+        self.actual.record(uncorrected)
+        self.answered += 1
 
     def close(self) -> None:
-        """Turn the latencies into p50, p90, p99 and max, and let the list go."""
-        if self.latencies:
-            self.summary = _summarise(self.latencies)
-        self.latencies = []
+        """Summarise and encode the histograms, and let them go."""
+        intended, actual = self.intended, self.actual
+        if intended is None or actual is None:
+            return
+        at = intended.value_at
+        self.row = (
+            at(50.0),
+            at(90.0),
+            at(99.0),
+            at(100.0),
+            actual.value_at(50.0),
+            actual.value_at(99.0),
+            intended.save().hdr,
+            actual.save().hdr,
+        )
+        self.intended = self.actual = None
 
 
-def _summarise(latencies: list[int]) -> tuple[float, float, float, float]:
-    """p50, p90, p99 and max in milliseconds, exactly (nearest rank)."""
-    values = sorted(latencies)
-    picks = [values[max(0, math.ceil(level / 100 * len(values)) - 1)] / 1000 for level in _TIMELINE_LEVELS]
-    return picks[0], picks[1], picks[2], values[-1] / 1000
+def _nearest_rank(values: list[int], level: float) -> float:
+    """The ``level`` percentile of ``values`` (µs, sorted) in milliseconds, by nearest rank."""
+    return values[max(0, math.ceil(level / 100 * len(values)) - 1)] / 1000
 
 
 class Recorder:
-    """Records every request of one run; times are ``time.monotonic()`` seconds, ``start`` the run's zero."""
+    """Records every request of one run; times are ``time.monotonic()`` seconds, ``start`` the run's zero.
+
+    ``targets`` are the schedule's intended requests per second (open loop), for the timeline.
+    """
 
     __slots__ = (
         "_last_due",
@@ -121,14 +93,16 @@ class Recorder:
         "sent",
         "start",
         "status",
+        "targets",
         "uncorrected",
     )
 
-    def __init__(self, start: float) -> None:
+    def __init__(self, start: float, *, targets: Sequence[float] = ()) -> None:
         self.start = start
-        self.corrected = _Histogram()
-        self.uncorrected = _Histogram()
-        self.lag = _Histogram()
+        self.targets = list(targets)
+        self.corrected = Histogram()
+        self.uncorrected = Histogram()
+        self.lag = Histogram()
         self.status: Counter[int] = Counter()
         self.errors: Counter[str] = Counter()
         self.sent = 0
@@ -137,7 +111,7 @@ class Recorder:
         self.last_done = start
         self._seconds: list[_Second] = []
         self._last_due = 0
-        # Latencies completed in the latest second and the one before it, for live progress.
+        # Latencies (µs) and failures completed in the latest second and the one before it, for the live view.
         self._recent: tuple[list[int], list[int]] = ([], [])
         self._recent_second = 0
 
@@ -152,7 +126,7 @@ class Recorder:
         """Request due at ``intended`` goes out at ``at``, ``lag`` s after it could have; ``held_back`` by the cap."""
         self.sent += 1
         self.held_back += held_back
-        self.lag.record(_micros(lag))
+        self.lag.record(micros(lag))
         self._seconds[self._index(at)].sent += 1
         due = self._index(intended)
         self._seconds[due].due += 1
@@ -160,9 +134,10 @@ class Recorder:
 
     def on_done(self, *, intended: float, sent: float, done: float, status: int | None, error: str | None) -> None:
         """A request ended at ``done``: an answer with ``status``, or ``error`` (a transport failure)."""
-        corrected = _micros(done - intended)
+        corrected = micros(done - intended)
+        uncorrected = micros(done - sent)
         self.corrected.record(corrected)
-        self.uncorrected.record(_micros(done - sent))
+        self.uncorrected.record(uncorrected)
         self.completed += 1
         self.last_done = max(self.last_done, done)
         finished = self._seconds[self._index(done)]
@@ -175,8 +150,7 @@ class Recorder:
             finished.status[status] += 1
         due_index = self._index(intended)
         due = self._seconds[due_index]
-        due.latencies.append(corrected)
-        due.answered += 1
+        due.record(corrected, uncorrected)
         if due.answered == due.due and due_index < self._last_due:
             due.close()
         self._note_recent(done, corrected)
@@ -201,39 +175,47 @@ class Recorder:
         """Transport errors plus answers that were neither success nor throttle."""
         return sum(self.errors.values()) + sum(n for status, n in self.status.items() if is_failure(status))
 
-    def latency(self) -> Latency:
-        """Percentiles from the intended send times."""
-        return self.corrected.latency()
+    @property
+    def requests(self) -> int:
+        """Requests that ended (answered, failed, or cut at the end of a step)."""
+        return self.completed
 
-    def latency_uncorrected(self) -> Latency:
-        """Percentiles from the actual send times."""
-        return self.uncorrected.latency()
+    @property
+    def achieved_rps(self) -> float:
+        """Requests completed per second, from the first due time to the last answer."""
+        elapsed = self.last_done - self.start
+        return self.completed / elapsed if elapsed > 0 else 0.0
+
+    def latency_at(self, level: float) -> float:
+        """Any percentile (ms) of latency from the intended send."""
+        return self.corrected.value_at(level)
+
+    def latency_mean(self) -> float:
+        """Mean latency (ms) from the intended send."""
+        return self.corrected.mean()
+
+    def latency(self, levels: Sequence[float] = DEFAULT_PERCENTILES) -> Latency:
+        """Percentiles from the intended send times."""
+        return self.corrected.latency(levels)
 
     def scheduling_lag(self) -> Latency:
         """How late the bench sent requests against when it could have: its own delay, not the server's."""
-        return self.lag.latency()
+        return self.lag.latency(())
 
-    def recent_p99(self) -> float:
-        """p99 (ms) of what completed in the last whole second: cheap enough for live progress."""
+    def recent(self) -> tuple[int, float, float]:
+        """Answers in the last whole second, and their p50 and p99 (ms): cheap enough for the live view."""
         previous, current = self._recent
-        values = previous or current
-        return _summarise(values)[2] if values else 0.0
-
-    def spectrum(self, *, corrected: bool = True) -> list[tuple[float, float]]:
-        """``(percentile, milliseconds)`` points of the whole distribution, for the percentile plot."""
-        histogram = (self.corrected if corrected else self.uncorrected).hdr
-        if not histogram.get_total_count():
-            return []
-        values = histogram.get_percentile_to_value_dict(spectrum_levels())
-        return [(level, value / 1000) for level, value in sorted(values.items())]
+        values = sorted(previous or current)
+        if not values:
+            return 0, 0.0, 0.0
+        return len(values), _nearest_rank(values, 50.0), _nearest_rank(values, 99.0)
 
     def timeline(self) -> list[Second]:
         """Per second since ``start``: sent, completed and answers by status then; latency of the requests due then."""
         rows = []
         for index, second in enumerate(self._seconds):
-            if second.latencies:
-                second.close()
-            p50, p90, p99, high = second.summary or (0.0, 0.0, 0.0, 0.0)
+            second.close()
+            p50, p90, p99, high, actual_p50, actual_p99, hdr, hdr_actual = second.row or (0, 0, 0, 0, 0, 0, "", "")
             rows.append(
                 Second(
                     second=index,
@@ -245,6 +227,12 @@ class Recorder:
                     p90_ms=p90,
                     p99_ms=p99,
                     max_ms=high,
+                    due=second.due,
+                    target_rps=self.targets[index] if index < len(self.targets) else None,
+                    actual_p50_ms=actual_p50,
+                    actual_p99_ms=actual_p99,
+                    hdr=hdr,
+                    hdr_actual=hdr_actual,
                 )
             )
         return rows

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 import anyio
 import msgspec
@@ -14,14 +15,15 @@ from .._config import load_credentials, resolve_endpoint
 from .._exceptions import SnapcrawlError
 from .._signing import Signer
 from .._transport import AiohttpTransport, Transport
-from ._client import Client, Live, achieved, check_credentials
+from ._client import Client, Live, check_credentials
 from ._config import BenchConfig, Mode
 from ._findmax import find_max
+from ._hist import figures
 from ._recorder import Recorder
 from ._report import BenchReport, Step
 from ._search import RateSearch
 
-__all__ = ["LAG_WARNING_MS", "run"]
+__all__ = ["LAG_WARNING_MS", "lag_warning", "run", "settings"]
 
 #: A p99 scheduling lag above this is printed as a warning: the bench's own delay, not the server's.
 LAG_WARNING_MS: Final = 1.0
@@ -37,15 +39,22 @@ async def _measure(client: Client, config: BenchConfig) -> BenchReport:
     steps: list[Step] | None = None
     if mode == "find-max":
         recorder, search, steps, notes = await find_max(client, config)
-    elif config.rate is not None:
-        recorder = await client.open(config.rate, config.duration)
+    elif mode == "open":
+        recorder = await client.open(config.profile)
     else:
-        recorder = await client.closed(config.concurrency or 1, config.duration)
+        index, of = client.share
+        concurrency = config.concurrency or 1
+        recorder = await client.closed(concurrency // of + (index < concurrency % of), config.duration)
     check_credentials(recorder)
     report = _report(client, config, mode, recorder, notes)
     if search is not None:
+        best = [step for step in steps or () if step.passed and step.target_rps == search.result]
         report = msgspec.structs.replace(
-            report, max_sustainable_rps=search.result, search_precision=search.bound, steps=steps
+            report,
+            max_sustainable_rps=search.result,
+            search_precision=search.bound,
+            steps=steps,
+            slo=best[-1].slo if best else [],
         )
     results = [threshold.check(report) for threshold in config.thresholds]
     return msgspec.structs.replace(report, thresholds=results)
@@ -53,14 +62,13 @@ async def _measure(client: Client, config: BenchConfig) -> BenchReport:
 
 def _report(client: Client, config: BenchConfig, mode: Mode, recorder: Recorder, notes: list[str]) -> BenchReport:
     """The report of ``recorder``, with the warnings that qualify it."""
-    lag = recorder.scheduling_lag()
+    measured = figures(recorder.corrected, recorder.uncorrected, recorder.lag, config.percentiles)
+    lag = measured["scheduling_lag_ms"]
     warnings = list(notes)
-    if lag.p99 > LAG_WARNING_MS:
-        warnings.append(
-            f"the bench itself sent requests late: scheduling lag p99 {lag.p99:.2f} ms (over {LAG_WARNING_MS:g} "
-            "ms); latencies include that much of its own delay (a busy machine, or a rate beyond this client)"
-        )
-    per_url = (client.target or 0.0) / len(client.urls)
+    if (warning := lag_warning(lag.p99)) is not None:
+        warnings.append(warning)
+    peak = client.profile.peak / client.share[1] if client.profile is not None else client.target or 0.0
+    per_url = peak / len(client.urls)
     if per_url > 1000:
         warnings.append(
             f"{per_url:.0f} req/s for each URL: the signer never repeats a signature, so timestamps ran ahead "
@@ -77,7 +85,7 @@ def _report(client: Client, config: BenchConfig, mode: Mode, recorder: Recorder,
         requests=recorder.completed,
         duration_s=recorder.last_done - recorder.start,
         target_rps=client.target if mode != "closed" else None,
-        achieved_rps=achieved(recorder),
+        achieved_rps=recorder.achieved_rps,
         concurrency=config.concurrency,
         max_in_flight=config.max_in_flight if mode != "closed" else config.concurrency or 0,
         status={str(status): n for status, n in sorted(recorder.status.items())},
@@ -85,16 +93,33 @@ def _report(client: Client, config: BenchConfig, mode: Mode, recorder: Recorder,
         throttled=recorder.throttled,
         failed=recorder.failed,
         held_back=recorder.held_back,
-        latency_ms=recorder.latency(),
-        latency_uncorrected_ms=recorder.latency_uncorrected(),
-        scheduling_lag_ms=lag,
         timeline=recorder.timeline(),
-        spectrum_ms={
-            "corrected": recorder.spectrum(corrected=True),
-            "uncorrected": recorder.spectrum(corrected=False),
-        },
         warnings=warnings,
+        stages=[(duration, target / client.share[1]) for duration, target in config.stages],
+        started_at=time.time() - (client.clock() - recorder.start),
+        settings=settings(config),
+        **measured,
     )
+
+
+def lag_warning(p99_ms: float) -> str | None:
+    """The warning for a scheduling lag p99 over :data:`LAG_WARNING_MS`: the generator, not the server, limited."""
+    if p99_ms <= LAG_WARNING_MS:
+        return None
+    return (
+        f"the load generator, not the server, was the limit: it sent requests late (scheduling lag p99 "
+        f"{p99_ms:.2f} ms, over {LAG_WARNING_MS:g} ms), so the latencies include that much of its own delay; "
+        "spread the load with --workers N (a core each), or use a quieter machine"
+    )
+
+
+def settings(config: BenchConfig) -> dict[str, Any]:
+    """The run's settings for the saved report, credentials left out."""
+    return {
+        field.name: getattr(config, field.name)
+        for field in dataclasses.fields(config)
+        if field.name != "credentials" and getattr(config, field.name) != field.default
+    }
 
 
 async def run(
@@ -103,12 +128,16 @@ async def run(
     transport: Transport | None = None,
     progress: Callable[[Live], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    share: tuple[int, int] = (0, 1),
+    start_at: float | None = None,
 ) -> BenchReport:
     """Benchmark the endpoint as ``config`` says; return the report.
 
     ``transport`` replaces the aiohttp one (tests, or a custom client); ``progress`` is called about twice a
     second with a :class:`Live` view. Raises :class:`ConfigError` for missing credentials or endpoint and
-    :class:`AuthError` when every answer rejected the credentials.
+    :class:`AuthError` when every answer rejected the credentials. ``share=(i, n)`` makes this worker ``i`` of
+    ``n`` (it sends every ``n``-th request of the schedule, or its part of the concurrency), starting at the Unix
+    time ``start_at``.
     """
     endpoint = resolve_endpoint(config.endpoint, region=config.region, environment=config.environment)
     credentials = config.credentials if config.credentials is not None else load_credentials()
@@ -120,9 +149,12 @@ async def run(
     if transport is None:
         transport = AiohttpTransport(connections=connections, timeout=config.timeout, verify_tls=config.verify_tls)
     client = Client(config, endpoint=endpoint, transport=transport, signer=signer, clock=clock)
+    client.share = share
     error: SnapcrawlError | None = None
     try:
         async with anyio.create_task_group() as tg:
+            if start_at is not None:
+                await anyio.sleep(start_at - time.time())
             if progress is not None:
                 tg.start_soon(client.report_progress, progress)
             try:

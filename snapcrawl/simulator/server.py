@@ -277,8 +277,8 @@ class Simulator:
             if plan.pauses:
                 await self._hold(plan)
             replayed = plan.faults.reject_replays and self._replayed(request)
-            if plan.latency:
-                await asyncio.sleep(plan.delay())
+            if plan.latency or plan.faults.latency_per_in_flight:
+                await asyncio.sleep(plan.delay() + plan.faults.latency_per_in_flight * (stats.in_flight - 1))
             limits: Mapping[str, str] = {}
             if plan.limited:
                 throttled, limits = self._throttle(plan)
