@@ -79,6 +79,7 @@ class Client:
         self.recorder = Recorder(clock())
         self.target: float | None = None
         self.profile: Profile | None = None
+        self.concurrency: int | None = None
         self.step: int | None = None
         self.share = (0, 1)
         self._next = 0
@@ -124,7 +125,7 @@ class Client:
 
     async def closed(self, concurrency: int, duration: float) -> Recorder:
         """A closed loop of ``concurrency`` workers for ``duration`` seconds; its recorder."""
-        self.profile, self._targets = None, []
+        self.profile, self._targets, self.concurrency = None, [], concurrency
         await closed_loop(self.send, concurrency=concurrency, duration=duration, clock=self.clock, on_start=self._begin)
         return self.recorder
 

@@ -17,10 +17,10 @@ from .._signing import Signer
 from .._transport import AiohttpTransport, Transport
 from ._client import Client, Live, check_credentials
 from ._config import BenchConfig, Mode
-from ._findmax import find_max
+from ._findmax import CLIENT_BOUND_MS, find_max
 from ._hist import figures
 from ._recorder import Recorder
-from ._report import BenchReport, Step
+from ._report import BenchReport, Latency, Step
 from ._search import RateSearch
 
 __all__ = ["LAG_WARNING_MS", "lag_warning", "run", "settings"]
@@ -65,7 +65,7 @@ def _report(client: Client, config: BenchConfig, mode: Mode, recorder: Recorder,
     measured = figures(recorder.corrected, recorder.uncorrected, recorder.lag, config.percentiles)
     lag = measured["scheduling_lag_ms"]
     warnings = list(notes)
-    if (warning := lag_warning(lag.p99)) is not None:
+    if (warning := lag_warning(lag)) is not None:
         warnings.append(warning)
     peak = client.profile.peak / client.share[1] if client.profile is not None else client.target or 0.0
     per_url = peak / len(client.urls)
@@ -86,8 +86,8 @@ def _report(client: Client, config: BenchConfig, mode: Mode, recorder: Recorder,
         duration_s=recorder.last_done - recorder.start,
         target_rps=client.target if mode != "closed" else None,
         achieved_rps=recorder.achieved_rps,
-        concurrency=config.concurrency,
-        max_in_flight=config.max_in_flight if mode != "closed" else config.concurrency or 0,
+        concurrency=client.concurrency,
+        max_in_flight=config.max_in_flight if mode != "closed" else client.concurrency or 0,
         status={str(status): n for status, n in sorted(recorder.status.items())},
         errors=dict(recorder.errors.most_common()),
         throttled=recorder.throttled,
@@ -102,14 +102,21 @@ def _report(client: Client, config: BenchConfig, mode: Mode, recorder: Recorder,
     )
 
 
-def lag_warning(p99_ms: float) -> str | None:
-    """The warning for a scheduling lag p99 over :data:`LAG_WARNING_MS`: the generator, not the server, limited."""
-    if p99_ms <= LAG_WARNING_MS:
+def lag_warning(lag: Latency) -> str | None:
+    """The warning for a scheduling lag p99 over :data:`LAG_WARNING_MS`; plain that the generator, not the
+    server, was the limit when it fell behind its schedule for the median request."""
+    if lag.p99 <= LAG_WARNING_MS:
         return None
+    if lag.p50 > CLIENT_BOUND_MS:
+        return (
+            f"the load generator, not the server, was the limit: it fell behind its own schedule (scheduling lag "
+            f"p50 {lag.p50:.2f} ms, p99 {lag.p99:.2f} ms), so this rate measures it, not the endpoint; spread the "
+            "load with --workers N (a core each)"
+        )
     return (
-        f"the load generator, not the server, was the limit: it sent requests late (scheduling lag p99 "
-        f"{p99_ms:.2f} ms, over {LAG_WARNING_MS:g} ms), so the latencies include that much of its own delay; "
-        "spread the load with --workers N (a core each), or use a quieter machine"
+        f"the load generator sent some requests late (scheduling lag p99 {lag.p99:.2f} ms, over "
+        f"{LAG_WARNING_MS:g} ms), so the latencies include up to that much of its own delay: a busy machine, or "
+        "a rate near this generator's limit (--workers N spreads the load)"
     )
 
 

@@ -39,18 +39,24 @@ Stage = tuple[float, float]
 _DURATION_UNITS: Final = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _LATENCY_UNITS_MS: Final = {"us": 0.001, "µs": 0.001, "ms": 1.0, "s": 1000.0}
 _NUMBER: Final = r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
-_DURATION: Final = re.compile(rf"\s*{_NUMBER}\s*(us|µs|ms|s|m|h)?\s*")
+_PLAIN: Final = re.compile(_NUMBER)
+_PART: Final = re.compile(rf"{_NUMBER}(us|µs|ms|s|m|h)")
+_DURATION: Final = re.compile(rf"(?:{_NUMBER}(?:us|µs|ms|s|m|h))+")
 _LEVEL: Final = re.compile(rf"p?{_NUMBER}")
 
 
 def parse_duration(text: str, *, option: str = "duration") -> float:
-    """Seconds from ``500ms``, ``10s``, ``2m``, ``1h`` or a plain number of seconds; > 0."""
-    match = _DURATION.fullmatch(text)
-    if match is None:
-        raise ConfigError(f"{option} {text!r}: expected a duration such as 500ms, 10s, 2m or 1h (plain: seconds)")
-    number, unit = match.groups()
-    seconds = float(number) * _DURATION_UNITS[unit or "s"]
-    if not seconds > 0 or math.isinf(seconds):
+    """Seconds from ``500ms``, ``10s``, ``2m``, ``1h``, ``1m30s`` or a plain number of seconds; > 0."""
+    compact = text.strip()
+    if _PLAIN.fullmatch(compact):
+        seconds = float(compact)
+    elif _DURATION.fullmatch(compact):
+        seconds = sum(float(number) * _DURATION_UNITS[unit] for number, unit in _PART.findall(compact))
+    else:
+        raise ConfigError(
+            f"{option} {text!r}: expected a duration such as 500ms, 10s, 2m, 1m30s or 1h (plain: seconds)"
+        )
+    if not 0 < seconds < math.inf:
         raise ConfigError(f"{option} {text!r}: must be a duration > 0")
     return seconds
 

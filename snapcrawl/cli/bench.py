@@ -16,7 +16,7 @@ from typing import IO, TYPE_CHECKING, Any
 import anyio
 
 from .._exceptions import ConfigError
-from ..bench._units import DEFAULT_PERCENTILES, duration_arg, percentiles_arg, stages_arg
+from ..bench._units import DEFAULT_PERCENTILES, duration_arg, parse_level, percentiles_arg, stages_arg
 from ._common import (
     EXIT_FAILURES,
     EXIT_OK,
@@ -109,7 +109,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     report.add_argument("report_files", nargs="+", metavar="FILE", help="a saved run (--save or --json output)")
     _output_options(report)
-    report.set_defaults(run=_cmd_report)
+    report.set_defaults(run=_cmd_report, percentiles=None)
 
 
 def _output_options(parser: argparse.ArgumentParser) -> None:
@@ -265,7 +265,9 @@ async def _cmd_report(args: argparse.Namespace) -> int:
     if args.plot is not None:
         bench.require_matplotlib()
     reports = await anyio.to_thread.run_sync(bench.load_reports, args.report_files)
-    report = bench.rejudge(bench.merge(reports, percentiles=args.percentiles), args.fail_if)
+    saved_levels = [parse_level(name) for name in reports[0].latency_ms.percentiles]
+    levels = args.percentiles or saved_levels or DEFAULT_PERCENTILES
+    report = bench.rejudge(bench.merge(reports, percentiles=levels), args.fail_if)
     return await _output(report, args)
 
 

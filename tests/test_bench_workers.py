@@ -1,0 +1,72 @@
+"""``--workers N``: processes that start together, share one schedule, and merge into one report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from snapcrawl import AuthError, Credentials
+from snapcrawl.bench import BenchConfig, run_workers
+from snapcrawl.cli import main
+from snapcrawl.simulator import Simulator
+
+
+def _config(simulator: Simulator, **settings: object) -> BenchConfig:
+    base: dict[str, object] = {
+        "endpoint": simulator.url,
+        "credentials": simulator.credentials,
+        "volume_ids": tuple(simulator.dataset.volume_ids[:10]),
+    }
+    return BenchConfig(**(base | settings))  # type: ignore[arg-type]
+
+
+async def test_two_workers_send_the_one_schedule_and_merge(simulator: Simulator) -> None:
+    """Two workers at 200 req/s for 1 s send exactly 200 requests between them; the report is one run's."""
+    report = await run_workers(_config(simulator, rate=200.0, duration=1.0, workers=2, fail_if=("errors>1%",)))
+    assert report.workers == 2
+    assert report.requests == 200
+    assert report.status == {"200": 200}
+    assert simulator.stats.requests == 200
+    assert sum(row.due for row in report.timeline) == 200
+    assert report.timeline[0].target_rps == pytest.approx(200.0)
+    assert report.settings["workers"] == 2 and report.settings["rate"] == 200.0
+    assert [(result.condition, result.breached) for result in report.thresholds] == [("errors>1%", False)]
+    assert report.histograms is not None
+
+
+async def test_a_staged_run_over_workers_keeps_the_ramp(simulator: Simulator) -> None:
+    """Each worker's share of a ramp adds back up to the ramp."""
+    report = await run_workers(_config(simulator, stages=((1.0, 100.0), (1.0, 100.0)), workers=2))
+    assert report.requests == 150
+    assert report.stages == [(1.0, 100.0), (1.0, 100.0)]
+    assert [row.due for row in report.timeline[:2]] == [50, 100]
+
+
+async def test_closed_loop_concurrency_is_shared(simulator: Simulator) -> None:
+    """Three concurrent requests over two workers: 2 + 1."""
+    report = await run_workers(_config(simulator, concurrency=3, duration=0.3, workers=2))
+    assert report.mode == "closed"
+    assert report.concurrency == 3
+    assert report.requests > 0
+
+
+async def test_a_workers_error_is_raised_as_its_kind(simulator: Simulator) -> None:
+    """Rejected credentials in a worker are an AuthError in the parent, naming the worker."""
+    wrong = Credentials(access_key="nobody", secret_key="wrong")
+    bad = _config(simulator, rate=50.0, duration=0.2, workers=2, credentials=wrong)
+    with pytest.raises(AuthError, match=r"worker [12]: every answer"):
+        await run_workers(bad)
+
+
+def test_workers_cli(env: Simulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--workers 2 prints one summary naming the workers, and saves one mergeable run."""
+    out = tmp_path / "two.json"
+    assert main(["bench", "--rate", "100", "--duration", "500ms", "--workers", "2", "--save", str(out)]) == 0
+    assert "2 workers" in capsys.readouterr().err
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert data["requests"] == 50
+    assert data["workers"] == 2
+    assert main(["bench", "report", str(out), str(out)]) == 0
+    assert "100 requests" in capsys.readouterr().err
