@@ -67,8 +67,9 @@ def test_a_second_is_summarised_once_all_its_requests_are_answered() -> None:
     recorder.on_done(intended=0.5, sent=0.5, done=1.6, status=200, error=None)
     first = recorder._seconds[0]
     assert first.intended is None and first.actual is None
-    assert first.row is not None
-    assert first.row[:4] == (pytest.approx(1100, rel=0.01),) * 4
+    assert first.saved is not None
+    row = first.row(0, None)
+    assert (row.p50_ms, row.p90_ms, row.p99_ms, row.max_ms) == (pytest.approx(1100, rel=0.01),) * 4
     assert recorder.recent() == (1, pytest.approx(1100, rel=0.01), pytest.approx(1100, rel=0.01))
 
 

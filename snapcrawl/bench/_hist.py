@@ -71,21 +71,31 @@ class Histogram:
             return float(self.hdr.get_max_value()) / 1000
         return float(self.hdr.get_value_at_percentile(level)) / 1000
 
+    def values_at(self, levels: Iterable[float]) -> dict[float, float]:
+        """Several percentiles (ms) in one walk of the counts (each :meth:`value_at` walks them again)."""
+        wanted = sorted(set(levels))
+        if not self.count:
+            return dict.fromkeys(wanted, 0.0)
+        below = [level for level in wanted if level < 100]
+        values = self.hdr.get_percentile_to_value_dict(below) if below else {}
+        found = {level: float(values[level]) / 1000 for level in below}
+        return found | {level: float(self.hdr.get_max_value()) / 1000 for level in wanted if level >= 100}
+
     def mean(self) -> float:
         """The exact mean in milliseconds; 0 when empty."""
         return self.total / self.count / 1000 if self.count else 0.0
 
     def latency(self, levels: Sequence[float] = DEFAULT_PERCENTILES) -> Latency:
         """The fixed columns (p50, p90, p99, p99.9, max, mean) and ``levels`` by name, in milliseconds."""
-        at = self.value_at
+        at = self.values_at([50.0, 90.0, 99.0, 99.9, 100.0, *levels])
         return Latency(
-            p50=at(50.0),
-            p90=at(90.0),
-            p99=at(99.0),
-            p99_9=at(99.9),
-            max=at(100.0),
+            p50=at[50.0],
+            p90=at[90.0],
+            p99=at[99.0],
+            p99_9=at[99.9],
+            max=at[100.0],
             mean=self.mean(),
-            percentiles={level_name(level): at(level) for level in levels},
+            percentiles={level_name(level): at[level] for level in levels},
         )
 
     def spectrum(self) -> list[tuple[float, float]]:
@@ -125,7 +135,7 @@ def figures(corrected: Histogram, uncorrected: Histogram, lag: Histogram, levels
     return {
         "latency_ms": corrected.latency(levels),
         "latency_uncorrected_ms": uncorrected.latency(levels),
-        "scheduling_lag_ms": lag.latency(()),
+        "scheduling_lag_ms": lag.latency(levels),
         "spectrum_ms": {"corrected": corrected.spectrum(), "uncorrected": uncorrected.spectrum()},
         "histograms": Histograms(corrected=corrected.save(), uncorrected=uncorrected.save(), lag=lag.save()),
     }

@@ -45,20 +45,21 @@ def _second(index: int, rows: Sequence[Second], source: str) -> Second:
     for row in rows:
         status.update(row.status)
     targets = [row.target_rps for row in rows if row.target_rps is not None]
+    at, actual_at = intended.values_at((50.0, 90.0, 99.0, 100.0)), actual.values_at((50.0, 99.0))
     return Second(
         second=index,
         sent=sum(row.sent for row in rows),
         completed=sum(row.completed for row in rows),
         status=dict(sorted(status.items(), key=lambda item: int(item[0]))),
         errors=sum(row.errors for row in rows),
-        p50_ms=intended.value_at(50.0),
-        p90_ms=intended.value_at(90.0),
-        p99_ms=intended.value_at(99.0),
-        max_ms=intended.value_at(100.0),
+        p50_ms=at[50.0],
+        p90_ms=at[90.0],
+        p99_ms=at[99.0],
+        max_ms=at[100.0],
         due=sum(row.due for row in rows),
         target_rps=sum(targets) if targets else None,
-        actual_p50_ms=actual.value_at(50.0),
-        actual_p99_ms=actual.value_at(99.0),
+        actual_p50_ms=actual_at[50.0],
+        actual_p99_ms=actual_at[99.0],
         hdr=intended.save().hdr if intended.count else "",
         hdr_actual=actual.save().hdr if actual.count else "",
     )

@@ -4,8 +4,10 @@ Latency is kept twice, as wrk2 does: from each request's *intended* send time (w
 would have waited, so a stalled server shows) and from its actual send time. A third histogram holds the
 scheduling lag, how late the bench itself sent each request, so its own delays are not mistaken for the server's.
 Each second of the timeline has its own pair of histograms, of the requests due in it; once every such request
-has been answered they are encoded (a fraction of a millisecond) and let go, so memory stays bounded by the
-seconds with requests in flight, and saved timelines merge exactly.
+has been answered they are encoded (a fraction of a millisecond: a percentile would walk the counts for ten) and
+let go, so memory stays bounded by the seconds with requests in flight, and saved timelines merge exactly. A
+closing second is also added into the whole run's histograms (a bulk add, cheaper than recording each request
+twice more). The seconds' percentiles are read from the encoded histograms when the timeline is built.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from ._hist import Histogram, micros
-from ._report import Latency, Second
+from ._report import Latency, SavedHistogram, Second
 from ._units import DEFAULT_PERCENTILES
 
 __all__ = ["Recorder", "is_failure"]
@@ -29,7 +31,7 @@ def is_failure(status: int) -> bool:
 class _Second:
     """One second of the run: what was sent and completed in it, and the latencies of the requests due in it."""
 
-    __slots__ = ("actual", "answered", "completed", "due", "errors", "intended", "row", "sent", "status")
+    __slots__ = ("actual", "answered", "completed", "due", "errors", "intended", "saved", "sent", "status")
 
     def __init__(self) -> None:
         self.sent = 0
@@ -40,7 +42,7 @@ class _Second:
         self.answered = 0
         self.intended: Histogram | None = None
         self.actual: Histogram | None = None
-        self.row: tuple[float, float, float, float, float, float, str, str] | None = None
+        self.saved: tuple[str, str] | None = None
 
     def record(self, corrected: int, uncorrected: int) -> None:
         if self.intended is None or self.actual is None:
@@ -49,23 +51,41 @@ class _Second:
         self.actual.record(uncorrected)
         self.answered += 1
 
-    def close(self) -> None:
-        """Summarise and encode the histograms, and let them go."""
+    def close(self, corrected: Histogram, uncorrected: Histogram) -> None:
+        """Add the histograms into the whole run's, encode them (with any closed before), and let them go."""
         intended, actual = self.intended, self.actual
         if intended is None or actual is None:
             return
-        at = intended.value_at
-        self.row = (
-            at(50.0),
-            at(90.0),
-            at(99.0),
-            at(100.0),
-            actual.value_at(50.0),
-            actual.value_at(99.0),
-            intended.save().hdr,
-            actual.save().hdr,
-        )
+        corrected.add(intended)
+        uncorrected.add(actual)
+        if self.saved is not None:  # answers that came after an early close (a timeline read mid-run)
+            intended.add(Histogram.load(SavedHistogram(hdr=self.saved[0], sum_us=0)))
+            actual.add(Histogram.load(SavedHistogram(hdr=self.saved[1], sum_us=0)))
+        self.saved = (intended.save().hdr, actual.save().hdr)
         self.intended = self.actual = None
+
+    def row(self, index: int, target: float | None) -> Second:
+        """This (closed) second as a timeline row, its percentiles read from the encoded histograms."""
+        hdr, hdr_actual = self.saved or ("", "")
+        intended = Histogram.load(SavedHistogram(hdr=hdr, sum_us=0)).values_at((50.0, 90.0, 99.0, 100.0))
+        actual = Histogram.load(SavedHistogram(hdr=hdr_actual, sum_us=0)).values_at((50.0, 99.0))
+        return Second(
+            second=index,
+            sent=self.sent,
+            completed=self.completed,
+            status={str(code): n for code, n in sorted(self.status.items())},
+            errors=self.errors,
+            p50_ms=intended[50.0],
+            p90_ms=intended[90.0],
+            p99_ms=intended[99.0],
+            max_ms=intended[100.0],
+            due=self.due,
+            target_rps=target,
+            actual_p50_ms=actual[50.0],
+            actual_p99_ms=actual[99.0],
+            hdr=hdr,
+            hdr_actual=hdr_actual,
+        )
 
 
 def _nearest_rank(values: list[int], level: float) -> float:
@@ -80,12 +100,13 @@ class Recorder:
     """
 
     __slots__ = (
+        "_corrected",
         "_last_due",
         "_recent",
         "_recent_second",
         "_seconds",
+        "_uncorrected",
         "completed",
-        "corrected",
         "errors",
         "held_back",
         "lag",
@@ -94,14 +115,13 @@ class Recorder:
         "start",
         "status",
         "targets",
-        "uncorrected",
     )
 
     def __init__(self, start: float, *, targets: Sequence[float] = ()) -> None:
         self.start = start
         self.targets = list(targets)
-        self.corrected = Histogram()
-        self.uncorrected = Histogram()
+        self._corrected = Histogram()
+        self._uncorrected = Histogram()
         self.lag = Histogram()
         self.status: Counter[int] = Counter()
         self.errors: Counter[str] = Counter()
@@ -136,8 +156,6 @@ class Recorder:
         """A request ended at ``done``: an answer with ``status``, or ``error`` (a transport failure)."""
         corrected = micros(done - intended)
         uncorrected = micros(done - sent)
-        self.corrected.record(corrected)
-        self.uncorrected.record(uncorrected)
         self.completed += 1
         self.last_done = max(self.last_done, done)
         finished = self._seconds[self._index(done)]
@@ -152,7 +170,7 @@ class Recorder:
         due = self._seconds[due_index]
         due.record(corrected, uncorrected)
         if due.answered == due.due and due_index < self._last_due:
-            due.close()
+            due.close(self._corrected, self._uncorrected)
         self._note_recent(done, corrected)
 
     def _note_recent(self, done: float, corrected: int) -> None:
@@ -164,6 +182,22 @@ class Recorder:
         self._recent[1].append(corrected)
 
     # -- reading ------------------------------------------------------------------------------------------------
+
+    def _close_all(self) -> None:
+        for second in self._seconds:
+            second.close(self._corrected, self._uncorrected)
+
+    @property
+    def corrected(self) -> Histogram:
+        """Latency from the intended send, of every request answered so far."""
+        self._close_all()
+        return self._corrected
+
+    @property
+    def uncorrected(self) -> Histogram:
+        """Latency from the actual send, of every request answered so far."""
+        self._close_all()
+        return self._uncorrected
 
     @property
     def throttled(self) -> int:
@@ -212,27 +246,9 @@ class Recorder:
 
     def timeline(self) -> list[Second]:
         """Per second since ``start``: sent, completed and answers by status then; latency of the requests due then."""
-        rows = []
-        for index, second in enumerate(self._seconds):
-            second.close()
-            p50, p90, p99, high, actual_p50, actual_p99, hdr, hdr_actual = second.row or (0, 0, 0, 0, 0, 0, "", "")
-            rows.append(
-                Second(
-                    second=index,
-                    sent=second.sent,
-                    completed=second.completed,
-                    status={str(code): n for code, n in sorted(second.status.items())},
-                    errors=second.errors,
-                    p50_ms=p50,
-                    p90_ms=p90,
-                    p99_ms=p99,
-                    max_ms=high,
-                    due=second.due,
-                    target_rps=self.targets[index] if index < len(self.targets) else None,
-                    actual_p50_ms=actual_p50,
-                    actual_p99_ms=actual_p99,
-                    hdr=hdr,
-                    hdr_actual=hdr_actual,
-                )
-            )
-        return rows
+        targets = self.targets
+        self._close_all()
+        return [
+            second.row(index, targets[index] if index < len(targets) else None)
+            for index, second in enumerate(self._seconds)
+        ]
