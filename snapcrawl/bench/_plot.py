@@ -53,19 +53,21 @@ def _latency_panel(axes: Axes, report: BenchReport) -> None:
         axes.plot(seconds, [v or float("nan") for v in values], style, color=color, marker=".", label=label)
     axes.set_yscale("log")
     axes.set_ylabel("latency (ms)")
-    axes.set_title(f"{report.mode} loop, {report.achieved_rps:.0f} req/s achieved: latency over time")
+    load = "ramping open" if report.stages else report.mode
+    axes.set_title(f"{load} loop, {report.achieved_rps:.0f} req/s achieved: latency over time")
     axes.grid(True, which="both", alpha=0.3)
     _outside(axes)
 
 
 def _rate_panel(axes: Axes, report: BenchReport) -> None:
     seconds = [row.second for row in report.timeline]
-    if any(row.target_rps is not None for row in report.timeline):
-        targets = [row.target_rps if row.target_rps is not None else float("nan") for row in report.timeline]
-        axes.step(seconds, targets, where="post", color="black", linestyle=":", label="target")
-    axes.step(seconds, [row.sent for row in report.timeline], where="post", color="tab:green", label="sent")
+    sent = [row.sent for row in report.timeline]
+    axes.step(seconds, sent, where="post", color="tab:green", linewidth=3, alpha=0.5, label="sent")
     completed = [row.completed for row in report.timeline]
     axes.step(seconds, completed, where="post", color="tab:purple", linestyle="--", label="answered")
+    if any(row.target_rps is not None for row in report.timeline):  # drawn last: thin, on top of the others
+        targets = [row.target_rps if row.target_rps is not None else float("nan") for row in report.timeline]
+        axes.step(seconds, targets, where="post", color="black", linestyle=":", linewidth=1.5, label="target")
     axes.set_ylabel("requests / s")
     axes.set_title("rate over time")
     axes.grid(True, alpha=0.3)
