@@ -1,7 +1,7 @@
 """The report of a bench run as typed, frozen msgspec Structs: what ``run`` returns, ``--json`` and ``--save``
 write, and ``snapcrawl bench report`` reads back.
 
-Latencies are milliseconds. The JSON field names are the README's schema (``p99.9`` included). The saved HDR
+Latencies are milliseconds. The JSON field names are docs/bench.md's schema (``p99.9`` included). The saved HDR
 histograms (whole run and per second) make the JSON lossless: ``bench report`` merges runs from them.
 """
 
