@@ -14,7 +14,9 @@ from snapcrawl.bench._units import (
     level_name,
     parse_duration,
     parse_percentiles,
+    parse_share,
     parse_stages,
+    parse_start_at,
 )
 from snapcrawl.cli import main
 
@@ -120,3 +122,16 @@ def test_cli_usage_errors_exit_2(argv: list[str], message: str, capsys: pytest.C
     assert err.startswith("snapcrawl: error:")
     assert message in err
     assert "Traceback" not in err
+
+
+def test_worker_share_and_start_time() -> None:
+    """--worker 2/3 is share (1, 3); --start-at takes a Unix time or an ISO time with its offset."""
+    assert parse_share("2/3") == (1, 3)
+    assert parse_start_at("1767225600") == 1767225600.0
+    assert parse_start_at("2026-01-01T00:00:00+00:00") == 1767225600.0
+    assert parse_start_at("2026-01-01T01:00:00+01:00") == 1767225600.0
+    for bad in ("0/2", "2", "a/b", "3/2"):
+        with pytest.raises(ConfigError, match="--worker"):
+            parse_share(bad)
+    with pytest.raises(ConfigError, match="offset"):
+        parse_start_at("tomorrow")

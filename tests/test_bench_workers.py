@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
+import anyio
 import pytest
 
 from snapcrawl import AuthError, Credentials
-from snapcrawl.bench import BenchConfig, run_workers
+from snapcrawl.bench import BenchConfig, encode_report, load_reports, merge, run, run_workers
 from snapcrawl.cli import main
 from snapcrawl.simulator import Simulator
 
@@ -70,3 +72,61 @@ def test_workers_cli(env: Simulator, tmp_path: Path, capsys: pytest.CaptureFixtu
     assert data["workers"] == 2
     assert main(["bench", "report", str(out), str(out)]) == 0
     assert "100 requests" in capsys.readouterr().err
+
+
+async def test_machines_share_one_schedule_from_one_start(simulator: Simulator, tmp_path: Path) -> None:
+    """Two 'machines' (worker 1/2 and 2/2, same rate, same --start-at) send the one schedule between them; their
+    saved runs line up and merge into the whole run."""
+    config = _config(simulator, rate=100.0, duration=1.0)
+    start_at = time.time() + 0.3
+    reports = []
+
+    async def machine(index: int) -> None:
+        reports.append(await run(config, share=(index, 2), start_at=start_at))
+
+    async with anyio.create_task_group() as tg:
+        for index in (0, 1):
+            tg.start_soon(machine, index)
+    assert sorted(report.requests for report in reports) == [50, 50]
+    assert all(abs(report.started_at - start_at) < 0.2 for report in reports)
+    paths = []
+    for index, report in enumerate(reports):
+        paths.append(str(tmp_path / f"machine-{index}.json"))
+        await anyio.Path(paths[-1]).write_bytes(encode_report(report))
+    merged = merge(load_reports(paths))
+    assert merged.requests == 100
+    assert merged.workers == 2
+    assert merged.timeline[0].due == 100
+    assert merged.timeline[0].target_rps == pytest.approx(100.0)
+    assert merged.target_rps == pytest.approx(100.0, rel=0.1)
+
+
+def test_worker_cli_sends_its_share(env: Simulator, capsys: pytest.CaptureFixture[str]) -> None:
+    """--worker 2/2 sends every second request of the schedule; --workers splits that share further."""
+    start = env.stats.requests
+    assert main(["bench", "--rate", "100", "--duration", "1s", "--worker", "2/2", "--no-progress"]) == 0
+    assert env.stats.requests - start == 50
+    assert main(["bench", "--rate", "100", "--duration", "1s", "--worker", "1/2", "--workers", "2"]) == 0
+    assert env.stats.requests - start == 100
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--rate", "5", "--worker", "3/2"], "--worker '3/2': expected I/N"),
+        (["--rate", "5", "--start-at", "2026-12-02T14:00:00"], "with its offset"),
+        (["--rate", "5", "--start-at", "1000"], "s in the past"),
+        (["--concurrency", "1", "--worker", "1/2"], "cannot be shared by 2 workers"),
+    ],
+)
+def test_worker_and_start_at_errors(
+    env: Simulator, argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Bad --worker and --start-at values are one-line usage errors, exit 2."""
+    try:
+        status = main(["bench", *argv])
+    except SystemExit as exc:  # argparse's own usage errors
+        status = exc.code  # type: ignore[assignment]
+    assert status == 2
+    assert message in capsys.readouterr().err

@@ -12,7 +12,7 @@ import msgspec
 import structlog
 
 from .._config import load_credentials, resolve_endpoint
-from .._exceptions import SnapcrawlError
+from .._exceptions import ConfigError, SnapcrawlError
 from .._signing import Signer
 from .._transport import AiohttpTransport, Transport
 from ._client import Client, Live, check_credentials
@@ -44,6 +44,8 @@ async def _measure(client: Client, config: BenchConfig) -> BenchReport:
     else:
         index, of = client.share
         concurrency = config.concurrency or 1
+        if concurrency < of:
+            raise ConfigError(f"concurrency {concurrency} cannot be shared by {of} workers: give at least one each")
         recorder = await client.closed(concurrency // of + (index < concurrency % of), config.duration)
     check_credentials(recorder)
     report = _report(client, config, mode, recorder, notes)

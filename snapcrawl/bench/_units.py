@@ -8,6 +8,7 @@ the argparse error the CLI prints, so bench's options parse here and nowhere els
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import math
 import re
 from collections.abc import Callable
@@ -26,9 +27,13 @@ __all__ = [
     "parse_latency_ms",
     "parse_level",
     "parse_percentiles",
+    "parse_share",
     "parse_stages",
+    "parse_start_at",
     "percentiles_arg",
+    "share_arg",
     "stages_arg",
+    "start_at_arg",
 ]
 
 #: The report's latency columns unless ``--percentiles`` says otherwise.
@@ -102,6 +107,31 @@ def parse_stages(text: str) -> tuple[Stage, ...]:
     return tuple(stages)
 
 
+def parse_share(text: str) -> tuple[int, int]:
+    """``--worker I/N`` (1-based) as ``(I - 1, N)``: this process is worker I of N."""
+    index, sep, count = text.partition("/")
+    if sep and index.strip().isdigit() and count.strip().isdigit() and 1 <= int(index) <= int(count):
+        return int(index) - 1, int(count)
+    raise ConfigError(f"--worker {text!r}: expected I/N with 1 <= I <= N, e.g. 1/2 and 2/2 on two machines")
+
+
+def parse_start_at(text: str) -> float:
+    """``--start-at``: a Unix time (``1767225600``) or an ISO 8601 time with its UTC offset."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise ConfigError(
+            f"--start-at {text!r}: expected a Unix time or an ISO 8601 time with its offset, e.g. 2026-12-02T14:00:00Z"
+        )
+    return moment.timestamp()
+
+
 def level_name(level: float) -> str:
     """``p99.9`` for 99.9, ``p50`` for 50: the name a percentile has in reports and JSON."""
     return f"p{level:g}"
@@ -151,4 +181,6 @@ def _argument(parse: Callable[[str], T]) -> Callable[[str], T]:
 
 duration_arg: Final = _argument(parse_duration)
 percentiles_arg: Final = _argument(parse_percentiles)
+share_arg: Final = _argument(parse_share)
 stages_arg: Final = _argument(parse_stages)
+start_at_arg: Final = _argument(parse_start_at)

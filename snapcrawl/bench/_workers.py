@@ -38,8 +38,10 @@ _POLL: Final = 0.2
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Job:
-    """What one worker process is given: its config and share, the event loop, its queues, the live view."""
+    """What one worker process is given: its place among this run's workers (``slot``), its config and share of
+    the schedule, the event loop, its queues, and whether to send live views."""
 
+    slot: int
     config: BenchConfig
     share: tuple[int, int]
     uvloop: bool
@@ -50,7 +52,7 @@ class _Job:
 
 def _work(job: _Job) -> None:  # pragma: no cover - runs in a child process; covered through run_workers
     """One worker process: say ready, wait for the start time, run, send the report (or the error) back."""
-    index, outbox = job.share[0], job.outbox
+    index, outbox = job.slot, job.outbox
     outbox.put(("ready", index))
     start_at = job.inbox.get()
 
@@ -99,8 +101,16 @@ def _sum(views: dict[int, Live]) -> Live:
 class _Pool:
     """The worker processes and what they have said so far."""
 
-    def __init__(self, config: BenchConfig, progress: Callable[[Live], None] | None, uvloop: bool) -> None:
+    def __init__(
+        self,
+        config: BenchConfig,
+        progress: Callable[[Live], None] | None,
+        uvloop: bool,
+        share: tuple[int, int],
+        start_at: float | None,
+    ) -> None:
         count = config.workers
+        machine, machines = share  # worker k here is worker machine + k * machines of them all
         context = multiprocessing.get_context("spawn")  # a fresh interpreter: no event loop or sockets inherited
         self.outbox = context.Queue()
         self.inboxes = [context.Queue() for _ in range(count)]
@@ -108,13 +118,24 @@ class _Pool:
         self.processes = [
             context.Process(
                 target=_work,
-                args=(_Job(worker_config, (index, count), uvloop, self.inboxes[index], self.outbox, bool(progress)),),
+                args=(
+                    _Job(
+                        index,
+                        worker_config,
+                        (machine + index * machines, count * machines),
+                        uvloop,
+                        self.inboxes[index],
+                        self.outbox,
+                        bool(progress),
+                    ),
+                ),
                 name=f"snapcrawl-bench-worker-{index + 1}",
                 daemon=True,
             )
             for index in range(count)
         ]
         self.progress = progress
+        self.start_at = start_at
         self.reports: dict[int, BenchReport] = {}
         self.views: dict[int, Live] = {}
         self.ready = 0
@@ -147,7 +168,7 @@ class _Pool:
         if kind == "ready":
             self.ready += 1
             if self.ready == len(self.processes):
-                start_at = time.time() + START_DELAY
+                start_at = max(self.start_at or 0.0, time.time() + START_DELAY)
                 for inbox in self.inboxes:
                     inbox.put(start_at)
         elif kind == "live":
@@ -169,10 +190,19 @@ class _Pool:
 
 
 async def run_workers(
-    config: BenchConfig, *, progress: Callable[[Live], None] | None = None, uvloop: bool = False
+    config: BenchConfig,
+    *,
+    progress: Callable[[Live], None] | None = None,
+    uvloop: bool = False,
+    share: tuple[int, int] = (0, 1),
+    start_at: float | None = None,
 ) -> BenchReport:
-    """Run ``config`` in ``config.workers`` processes at once; their merged report, thresholds checked."""
-    reports = await _Pool(config, progress, uvloop).run()
+    """Run ``config`` in ``config.workers`` processes at once; their merged report, thresholds checked.
+
+    With ``share=(i, m)`` this machine is ``i`` of ``m`` (each running this many workers) and its workers take
+    their part of that share; ``start_at`` (Unix time) is when the load starts, if not earlier than they can.
+    """
+    reports = await _Pool(config, progress, uvloop, share, start_at).run()
     merged = merge(reports, percentiles=config.percentiles)
     merged = msgspec.structs.replace(merged, settings=settings(config), workers=config.workers)
     return rejudge(merged, config.fail_if)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -16,7 +17,15 @@ from typing import IO, TYPE_CHECKING, Any
 import anyio
 
 from .._exceptions import ConfigError
-from ..bench._units import DEFAULT_PERCENTILES, duration_arg, parse_level, percentiles_arg, stages_arg
+from ..bench._units import (
+    DEFAULT_PERCENTILES,
+    duration_arg,
+    parse_level,
+    percentiles_arg,
+    share_arg,
+    stages_arg,
+    start_at_arg,
+)
 from ._common import (
     EXIT_FAILURES,
     EXIT_OK,
@@ -74,6 +83,20 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         default=1,
         metavar="N",
         help="N load-generating processes (a core each) sharing the load, merged into one report (default 1)",
+    )
+    load.add_argument(
+        "--worker",
+        type=share_arg,
+        metavar="I/N",
+        help="on several machines: this one is I of N, sending every N-th request of the one schedule (give each "
+        "the same --rate/--stages, one --start-at, and --save; merge with 'bench report'); --workers splits its part",
+    )
+    load.add_argument(
+        "--start-at",
+        type=start_at_arg,
+        metavar="TIME",
+        help="start the load at TIME (Unix time, or ISO 8601 with offset), so workers on several machines start "
+        "together",
     )
     load.add_argument(
         "--max-in-flight",
@@ -176,8 +199,10 @@ def _config(args: argparse.Namespace) -> BenchConfig:
         raise ConfigError("--rate (open loop) and --concurrency (closed loop) exclude each other")
     if args.slo and not args.find_max:
         raise ConfigError("--slo is what a --find-max step must meet; for a --rate run use --fail-if")
-    if args.workers > 1 and args.find_max:
+    if (args.workers > 1 or args.worker) and args.find_max:
         raise ConfigError("--workers splits a --rate, --stages or --concurrency run; --find-max runs in one process")
+    if args.start_at is not None and args.start_at < time.time() - 1:
+        raise ConfigError(f"--start-at is {time.time() - args.start_at:.0f} s in the past")
     _check_plot(args.plot)
     return BenchConfig(
         endpoint=args.endpoint,
@@ -245,11 +270,14 @@ async def _cmd_bench(args: argparse.Namespace) -> int:
     status = status_line()
     show = not args.no_progress and sys.stderr.isatty()
     progress = (lambda live: status.show(progress_text(live))) if show else None
+    share = args.worker or (0, 1)  # this machine's part of a run over several (--worker I/N)
     try:
         if config.workers > 1:
-            report = await bench.run_workers(config, progress=progress, uvloop=use_uvloop(args.loop))
+            report = await bench.run_workers(
+                config, progress=progress, uvloop=use_uvloop(args.loop), share=share, start_at=args.start_at
+            )
         else:
-            report = await bench.run(config, progress=progress)
+            report = await bench.run(config, progress=progress, share=share, start_at=args.start_at)
     finally:
         status.clear()
     if args.save is not None:
