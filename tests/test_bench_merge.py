@@ -188,3 +188,12 @@ def test_find_max_reports_are_not_merged(tmp_path: Path) -> None:
     report = decode_report(_report_of([[1000]], 0.0, 1.0), source="x")
     with pytest.raises(ConfigError, match="find-max"):
         merge([msgspec.structs.replace(report, mode="find-max")])
+
+
+def test_lag_warnings_give_way_to_one_of_the_merged_lag() -> None:
+    """Each run's scheduling-lag warning is replaced by one judged on the merged lag; other warnings stay, once."""
+    report = decode_report(_report_of([[1000, 2000]], 0.0, 2.0), source="x")
+    noisy = msgspec.structs.replace(
+        report, warnings=["the load generator sent some requests late (scheduling lag p99 9 ms)", "3 held back"]
+    )
+    assert merge([noisy, noisy]).warnings == ["3 held back"]  # the recorded lag is 1 µs: nothing to warn of

@@ -17,6 +17,7 @@ import msgspec
 from .._exceptions import ConfigError
 from ._hist import Histogram, figures
 from ._report import BenchReport, SavedHistogram, Second, decode_report
+from ._run import LAG_WARNING_PREFIX, lag_warning
 from ._thresholds import Threshold
 from ._units import DEFAULT_PERCENTILES
 
@@ -102,7 +103,15 @@ def merge(
     requests = sum(report.requests for report in reports)
     targets = [(report.target_rps, report.duration_s) for report in reports if report.target_rps is not None]
     first = reports[0]
-    warnings = list(dict.fromkeys(warning for report in reports for warning in report.warnings))
+    # Each run's own lag warning gives way to one of the merged lag.
+    warnings = [
+        warning
+        for warning in dict.fromkeys(warning for report in reports for warning in report.warnings)
+        if not warning.startswith(LAG_WARNING_PREFIX)
+    ]
+    measured = figures(corrected, uncorrected, lag, percentiles)
+    if (warning := lag_warning(measured["scheduling_lag_ms"])) is not None:
+        warnings.append(warning)
     return BenchReport(
         mode=first.mode,
         endpoint=", ".join(dict.fromkeys(report.endpoint for report in reports)),
@@ -124,7 +133,7 @@ def merge(
         started_at=start,
         workers=sum(report.workers for report in reports),
         settings=first.settings,
-        **figures(corrected, uncorrected, lag, percentiles),
+        **measured,
     )
 
 

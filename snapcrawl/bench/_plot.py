@@ -60,13 +60,18 @@ def _latency_panel(axes: Axes, report: BenchReport) -> None:
 
 
 def _rate_panel(axes: Axes, report: BenchReport) -> None:
-    seconds = [row.second for row in report.timeline]
-    sent = [row.sent for row in report.timeline]
+    # Each value holds for its whole second: repeat the last one at the end so the last second is drawn too.
+    seconds = [row.second for row in report.timeline] + [len(report.timeline)]
+
+    def held(values: list[float]) -> list[float]:
+        return values + values[-1:]
+
+    sent = held([row.sent for row in report.timeline])
     axes.step(seconds, sent, where="post", color="tab:green", linewidth=3, alpha=0.5, label="sent")
-    completed = [row.completed for row in report.timeline]
+    completed = held([row.completed for row in report.timeline])
     axes.step(seconds, completed, where="post", color="tab:purple", linestyle="--", label="answered")
     if any(row.target_rps is not None for row in report.timeline):  # drawn last: thin, on top of the others
-        targets = [row.target_rps if row.target_rps is not None else float("nan") for row in report.timeline]
+        targets = held([row.target_rps if row.target_rps is not None else float("nan") for row in report.timeline])
         axes.step(seconds, targets, where="post", color="black", linestyle=":", linewidth=1.5, label="target")
     axes.set_ylabel("requests / s")
     axes.set_title("rate over time")

@@ -23,10 +23,12 @@ from ._recorder import Recorder
 from ._report import BenchReport, Latency, Step
 from ._search import RateSearch
 
-__all__ = ["LAG_WARNING_MS", "lag_warning", "run", "settings"]
+__all__ = ["LAG_WARNING_MS", "LAG_WARNING_PREFIX", "lag_warning", "run", "settings"]
 
 #: A p99 scheduling lag above this is printed as a warning: the bench's own delay, not the server's.
 LAG_WARNING_MS: Final = 1.0
+#: How every scheduling-lag warning begins (a merge replaces the runs' own with one of the merged lag).
+LAG_WARNING_PREFIX: Final = "the load generator"
 
 _log = structlog.get_logger("snapcrawl")
 
