@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 import anyio
@@ -106,6 +108,22 @@ def _report(client: Client, config: BenchConfig, mode: Mode, recorder: Recorder,
     )
 
 
+@contextlib.contextmanager
+def _quiet_collector() -> Iterator[None]:
+    """Keep the garbage collector off everything that exists before the load (imports, set-up).
+
+    A full collection walks every tracked object: with the interpreter's own objects that took hundreds of
+    milliseconds mid-run on a busy machine, a stall the scheduling lag then shows. Frozen objects are never walked;
+    what the load allocates is still collected.
+    """
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def lag_warning(lag: Latency) -> str | None:
     """The warning for a scheduling lag p99 over :data:`LAG_WARNING_MS`; plain that the generator, not the
     server, was the limit when it fell behind its schedule for the median request."""
@@ -169,7 +187,8 @@ async def run(
             if progress is not None:
                 tg.start_soon(client.report_progress, progress)
             try:
-                report = await _measure(client, config)
+                with _quiet_collector():
+                    report = await _measure(client, config)
             except SnapcrawlError as exc:  # raised as itself, not inside an exception group
                 error = exc
             tg.cancel_scope.cancel()
