@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from snapcrawl import AuthError, Credentials
-from snapcrawl.bench import BenchConfig, encode_report, load_reports, merge, run, run_workers
+from snapcrawl.bench import BenchConfig, Live, encode_report, load_reports, merge, run, run_workers
 from snapcrawl.cli import main
 from snapcrawl.simulator import Simulator
 
@@ -130,3 +130,13 @@ def test_worker_and_start_at_errors(
         status = exc.code  # type: ignore[assignment]
     assert status == 2
     assert message in capsys.readouterr().err
+
+
+async def test_live_views_of_the_workers_are_summed(simulator: Simulator) -> None:
+    """With a progress callback, each call sums every worker's view: sent counts add up to the run's."""
+    seen: list[Live] = []
+    report = await run_workers(_config(simulator, rate=100.0, duration=1.6, workers=2), progress=seen.append)
+    assert seen
+    assert all(live.sent <= report.requests for live in seen)
+    assert max(live.sent for live in seen) > 80  # more than one worker's whole share: the views were added up
+    assert all(live.target_rps == pytest.approx(100.0) for live in seen if live.elapsed < 1.5)
