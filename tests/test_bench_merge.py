@@ -197,3 +197,13 @@ def test_lag_warnings_give_way_to_one_of_the_merged_lag() -> None:
         report, warnings=["the load generator sent some requests late (scheduling lag p99 9 ms)", "3 held back"]
     )
     assert merge([noisy, noisy]).warnings == ["3 held back"]  # the recorded lag is 1 µs: nothing to warn of
+
+
+def test_a_report_of_another_format_is_refused(tmp_path: Path) -> None:
+    """A saved run of a format this snapcrawl does not read is named with both formats."""
+    data = json.loads(_report_of([[1000]], 0.0, 1.0))
+    data["format"] = 3
+    path = tmp_path / "future.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(ConfigError, match="format 3; this snapcrawl reads format 2"):
+        load_reports([str(path)])

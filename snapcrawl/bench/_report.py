@@ -186,9 +186,10 @@ def decode_report(data: bytes, *, source: str) -> BenchReport:
         report = msgspec.json.decode(data, type=BenchReport)
     except msgspec.DecodeError as exc:
         raise ConfigError(f"{source} is not a snapcrawl bench report: {exc}") from None
-    if report.format != FORMAT or report.histograms is None:
+    if report.format != FORMAT:
+        raise ConfigError(f"{source} is a saved run of format {report.format}; this snapcrawl reads format {FORMAT}")
+    if report.histograms is None:
         raise ConfigError(
-            f"{source} has no saved histograms (format {report.format}, this snapcrawl reads {FORMAT}): "
-            "write it again with --save or --json"
+            f"{source} has no saved histograms (an older snapcrawl wrote it): run it again with --save or --json"
         )
     return report
