@@ -82,6 +82,8 @@ class Client:
         self.concurrency: int | None = None
         self.step: int | None = None
         self.share = (0, 1)
+        #: The ``clock()`` time workers agreed to start at: the open loop's zero, so a late start shows as lag.
+        self.zero: float | None = None
         self._next = 0
         self._targets: list[float] = []
 
@@ -120,7 +122,9 @@ class Client:
             drain=drain,
             clock=self.clock,
             on_start=self._begin,
+            start=self.zero,
         )
+        self.zero = None  # an agreed start holds for the first load phase only
         return self.recorder
 
     async def closed(self, concurrency: int, duration: float) -> Recorder:

@@ -183,7 +183,8 @@ async def run(
     try:
         async with anyio.create_task_group() as tg:
             if start_at is not None:
-                await anyio.sleep(start_at - time.time())
+                client.zero = clock() + (start_at - time.time())
+                await anyio.sleep(max(0.0, start_at - time.time()))
             if progress is not None:
                 tg.start_soon(client.report_progress, progress)
             try:

@@ -73,11 +73,13 @@ async def open_loop(
     drain: float | None = None,
     clock: Callable[[], float] = time.monotonic,
     on_start: Callable[[float], None] | None = None,
+    start: float | None = None,
 ) -> None:
     """Send a request at ``start + t`` for each ``t`` of ``times`` (ascending), however the server answers.
 
     Returns once every request has ended; with ``drain``, requests still in flight that long after the last send
-    are cancelled (``send`` records them). ``on_start`` gets the schedule's zero before the first send.
+    are cancelled (``send`` records them). ``on_start`` gets the schedule's zero before the first send: ``start``
+    (a ``clock()`` time agreed with other workers, so that a late start counts as lag) or now.
     """
     slots = Slots(max_in_flight)
 
@@ -88,7 +90,7 @@ async def open_loop(
             slots.give()
 
     async with anyio.create_task_group() as tg:
-        start = clock()
+        start = clock() if start is None else start
         if on_start is not None:
             on_start(start)
         back_to_back = 0
