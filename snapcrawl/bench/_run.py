@@ -181,18 +181,19 @@ async def run(
     client.share = share
     error: SnapcrawlError | None = None
     try:
-        async with anyio.create_task_group() as tg:
-            if start_at is not None:
-                client.zero = clock() + (start_at - time.time())
-                await anyio.sleep(max(0.0, start_at - time.time()))
-            if progress is not None:
-                tg.start_soon(client.report_progress, progress)
-            try:
-                with _quiet_collector():
+        # The collection before the freeze can take a while: before the start time, never after it.
+        with _quiet_collector():
+            async with anyio.create_task_group() as tg:
+                if start_at is not None:
+                    client.zero = clock() + (start_at - time.time())
+                    await anyio.sleep(max(0.0, start_at - time.time()))
+                if progress is not None:
+                    tg.start_soon(client.report_progress, progress)
+                try:
                     report = await _measure(client, config)
-            except SnapcrawlError as exc:  # raised as itself, not inside an exception group
-                error = exc
-            tg.cancel_scope.cancel()
+                except SnapcrawlError as exc:  # raised as itself, not inside an exception group
+                    error = exc
+                tg.cancel_scope.cancel()
     finally:
         if own:
             with anyio.CancelScope(shield=True):

@@ -29,8 +29,9 @@ from ._run import run, settings
 
 __all__ = ["run_workers"]
 
-#: Between the last worker saying it is ready and the common start: time for the start message to arrive.
-START_DELAY: Final = 0.3
+#: Between the last worker saying it is ready and the common start: time for the start message to arrive and
+#: for each worker's set-up (the transport, a garbage collection) to end before its first request is due.
+START_DELAY: Final = 1.0
 #: How long a worker may take to start up (spawn a Python, import snapcrawl) before the run is given up.
 READY_TIMEOUT: Final = 60.0
 _POLL: Final = 0.2
