@@ -40,7 +40,7 @@ def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize("text", ["", "2x", "-1s", "0", "0ms", "s", "1 m 2", "inf", "1s2", "m30s"])
+@pytest.mark.parametrize("text", ["", "2x", "-1s", "0", "0ms", "s", "1 m 2", "inf", "1s2", "m30s", "25h", "86401"])
 def test_bad_durations_name_the_text(text: str) -> None:
     """A duration that is not one, or is not > 0, is a ConfigError quoting it."""
     with pytest.raises(ConfigError, match="duration") as info:

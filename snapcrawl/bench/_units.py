@@ -38,6 +38,8 @@ __all__ = [
 
 #: The report's latency columns unless ``--percentiles`` says otherwise.
 DEFAULT_PERCENTILES: Final = (50.0, 90.0, 99.0, 99.9)
+#: The longest duration bench takes (as the CLI's other durations): a day.
+LONGEST: Final = 86_400.0
 #: One stage of a ramp: ``(seconds, target requests/s at its end)``.
 Stage = tuple[float, float]
 
@@ -61,8 +63,8 @@ def parse_duration(text: str, *, option: str = "duration") -> float:
         raise ConfigError(
             f"{option} {text!r}: expected a duration such as 500ms, 10s, 2m, 1m30s or 1h (plain: seconds)"
         )
-    if not 0 < seconds < math.inf:
-        raise ConfigError(f"{option} {text!r}: must be a duration > 0")
+    if not 0 < seconds <= LONGEST:
+        raise ConfigError(f"{option} {text!r}: must be a duration > 0 and at most a day ({LONGEST:g} s)")
     return seconds
 
 

@@ -27,12 +27,15 @@ from ..bench._units import (
     start_at_arg,
 )
 from ._common import (
+    CONCURRENCY,
     EXIT_FAILURES,
     EXIT_OK,
+    MILLISECONDS,
+    RATE,
+    DeprecatedAlias,
     add_connection_options,
     add_loop_option,
-    positive_float,
-    positive_int,
+    bounded,
     use_uvloop,
 )
 from .progress import status_line
@@ -41,6 +44,9 @@ if TYPE_CHECKING:
     from ..bench import BenchConfig, BenchReport, Live
 
 __all__ = ["progress_text", "register"]
+
+#: Load-generating processes on one machine: beyond a few per core they only take turns.
+WORKERS = bounded(1, 256, integer=True)
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -53,7 +59,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "(a plain number is seconds).",
     )
     source = bench.add_argument_group("requests (default: the account listing's first page)")
-    source.add_argument("--volumes", metavar="FILE", help="file of volume ids, one a line; - for stdin")
+    source.add_argument(
+        "--volumes-from", dest="volumes", metavar="FILE", help="a file of volume ids, one a line; - for stdin"
+    )
+    source.add_argument("--volumes", dest="volumes", action=DeprecatedAlias, use="--volumes-from")
     source.add_argument("--volume", action="append", default=[], metavar="ID", help="a volume id (repeatable)")
     add_connection_options(bench)
     _drop_max_retries(bench)
@@ -61,7 +70,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     model = load.add_mutually_exclusive_group()
     load.add_argument(
         "--rate",
-        type=positive_float,
+        type=RATE,
         metavar="R",
         help="open loop: R requests/s on a fixed schedule (with --stages: the rate to ramp from; "
         "with --find-max: the first rate tried)",
@@ -72,14 +81,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="D:R,...",
         help="open loop ramping linearly to R req/s over each D, e.g. 30s:100,1m:500,30s:0 (from --rate, or 0)",
     )
-    model.add_argument("--concurrency", type=positive_int, metavar="N", help="closed loop: N requests always in flight")
+    model.add_argument("--concurrency", type=CONCURRENCY, metavar="N", help="closed loop: N requests always in flight")
     model.add_argument(
         "--find-max", action="store_true", help="search the highest rate sustained with <= 1%% failed (and --slo met)"
     )
     load.add_argument("--duration", type=duration_arg, metavar="D", help="length of the load, e.g. 30s (default 10s)")
     load.add_argument(
         "--workers",
-        type=positive_int,
+        type=WORKERS,
         default=1,
         metavar="N",
         help="N load-generating processes (a core each) sharing the load, merged into one report (default 1)",
@@ -100,13 +109,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     load.add_argument(
         "--max-in-flight",
-        type=positive_int,
+        type=CONCURRENCY,
         default=1000,
         metavar="N",
         help="open loop: at most N in flight; a send held back still counts from its due time (default 1000)",
     )
     search = bench.add_argument_group("find-max")
-    search.add_argument("--max-rate", type=positive_float, default=10_000.0, metavar="R", help="highest rate tried")
+    search.add_argument("--max-rate", type=RATE, default=10_000.0, metavar="R", help="highest rate tried")
     search.add_argument(
         "--slo",
         action="append",
@@ -114,7 +123,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="COND",
         help="a step passes only when COND holds, e.g. 'p99<200ms', 'p95<50ms' (repeatable)",
     )
-    search.add_argument("--slo-p99", type=positive_float, metavar="MS", help="the same as --slo 'p99<MSms'")
+    search.add_argument("--slo-p99", type=MILLISECONDS, metavar="MS", help="the same as --slo 'p99<MSms'")
     search.add_argument("--budget", type=duration_arg, default=90.0, metavar="D", help="whole search (default 90s)")
     search.add_argument("--step-duration", type=duration_arg, default=3.0, metavar="D", help="each rate (default 3s)")
     _output_options(bench)

@@ -20,7 +20,8 @@ from .._config import load_credentials, resolve_endpoint
 from .._crawler import Crawler
 from .._exceptions import ConfigError
 from ..sinks import Sink
-from ._common import EXIT_FAILURES, EXIT_OK, make_crawler, positive_float
+from ._common import CLAIM_AFTER, EXIT_FAILURES, EXIT_OK, echo, make_crawler
+from .progress import plural, times
 
 if TYPE_CHECKING:
     from ..limits.redis import RedisLimiter
@@ -70,7 +71,7 @@ def add_distributed_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--job", metavar="NAME", help="the job's name: every worker of one crawl uses the same")
     group.add_argument(
         "--claim-after",
-        type=positive_float,
+        type=CLAIM_AFTER,
         metavar="S",
         help="take over volumes another worker has held this long without a heartbeat (default 60)",
     )
@@ -121,7 +122,7 @@ async def make_crawl_crawler(args: argparse.Namespace, stack: contextlib.AsyncEx
 
 def _print_limiter_summary(limiter: RedisLimiter) -> None:
     stats = limiter.stats
-    outage = f", Redis unavailable {stats.fallbacks} times" if stats.fallbacks else ""
+    outage = f", Redis unavailable {times(stats.fallbacks)}" if stats.fallbacks else ""
     print(
         f"snapcrawl: shared quota {limiter.key}: {stats.granted_shared} requests paced through Redis in "
         f"{stats.redis_calls} calls, {stats.granted_local} locally{outage}",
@@ -200,12 +201,12 @@ async def report_job(worker: Worker) -> int:
     """After a worker's crawl: print the job's outcome; exit 1 if the job has failed (dead-lettered) volumes."""
     status = await worker.queue.status()
     print(
-        f"snapcrawl: job {status.job}: {status.done} of {status.total} volumes done, {len(status.failed)} failed "
-        f"(this worker took {worker.taken}, claimed {worker.claimed})",
+        f"snapcrawl: job {status.job}: {status.done} of {plural(status.total, 'volume')} done, "
+        f"{len(status.failed)} failed (this worker took {worker.taken}, claimed {worker.claimed})",
         file=sys.stderr,
     )
     for volume, error in sorted(status.failed.items()):
-        print(f"snapcrawl: failed: volume {volume}: {error}", file=sys.stderr)
+        echo(f"snapcrawl: failed: volume {volume}: {error}")
     return EXIT_FAILURES if status.failed else EXIT_OK
 
 
@@ -221,12 +222,14 @@ async def _cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(status.as_dict(), sort_keys=True))
         return EXIT_OK
     state = "complete" if status.complete else ("running" if status.sealed else "enqueuing")
-    print(f"job {status.job}: {state}, {status.total} volumes")
+    echo(f"job {status.job}: {state}, {plural(status.total, 'volume')}", stdout=True)
     print(f"  pending      {status.pending}")
     print(f"  in progress  {status.in_progress}")
     print(f"  done         {status.done}")
     print(f"  failed       {len(status.failed)}")
     for volume, error in sorted(status.failed.items()):
-        print(f"    {volume}: {error}")
-    print(f"  workers      {len(status.workers)}" + "".join(f"\n    {worker}" for worker in status.workers))
+        echo(f"    {volume}: {error}", stdout=True)
+    print(f"  workers      {len(status.workers)}")
+    for worker in status.workers:
+        echo(f"    {worker}", stdout=True)
     return EXIT_OK
