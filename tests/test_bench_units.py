@@ -8,7 +8,6 @@ import pytest
 
 from snapcrawl import ConfigError
 from snapcrawl.bench._units import (
-    duration_arg,
     format_duration,
     format_value,
     level_name,
@@ -17,6 +16,7 @@ from snapcrawl.bench._units import (
     parse_share,
     parse_stages,
     parse_start_at,
+    stages_arg,
 )
 from snapcrawl.cli import main
 
@@ -51,7 +51,7 @@ def test_bad_durations_name_the_text(text: str) -> None:
 def test_argparse_type_reports_a_usage_error() -> None:
     """The argparse wrapper turns the ConfigError into argparse's own error."""
     with pytest.raises(argparse.ArgumentTypeError, match="'2x'"):
-        duration_arg("2x")
+        stages_arg("2x")
 
 
 def test_percentiles_are_sorted_and_distinct() -> None:
@@ -101,7 +101,10 @@ def test_values_print_in_their_unit(value: float, unit: str | None, text: str) -
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--duration", "2x", "--rate", "5"], "argument --duration: duration '2x'"),
+        (["--duration", "2x", "--rate", "5"], "argument --duration: must be a duration > 0 and <= 86400 s"),
+        (["--duration", "25h", "--rate", "5"], "not '25h'"),
+        (["--budget", "nan", "--find-max"], "argument --budget: must be a duration"),
+        (["--start-at", "yesterday", "--rate", "5"], "argument --start-at: must be a Unix time"),
         (["--stages", "10s:5", "--duration", "2s"], "--stages sets the run's length"),
         (["--rate", "5", "--max-retries", "3"], "--max-retries does not apply to bench"),
         (["--rate", "5", "--slo", "p99<1s"], "--slo is what a --find-max step must meet"),

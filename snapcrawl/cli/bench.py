@@ -8,9 +8,10 @@ rate the endpoint sustains), 2 usage or configuration error, 3 credentials rejec
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -19,12 +20,13 @@ import anyio
 from .._exceptions import ConfigError
 from ..bench._units import (
     DEFAULT_PERCENTILES,
-    duration_arg,
+    LONGEST,
+    parse_duration,
     parse_level,
+    parse_start_at,
     percentiles_arg,
     share_arg,
     stages_arg,
-    start_at_arg,
 )
 from ._common import (
     CONCURRENCY,
@@ -32,6 +34,7 @@ from ._common import (
     EXIT_OK,
     MILLISECONDS,
     RATE,
+    Bounded,
     DeprecatedAlias,
     add_connection_options,
     add_loop_option,
@@ -47,6 +50,34 @@ __all__ = ["progress_text", "register"]
 
 #: Load-generating processes on one machine: beyond a few per core they only take turns.
 WORKERS = bounded(1, 256, integer=True)
+
+
+class _Read(Bounded):
+    """A bounded number read through bench's own parser, which knows units (``500ms``, ``2m``) or ISO times."""
+
+    def __init__(self, parse: Callable[[str], float], low: float, high: float, *, bounds: str) -> None:
+        super().__init__(low, high)
+        self._parse = parse
+        self.bounds = bounds
+
+    def __call__(self, text: str) -> float:
+        try:
+            value = self._parse(text)
+        except ConfigError:
+            value = math.nan
+        if not (math.isfinite(value) and self.low <= value <= self.high):
+            raise argparse.ArgumentTypeError(f"must be {self.bounds}, not {text!r}")
+        return value
+
+
+#: Durations: units or plain seconds, above 0 and at most a day.
+DURATION = _Read(
+    parse_duration, 0.0, LONGEST, bounds=f"a duration > 0 and <= {LONGEST:g} s, such as 500ms, 10s, 2m or 1h"
+)
+#: A start time: a Unix time up to 2100, or an ISO 8601 time with its offset.
+START_AT = _Read(
+    parse_start_at, 0.0, 4_102_444_800.0, bounds="a Unix time (up to 2100) or an ISO 8601 time with its offset"
+)
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -85,7 +116,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     model.add_argument(
         "--find-max", action="store_true", help="search the highest rate sustained with <= 1%% failed (and --slo met)"
     )
-    load.add_argument("--duration", type=duration_arg, metavar="D", help="length of the load, e.g. 30s (default 10s)")
+    load.add_argument("--duration", type=DURATION, metavar="D", help="length of the load, e.g. 30s (default 10s)")
     load.add_argument(
         "--workers",
         type=WORKERS,
@@ -102,7 +133,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     load.add_argument(
         "--start-at",
-        type=start_at_arg,
+        type=START_AT,
         metavar="TIME",
         help="start the load at TIME (Unix time, or ISO 8601 with offset), so workers on several machines start "
         "together",
@@ -124,8 +155,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="a step passes only when COND holds, e.g. 'p99<200ms', 'p95<50ms' (repeatable)",
     )
     search.add_argument("--slo-p99", type=MILLISECONDS, metavar="MS", help="the same as --slo 'p99<MSms'")
-    search.add_argument("--budget", type=duration_arg, default=90.0, metavar="D", help="whole search (default 90s)")
-    search.add_argument("--step-duration", type=duration_arg, default=3.0, metavar="D", help="each rate (default 3s)")
+    search.add_argument("--budget", type=DURATION, default=90.0, metavar="D", help="whole search (default 90s)")
+    search.add_argument("--step-duration", type=DURATION, default=3.0, metavar="D", help="each rate (default 3s)")
     _output_options(bench)
     bench.add_argument("--save", metavar="FILE", help="write the run losslessly (HDR histograms) for 'bench report'")
     bench.add_argument("--no-progress", action="store_true", help="no live view on stderr")
