@@ -8,7 +8,6 @@ server's ``Date`` shows the local clock is off (the skew is then measured and co
 
 from __future__ import annotations
 
-import logging
 import math
 import random
 import time
@@ -20,8 +19,8 @@ import structlog
 
 from ._config import RetryPolicy
 from ._errors import error_for_response, http_date
+from ._events import RateChanged, RequestSent, ResponseReceived, RetryScheduled, Subscribers, Throttled, log_hooks
 from ._exceptions import ApiError, SnapcrawlError
-from ._hooks import Hooks, fire
 from ._models import SnapshotPage, decode_page
 from ._signing import Signer
 from ._stats import CrawlStats
@@ -51,7 +50,7 @@ class PageFetcher:
         limiter: Limiter,
         in_flight: anyio.Semaphore,
         retry: RetryPolicy,
-        hooks: Hooks | None = None,
+        events: Subscribers | None = None,
         sleep: Sleep = anyio.sleep,
         wall_clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
@@ -62,18 +61,12 @@ class PageFetcher:
         self._transport = transport
         self._in_flight = in_flight
         self._retry = retry
-        self._hooks = hooks or Hooks()
+        #: Who listens to this fetcher's events (hooks, logging, OpenTelemetry): the crawler's, shared by its runs.
+        self.events = events or Subscribers([log_hooks()])
         self._sleep = sleep
         self._wall_clock = wall_clock
         self._rng = rng or random.Random()
         self._log = structlog.get_logger("snapcrawl").bind()
-        # Per-request events cost a call and a dict even when filtered out: ask once whether anyone listens. An
-        # application that has not configured structlog gets its default, which prints everything to stdout: it
-        # is spared a line per request (but still sees retries, failures and the crawl's start and end).
-        is_enabled_for = getattr(self._log, "is_enabled_for", None)
-        self._log_requests = structlog.is_configured() and (
-            is_enabled_for is None or bool(is_enabled_for(logging.DEBUG))
-        )
         self._accepted = False  # whether the server has accepted this crawler's signature at least once
         self._rate = limiter.rate
 
@@ -133,27 +126,30 @@ class PageFetcher:
     async def _send(
         self, url: str, headers: dict[str, str], volume_id: str | None, page: int, stats: CrawlStats
     ) -> Response:
-        """Send one signed attempt; count it, time it and tell the hooks."""
-        hooks = self._hooks
-        if hooks.on_request is not None:
-            fire(hooks.on_request, volume_id, page)
+        """Send one signed attempt; count it, time it, and emit its events to whoever listens."""
+        events = self.events
+        if sent := events.request_sent:
+            events.emit(sent, RequestSent(volume_id=volume_id, page=page))
         started = time.perf_counter()
         try:
             response = await self._transport.get(url, headers)
         except SnapcrawlError as exc:
             exc.volume_id, exc.page = volume_id, page
             stats.requests += 1
-            if hooks.on_response is not None:
-                fire(hooks.on_response, volume_id, page, None, time.perf_counter() - started)
+            if listeners := events.response_received:
+                elapsed = time.perf_counter() - started
+                events.emit(listeners, ResponseReceived(volume_id=volume_id, page=page, status=None, seconds=elapsed))
             raise
         elapsed = time.perf_counter() - started
+        size = len(response.body)
         stats.requests += 1
-        stats.bytes += len(response.body)
+        stats.bytes += size
         stats.latency.record(elapsed)
-        if hooks.on_response is not None:
-            fire(hooks.on_response, volume_id, page, response.status, elapsed)
-        if self._log_requests:
-            self._log.debug("request", volume_id=volume_id, page=page, status=response.status)
+        if listeners := events.response_received:
+            events.emit(
+                listeners,
+                ResponseReceived(volume_id=volume_id, page=page, status=response.status, seconds=elapsed, size=size),
+            )
         return response
 
     async def _wait_to_retry(
@@ -169,16 +165,9 @@ class PageFetcher:
         stats.retries += 1
         if delay is None:
             delay = self._backoff(attempt)
-        fire(self._hooks.on_retry, volume_id, page, attempt, delay, error)
-        self._log.info(
-            "request.retry",
-            volume_id=volume_id,
-            page=page,
-            attempt=attempt,
-            status=getattr(error, "status", None),
-            error=type(error).__name__,
-            delay=round(delay, 3),
-        )
+        if listeners := self.events.retry_scheduled:
+            event = RetryScheduled(volume_id=volume_id, page=page, attempt=attempt, delay=delay, error=error)
+            self.events.emit(listeners, event)
         await self._sleep(delay)
 
     def _api_error(
@@ -190,8 +179,8 @@ class PageFetcher:
         if response.status == 429 or (response.status == 503 and error.retry_after is not None):
             stats.throttled += 1
             delay = self.limiter.on_throttle(ticket, error.retry_after, response.headers)
-            if self._hooks.on_throttle is not None:
-                fire(self._hooks.on_throttle, volume_id, page, error.retry_after)
+            if listeners := self.events.throttled:
+                self.events.emit(listeners, Throttled(volume_id=volume_id, page=page, retry_after=error.retry_after))
         else:
             self.limiter.on_success(ticket, response.headers)
         self._rate_changed()
@@ -201,8 +190,8 @@ class PageFetcher:
         rate = self.limiter.rate
         if rate != self._rate:
             self._rate = rate
-            self._log.debug("rate.changed", rate=rate)
-            fire(self._hooks.on_rate_change, rate)
+            if listeners := self.events.rate_changed:
+                self.events.emit(listeners, RateChanged(rate=rate))
 
     def _backoff(self, attempt: int) -> float:
         """Full jitter: uniform in [0, min(cap, base * 2**(attempt-1))]."""
