@@ -80,7 +80,7 @@ class PageFetcher:
         Raises a :class:`SnapcrawlError` naming the volume and page.
         """
         url = f"{self.url}?{query}" if query else self.url
-        limiter = self.limiter
+        limiter, events, transport = self.limiter, self.events, self._transport
         attempt = 0
         resent_401 = False
         while True:
@@ -90,11 +90,20 @@ class PageFetcher:
                 ticket = await limiter.acquire() if limiter.active else -math.inf
                 signed_offset = self.signer.clock_offset
                 headers = self.signer.headers("GET", url)  # now, and never the same signature twice
-                try:
-                    response = await self._send(url, headers, volume_id, page, stats)
+                if events.request_sent:
+                    events.emit(events.request_sent, RequestSent(volume_id=volume_id, page=page))
+                started = time.perf_counter()
+                try:  # awaited here, not in a helper coroutine: one frame less on every resume
+                    response = await transport.get(url, headers)
                 except SnapcrawlError as exc:
+                    exc.volume_id, exc.page = volume_id, page
+                    self._answered(stats, volume_id, page, status=None, elapsed=time.perf_counter() - started)
                     error: SnapcrawlError = exc
                 else:
+                    elapsed = time.perf_counter() - started
+                    self._answered(
+                        stats, volume_id, page, status=response.status, elapsed=elapsed, size=len(response.body)
+                    )
                     if response.status == 200:
                         self._accepted = True
                         limiter.on_success(ticket, response.headers)
@@ -113,44 +122,31 @@ class PageFetcher:
                             if not resent_401 and self._worth_resending(response, signed_offset):
                                 resent_401 = True
                                 continue
-                            if self.signer.clock_offset:
-                                error.message += (
-                                    f"; the local clock was {self.signer.clock_offset:+.0f} s off the server's and "
-                                    "correcting for that did not help"
-                                )
+                            self._note_clock(error)
             if not error.retryable or attempt >= self._retry.max_retries:
                 raise error
             attempt += 1
             await self._wait_to_retry(attempt, delay, error, volume_id=volume_id, page=page, stats=stats)
 
-    async def _send(
-        self, url: str, headers: dict[str, str], volume_id: str | None, page: int, stats: CrawlStats
-    ) -> Response:
-        """Send one signed attempt; count it, time it, and emit its events to whoever listens."""
-        events = self.events
-        if sent := events.request_sent:
-            events.emit(sent, RequestSent(volume_id=volume_id, page=page))
-        started = time.perf_counter()
-        try:
-            response = await self._transport.get(url, headers)
-        except SnapcrawlError as exc:
-            exc.volume_id, exc.page = volume_id, page
-            stats.requests += 1
-            if listeners := events.response_received:
-                elapsed = time.perf_counter() - started
-                events.emit(listeners, ResponseReceived(volume_id=volume_id, page=page, status=None, seconds=elapsed))
-            raise
-        elapsed = time.perf_counter() - started
-        size = len(response.body)
-        stats.requests += 1
-        stats.bytes += size
-        stats.latency.record(elapsed)
-        if listeners := events.response_received:
-            events.emit(
-                listeners,
-                ResponseReceived(volume_id=volume_id, page=page, status=response.status, seconds=elapsed, size=size),
+    def _note_clock(self, error: SnapcrawlError) -> None:
+        """A 401 not worth resending: say so when the local clock had been corrected, since that did not help."""
+        if self.signer.clock_offset:
+            error.message += (
+                f"; the local clock was {self.signer.clock_offset:+.0f} s off the server's and "
+                "correcting for that did not help"
             )
-        return response
+
+    def _answered(
+        self, stats: CrawlStats, volume_id: str | None, page: int, *, status: int | None, elapsed: float, size: int = 0
+    ) -> None:
+        """Count one attempt (``status`` ``None``: no answer came), time it, and tell whoever listens."""
+        stats.requests += 1
+        if status is not None:
+            stats.bytes += size
+            stats.latency.record(elapsed)
+        if listeners := self.events.response_received:
+            event = ResponseReceived(volume_id=volume_id, page=page, status=status, seconds=elapsed, size=size)
+            self.events.emit(listeners, event)
 
     async def _wait_to_retry(
         self,

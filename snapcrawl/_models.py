@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
+from collections.abc import Iterable
 from typing import Any, Final
 
 import msgspec
@@ -16,7 +17,8 @@ __all__ = ["ErrorBody", "Page", "Snapshot", "SnapshotPage", "VolumeFailure", "de
 
 
 class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
-    """One volume snapshot, with the API's field names. Timestamps are timezone-aware UTC datetimes."""
+    """One volume snapshot, with the API's field names. Decoded timestamps are timezone-aware: naive ones are read
+    as UTC (see :func:`naive_as_utc`)."""
 
     id: str
     volume_id: str
@@ -28,13 +30,6 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
     description: str | None = None
     metadata: dict[str, Any] | str | None = None
     user_id: str | None = None
-
-    def __post_init__(self) -> None:
-        # The API documents naive timestamps as UTC; make every datetime aware so they compare and encode alike.
-        if self.created_at.tzinfo is None:
-            force_setattr(self, "created_at", self.created_at.replace(tzinfo=dt.UTC))
-        if self.updated_at is not None and self.updated_at.tzinfo is None:
-            force_setattr(self, "updated_at", self.updated_at.replace(tzinfo=dt.UTC))
 
 
 class Page(msgspec.Struct, frozen=True):
@@ -128,10 +123,24 @@ def _field_of(error: msgspec.ValidationError) -> str | None:
     return path
 
 
+def naive_as_utc(snapshots: Iterable[Snapshot]) -> None:
+    """Make every naive timestamp aware, as UTC: the API documents naive timestamps as UTC, and aware ones compare
+    and encode alike.
+
+    msgspec parses both forms natively in C. This one pass over a decoded page costs about half as much as a
+    ``__post_init__``, which msgspec would call back into Python for every snapshot decoded.
+    """
+    for snapshot in snapshots:
+        if snapshot.created_at.tzinfo is None:
+            force_setattr(snapshot, "created_at", snapshot.created_at.replace(tzinfo=dt.UTC))
+        if (updated := snapshot.updated_at) is not None and updated.tzinfo is None:
+            force_setattr(snapshot, "updated_at", updated.replace(tzinfo=dt.UTC))
+
+
 def decode_page(body: bytes, *, volume_id: str | None = None, page: int | None = None) -> SnapshotPage:
     """Decode a page body; any problem becomes a :class:`DecodeError` naming the field, volume and page."""
     try:
-        return _page_decoder.decode(body)
+        page = _page_decoder.decode(body)
     except RecursionError:
         # msgspec counts nesting against Python's recursion limit, even inside fields it skips: a hostile or
         # broken server must fail this one volume, not unwind the whole crawl. The same bytes fail again.
@@ -148,6 +157,8 @@ def decode_page(body: bytes, *, volume_id: str | None = None, page: int | None =
         raise DecodeError(
             f"response is not valid JSON: {exc}", retryable=True, volume_id=volume_id, page=page
         ) from None
+    naive_as_utc(page.snapshots)
+    return page
 
 
 def decode_error_body(body: bytes) -> ErrorBody | None:
