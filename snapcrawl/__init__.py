@@ -41,6 +41,7 @@ from ._exceptions import (
     SnapcrawlError,
     ThrottledError,
     TransportError,
+    UnfitValueError,
 )
 from ._models import Page, Snapshot, SnapshotPage, VolumeFailure
 from ._run import CrawlResult
@@ -95,6 +96,7 @@ __all__ = [
     "ThrottledError",
     "Transport",
     "TransportError",
+    "UnfitValueError",
     "VolumeDone",
     "VolumeFailed",
     "VolumeFailure",

@@ -20,7 +20,7 @@ import structlog
 from ._config import RetryPolicy
 from ._errors import error_for_response, http_date
 from ._events import RateChanged, RequestSent, ResponseReceived, RetryScheduled, Subscribers, Throttled, log_hooks
-from ._exceptions import ApiError, SnapcrawlError
+from ._exceptions import ApiError, SnapcrawlError, detach
 from ._models import SnapshotPage, decode_page
 from ._signing import Signer
 from ._stats import CrawlStats
@@ -83,6 +83,8 @@ class PageFetcher:
         limiter, events, transport = self.limiter, self.events, self._transport
         attempt = 0
         resent_401 = False
+        response: Response | None = None
+        decoded: SnapshotPage | None = None
         while True:
             delay: float | None = None
             async with self._in_flight:
@@ -125,6 +127,8 @@ class PageFetcher:
                             self._note_clock(error)
             if not error.retryable or attempt >= self._retry.max_retries:
                 raise error
+            response = decoded = None  # nothing of the failed answer is held while waiting
+            detach(error)
             attempt += 1
             await self._wait_to_retry(attempt, delay, error, volume_id=volume_id, page=page, stats=stats)
 

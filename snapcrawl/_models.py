@@ -5,20 +5,19 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
-from collections.abc import Iterable
 from typing import Any, Final
 
 import msgspec
 from msgspec.structs import force_setattr
 
 from ._exceptions import DecodeError, SnapcrawlError
+from ._text import shorten
 
 __all__ = ["ErrorBody", "Page", "Snapshot", "SnapshotPage", "VolumeFailure", "decode_error_body", "decode_page"]
 
 
 class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
-    """One volume snapshot, with the API's field names. Decoded timestamps are timezone-aware: naive ones are read
-    as UTC (see :func:`naive_as_utc`)."""
+    """One volume snapshot, with the API's field names. Timestamps are timezone-aware UTC datetimes."""
 
     id: str
     volume_id: str
@@ -30,6 +29,30 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
     description: str | None = None
     metadata: dict[str, Any] | str | None = None
     user_id: str | None = None
+
+    def __post_init__(self) -> None:
+        # The API documents naive timestamps as UTC; every datetime becomes UTC, so they compare and encode alike.
+        # msgspec gives "Z" and "+00:00" the ``dt.UTC`` singleton: the usual case costs one identity test each.
+        if self.created_at.tzinfo is not _UTC:
+            force_setattr(self, "created_at", _utc(self.created_at, self.id, "created_at"))
+        if self.updated_at is not None and self.updated_at.tzinfo is not _UTC:
+            force_setattr(self, "updated_at", _utc(self.updated_at, self.id, "updated_at"))
+
+
+_UTC: Final = dt.UTC
+
+
+def _utc(value: dt.datetime, snapshot_id: str, field: str) -> dt.datetime:
+    """``value`` in UTC (naive means UTC); a ``ValueError`` naming the snapshot when UTC cannot hold it."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=_UTC)
+    try:
+        return value.astimezone(_UTC)
+    except OverflowError:
+        # Year 1 at +01:00 is year 0 in UTC, 9999-12-31 at -02:00 is year 10000: no datetime holds either.
+        raise ValueError(
+            f"snapshot {shorten(snapshot_id)}: {field} {value.isoformat()} is outside years 1-9999 once in UTC"
+        ) from None
 
 
 class Page(msgspec.Struct, frozen=True):
@@ -123,24 +146,10 @@ def _field_of(error: msgspec.ValidationError) -> str | None:
     return path
 
 
-def naive_as_utc(snapshots: Iterable[Snapshot]) -> None:
-    """Make every naive timestamp aware, as UTC: the API documents naive timestamps as UTC, and aware ones compare
-    and encode alike.
-
-    msgspec parses both forms natively in C. This one pass over a decoded page costs about half as much as a
-    ``__post_init__``, which msgspec would call back into Python for every snapshot decoded.
-    """
-    for snapshot in snapshots:
-        if snapshot.created_at.tzinfo is None:
-            force_setattr(snapshot, "created_at", snapshot.created_at.replace(tzinfo=dt.UTC))
-        if (updated := snapshot.updated_at) is not None and updated.tzinfo is None:
-            force_setattr(snapshot, "updated_at", updated.replace(tzinfo=dt.UTC))
-
-
 def decode_page(body: bytes, *, volume_id: str | None = None, page: int | None = None) -> SnapshotPage:
     """Decode a page body; any problem becomes a :class:`DecodeError` naming the field, volume and page."""
     try:
-        page = _page_decoder.decode(body)
+        return _page_decoder.decode(body)
     except RecursionError:
         # msgspec counts nesting against Python's recursion limit, even inside fields it skips: a hostile or
         # broken server must fail this one volume, not unwind the whole crawl. The same bytes fail again.
@@ -157,8 +166,6 @@ def decode_page(body: bytes, *, volume_id: str | None = None, page: int | None =
         raise DecodeError(
             f"response is not valid JSON: {exc}", retryable=True, volume_id=volume_id, page=page
         ) from None
-    naive_as_utc(page.snapshots)
-    return page
 
 
 def decode_error_body(body: bytes) -> ErrorBody | None:
