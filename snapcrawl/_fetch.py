@@ -80,14 +80,20 @@ class PageFetcher:
         Raises a :class:`SnapcrawlError` naming the volume and page.
         """
         url = f"{self.url}?{query}" if query else self.url
-        limiter, events, transport = self.limiter, self.events, self._transport
+        limiter, events, transport, in_flight = self.limiter, self.events, self._transport, self._in_flight
         attempt = 0
         resent_401 = False
         response: Response | None = None
         decoded: SnapshotPage | None = None
         while True:
             delay: float | None = None
-            async with self._in_flight:
+            # A free slot is taken without an await (anyio's async acquire checks for cancellation even then, a
+            # tenth of this method's time); only a full crawler waits.
+            try:
+                in_flight.acquire_nowait()
+            except anyio.WouldBlock:
+                await in_flight.acquire()
+            try:
                 # Until there is a cap or a throttle the limiter has nothing to say: skip the call.
                 ticket = await limiter.acquire() if limiter.active else -math.inf
                 signed_offset = self.signer.clock_offset
@@ -107,24 +113,27 @@ class PageFetcher:
                         stats, volume_id, page, status=response.status, elapsed=elapsed, size=len(response.body)
                     )
                     if response.status == 200:
-                        self._accepted = True
-                        limiter.on_success(ticket, response.headers)
-                        if limiter.active:  # no cap and no throttle yet: no rate to have changed
-                            self._rate_changed()
                         try:
-                            decoded = decode_page(response.body, volume_id=volume_id, page=page)
+                            decoded = self._decoded(response, ticket, volume_id, page, stats)
                         except SnapcrawlError as exc:
                             error = exc
                         else:
-                            stats.pages += 1
                             return decoded
                     else:
-                        error, delay = self._api_error(response, ticket, volume_id, page, stats)
-                        if response.status == 401:
-                            if not resent_401 and self._worth_resending(response, signed_offset):
-                                resent_401 = True
-                                continue
-                            self._note_clock(error)
+                        error, delay, resend = self._refused(
+                            response,
+                            ticket,
+                            volume_id,
+                            page,
+                            stats,
+                            signed_offset=signed_offset,
+                            may_resend=not resent_401,
+                        )
+                        if resend:
+                            resent_401 = True
+                            continue
+            finally:
+                in_flight.release()
             if not error.retryable or attempt >= self._retry.max_retries:
                 raise error
             response = decoded = None  # nothing of the failed answer is held while waiting
@@ -132,13 +141,43 @@ class PageFetcher:
             attempt += 1
             await self._wait_to_retry(attempt, delay, error, volume_id=volume_id, page=page, stats=stats)
 
-    def _note_clock(self, error: SnapcrawlError) -> None:
-        """A 401 not worth resending: say so when the local clock had been corrected, since that did not help."""
-        if self.signer.clock_offset:
-            error.message += (
-                f"; the local clock was {self.signer.clock_offset:+.0f} s off the server's and "
-                "correcting for that did not help"
-            )
+    def _decoded(
+        self, response: Response, ticket: float, volume_id: str | None, page: int, stats: CrawlStats
+    ) -> SnapshotPage:
+        """A 200: feed the limiter, then decode and count the page (a :class:`DecodeError` is raised)."""
+        self._accepted = True
+        limiter = self.limiter
+        limiter.on_success(ticket, response.headers)
+        if limiter.active:  # no cap and no throttle yet: no rate to have changed
+            self._rate_changed()
+        decoded = decode_page(response.body, volume_id=volume_id, page=page)
+        stats.pages += 1
+        return decoded
+
+    def _refused(
+        self,
+        response: Response,
+        ticket: float,
+        volume_id: str | None,
+        page: int,
+        stats: CrawlStats,
+        *,
+        signed_offset: float,
+        may_resend: bool,
+    ) -> tuple[ApiError, float | None, bool]:
+        """A non-200 answer: its error, this request's wait if throttled, and whether to resend it now (a 401 that
+        may be a fluke, once). A 401 not resent says so when the local clock had been corrected, since that did
+        not help."""
+        error, delay = self._api_error(response, ticket, volume_id, page, stats)
+        if response.status == 401:
+            if may_resend and self._worth_resending(response, signed_offset):
+                return error, delay, True
+            if self.signer.clock_offset:
+                error.message += (
+                    f"; the local clock was {self.signer.clock_offset:+.0f} s off the server's and "
+                    "correcting for that did not help"
+                )
+        return error, delay, False
 
     def _answered(
         self, stats: CrawlStats, volume_id: str | None, page: int, *, status: int | None, elapsed: float, size: int = 0
