@@ -87,13 +87,9 @@ class PageFetcher:
         decoded: SnapshotPage | None = None
         while True:
             delay: float | None = None
-            # A free slot is taken without an await (anyio's async acquire checks for cancellation even then, a
-            # tenth of this method's time); only a full crawler waits.
-            try:
-                in_flight.acquire_nowait()
-            except anyio.WouldBlock:
-                await in_flight.acquire()
-            try:
+            # The awaited acquire checks for cancellation even when a slot is free (a tenth of this method's time):
+            # that check is what keeps a stopped crawl from sending one more request, so it stays.
+            async with in_flight:
                 # Until there is a cap or a throttle the limiter has nothing to say: skip the call.
                 ticket = await limiter.acquire() if limiter.active else -math.inf
                 signed_offset = self.signer.clock_offset
@@ -132,8 +128,6 @@ class PageFetcher:
                         if resend:
                             resent_401 = True
                             continue
-            finally:
-                in_flight.release()
             if not error.retryable or attempt >= self._retry.max_retries:
                 raise error
             response = decoded = None  # nothing of the failed answer is held while waiting
