@@ -88,7 +88,7 @@ async def test_several_hooks_objects_all_subscribe(simulator: Simulator) -> None
 async def test_a_broken_hook_is_logged_once_per_hook_and_crawler(simulator: Simulator) -> None:
     """Two lambdas that raise are each reported once (not once for every lambda); a second crawler reports again;
     the crawls complete."""
-    hooks = Hooks(on_request=lambda event: 1 / 0, on_response=lambda event: {}["gone"])
+    hooks = Hooks(on_request=lambda event: 1 / 0, on_response=lambda event: {"here": 1}["gone"])
     ids = simulator.dataset.volume_ids[:10]
     with structlog.testing.capture_logs() as logs:
         for _ in range(2):
