@@ -35,7 +35,6 @@ from .naive import Counts, client_main, run_client
 __all__ = ["crawl", "main", "run"]
 
 
-
 class _Snapshot(msgspec.Struct, frozen=True, kw_only=True):
     """snapcrawl's Snapshot fields, timestamps left as strings: the least work that still checks the shape."""
 
