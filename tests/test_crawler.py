@@ -360,7 +360,7 @@ async def test_far_above_quota_few_throttles(big_simulator: Simulator) -> None:
 async def test_request_lines_only_when_debug_is_on(simulator: Simulator) -> None:
     """One line per request costs a call and a dict: built only when snapcrawl's logger is at debug."""
     async with _crawler(simulator) as crawler:
-        assert crawler._fetcher is not None and not crawler._fetcher._log_requests
+        assert crawler._fetcher is not None and not crawler._fetcher.events.response_received
     with capture_logs(logging.DEBUG):
         async with _crawler(simulator) as crawler:
-            assert crawler._fetcher is not None and crawler._fetcher._log_requests
+            assert crawler._fetcher is not None and crawler._fetcher.events.response_received

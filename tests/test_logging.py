@@ -65,8 +65,8 @@ def test_an_application_that_configures_logging_gets_records(tmp_path: object) -
     lines = [line.split("|") for line in done.stderr.splitlines() if line.startswith("snapcrawl")]
     retries = [line for line in lines if line[3].startswith("request.retry ")]
     assert retries and {(name, level, where) for name, level, where, _ in retries} == {
-        ("snapcrawl.fetch", "DEBUG", "_wait_to_retry")
-    }  # the record names the code that logged it, not structlog's wrapper
+        ("snapcrawl.fetch", "DEBUG", "on_retry")
+    }  # the record names the code that logged it (the log's subscriber), not structlog's wrapper
     assert "status=503" in done.stderr and "status=429" in done.stderr
     assert any(line[:2] == ["snapcrawl.crawl", "INFO"] and line[3].startswith("crawl.end ") for line in lines)
     assert done.stdout == ""
