@@ -21,7 +21,7 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from ._errors import query_option
-from ._exceptions import AuthError, BadRequestError, ConfigError, SnapcrawlError
+from ._exceptions import AuthError, BadRequestError, ConfigError, SinkError, SnapcrawlError
 from ._fetch import PageFetcher
 from ._hooks import Hooks, fire
 from ._models import Page, SnapshotPage
@@ -197,7 +197,7 @@ class CrawlRun:
 
         try:
             count = await self._walk(cursor, fallbacks, delivered_before, seen)
-        except AuthError as exc:
+        except (AuthError, SinkError) as exc:  # a broken destination commits nothing more: stop, not fail
             self.stop(exc)
         except BadRequestError as exc:
             await self.rejected(volume_id, exc, cursor)
@@ -250,7 +250,10 @@ class CrawlRun:
     async def fail_listing(self, volume_id: str | None, error: SnapcrawlError, pages_done: int) -> None:
         self.fail(volume_id, error, pages_done)
         if self.sink is not None:
-            await self.sink.fail(volume_id, str(error))
+            try:
+                await self.sink.fail(volume_id, str(error))
+            except SinkError as exc:
+                self.stop(exc)
 
     async def rejected(self, volume_id: str | None, error: BadRequestError, cursor: PageCursor) -> None:
         """A 400: about this volume, or about the query every volume shares (then the crawl stops, exit 2)."""
