@@ -15,7 +15,7 @@ import anyio
 
 from .._exceptions import ConfigError
 from .dataset import Churn
-from .faults import Faults, parse_pause, parse_quota_schedule
+from .faults import Faults, parse_maintenance, parse_pause, parse_quota_schedule
 from .server import Simulator
 
 __all__ = ["faults_from_args", "run"]
@@ -67,6 +67,7 @@ def faults_from_args(args: argparse.Namespace) -> Faults:
             reject_replays=args.reject_replays,
             gzip=args.gzip,
             max_limit=args.max_limit,
+            maintenance=tuple(step for text in args.maintenance for step in parse_maintenance(text)),
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None

@@ -66,9 +66,9 @@ async def test_refused_rows_leave_no_done_progress_and_the_resumed_run_crawls_th
     with pytest.raises(SinkError, match=REFUSED):
         await _crawl(sim, inventory)
 
-    stored = {row[0] for row in await inventory.query(f"SELECT id FROM snapshots WHERE volume_id = '{victim}'")}
+    stored = {row[0] for row in await inventory.query(f"SELECT id FROM snapshots WHERE volume_id = '{victim}'")}  # noqa: S608
     assert stored == set()
-    progress = await inventory.query(f"SELECT status FROM snapcrawl_progress WHERE volume = '{victim}'")
+    progress = await inventory.query(f"SELECT status FROM snapcrawl_progress WHERE volume = '{victim}'")  # noqa: S608
     assert progress == []  # not "done", and no markers past rows that were never written
     for volume, status in await inventory.query("SELECT volume, status FROM snapcrawl_progress"):
         # Whatever progress did commit is covered by rows: a resume skips nothing it lacks.
