@@ -53,12 +53,12 @@ class Target:
 
 TARGETS = (
     Target(
-        "walk", ("snapcrawl/_walk.py",), ("tests/test_walk.py", "tests/test_consistency.py", "tests/test_walk_until.py")
+        "walk", ("snapcrawl/_walk.py",), ("tests/test_walk.py", "tests/test_consistency.py", "tests/test_walk_recovery.py")
     ),
     Target(
         "account",
         ("snapcrawl/_account.py",),
-        ("tests/test_consistency.py", "tests/test_crawler.py"),
+        ("tests/test_consistency.py", "tests/test_crawler.py", "tests/test_account_listing.py"),
     ),
     Target("signing", ("snapcrawl/_signing.py",), ("tests/test_signing.py", "tests/test_fetch.py")),
     Target(

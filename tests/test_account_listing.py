@@ -1,0 +1,62 @@
+"""The account-wide listing: the order a resumable sink needs, and where its closing page stands."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import cast
+
+import anyio
+
+from snapcrawl import Page
+from snapcrawl._account import crawl_account
+from snapcrawl._fetch import PageFetcher
+from snapcrawl._models import SnapshotPage
+from snapcrawl._run import CrawlRun, CrawlSettings
+from snapcrawl._stats import CrawlStats
+from snapcrawl.sinks import Sink
+from tests.living import LivingListing
+
+
+def _crawl(listing: LivingListing, *, resumable: bool, asked: list[int] | None = None) -> list[Page]:
+    """Crawl the account; ``asked`` gets the page number each request names (as errors and hooks show it)."""
+    pages: list[Page] = []
+
+    async def fetch(query: str, *, volume_id: str | None, page: int, stats: CrawlStats) -> SnapshotPage:
+        if asked is not None:
+            asked.append(page)
+        return await listing.fetch(query, volume_id=volume_id, page=page, stats=stats)
+
+    async def deliver(page: Page) -> None:
+        pages.append(page)
+
+    async def crawl() -> None:
+        fetcher = cast(PageFetcher, SimpleNamespace(fetch=fetch))
+        sink = cast(Sink, SimpleNamespace(resumable=True)) if resumable else None
+        run = CrawlRun(
+            fetcher=fetcher, settings=CrawlSettings(page_size=100, concurrency=4), deliver=deliver, sink=sink
+        )
+        await crawl_account(run)
+        assert run.fatal is None and not run.failures
+
+    anyio.run(crawl)
+    return pages
+
+
+def test_a_resumable_sink_gets_the_account_walked_by_marker_in_order() -> None:
+    """Its checkpoint is a marker, so pages come in listing order, each after the last one's id: no offsets."""
+    listing = LivingListing(450)
+    pages = _crawl(listing, resumable=True)
+    assert [s.id for page in pages for s in page.snapshots] == listing.order
+    assert [page.number for page in pages] == [1, 2, 3, 4, 5]
+    assert listing.markers == [None, *(listing.order[n - 1] for n in (100, 200, 300, 400))]
+
+
+def test_the_fan_out_closes_with_a_page_numbered_after_every_other() -> None:
+    """Fetched by offset, pages are numbered from 1, and the last (empty) one comes after every other."""
+    listing = LivingListing(1000)
+    asked: list[int] = []
+    pages = _crawl(listing, resumable=False, asked=asked)
+    assert sorted(asked) == list(range(1, 12))  # 1-based: the first request is page 1, as errors name it
+    assert pages[-1].last and pages[-1].snapshots == []
+    assert pages[-1].number > max(page.number for page in pages[:-1])
+    assert sorted(s.id for page in pages for s in page.snapshots) == sorted(listing.order)
