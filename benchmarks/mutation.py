@@ -70,7 +70,7 @@ TARGETS = (
     Target(
         "fetch",
         ("snapcrawl/_fetch.py", "snapcrawl/_errors.py"),
-        ("tests/test_fetch.py", "tests/test_fetch_retry_after.py", "tests/test_faults.py"),
+        ("tests/test_fetch.py", "tests/test_fetch_retry_after.py"),
     ),
     Target("policy", ("snapcrawl/limits/_policy.py",), ("tests/limits",)),
     Target(
