@@ -7,7 +7,7 @@ from typing import cast
 
 import anyio
 
-from snapcrawl import Page
+from snapcrawl import AuthError, BadRequestError, ConfigError, Page, ServerError, SnapcrawlError
 from snapcrawl._account import crawl_account
 from snapcrawl._fetch import PageFetcher
 from snapcrawl._models import SnapshotPage
@@ -60,3 +60,59 @@ def test_the_fan_out_closes_with_a_page_numbered_after_every_other() -> None:
     assert pages[-1].last and pages[-1].snapshots == []
     assert pages[-1].number > max(page.number for page in pages[:-1])
     assert sorted(s.id for page in pages for s in page.snapshots) == sorted(listing.order)
+
+
+def _crawl_failing(listing: LivingListing, error: SnapcrawlError, *, when: str, sort: str | None = None) -> CrawlRun:
+    """Crawl the account with ``error`` raised for the first page (``when="first"``) or every marker request."""
+
+    async def fetch(query: str, *, volume_id: str | None, page: int, stats: CrawlStats) -> SnapshotPage:
+        if (when == "first" and page == 1) or (when == "marker" and "marker=" in query):
+            await anyio.lowlevel.checkpoint()
+            raise error
+        return await listing.fetch(query, volume_id=volume_id, page=page, stats=stats)
+
+    async def crawl() -> CrawlRun:
+        fetcher = cast(PageFetcher, SimpleNamespace(fetch=fetch))
+
+        async def deliver(page: Page) -> None:
+            pass
+
+        settings = CrawlSettings(page_size=100, concurrency=4, sort=sort)
+        run = CrawlRun(fetcher=fetcher, settings=settings, deliver=deliver)
+        await crawl_account(run)
+        return run
+
+    return anyio.run(crawl)
+
+
+def test_a_first_page_that_fails_is_a_failed_listing_with_no_page_done() -> None:
+    """A 5xx on page 1: the account's listing fails, having delivered nothing."""
+    run = _crawl_failing(LivingListing(300), ServerError("server error (HTTP 500)", status=500), when="first")
+    assert run.fatal is None
+    assert [(f.volume_id, f.pages_done) for f in run.failures] == [(None, 0)]
+
+
+def test_a_rejected_sort_stops_the_crawl_naming_the_option() -> None:
+    """A 400 about the query on page 1 is the user's option, not the listing: the crawl stops naming --sort."""
+    error = BadRequestError("request rejected", status=400, detail="sort: unknown key 'sizee'")
+    run = _crawl_failing(LivingListing(300), error, when="first", sort="sizee:asc")
+    assert isinstance(run.fatal, ConfigError)
+    assert "--sort" in str(run.fatal)
+    assert run.failures == []
+
+
+def test_credentials_refused_while_repairing_a_seam_stop_the_crawl() -> None:
+    """An AuthError in a seam's marker walk stops the crawl with it; it is not one failed listing among others."""
+    listing = LivingListing(1000)
+    deleted: list[str] = []
+
+    def delete_one_after_the_first_page(living: LivingListing, served: list[str]) -> None:
+        if not deleted:  # the pages fetched by offset after this one shift by one: a seam to repair
+            deleted.append(living.order[0])
+            living.delete(living.order[0])
+
+    listing.churn = delete_one_after_the_first_page
+    error = AuthError("credentials rejected (HTTP 401)", status=401)
+    run = _crawl_failing(listing, error, when="marker")
+    assert isinstance(run.fatal, AuthError)
+    assert run.failures == []
