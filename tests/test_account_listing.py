@@ -62,6 +62,13 @@ def test_the_fan_out_closes_with_a_page_numbered_after_every_other() -> None:
     assert sorted(s.id for page in pages for s in page.snapshots) == sorted(listing.order)
 
 
+def test_a_one_page_account_closes_with_page_2() -> None:
+    """Without a fan-out, the closing (empty) page still comes after page 1, by number too."""
+    listing = LivingListing(40)
+    pages = _crawl(listing, resumable=False)
+    assert [(page.number, len(page.snapshots), page.last) for page in pages] == [(1, 40, False), (2, 0, True)]
+
+
 def _crawl_failing(listing: LivingListing, error: SnapcrawlError, *, when: str, sort: str | None = None) -> CrawlRun:
     """Crawl the account with ``error`` raised for the first page (``when="first"``) or every marker request."""
 
