@@ -66,7 +66,11 @@ TARGETS = (
         ("snapcrawl/_account.py",),
         ("tests/test_consistency.py", "tests/test_account_listing.py"),
     ),
-    Target("signing", ("snapcrawl/_signing.py",), ("tests/test_signing.py", "tests/test_fetch.py")),
+    Target(
+        "signing",
+        ("snapcrawl/_signing.py",),
+        ("tests/test_signing.py", "tests/test_signing_timestamps.py", "tests/test_fetch.py"),
+    ),
     Target(
         "fetch",
         ("snapcrawl/_fetch.py", "snapcrawl/_errors.py"),
