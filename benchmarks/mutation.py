@@ -74,7 +74,7 @@ TARGETS = (
     Target(
         "fetch",
         ("snapcrawl/_fetch.py", "snapcrawl/_errors.py"),
-        ("tests/test_fetch.py", "tests/test_fetch_retry_after.py"),
+        ("tests/test_fetch.py", "tests/test_fetch_retry_after.py", "tests/test_fetch_accounting.py"),
     ),
     Target("policy", ("snapcrawl/limits/_policy.py",), ("tests/limits",)),
     Target(
