@@ -53,6 +53,13 @@ class Target:
     name: str
     modules: tuple[str, ...]
     tests: tuple[str, ...]
+    #: Per module, a pytest ``-k`` expression narrowing its tests (the SQLite sink needs no PostgreSQL server).
+    select: tuple[tuple[str, str], ...] = ()
+
+    def args(self, module: str) -> tuple[str, ...]:
+        """The pytest arguments for mutants of ``module``."""
+        expression = dict(self.select).get(module)
+        return (*self.tests, "-k", expression) if expression else self.tests
 
 
 TARGETS = (
@@ -74,7 +81,12 @@ TARGETS = (
     Target(
         "fetch",
         ("snapcrawl/_fetch.py", "snapcrawl/_errors.py"),
-        ("tests/test_fetch.py", "tests/test_fetch_retry_after.py", "tests/test_fetch_accounting.py"),
+        (
+            "tests/test_fetch.py",
+            "tests/test_fetch_retry_after.py",
+            "tests/test_fetch_accounting.py",
+            "tests/test_query_option.py",
+        ),
     ),
     Target("policy", ("snapcrawl/limits/_policy.py",), ("tests/limits",)),
     Target(
@@ -87,6 +99,7 @@ TARGETS = (
             "tests/sinks/test_failures.py",
             "tests/sinks/test_open.py",
         ),
+        select=(("snapcrawl/sinks/sqlite.py", "not postgres"), ("snapcrawl/sinks/postgres.py", "not sqlite")),
     ),
     Target("jsonl", ("snapcrawl/sinks/jsonl.py",), ("tests/sinks/test_jsonl.py", "tests/test_resume.py")),
     Target("worker", ("snapcrawl/queue/_worker.py",), ("tests/redis/test_queue.py", "tests/redis/test_distributed.py")),
@@ -316,7 +329,7 @@ def judge(root: Path, target: Target, mutants: list[Mutant], budget: Budget, kno
     """Run each mutant of ``target``; set its outcome."""
     for number, mutant in enumerate(mutants, 1):
         with applied(root, mutant):
-            passed, mutant.seconds, _ = run_tests(root, target.tests, budget)
+            passed, mutant.seconds, _ = run_tests(root, target.args(mutant.module), budget)
         if passed is None:
             mutant.outcome = "timeout"
         elif not passed:
