@@ -85,7 +85,7 @@ TARGETS = (
             "tests/test_fetch.py",
             "tests/test_fetch_retry_after.py",
             "tests/test_fetch_accounting.py",
-            "tests/test_query_option.py",
+            "tests/test_error_mapping.py",
         ),
     ),
     Target("policy", ("snapcrawl/limits/_policy.py",), ("tests/limits",)),

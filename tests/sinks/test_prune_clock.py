@@ -79,3 +79,15 @@ def _utc(value: object) -> dt.datetime:
         value = dt.datetime.fromisoformat(value)
     assert isinstance(value, dt.datetime)
     return value.astimezone(dt.UTC)
+
+
+async def test_without_prune_rows_not_seen_again_stay(inventory: Inventory) -> None:
+    """A sink opened with the defaults never prunes: a completed volume keeps the rows this crawl did not list."""
+    for listed in (5, 3):
+        sink = inventory.sink(settings=SETTINGS, now=_standing_still())
+        await sink.load_progress()
+        await sink.write(page("v1", 1, snapshots("v1", listed), last=True))
+        await sink.complete()
+        await sink.aclose()
+        assert sink.pruned == 0
+    assert await inventory.ids() == [f"v1-s{n}" for n in range(5)]
