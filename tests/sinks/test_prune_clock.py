@@ -83,8 +83,8 @@ def _utc(value: object) -> dt.datetime:
 
 async def test_without_prune_rows_not_seen_again_stay(inventory: Inventory) -> None:
     """A sink opened with the defaults never prunes: a completed volume keeps the rows this crawl did not list."""
-    for listed in (5, 3):
-        sink = inventory.sink(settings=SETTINGS, now=_standing_still())
+    for listed, when in ((5, YESTERDAY), (3, START)):
+        sink = inventory.sink(settings=SETTINGS, now=lambda when=when: when)
         await sink.load_progress()
         await sink.write(page("v1", 1, snapshots("v1", listed), last=True))
         await sink.complete()
