@@ -98,6 +98,7 @@ TARGETS = (
             "tests/sinks/test_prune_clock.py",
             "tests/sinks/test_failures.py",
             "tests/sinks/test_open.py",
+            "tests/sinks/test_batching.py",
         ),
         select=(("snapcrawl/sinks/sqlite.py", "not postgres"), ("snapcrawl/sinks/postgres.py", "not sqlite")),
     ),
