@@ -20,3 +20,8 @@ async def test_a_page_larger_than_the_batch_is_committed_at_once(tmp_path: Path)
     await sink.write(page("v2", 1, snapshots("v2", 2), last=True))  # exactly the batch
     assert (sink.commits, sink.rows) == (2, 6)
     await sink.aclose()
+
+
+def test_database_sinks_resume(tmp_path: Path) -> None:
+    """A database keeps its checkpoint: the crawl resumes from it (and walks the account by marker for it)."""
+    assert SqliteSink(tmp_path / "inventory.db").resumable is True
