@@ -192,7 +192,10 @@ def sample(target: Target, per_module: int, seed: int) -> list[Mutant]:
             if len(chosen) >= per_module:
                 break
             name, operator, occurrence = rng.choice(sites[site])
-            mutated = mutate_code(code, operator, occurrence)
+            try:
+                mutated = mutate_code(code, operator, occurrence)
+            except Exception:  # noqa: S112 - an operator cosmic-ray cannot apply here (``except*``): next site
+                continue
             if mutated is None or mutated == code or not _compiles(mutated, module):
                 continue
             before, after = _changed(code, mutated)
