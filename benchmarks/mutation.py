@@ -102,7 +102,11 @@ TARGETS = (
         ),
         select=(("snapcrawl/sinks/sqlite.py", "not postgres"), ("snapcrawl/sinks/postgres.py", "not sqlite")),
     ),
-    Target("jsonl", ("snapcrawl/sinks/jsonl.py",), ("tests/sinks/test_jsonl.py", "tests/test_resume.py")),
+    Target(
+        "jsonl",
+        ("snapcrawl/sinks/jsonl.py",),
+        ("tests/sinks/test_jsonl.py", "tests/sinks/test_jsonl_commits.py", "tests/test_resume.py"),
+    ),
     Target("worker", ("snapcrawl/queue/_worker.py",), ("tests/redis/test_queue.py", "tests/redis/test_distributed.py")),
 )
 
