@@ -107,7 +107,11 @@ TARGETS = (
         ("snapcrawl/sinks/jsonl.py",),
         ("tests/sinks/test_jsonl.py", "tests/sinks/test_jsonl_commits.py", "tests/test_resume.py"),
     ),
-    Target("worker", ("snapcrawl/queue/_worker.py",), ("tests/redis/test_queue.py", "tests/redis/test_distributed.py")),
+    Target(
+        "worker",
+        ("snapcrawl/queue/_worker.py",),
+        ("tests/redis/test_queue.py", "tests/redis/test_distributed.py", "tests/redis/test_worker_options.py"),
+    ),
 )
 
 
