@@ -1,4 +1,4 @@
-"""A worker's options are checked when it is made, each bad one named, before it touches the queue."""
+"""A worker: its options checked when it is made, what it counts, and which volumes the output already holds."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import redis.asyncio as aioredis
 
 from snapcrawl import ConfigError
 from snapcrawl.queue import JobQueue, Worker
+from snapcrawl.sinks import VolumeProgress
 
 from .memory import MemorySink
 from .test_queue import VOLUMES, _crawl_all
@@ -43,3 +44,20 @@ async def test_a_lone_worker_counts_every_volume_it_took(redis_client: aioredis.
         crawled = await _crawl_all(worker, worker.sink(MemorySink()))
     assert sorted(crawled) == sorted(VOLUMES[:10])
     assert (worker.taken, worker.claimed) == (10, 0)
+
+
+async def test_only_volumes_done_in_the_output_are_skipped(redis_client: aioredis.Redis) -> None:
+    """A volume the output holds as done is acknowledged without a crawl; a partial or failed one is crawled."""
+    queue = JobQueue(redis_client, "resumed")
+    await queue.enqueue(VOLUMES[:4])
+    progress = {
+        VOLUMES[0]: VolumeProgress("partial", ("s9",), 1),
+        VOLUMES[1]: VolumeProgress("done", ("s3",), 2),
+        VOLUMES[2]: VolumeProgress("failed"),
+    }
+    async with Worker(queue, batch=4, poll=0.1) as worker:
+        sink = worker.sink(MemorySink(progress))
+        await sink.load_progress()  # as the crawl does first
+        crawled = await _crawl_all(worker, sink)
+    assert sorted(crawled) == [VOLUMES[0], VOLUMES[2], VOLUMES[3]]
+    assert (await queue.status()).done == 4
