@@ -4,6 +4,8 @@ Start with :class:`Crawler`; :mod:`snapcrawl.simulator` is a local SCP server to
 :mod:`snapcrawl.sinks` holds the destinations (JSON Lines, SQLite, PostgreSQL).
 """
 
+from importlib import metadata as _metadata
+
 from ._config import (
     API_VERSIONS,
     DEFAULT_API_VERSION,
@@ -28,6 +30,7 @@ from ._exceptions import (
     SnapcrawlError,
     ThrottledError,
     TransportError,
+    UnfitValueError,
 )
 from ._hooks import Hooks
 from ._models import Page, Snapshot, SnapshotPage
@@ -37,6 +40,12 @@ from ._stats import CrawlStats
 from ._transport import AiohttpTransport, Response, Transport
 from .limits import Limiter
 from .sinks import Sink, VolumeProgress
+
+try:
+    # One source for the version: the installed distribution's metadata, which pyproject.toml writes.
+    __version__: str = _metadata.version("snapcrawl")
+except _metadata.PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "API_VERSIONS",
@@ -71,6 +80,7 @@ __all__ = [
     "ThrottledError",
     "Transport",
     "TransportError",
+    "UnfitValueError",
     "VolumeFailure",
     "VolumeProgress",
     "encode_query",

@@ -110,5 +110,7 @@ async def test_a_crawl_waits_out_a_maintenance_window(simulator: Simulator, wind
     assert result.failures == []
     assert result.stats.snapshots == sim.dataset.total
     assert 1 <= len(throttles) <= 4  # one per request in flight when the window opened
-    assert set(throttles) == {window}
+    # Retry-After counts down to the window's end (a request arriving late, on a busy machine, is told less).
+    assert max(throttles) == window
+    assert all(after is not None and 1.0 <= after <= window for after in throttles)
     assert result.stats.throttled == sim.stats.by_status[503] == len(throttles)

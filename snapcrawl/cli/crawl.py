@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
+import json
 import signal
 import stat
 import sys
@@ -15,52 +16,67 @@ from typing import IO, Any, BinaryIO
 import anyio
 
 from .._crawler import Crawler
-from .._exceptions import ConfigError
+from .._exceptions import AuthError, ConfigError, SinkError, unwrap_group
 from .._run import CrawlResult
 from .._stats import CrawlStats
-from ..sinks import DEFAULT_TABLE, open_sink
+from ..sinks import DEFAULT_TABLE, AnySink, open_sink
 from ..sinks.jsonl import JsonLinesWriter
 from ..sinks.postgres import redact
 from ._common import (
+    BURST,
+    CONCURRENCY,
+    EXIT_AUTH,
     EXIT_FAILURES,
     EXIT_OK,
+    RATE,
+    SEED,
+    VOLUMES,
+    DeprecatedAlias,
     add_connection_options,
     add_loop_option,
+    echo,
     make_crawler,
-    positive_float,
-    positive_int,
 )
+from .formats import FormattedSink, SnapshotFormatter, add_output_options
 from .job import add_distributed_options, check_distributed_options, make_crawl_crawler, open_job_sink, run_job
-from .progress import Progress, status_line
+from .progress import Progress, status_line, summary_record, summary_text
 
 __all__ = ["register"]
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``list``, ``crawl`` and ``demo`` commands."""
-    one = commands.add_parser("list", help="list one volume's snapshots as JSON Lines")
+    one = commands.add_parser("list", help="list one volume's snapshots (JSON Lines, JSON, CSV or a table)")
     one.add_argument("--volume", required=True, metavar="ID", help="volume id")
-    one.add_argument("--out", metavar="FILE", help="JSON Lines output (default: stdout)")
+    one.add_argument("--out", metavar="FILE", help="output file (default: stdout)")
+    add_output_options(one)
     add_connection_options(one)
 
     many = commands.add_parser("crawl", help="crawl many volumes (or the whole account) concurrently")
     source = many.add_argument_group("volumes (default: every snapshot of the account)")
-    source.add_argument("--volumes", metavar="FILE", help="file of volume ids, one a line; - for stdin")
+    source.add_argument(
+        "--volumes-from", dest="volumes", metavar="FILE", help="a file of volume ids, one a line; - for stdin"
+    )
+    source.add_argument("--volumes", dest="volumes", action=DeprecatedAlias, use="--volumes-from")
     source.add_argument("--volume", action="append", default=[], metavar="ID", help="a volume id (repeatable)")
     add_connection_options(many)
     _add_crawl_options(many)
     add_distributed_options(many)
 
     demo = commands.add_parser("demo", help="crawl the built-in simulator, started in-process")
-    demo.add_argument("--volumes", type=positive_int, default=3000, metavar="N", help="simulated volumes")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument(
+        "--volume-count", dest="volumes", type=VOLUMES, default=3000, metavar="N", help="simulated volumes"
+    )
+    demo.add_argument("--volumes", dest="volumes", type=VOLUMES, action=DeprecatedAlias, use="--volume-count")
+    demo.add_argument("--seed", type=SEED, default=0)
     demo.add_argument("--out", default="snapcrawl-demo.jsonl", metavar="FILE", help="where the snapshots go")
-    demo.add_argument("--concurrency", type=positive_int, default=64, metavar="N")
+    demo.add_argument("--concurrency", type=CONCURRENCY, default=64, metavar="N")
     demo.add_argument("--no-progress", action="store_true")
     demo.add_argument("--no-faults", action="store_true", help="a perfect server: no latency, no 503s")
     add_loop_option(demo)
     demo.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
     demo.add_argument("--log-json", action="store_true")
+    add_summary_option(demo)
     one.set_defaults(run=_cmd_list)
     many.set_defaults(run=_cmd_crawl)
     demo.set_defaults(run=_cmd_demo)
@@ -79,15 +95,28 @@ def _add_crawl_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="database: delete rows of completely crawled volumes this crawl did not see",
     )
-    crawl.add_argument("--concurrency", type=positive_int, default=64, metavar="N", help="requests in flight")
-    crawl.add_argument("--rate", type=positive_float, metavar="R", help="requests/s cap (default: none)")
-    crawl.add_argument("--burst", type=positive_int, default=10, metavar="N", help="with --rate (default 10)")
+    crawl.add_argument(
+        "--concurrency", type=CONCURRENCY, default=64, metavar="N", help="requests in flight, 1..10000 (default 64)"
+    )
+    crawl.add_argument("--rate", type=RATE, metavar="R", help="requests/s cap, 0.01..100000 (default: none)")
+    crawl.add_argument("--burst", type=BURST, default=10, metavar="N", help="with --rate (default 10)")
     crawl.add_argument("--no-progress", action="store_true", help="no live progress line on stderr")
     add_loop_option(crawl)
     crawl.add_argument(
         "--state",
         metavar="FILE",
         help="JSON Lines: a checkpoint file, so a crawl run again skips what is done (a database keeps its own)",
+    )
+    add_summary_option(crawl)
+    printed = parser.add_argument_group("printing to stdout (--out -)")
+    add_output_options(printed)
+
+
+def add_summary_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    parser.add_argument(
+        "--summary-json",
+        metavar="FILE",
+        help="also write the run's summary as JSON: counts, failures and their errors, requests, rate, duration",
     )
 
 
@@ -112,27 +141,66 @@ def _output(path: str | None) -> Iterator[BinaryIO]:
         yield file
 
 
-def _summary(stats: CrawlStats, out: str | None, *, pruned: int = 0) -> str:
-    finished = stats.volumes_done + stats.volumes_failed + stats.volumes_skipped
-    shown = redact(out) if out and out.startswith(("postgresql://", "postgres://")) else out  # never a password
-    where = f" -> {shown}" if out and out != "-" else ""
-    if pruned:
-        where += f" ({pruned} stale rows pruned)"
-    skipped = f", {stats.volumes_skipped} done earlier" if stats.volumes_skipped else ""
-    return (
-        f"snapcrawl: {finished} volumes ({stats.volumes_done} complete, {stats.volumes_failed} failed{skipped}), "
-        f"{stats.snapshots} snapshots, {stats.requests} requests in {stats.elapsed:.1f} s "
-        f"({stats.requests_per_second:.0f} req/s), {stats.retries} retries, {stats.throttled} throttled{where}"
-    )
+def _shown(out: str | None) -> str | None:
+    """The destination as the summary names it: never a password."""
+    return redact(out) if out and out.startswith(("postgresql://", "postgres://")) else out
 
 
-async def _watch_signals(scope: anyio.CancelScope, caught: list[int]) -> None:
-    """On SIGINT or SIGTERM, remember it and cancel the crawl so that it can stop cleanly."""
+def _printed(args: argparse.Namespace) -> FormattedSink | None:
+    """The sink for ``--output``/``--fields`` other than plain JSON Lines: stdout only, and not resumable."""
+    output, fields = getattr(args, "output", "jsonl"), getattr(args, "fields", None)
+    if output == "jsonl" and fields is None:
+        return None
+    if args.out not in (None, "-"):
+        raise ConfigError(f"--output {output} and --fields print to stdout (--out -); --out {args.out} is JSON Lines")
+    if args.state is not None:
+        raise ConfigError("--state resumes a JSON Lines file; it cannot resume what --output prints to stdout")
+    return FormattedSink(SnapshotFormatter(sys.stdout.buffer, output, fields, terminal=sys.stdout.isatty()))
+
+
+def _write_summary(path: str, record: dict[str, Any]) -> None:
+    try:
+        Path(path).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot write --summary-json {path}: {exc.strerror}") from None
+
+
+#: After SIGINT or SIGTERM, how long a commit in progress (or the last one) may take before it is given up.
+GIVE_UP_SECONDS = 5.0
+
+
+async def _watch_signals(
+    scope: anyio.CancelScope, caught: list[int], sink: AnySink | FormattedSink, lost: list[int]
+) -> None:
+    """On SIGINT or SIGTERM, remember it and cancel the crawl so that it can stop cleanly; should a commit still
+    hold it after :data:`GIVE_UP_SECONDS` (a stalled database), give that commit up."""
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
             caught.append(signum)
             scope.cancel()
-            return
+            break
+    await _give_up_after(sink, lost)
+
+
+async def _give_up_after(sink: AnySink | FormattedSink, lost: list[int]) -> None:
+    await anyio.sleep(GIVE_UP_SECONDS)
+    if (abandon := getattr(sink, "abandon", None)) is not None:  # printing to stdout commits nothing
+        lost.append(abandon())
+
+
+async def _close(sink: AnySink | FormattedSink, *, interrupted: bool, lost: list[int]) -> None:
+    """Commit what was taken and release the destination, even after Ctrl-C; once interrupted, for
+    :data:`GIVE_UP_SECONDS` at most."""
+    with anyio.CancelScope(shield=True):
+        async with anyio.create_task_group() as tg:
+            if interrupted and not lost:
+                tg.start_soon(_give_up_after, sink, lost)
+            try:
+                await sink.aclose()
+            except SinkError:
+                if not lost:
+                    raise
+            tg.cancel_scope.cancel()
 
 
 async def _crawl(crawler: Crawler, volume_ids: Any, args: argparse.Namespace, *, total: int | None) -> int:
@@ -143,29 +211,61 @@ async def _crawl(crawler: Crawler, volume_ids: Any, args: argparse.Namespace, *,
     caught: list[int] = []
     result: CrawlResult | None = None
     settings = {"endpoint": crawler.endpoint, "name": args.name, "sort": args.sort}
-    sink = open_sink(args.out, table=args.table, prune=args.prune, state=args.state, settings=settings)
+    sink = _printed(args) or open_sink(
+        args.out, table=args.table, prune=args.prune, state=args.state, settings=settings
+    )
+    lost: list[int] = []  # rows taken but given up, once a stalled commit was abandoned
     try:
         async with crawler, anyio.create_task_group() as tg:
             crawl_scope = anyio.CancelScope()
-            tg.start_soon(_watch_signals, crawl_scope, caught)
+            tg.start_soon(_watch_signals, crawl_scope, caught, sink, lost)
             if show_progress:
                 tg.start_soon(progress.run, status)
             with crawl_scope:
-                result = await crawler.crawl_into(volume_ids, sink, name=args.name, sort=args.sort, stats=stats)
+                try:
+                    result = await crawler.crawl_into(volume_ids, sink, name=args.name, sort=args.sort, stats=stats)
+                except* SinkError:
+                    if not lost:
+                        raise
             tg.cancel_scope.cancel()
+    except BaseException as raised:
+        rejected = unwrap_group(raised)
+        if args.summary_json is not None and isinstance(rejected, AuthError):  # exit 3: the summary says why
+            record = summary_record(
+                stats, _shown(args.out), account=volume_ids is None, failures=[], exit_status=EXIT_AUTH, error=rejected
+            )
+            _write_summary(args.summary_json, record)
+        raise
     finally:
         status.clear()
-        with anyio.CancelScope(shield=True):  # commit what was written, even after Ctrl-C
-            await sink.aclose()
-    print(_summary(stats, args.out, pruned=getattr(sink, "pruned", 0)), file=sys.stderr)
+        await _close(sink, interrupted=bool(caught), lost=lost)
+    account, pruned = volume_ids is None, getattr(sink, "pruned", 0)
+    echo(summary_text(stats, _shown(args.out), account=account, pruned=pruned))
+    if lost:
+        echo(
+            f"snapcrawl: gave up waiting {GIVE_UP_SECONDS:g} s for the destination: {lost[0]} rows taken were not "
+            "committed (the checkpoint does not cover them)"
+        )
     failures = result.failures if result is not None else []
     for failure in failures:
-        print(f"snapcrawl: failed: {failure.where}: {failure.error}", file=sys.stderr)
+        echo(f"snapcrawl: failed: {failure.where}: {failure.error}")
+    exit_status = 128 + caught[0] if caught else EXIT_FAILURES if failures else EXIT_OK
     if caught:
         how = "run the same command again to resume" if sink.resumable else "add --state FILE to make crawls resumable"
         print(f"snapcrawl: interrupted by {signal.Signals(caught[0]).name}; {how}", file=sys.stderr)
-        return 128 + caught[0]
-    return EXIT_FAILURES if failures else EXIT_OK
+    if args.summary_json is not None:
+        signame = signal.Signals(caught[0]).name if caught else None
+        record = summary_record(
+            stats,
+            _shown(args.out),
+            account=account,
+            failures=failures,
+            exit_status=exit_status,
+            interrupted_by=signame,
+            pruned=pruned,
+        )
+        await anyio.to_thread.run_sync(_write_summary, args.summary_json, record)
+    return exit_status
 
 
 def _volume_source(args: argparse.Namespace, stack: contextlib.ExitStack) -> tuple[Any, int | None]:
@@ -192,7 +292,9 @@ def _volume_source(args: argparse.Namespace, stack: contextlib.ExitStack) -> tup
 async def _cmd_list(args: argparse.Namespace) -> int:
     crawler = make_crawler(args)
     with _output(args.out) as file:
-        writer = JsonLinesWriter(file)
+        writer: JsonLinesWriter | SnapshotFormatter = JsonLinesWriter(file)
+        if args.output != "jsonl" or args.fields is not None:
+            writer = SnapshotFormatter(file, args.output, args.fields, terminal=file.isatty())
         async with crawler:
             batch = []
             async for snapshot in crawler.list_snapshots(args.volume, name=args.name, sort=args.sort):
@@ -201,11 +303,15 @@ async def _cmd_list(args: argparse.Namespace) -> int:
                     writer.write(batch)
                     batch = []
             writer.write(batch)
+        if isinstance(writer, SnapshotFormatter):
+            writer.close()
     return EXIT_OK
 
 
 async def _cmd_crawl(args: argparse.Namespace) -> int:
     check_distributed_options(args)
+    if args.queue is not None and (args.summary_json is not None or args.output != "jsonl" or args.fields is not None):
+        raise ConfigError("--summary-json, --output and --fields do not apply to --queue workers")
     async with contextlib.AsyncExitStack() as distributed:  # the shared limiter (--limiter), if any
         with contextlib.ExitStack() as stack:
             volume_ids, total = _volume_source(args, stack)

@@ -63,11 +63,19 @@ def faults_from_args(args: argparse.Namespace) -> Faults:
             huge_volumes=frozenset(args.huge_volume),
             bomb_volumes=frozenset(args.bomb_volume),
             bomb_bytes=args.bomb_bytes,
+            huge_body_bytes=args.huge_body_bytes,
+            cycle_volumes=frozenset(args.cycle_volume),
+            inclusive_volumes=frozenset(args.inclusive_volume),
+            nul_volumes=frozenset(args.nul_volume),
+            big_int_volumes=frozenset(args.big_int_volume),
+            far_date_volumes=frozenset(args.far_date_volume),
+            escape_volumes=frozenset(args.escape_volume),
             churn=churn,
             reject_replays=args.reject_replays,
             gzip=args.gzip,
             max_limit=args.max_limit,
             maintenance=tuple(step for text in args.maintenance for step in parse_maintenance(text)),
+            latency_per_in_flight=args.latency_per_in_flight,
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None

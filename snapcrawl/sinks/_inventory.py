@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Mapping
 
-from .._exceptions import ConfigError
+from .._exceptions import ConfigError, UnfitValueError
+from .._models import Page, Snapshot
 from ._batch import BatchingSink
-from ._table import crawl_key, quote, validate_table
+from ._table import crawl_key, quote, size_beyond_int64, validate_table
 
 __all__ = ["InventorySink"]
 
@@ -48,3 +49,14 @@ class InventorySink(BatchingSink):
         self._key = crawl_key(self.table, self.settings)
         self._now = now or (lambda: dt.datetime.now(dt.UTC))
         self._q = quote(self.table)
+
+    async def write(self, page: Page) -> None:
+        """Take a page, unless a snapshot of it holds a value the table cannot: then :class:`UnfitValueError`, and
+        nothing of the page is taken (the crawl fails that volume; every other volume's rows are committed)."""
+        if page.snapshots and (problem := self.unfit(page.snapshots)) is not None:
+            raise problem
+        await super().write(page)
+
+    def unfit(self, snapshots: list[Snapshot]) -> UnfitValueError | None:
+        """Why the first of ``snapshots`` the table cannot hold does not fit; ``None`` when every one fits."""
+        return size_beyond_int64(snapshots, self.destination)

@@ -48,3 +48,10 @@ def hooks() -> Hooks:
 
 async def list_one(crawler: Crawler) -> list[str]:
     return [snapshot.id async for snapshot in crawler.list_snapshots("vol-1", with_count=False)]
+
+
+def version() -> str:
+    import snapcrawl  # noqa: PLC0415
+
+    assert_type(snapcrawl.__version__, str)
+    return snapcrawl.__version__
