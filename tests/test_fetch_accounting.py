@@ -12,6 +12,7 @@ import pytest
 from aioresponses import aioresponses
 
 from snapcrawl import AiohttpTransport, AuthError, Credentials, Hooks, RetryPolicy, ServerError, Signer
+from snapcrawl._events import Subscribers
 from snapcrawl._fetch import PageFetcher
 from snapcrawl._stats import CrawlStats
 from snapcrawl.limits.local import LocalLimiter
@@ -37,8 +38,8 @@ class Recorder:
 
     def hooks(self) -> Hooks:
         return Hooks(
-            on_request=lambda volume, page: self.calls.append(("request", volume, page)),
-            on_response=lambda volume, page, status, seconds: self.calls.append(("response", volume, page, status)),
+            on_request=lambda event: self.calls.append(("request", event.volume_id, event.page)),
+            on_response=lambda event: self.calls.append(("response", event.volume_id, event.page, event.status)),
         )
 
 
@@ -61,7 +62,7 @@ def _fetcher(transport: AiohttpTransport, hooks: Hooks | None = None, retries: i
         limiter=LocalLimiter(None, clock=clock, sleep=clock.sleep),
         in_flight=anyio.Semaphore(4),
         retry=RetryPolicy(max_retries=retries),
-        hooks=hooks,
+        events=Subscribers([hooks]) if hooks else None,
         sleep=clock.sleep,
         rng=random.Random(1),
     )

@@ -15,6 +15,7 @@ import pytest
 from aioresponses import aioresponses
 
 from snapcrawl import AiohttpTransport, Crawler, Credentials, Hooks, RetryPolicy, Signer
+from snapcrawl._events import Subscribers
 from snapcrawl._fetch import PageFetcher
 from snapcrawl._stats import CrawlStats
 from snapcrawl.limits.local import LocalLimiter
@@ -65,7 +66,7 @@ async def test_a_503_with_retry_after_is_a_throttle(
         limiter=limiter,
         in_flight=anyio.Semaphore(4),
         retry=RetryPolicy(max_retries=3),
-        hooks=Hooks(on_throttle=lambda volume, page, after: throttles.append(after)),
+        events=Subscribers([Hooks(on_throttle=lambda event: throttles.append(event.retry_after))]),
         sleep=sleeps,
         rng=random.Random(1),
     )
@@ -101,7 +102,7 @@ async def test_a_crawl_waits_out_a_maintenance_window(simulator: Simulator, wind
     sim.faults = Faults(maintenance=((0.0, window),))
     sim.stats.reset()
     throttles: list[float | None] = []
-    hooks = Hooks(on_throttle=lambda volume, page, after: throttles.append(after))
+    hooks = Hooks(on_throttle=lambda event: throttles.append(event.retry_after))
     crawler = Crawler(endpoint=sim.url, credentials=sim.credentials, concurrency=4, page_size=2, hooks=hooks)
     with anyio.fail_after(30):
         async with crawler:
