@@ -1,7 +1,7 @@
 """The ceiling: the least work that does the job on snapcrawl's stack (aiohttp + msgspec).
 
 One pooled session (connector limit = concurrency), HMAC key schedule computed once and copied per request,
-typed msgspec decoding into :class:`snapcrawl.SnapshotPage`, one reused encoder writing JSON Lines a page at a
+typed msgspec decoding into :class:`snapcrawl._models.SnapshotPage`, one reused encoder writing JSON Lines a page at a
 time, ``concurrency`` worker tasks pulling volume ids from one shared iterator. No limiter, no retries, no logging.
 
 It sends the very requests snapcrawl sends, so that the two do equal work: marker paging with ``limit`` and
@@ -27,7 +27,8 @@ import aiohttp
 import msgspec
 from yarl import URL
 
-from snapcrawl import DEFAULT_API_VERSION, SnapshotPage
+from snapcrawl import DEFAULT_API_VERSION
+from snapcrawl._models import SnapshotPage
 
 from .naive import Counts, client_main, run_client
 

@@ -8,8 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from snapcrawl import PaginationError, Snapshot, SnapshotPage, encode_query
+from snapcrawl import PaginationError, Snapshot
+from snapcrawl._models import SnapshotPage
 from snapcrawl._walk import MAX_STALLED_PAGES, PageCursor, Paging
+from snapcrawl.signing import encode_query
 
 NOW = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 

@@ -29,7 +29,7 @@ from .._models import Page
 from ..sinks import CommitListener, Sink, VolumeProgress
 from ._job import GROUP, WORKER_ALIVE_SECONDS, JobQueue, _mapped, _text
 
-__all__ = ["DEFAULT_CLAIM_AFTER", "Worker"]
+__all__ = ["DEFAULT_CLAIM_AFTER", "AckingSink", "Worker"]
 
 DEFAULT_CLAIM_AFTER: Final = 60.0
 
