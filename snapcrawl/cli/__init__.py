@@ -1,5 +1,10 @@
 """The ``snapcrawl`` command: ``list``, ``crawl``, ``demo``, ``bench``, ``simulate``, ``job`` and ``completion``.
 
+Each command module has a ``register``: :mod:`.crawl` registers ``list``, ``crawl`` and ``demo``, which share their
+options; :mod:`.job` registers ``job`` and also holds the crawl's distributed options (``--limiter``, ``--queue``);
+:mod:`.bench`, :mod:`.simulate` and :mod:`.completion` one command each. :mod:`._common`, :mod:`.formats` and
+:mod:`.progress` are shared by several.
+
 The only place that configures structlog. Exit status: 0 all complete, 1 some volumes failed, 2 usage or
 configuration error, 3 credentials rejected, 130/143 interrupted by SIGINT/SIGTERM. Never a traceback for these.
 """
