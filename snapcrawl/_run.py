@@ -276,8 +276,10 @@ class CrawlRun:
         """A 400: about this volume, or about the query every volume shares (then the crawl stops, exit 2)."""
         first_page = cursor.page == 1 and cursor.marker is None
         if first_page and (option := query_option(error, cursor.params())) is not None:
-            value = {"--sort": self.settings.sort, "--name": self.settings.name}.get(option, self.settings.page_size)
-            self.stop(ConfigError(f"the server rejected {option} {value!r}: {error.detail or error}"))
+            value = {"sort": self.settings.sort, "name": self.settings.name}.get(option, self.settings.page_size)
+            self.stop(
+                ConfigError(f"the server rejected {{{option}}} {value!r}: {error.detail or error}", options=(option,))
+            )
             return
         if first_page and not self._succeeded:
             detail = error.detail or str(error.status)

@@ -26,7 +26,7 @@ from . import bench, completion, crawl, job, simulate
 from ._common import EXIT_AUTH, EXIT_FAILURES, EXIT_OK, EXIT_USAGE, Parser, configure_logging, echo, use_uvloop
 from .progress import status_line
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "flag", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,19 +56,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return EXIT_OK
         if isinstance(exc, ConfigError):
-            echo(f"snapcrawl: error: {exc}")
+            echo(f"snapcrawl: error: {exc.render(flag)}")
             return EXIT_USAGE
         if isinstance(exc, AuthError):
-            echo(f"snapcrawl: {exc}")
+            echo(f"snapcrawl: {exc.render(flag)}")
             return EXIT_AUTH
         if isinstance(exc, SnapcrawlError):
-            echo(f"snapcrawl: failed: {exc}")
+            echo(f"snapcrawl: failed: {exc.render(flag)}")
             return EXIT_FAILURES
         if isinstance(exc, KeyboardInterrupt):
             print("snapcrawl: interrupted", file=sys.stderr)
             return 130
         raise
     return status
+
+
+#: Library parameters that no flag sets (the CLI always sends them): named as they are.
+_NO_FLAG: Final = frozenset({"with_count"})
+
+
+def flag(option: str) -> str:
+    """The flag that sets the library parameter ``option`` (``page_size`` -> ``--page-size``): errors name
+    parameters, and this is the one place the command line turns them into its own spelling."""
+    return option if option in _NO_FLAG else "--" + option.replace("_", "-")
 
 
 #: Which error of several (workers failing at once) decides the exit status: the first kind listed wins.

@@ -308,7 +308,9 @@ class JsonLinesSink(BatchingSink):
     ) -> None:
         self.stdout = str(out) == "-"
         if self.stdout and state is not None:
-            raise ConfigError("--state needs --out FILE: a resumed crawl appends to that file")
+            raise ConfigError(
+                "{state} needs {out} to be a file: a resumed crawl appends to it", options=("state", "out")
+            )
         super().__init__(
             "stdout" if self.stdout else str(out),
             batch_rows=batch_rows,

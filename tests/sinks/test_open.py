@@ -30,14 +30,14 @@ def test_each_form_of_out_opens_its_sink(tmp_path: Path) -> None:
         ("sqlite:///x.db", {"table": 'x"; DROP TABLE y; --'}, "invalid table name"),
         ("sqlite:///x.db", {"table": "1st"}, "invalid table name"),
         ("sqlite:///x.db", {"table": "snapcrawl_progress"}, "reserved"),
-        ("sqlite:///x.db", {"state": "state.db"}, "--state is for JSON Lines"),
+        ("sqlite:///x.db", {"state": "state.db"}, "^state is for JSON Lines"),
         ("sqlite:///x.db", {"prune": True, "settings": {"name": "nightly"}}, "name filter"),
         ("sqlite://", {}, "invalid SQLite URL"),
         ("sqlite:///:memory:", {}, "invalid SQLite URL"),
         ("mysql://db/x", {}, "unknown destination scheme mysql://"),
-        ("out.jsonl", {"prune": True}, "--prune needs a database"),
-        ("out.jsonl", {"table": "other"}, "--table needs a database"),
-        ("-", {"state": "state.db"}, "--state needs --out FILE"),
+        ("out.jsonl", {"prune": True}, "^prune needs a database"),
+        ("out.jsonl", {"table": "other"}, "^table needs a database"),
+        ("-", {"state": "state.db"}, "^state needs out to be a file"),
     ],
 )
 def test_bad_destinations_are_config_errors(out: str, options: dict[str, object], message: str) -> None:
