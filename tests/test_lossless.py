@@ -175,7 +175,7 @@ async def test_non_string_ids_fail_alone(living: Simulator) -> None:
 
 
 async def test_query_rejected_by_the_server_stops_the_crawl(living: Simulator) -> None:
-    """A sort the server rejects fails the whole crawl once, as a ConfigError naming sort (the parameter), not every volume."""
+    """A sort the server rejects fails the whole crawl once, as a ConfigError naming sort, not every volume."""
     living.stats.reset()
     async with Crawler(endpoint=living.url, credentials=living.credentials, concurrency=4) as crawler:
         with pytest.raises(ConfigError, match=r"^the server rejected sort 'colour:asc'"):
