@@ -36,7 +36,7 @@ from ._exceptions import ConfigError
 from ._fetch import PageFetcher, Sleep
 from ._hooks import Hooks
 from ._models import Page, Snapshot
-from ._run import CrawlResult, CrawlRun, CrawlSettings, ServerHints, VolumeFailure, check_volume_id
+from ._run import CrawlResult, CrawlRun, CrawlSettings, ServerHints, VolumeFailure, check_volume_id, check_volume_ids
 from ._signing import Signer
 from ._stats import CrawlStats
 from ._transport import DEFAULT_MAX_BODY_BYTES, AiohttpTransport, HttpOptions, Transport
@@ -414,8 +414,7 @@ class Crawler:
             raise ConfigError("the crawl stream was not entered")
 
         run = self._run(name=name, sort=sort, deliver=unset, sink=None)
-        if isinstance(volume_ids, str | bytes):
-            raise ConfigError("volume_ids must be an iterable of volume ids, not a single string")
+        check_volume_ids(volume_ids)
         return CrawlStream(run, volume_ids, buffer_pages or self.concurrency)
 
     async def crawl_into(
@@ -436,8 +435,7 @@ class Crawler:
         ``sink``) is raised once every worker has stopped. Cancelling the calling task cancels the crawl.
         Pass ``stats`` to watch this crawl's counts while it runs (a progress display).
         """
-        if isinstance(volume_ids, str | bytes):
-            raise ConfigError("volume_ids must be an iterable of volume ids, not a single string")
+        check_volume_ids(volume_ids)
         real_sink: Sink | None = None
         if callable(sink) and not hasattr(sink, "write"):
             callback = sink

@@ -290,8 +290,7 @@ class CrawlRun:
         await self.fail_listing(volume_id, error, cursor.page - 1)
 
     async def _crawl_volumes(self, volume_ids: Iterable[object] | AsyncIterable[object]) -> None:
-        if isinstance(volume_ids, str | bytes):
-            raise ConfigError("volume_ids must be an iterable of volume ids, not a single string")
+        check_volume_ids(volume_ids)
         with contextlib.ExitStack() as streams:  # closed however the crawl ends
             async with anyio.create_task_group() as tg:
                 ids: Iterator[object] | _Feed
@@ -396,6 +395,12 @@ class _Feed:
                 except (anyio.EndOfStream, anyio.ClosedResourceError):
                     self._ended = True
         return ready.popleft()
+
+
+def check_volume_ids(volume_ids: object) -> None:
+    """Refuse a single string where an iterable of ids belongs: iterating it would crawl one volume per character."""
+    if isinstance(volume_ids, str | bytes):
+        raise ConfigError("volume_ids must be an iterable of volume ids, not a single string")
 
 
 def check_volume_id(volume_id: object) -> ConfigError | None:

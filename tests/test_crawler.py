@@ -285,6 +285,8 @@ async def _usage_errors(simulator: Simulator) -> None:
     async with _crawler(simulator) as crawler:
         with pytest.raises(ConfigError, match="not a single string"):
             crawler.crawl("vol-1")
+        with pytest.raises(ConfigError, match="not a single string"):
+            await crawler.crawl_into(b"vol-1", lambda page: None)
         with pytest.raises(ConfigError, match=r"async with crawler\.crawl"):
             async for _ in crawler.crawl(["v"]):
                 pass
