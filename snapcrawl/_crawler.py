@@ -256,7 +256,7 @@ class Crawler:
         self.max_body_bytes = max_body_bytes
         self.hooks = hooks or Hooks()
         #: Every finished crawl's counts added up: a fixed size, however many crawls run.
-        self.stats = CrawlStats()
+        self.stats = CrawlStats(clock=clock)
         self._limiter = limiter
         self._transport = transport
         self._http = HttpOptions(
@@ -352,7 +352,9 @@ class Crawler:
     ) -> CrawlRun:
         fetcher = self._require_open()
         api_version_info(self.api_version, sort=sort)
-        settings = CrawlSettings(page_size=self.page_size, concurrency=self.concurrency, name=name, sort=sort)
+        settings = CrawlSettings(
+            page_size=self.page_size, concurrency=self.concurrency, name=name, sort=sort, clock=self._clock
+        )
         run = CrawlRun(
             fetcher=fetcher, settings=settings, deliver=deliver, sink=sink, hooks=self.hooks, hints=self._hints
         )
@@ -384,7 +386,7 @@ class Crawler:
             with_count=with_count,
             cap=self._hints.page_cap,
         )
-        stats = CrawlStats()
+        stats = CrawlStats(clock=self._clock)
         pages = walk(fetcher.fetch, cursor, stats)
         try:
             async with aclosing(pages):

@@ -366,3 +366,23 @@ async def test_no_request_lines_from_unconfigured_structlog(simulator: Simulator
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
     async with _crawler(simulator) as crawler:
         assert crawler._fetcher is not None and crawler._fetcher._log_requests
+
+
+async def test_stats_are_timed_by_the_crawlers_clock(simulator: Simulator) -> None:
+    """A crawl's start, end and elapsed time, and the crawler's totals, are all readings of the injected clock."""
+    offset = 1_000_000.0
+    readings: list[float] = []
+
+    def clock() -> float:
+        readings.append(time.monotonic() + offset)
+        return readings[-1]
+
+    async with _crawler(simulator, clock=clock) as crawler:
+        result = await crawler.crawl_into(_busiest(simulator, 2), lambda page: None)
+        async for _ in crawler.list_snapshots(_busiest(simulator, 1)[0]):
+            pass
+    stats = result.stats
+    assert stats.started_at is not None and stats.ended_at is not None
+    assert {stats.started_at, stats.ended_at} <= set(readings)
+    assert 0 <= stats.elapsed == stats.ended_at - stats.started_at < offset
+    assert crawler.stats.started_at == stats.started_at and 0 <= crawler.stats.elapsed < offset
