@@ -66,7 +66,7 @@ def test_a_second_is_summarised_once_all_its_requests_are_answered() -> None:
     recorder.on_done(intended=0.5, sent=0.5, done=1.6, status=200, error=None)
     first = recorder._seconds[0]
     assert first.latencies == []
-    assert first.summary == (pytest.approx(1100, rel=0.01),) * 4
+    assert first.summary == pytest.approx((1100,) * 4, rel=0.01)
     assert recorder.recent_p99() == pytest.approx(1100, rel=0.01)
 
 

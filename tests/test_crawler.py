@@ -313,7 +313,7 @@ async def test_snapshots_are_typed(simulator: Simulator) -> None:
     """The stream yields Snapshot structs with timezone-aware timestamps."""
     async with _crawler(simulator) as crawler:
         snaps, _ = await collect(crawler, _busiest(simulator, 1))
-    assert snaps and all(isinstance(s, Snapshot) and s.created_at.tzinfo is not None for s in snaps)
+    assert snaps and all(type(s) is Snapshot and s.created_at.tzinfo is not None for s in snaps)
 
 
 @pytest.fixture(scope="module")

@@ -38,8 +38,9 @@ def _busy(sim: Simulator, n: int) -> list[str]:
 
 def _check(sim: Simulator, mark: int, snapshots: list[Snapshot], volume_ids: list[str] | None = None) -> None:
     got = Counter(s.id for s in snapshots)
-    throughout = set().union(*(sim.dataset.existed_throughout(mark, v) for v in volume_ids or [None]))
-    ever = set().union(*(sim.dataset.ever_existed(mark, v) for v in volume_ids or [None]))
+    scopes: list[str | None] = [*volume_ids] if volume_ids else [None]
+    throughout = set().union(*(sim.dataset.existed_throughout(mark, v) for v in scopes))
+    ever = set().union(*(sim.dataset.ever_existed(mark, v) for v in scopes))
     duplicates = [i for i, n in got.items() if n > 1]
     assert duplicates == [], f"{len(duplicates)} snapshots delivered more than once, e.g. {duplicates[:3]}"
     missing = throughout - got.keys()

@@ -143,8 +143,7 @@ async def test_first_throttle_caps_every_process(make_limiter: Callable[..., Red
         for _ in range(20):
             first.on_success(await first.acquire(), {})
         await second.acquire()
-        assert first.rate is None
-        assert second.rate is None
+        assert (first.rate, second.rate) == (None, None)  # compared whole: mypy must not narrow the property
         assert first.on_throttle(await first.acquire(), None, {}) == 0.0
         await first.acquire()  # carries the report
         rate = first.rate
@@ -230,7 +229,7 @@ async def test_heartbeat_counts_processes(
     """Each limiter joins the heartbeat set while open and leaves it when closed."""
     async with make_limiter() as first, make_limiter() as second:
         members = await redis_client.zrange(first.key + ":processes", 0, -1)
-        assert {m.decode() for m in members} == {first.process_id, second.process_id}
+        assert {m.decode() for m in members if isinstance(m, bytes)} == {first.process_id, second.process_id}
     assert await redis_client.zcard(first.key + ":processes") == 0
 
 

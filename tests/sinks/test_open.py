@@ -14,8 +14,9 @@ from snapcrawl.sinks.postgres import redact
 def test_each_form_of_out_opens_its_sink(tmp_path: Path) -> None:
     """A file or -, SQLAlchemy-style SQLite URLs, and libpq URLs each pick their sink."""
     assert isinstance(open_sink(str(tmp_path / "out.jsonl")), JsonLinesSink)
-    assert open_sink("-").stdout
-    assert open_sink(None).stdout
+    for out in ("-", None):
+        sink = open_sink(out)
+        assert isinstance(sink, JsonLinesSink) and sink.stdout
     relative = open_sink("sqlite:///inventory.db")
     assert isinstance(relative, SqliteSink)
     assert relative.path == Path("inventory.db")
