@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for command in (crawl, bench, simulate, job, completion):
         command.register(commands)
+    parser.set_defaults(root_parser=parser)  # for `completion`, which describes the whole command line
     return parser
 
 
