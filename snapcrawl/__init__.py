@@ -17,6 +17,17 @@ from ._config import (
     resolve_endpoint,
 )
 from ._crawler import Crawler, CrawlStream
+from ._events import (
+    Event,
+    Hooks,
+    RateChanged,
+    RequestSent,
+    ResponseReceived,
+    RetryScheduled,
+    Throttled,
+    VolumeDone,
+    VolumeFailed,
+)
 from ._exceptions import (
     ApiError,
     AuthError,
@@ -32,9 +43,8 @@ from ._exceptions import (
     TransportError,
     UnfitValueError,
 )
-from ._hooks import Hooks
-from ._models import Page, Snapshot
-from ._run import CrawlResult, VolumeFailure
+from ._models import Page, Snapshot, VolumeFailure
+from ._run import CrawlResult
 from ._stats import CrawlStats
 from ._transport import AiohttpTransport, Transport
 from .limits import Limiter
@@ -60,21 +70,29 @@ __all__ = [
     "Crawler",
     "Credentials",
     "DecodeError",
+    "Event",
     "Hooks",
     "Limiter",
     "NotFoundError",
     "Page",
     "PaginationError",
+    "RateChanged",
+    "RequestSent",
+    "ResponseReceived",
     "RetryPolicy",
+    "RetryScheduled",
     "ServerError",
     "Sink",
     "SinkError",
     "SnapcrawlError",
     "Snapshot",
+    "Throttled",
     "ThrottledError",
     "Transport",
     "TransportError",
     "UnfitValueError",
+    "VolumeDone",
+    "VolumeFailed",
     "VolumeFailure",
     "load_credentials",
     "resolve_endpoint",
