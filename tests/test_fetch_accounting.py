@@ -11,11 +11,12 @@ import anyio
 import pytest
 from aioresponses import aioresponses
 
-from snapcrawl import AiohttpTransport, AuthError, Credentials, Hooks, RetryPolicy, ServerError, Signer
+from snapcrawl import AiohttpTransport, AuthError, Credentials, Hooks, RetryPolicy, ServerError
 from snapcrawl._events import Subscribers
 from snapcrawl._fetch import PageFetcher
 from snapcrawl._stats import CrawlStats
 from snapcrawl.limits.local import LocalLimiter
+from snapcrawl.signing import Signer
 from tests.fakes import Aioresponses, FakeClock
 
 ENDPOINT = "http://scp.test"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from snapcrawl import Credentials, Signer
+from snapcrawl import Credentials
+from snapcrawl.signing import Signer
 
 CREDS = Credentials(access_key="AK", secret_key="SK")
 URL = "https://scp.test/v1/snapshots?limit=100"

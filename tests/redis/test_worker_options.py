@@ -50,7 +50,7 @@ async def test_only_volumes_done_in_the_output_are_skipped(redis_client: aioredi
     """A volume the output holds as done is acknowledged without a crawl; a partial or failed one is crawled."""
     queue = JobQueue(redis_client, "resumed")
     await queue.enqueue(VOLUMES[:4])
-    progress = {
+    progress: dict[str | None, VolumeProgress] = {
         VOLUMES[0]: VolumeProgress("partial", ("s9",), 1),
         VOLUMES[1]: VolumeProgress("done", ("s3",), 2),
         VOLUMES[2]: VolumeProgress("failed"),
