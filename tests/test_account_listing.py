@@ -100,11 +100,11 @@ def test_a_first_page_that_fails_is_a_failed_listing_with_no_page_done() -> None
 
 
 def test_a_rejected_sort_stops_the_crawl_naming_the_option() -> None:
-    """A 400 about the query on page 1 is the user's option, not the listing: the crawl stops naming --sort."""
+    """A 400 about the query on page 1 is the user's option, not the listing: the crawl stops naming the sort."""
     error = BadRequestError("request rejected", status=400, detail="sort: unknown key 'sizee'")
     run = _crawl_failing(LivingListing(300), error, when="first", sort="sizee:asc")
     assert isinstance(run.fatal, ConfigError)
-    assert "--sort" in str(run.fatal)
+    assert "rejected sort 'sizee:asc'" in str(run.fatal)
     assert run.failures == []
 
 

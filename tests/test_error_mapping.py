@@ -16,9 +16,9 @@ def _rejected(detail: str) -> BadRequestError:
 @pytest.mark.parametrize(
     ("detail", "params", "option"),
     [
-        ("sort: unknown key 'sizee'", {"sort": "sizee:asc", "limit": "100"}, "--sort"),
-        ("Invalid value for 'name'", {"name": "db-*", "limit": "100"}, "--name"),
-        ("limit: must be at most 100", {"limit": "1000"}, "--page-size"),
+        ("sort: unknown key 'sizee'", {"sort": "sizee:asc", "limit": "100"}, "sort"),
+        ("Invalid value for 'name'", {"name": "db-*", "limit": "100"}, "name"),
+        ("limit: must be at most 100", {"limit": "1000"}, "page_size"),
         # The same words about a parameter this request did not send are not about an option the user chose.
         ("sort: unknown key 'sizee'", {"limit": "100", "volume_id": "v1"}, None),
         ("name: too long", {"limit": "100"}, None),
