@@ -174,7 +174,10 @@ def load_credentials(*, environ: Mapping[str, str] | None = None, config_dir: Pa
 
 
 def _check_url(url: str, origin: str) -> str:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # a broken IPv6 host: "http://[::1"
+        raise ConfigError(f"endpoint from {origin} is not a URL ({exc})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"endpoint from {origin} must be an http(s) URL with a host, not {url!r}")
     if parts.query or parts.fragment:

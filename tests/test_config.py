@@ -116,7 +116,7 @@ def test_bad_regions(region: str, environment: str | None, match: str, tmp_path:
         resolve_endpoint(region=region, environment=environment, environ={}, config_dir=tmp_path)
 
 
-@pytest.mark.parametrize("url", ["ftp://x", "127.0.0.1:8765", "http://x/?a=1"])
+@pytest.mark.parametrize("url", ["ftp://x", "127.0.0.1:8765", "http://x/?a=1", "http://[::1", "http://[::1]:8765]"])
 def test_bad_endpoint_urls(url: str) -> None:
     """Endpoints must be plain http(s) URLs."""
     with pytest.raises(ConfigError, match="endpoint"):
