@@ -123,6 +123,16 @@ def test_bad_endpoint_urls(url: str) -> None:
         resolve_endpoint(url, environ={})
 
 
+@pytest.mark.parametrize(
+    "url", ["http://user:hunter2@x/?a=1", "ftp://user:hunter2@x", "http://user:hunter2@x:port", "http://user:hunter2@x"]
+)
+def test_bad_endpoint_urls_never_show_a_password(url: str) -> None:
+    """Whatever is wrong with an endpoint that holds credentials, the error does not repeat the password."""
+    with pytest.raises(ConfigError, match="endpoint") as raised:
+        resolve_endpoint(url, environ={})
+    assert "hunter2" not in str(raised.value)
+
+
 def test_no_endpoint(tmp_path: Path) -> None:
     """Nothing configured: the error lists the ways to set one."""
     with pytest.raises(ConfigError, match="SCP_ENDPOINT"):
