@@ -32,11 +32,11 @@ from ._config import (
     resolve_endpoint,
 )
 from ._config import api_version as api_version_info
+from ._events import Hooks, Subscribers, log_hooks
 from ._exceptions import ConfigError
 from ._fetch import PageFetcher, Sleep
-from ._hooks import Hooks
 from ._models import Page, Snapshot
-from ._run import CrawlResult, CrawlRun, CrawlSettings, ServerHints, VolumeFailure, check_volume_id
+from ._run import CrawlResult, CrawlRun, CrawlSettings, ServerHints, VolumeFailure, check_volume_id, check_volume_ids
 from ._signing import Signer
 from ._stats import CrawlStats
 from ._transport import DEFAULT_MAX_BODY_BYTES, AiohttpTransport, HttpOptions, Transport
@@ -173,8 +173,8 @@ class Crawler:
     ``endpoint`` and ``credentials`` default to the environment and ``~/.scpconf`` (see :func:`load_credentials`
     and :func:`resolve_endpoint`). ``concurrency`` bounds requests in flight; ``rate_limit``/``burst`` cap the
     request rate (no cap by default: the crawler discovers the server's quota from its throttling), or pass a
-    ``limiter`` (for example one shared through Redis). ``hooks`` receive every request, retry, throttle, rate
-    change and volume outcome.
+    ``limiter`` (for example one shared through Redis). ``hooks`` (one :class:`Hooks`, or several) receive an
+    event for every request, retry, throttle, rate change and volume outcome.
 
     HTTP settings: ``proxy`` and ``trust_env`` (``HTTP(S)_PROXY``, ``NO_PROXY``, ``.netrc``), ``ssl_context`` or
     ``ca_bundle`` (a PEM file), ``verify_tls``, ``user_agent`` and extra ``headers``; or pass ``session``, an
@@ -208,7 +208,7 @@ class Crawler:
         headers: Mapping[str, str] | None = None,
         session: aiohttp.ClientSession | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-        hooks: Hooks | None = None,
+        hooks: Hooks | Iterable[Hooks] | None = None,
         transport: Transport | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
@@ -254,9 +254,10 @@ class Crawler:
         self.timeout = timeout
         self.verify_tls = verify_tls
         self.max_body_bytes = max_body_bytes
-        self.hooks = hooks or Hooks()
+        #: Every subscriber to this crawler's events, in the order they are called.
+        self.hooks: tuple[Hooks, ...] = () if hooks is None else (hooks,) if isinstance(hooks, Hooks) else tuple(hooks)
         #: Every finished crawl's counts added up: a fixed size, however many crawls run.
-        self.stats = CrawlStats()
+        self.stats = CrawlStats(clock=clock)
         self._limiter = limiter
         self._transport = transport
         self._http = HttpOptions(
@@ -330,7 +331,7 @@ class Crawler:
             # at a sixth of the cost per request (1.3 µs against 7.8 µs measured here).
             in_flight=anyio.Semaphore(self.concurrency, fast_acquire=True),
             retry=self.retry,
-            hooks=self.hooks,
+            events=Subscribers([*self.hooks, log_hooks()]),
             sleep=self._sleep,
             wall_clock=self._wall_clock,
         )
@@ -352,9 +353,11 @@ class Crawler:
     ) -> CrawlRun:
         fetcher = self._require_open()
         api_version_info(self.api_version, sort=sort)
-        settings = CrawlSettings(page_size=self.page_size, concurrency=self.concurrency, name=name, sort=sort)
+        settings = CrawlSettings(
+            page_size=self.page_size, concurrency=self.concurrency, name=name, sort=sort, clock=self._clock
+        )
         run = CrawlRun(
-            fetcher=fetcher, settings=settings, deliver=deliver, sink=sink, hooks=self.hooks, hints=self._hints
+            fetcher=fetcher, settings=settings, deliver=deliver, sink=sink, events=fetcher.events, hints=self._hints
         )
         run.on_end = self.stats.add
         return run
@@ -384,7 +387,7 @@ class Crawler:
             with_count=with_count,
             cap=self._hints.page_cap,
         )
-        stats = CrawlStats()
+        stats = CrawlStats(clock=self._clock)
         pages = walk(fetcher.fetch, cursor, stats)
         try:
             async with aclosing(pages):
@@ -414,8 +417,7 @@ class Crawler:
             raise ConfigError("the crawl stream was not entered")
 
         run = self._run(name=name, sort=sort, deliver=unset, sink=None)
-        if isinstance(volume_ids, str | bytes):
-            raise ConfigError("volume_ids must be an iterable of volume ids, not a single string")
+        check_volume_ids(volume_ids)
         return CrawlStream(run, volume_ids, buffer_pages or self.concurrency)
 
     async def crawl_into(
@@ -436,8 +438,7 @@ class Crawler:
         ``sink``) is raised once every worker has stopped. Cancelling the calling task cancels the crawl.
         Pass ``stats`` to watch this crawl's counts while it runs (a progress display).
         """
-        if isinstance(volume_ids, str | bytes):
-            raise ConfigError("volume_ids must be an iterable of volume ids, not a single string")
+        check_volume_ids(volume_ids)
         real_sink: Sink | None = None
         if callable(sink) and not hasattr(sink, "write"):
             callback = sink

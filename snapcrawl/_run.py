@@ -11,6 +11,7 @@ import collections
 import contextlib
 import dataclasses
 import itertools
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import aclosing
 from typing import Final
@@ -21,10 +22,10 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from ._errors import query_option
+from ._events import Subscribers, VolumeDone, VolumeFailed, log_hooks
 from ._exceptions import AuthError, BadRequestError, ConfigError, SnapcrawlError, UnfitValueError, detach
 from ._fetch import PageFetcher
-from ._hooks import Hooks, fire
-from ._models import Page, SnapshotPage
+from ._models import Page, SnapshotPage, VolumeFailure
 from ._stats import CrawlStats
 from ._text import has_controls, printable, shorten
 from ._walk import PageCursor, note_repeats, walk
@@ -40,21 +41,6 @@ ID_BATCH: Final = 256
 SAME_FIRST_PAGE_400: Final = 3
 
 Deliver = Callable[[Page], Awaitable[None]]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class VolumeFailure:
-    """A volume the crawl gave up on: its id (``None`` for the account-wide listing), the error, and how many
-    of its pages had already been delivered."""
-
-    volume_id: str | None
-    error: SnapcrawlError
-    pages_done: int
-
-    @property
-    def where(self) -> str:
-        """``volume <id>``, or ``account listing``."""
-        return "account listing" if self.volume_id is None else f"volume {self.volume_id}"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -74,6 +60,8 @@ class CrawlSettings:
     name: str | None = None
     sort: str | None = None
     with_count: bool = True
+    #: The crawler's monotonic clock: the run's stats are timed by it.
+    clock: Callable[[], float] = time.monotonic
 
 
 class ServerHints:
@@ -95,7 +83,7 @@ class CrawlRun:
         settings: CrawlSettings,
         deliver: Deliver,
         sink: Sink | None = None,
-        hooks: Hooks | None = None,
+        events: Subscribers | None = None,
         hints: ServerHints | None = None,
     ) -> None:
         self.fetcher = fetcher
@@ -103,9 +91,9 @@ class CrawlRun:
         self._write = deliver
         self.deliver = deliver if sink is None else self._deliver_fitting
         self.sink = sink
-        self.hooks = hooks or Hooks()
+        self.events = events or Subscribers([log_hooks()])
         self.hints = hints or ServerHints()
-        self.stats = CrawlStats()
+        self.stats = CrawlStats(clock=settings.clock)
         self.failures: list[VolumeFailure] = []
         self.fatal: SnapcrawlError | None = None
         self.progress: Mapping[str | None, VolumeProgress] = {}
@@ -125,7 +113,7 @@ class CrawlRun:
     async def run(self, volume_ids: Iterable[object] | AsyncIterable[object] | None) -> None:
         """Crawl every volume (or the account, for ``None``); errors end up in ``fatal``, never raised."""
         stats, settings = self.stats, self.settings
-        stats.started_at = anyio.current_time()
+        stats.started_at = stats.clock()
         self.log.info(
             "crawl.start", scope="account" if volume_ids is None else "volumes", concurrency=settings.concurrency
         )
@@ -142,7 +130,7 @@ class CrawlRun:
         except SnapcrawlError as exc:
             self.fatal = exc
         finally:
-            stats.ended_at = anyio.current_time()
+            stats.ended_at = stats.clock()
             self.log.info("crawl.end", failures=len(self.failures), **stats.as_dict())
             if self.on_end is not None:
                 self.on_end(stats)
@@ -160,14 +148,15 @@ class CrawlRun:
         failure = VolumeFailure(volume_id, detach(error), pages_done)
         self.failures.append(failure)
         self.stats.volumes_failed += 1
-        self.log.warning("volume.failed", where=failure.where, pages_done=pages_done, error=str(error))
-        fire(self.hooks.on_volume_failed, failure)
+        if listeners := self.events.volume_failed:
+            self.events.emit(listeners, VolumeFailed(failure=failure))
 
     def done(self, volume_id: str | None, snapshots: int) -> None:
         """Record that a listing completed."""
         self._succeeded = True
         self.stats.volumes_done += 1
-        fire(self.hooks.on_volume_done, volume_id, snapshots)
+        if listeners := self.events.volume_done:
+            self.events.emit(listeners, VolumeDone(volume_id=volume_id, snapshots=snapshots))
 
     def cursor(self, volume_id: str | None) -> PageCursor:
         """A fresh cursor for one listing, with what this crawler knows of the server's page cap."""
@@ -276,8 +265,10 @@ class CrawlRun:
         """A 400: about this volume, or about the query every volume shares (then the crawl stops, exit 2)."""
         first_page = cursor.page == 1 and cursor.marker is None
         if first_page and (option := query_option(error, cursor.params())) is not None:
-            value = {"--sort": self.settings.sort, "--name": self.settings.name}.get(option, self.settings.page_size)
-            self.stop(ConfigError(f"the server rejected {option} {value!r}: {error.detail or error}"))
+            value = {"sort": self.settings.sort, "name": self.settings.name}.get(option, self.settings.page_size)
+            self.stop(
+                ConfigError(f"the server rejected {{{option}}} {value!r}: {error.detail or error}", options=(option,))
+            )
             return
         if first_page and not self._succeeded:
             detail = error.detail or str(error.status)
@@ -288,8 +279,7 @@ class CrawlRun:
         await self.fail_listing(volume_id, error, cursor.page - 1)
 
     async def _crawl_volumes(self, volume_ids: Iterable[object] | AsyncIterable[object]) -> None:
-        if isinstance(volume_ids, str | bytes):
-            raise ConfigError("volume_ids must be an iterable of volume ids, not a single string")
+        check_volume_ids(volume_ids)
         with contextlib.ExitStack() as streams:  # closed however the crawl ends
             async with anyio.create_task_group() as tg:
                 ids: Iterator[object] | _Feed
@@ -394,6 +384,12 @@ class _Feed:
                 except (anyio.EndOfStream, anyio.ClosedResourceError):
                     self._ended = True
         return ready.popleft()
+
+
+def check_volume_ids(volume_ids: object) -> None:
+    """Refuse a single string where an iterable of ids belongs: iterating it would crawl one volume per character."""
+    if isinstance(volume_ids, str | bytes):
+        raise ConfigError("volume_ids must be an iterable of volume ids, not a single string")
 
 
 def check_volume_id(volume_id: object) -> ConfigError | None:

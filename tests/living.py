@@ -15,7 +15,8 @@ from urllib.parse import parse_qs
 import anyio
 import anyio.lowlevel
 
-from snapcrawl import BadRequestError, Snapshot, SnapshotPage
+from snapcrawl import BadRequestError, Snapshot
+from snapcrawl._models import SnapshotPage
 from snapcrawl._stats import CrawlStats
 
 NOW = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)

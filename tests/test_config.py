@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from snapcrawl import API_VERSIONS, ConfigError, Credentials, RetryPolicy, load_credentials, resolve_endpoint
-from snapcrawl._config import api_version
+from snapcrawl import ConfigError, Credentials, RetryPolicy, load_credentials, resolve_endpoint
+from snapcrawl._config import API_VERSIONS, api_version
 
 
 def _write(directory: Path, name: str, data: object) -> None:

@@ -37,6 +37,7 @@ from ._common import (
     echo,
     make_crawler,
 )
+from ._signals import stop_on_signal
 from .formats import FormattedSink, SnapshotFormatter, add_output_options
 from .job import add_distributed_options, check_distributed_options, make_crawl_crawler, open_job_sink, run_job
 from .progress import Progress, status_line, summary_record, summary_text
@@ -175,11 +176,7 @@ async def _watch_signals(
 ) -> None:
     """On SIGINT or SIGTERM, remember it and cancel the crawl so that it can stop cleanly; should a commit still
     hold it after :data:`GIVE_UP_SECONDS` (a stalled database), give that commit up."""
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            caught.append(signum)
-            scope.cancel()
-            break
+    await stop_on_signal(scope, caught)
     await _give_up_after(sink, lost)
 
 

@@ -22,6 +22,7 @@ from .._crawler import Crawler
 from .._exceptions import ConfigError
 from ..sinks import Sink
 from ._common import CLAIM_AFTER, EXIT_FAILURES, EXIT_OK, bounded, echo, make_crawler
+from ._signals import stop_on_signal
 from .progress import plural, times
 
 if TYPE_CHECKING:
@@ -222,7 +223,7 @@ async def run_job(
     try:
         async with crawler, anyio.create_task_group() as tg:
             scope = anyio.CancelScope()
-            tg.start_soon(_watch_signals, scope, caught)
+            tg.start_soon(stop_on_signal, scope, caught)
             with scope:  # the crawl tells the sink complete() if it ran to its end: the job is done
                 await crawler.crawl_into(worker.volumes(), acking, name=args.name, sort=args.sort)
             tg.cancel_scope.cancel()
@@ -237,15 +238,6 @@ async def run_job(
         )
         return 128 + caught[0]
     return await report_job(worker)
-
-
-async def _watch_signals(scope: anyio.CancelScope, caught: list[int]) -> None:
-    """On SIGINT or SIGTERM, remember it and cancel the crawl so that it can stop cleanly."""
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            caught.append(signum)
-            scope.cancel()
-            return
 
 
 async def report_job(worker: Worker) -> int:
