@@ -199,7 +199,7 @@ class PageCursor:
         self.seen += len(fresh)
         self.page += 1
         full = length >= (self.cap or self.page_size)
-        if full and length == 1 and page.snapshots[0].id == marker and self.paging == "marker":
+        if full and length == 1 and page.snapshots[0].id == marker:
             # A page of one that holds only its inclusive marker can never move on: ask for two from now on.
             self.page_size = 2
             self._head = "limit=2"
