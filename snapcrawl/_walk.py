@@ -199,6 +199,10 @@ class PageCursor:
         self.seen += len(fresh)
         self.page += 1
         full = length >= (self.cap or self.page_size)
+        if full and length == 1 and page.snapshots[0].id == marker:
+            # A page of one that holds only its inclusive marker can never move on: ask for two from now on.
+            self.page_size = 2
+            self._head = "limit=2"
         if fresh:
             self._stalled, self._allowance, self._relisting = 0, MAX_STALLED_PAGES, False
         elif full:

@@ -130,6 +130,26 @@ def test_inclusive_marker_drops_the_repeated_first_snapshot() -> None:
     assert (cursor.inclusive, cursor.duplicates) == (4, 0)
 
 
+@pytest.mark.parametrize("page_size", [1, 2, 3])
+def test_inclusive_marker_completes_at_any_page_size(page_size: int) -> None:
+    """An inclusive server, walked with pages of one: a page holding only the marker is no progress, so the cursor
+    asks for one more snapshot per page from then on, and the walk completes instead of failing as a loop."""
+    ids = list("abcdefg")
+    cursor = PageCursor(volume_id="v", page_size=page_size)
+    delivered: list[str] = []
+    more = True
+    for _ in range(30):
+        params = cursor.params()
+        start = ids.index(params["marker"]) if "marker" in params else 0  # the marker's own snapshot first
+        more = cursor.advance(_page(ids[start : start + int(params["limit"])], count=len(ids)))
+        delivered += [s.id for s in cursor.fresh]
+        if not more:
+            break
+    assert not more
+    assert delivered == ids
+    assert cursor.duplicates == 0
+
+
 def test_a_page_ending_on_its_marker_is_no_progress() -> None:
     """A full page of ids already delivered, ending on the marker it was asked from, counts as stalled."""
     cursor = PageCursor(volume_id="v", page_size=2)

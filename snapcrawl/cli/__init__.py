@@ -62,8 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, AuthError):
             echo(f"snapcrawl: {exc.render(flag)}")
             return EXIT_AUTH
-        if isinstance(exc, SnapcrawlError):
-            echo(f"snapcrawl: failed: {exc.render(flag)}")
+        if isinstance(exc, SnapcrawlError | OSError):
+            echo(f"snapcrawl: failed: {exc.render(flag) if isinstance(exc, SnapcrawlError) else _os_failure(exc)}")
             return EXIT_FAILURES
         if isinstance(exc, KeyboardInterrupt):
             print("snapcrawl: interrupted", file=sys.stderr)
@@ -83,7 +83,7 @@ def flag(option: str) -> str:
 
 
 #: Which error of several (workers failing at once) decides the exit status: the first kind listed wins.
-_PRECEDENCE: Final = (BrokenPipeError, KeyboardInterrupt, ConfigError, AuthError, SinkError, SnapcrawlError)
+_PRECEDENCE: Final = (BrokenPipeError, KeyboardInterrupt, ConfigError, AuthError, SinkError, SnapcrawlError, OSError)
 
 
 def _leading(raised: BaseException) -> BaseException:
@@ -103,6 +103,16 @@ def _leading(raised: BaseException) -> BaseException:
     if not all(isinstance(leaf, _PRECEDENCE) for leaf in leaves):
         return exc  # something unforeseen: shown whole
     return min(leaves, key=lambda leaf: next(i for i, kind in enumerate(_PRECEDENCE) if isinstance(leaf, kind)))
+
+
+def _os_failure(exc: OSError) -> str:
+    """An I/O error of the host (stdout on a full disk) in one line, never a traceback; if stdout is what failed,
+    it is pointed at /dev/null so that Python's own flush at exit does not report it a second time."""
+    try:
+        sys.stdout.flush()
+    except OSError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc.strerror or exc)
 
 
 def _stdout_gone() -> bool:

@@ -153,7 +153,8 @@ def _printed(args: argparse.Namespace) -> FormattedSink | None:
     if output == "jsonl" and fields is None:
         return None
     if args.out not in (None, "-"):
-        raise ConfigError(f"--output {output} and --fields print to stdout (--out -); --out {args.out} is JSON Lines")
+        what = "--fields" if output == "jsonl" else f"--output {output}"
+        raise ConfigError(f"{what} prints to stdout (--out -), not to --out {_shown(args.out)}")
     if args.state is not None:
         raise ConfigError("--state resumes a JSON Lines file; it cannot resume what --output prints to stdout")
     return FormattedSink(SnapshotFormatter(sys.stdout.buffer, output, fields, terminal=sys.stdout.isatty()))

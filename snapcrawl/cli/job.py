@@ -164,8 +164,8 @@ def _print_limiter_summary(limiter: RedisLimiter) -> None:
     stats = limiter.stats
     outage = f", Redis unavailable {times(stats.fallbacks)}" if stats.fallbacks else ""
     print(
-        f"snapcrawl: shared quota {limiter.key}: {stats.granted_shared} requests paced through Redis in "
-        f"{stats.redis_calls} calls ({stats.leases} leases), {stats.granted_local} locally{outage}",
+        f"snapcrawl: shared quota {limiter.key}: {plural(stats.granted_shared, 'request')} paced through Redis in "
+        f"{plural(stats.redis_calls, 'call')} ({plural(stats.leases, 'lease')}), {stats.granted_local} locally{outage}",
         file=sys.stderr,
     )
 
@@ -335,10 +335,10 @@ async def _cmd_delete(args: argparse.Namespace) -> int:
         status = await queue.status()
         if status.workers and not args.force:
             raise ConfigError(
-                f"job {args.job} has {len(status.workers)} workers alive: stop them first, or add --force"
+                f"job {args.job} has {plural(len(status.workers), 'worker')} alive: stop them first, or add --force"
             )
         deleted = await queue.delete()
-    print(f"snapcrawl: job {args.job} deleted ({deleted} keys)", file=sys.stderr)
+    print(f"snapcrawl: job {args.job} deleted ({plural(deleted, 'key')})", file=sys.stderr)
     return EXIT_OK
 
 

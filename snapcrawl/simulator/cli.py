@@ -112,7 +112,10 @@ async def run(args: argparse.Namespace) -> int:
     try:
         if args.volume_file:
             ids = "".join(f"{volume_id}\n" for volume_id in sim.dataset.volume_ids)
-            await anyio.Path(args.volume_file).write_text(ids, encoding="utf-8")
+            try:
+                await anyio.Path(args.volume_file).write_text(ids, encoding="utf-8")
+            except OSError as exc:
+                raise ConfigError(f"cannot write --volume-file {args.volume_file!r}: {exc.strerror}") from None
         creds = sim.credentials
         print(f"SCP simulator serving {args.volumes} volumes at {sim.url}  (Ctrl-C stops it)", flush=True)
         print(f"export SCP_ENDPOINT={sim.url}", flush=True)

@@ -121,8 +121,8 @@ class Faults(msgspec.Struct, frozen=True, kw_only=True):
         _check_steps("pause", self.pause, "duration", strictly_positive=False)
         _check_steps("maintenance", self.maintenance, "duration", strictly_positive=False)
         low, high = self.latency if isinstance(self.latency, tuple) else (self.latency, self.latency)
-        if not 0.0 <= low <= high:
-            raise ValueError(f"latency must be >= 0 seconds, or a (low, high) range, not {self.latency!r}")
+        if not 0.0 <= low <= high < math.inf:
+            raise ValueError(f"latency must be finite seconds >= 0, or a (low, high) range, not {self.latency!r}")
         for name in ("huge_body_bytes", "bomb_bytes"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, not {getattr(self, name)}")
