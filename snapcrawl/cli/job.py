@@ -349,7 +349,7 @@ async def _cmd_retry(args: argparse.Namespace) -> int:
     missing = sorted(set(args.volume) - set(requeued))
     print(f"snapcrawl: job {args.job}: {plural(len(requeued), 'dead-lettered volume')} requeued", file=sys.stderr)
     for volume in missing:
-        echo(f"snapcrawl: error: volume {volume} is not dead-lettered in job {args.job}")
+        echo(f"snapcrawl: volume {volume} is not dead-lettered in job {args.job}: not requeued")
     if requeued and not status.workers:
         print(f"snapcrawl: no worker is alive: run a crawl with --job {args.job} to crawl them", file=sys.stderr)
     return EXIT_FAILURES if missing else EXIT_OK
