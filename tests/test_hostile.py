@@ -13,7 +13,8 @@ from urllib.parse import parse_qsl
 from hypothesis import given
 from hypothesis import strategies as st
 
-from snapcrawl import AuthError, ConfigError, Crawler, Credentials, encode_query
+from snapcrawl import AuthError, ConfigError, Crawler, Credentials
+from snapcrawl.signing import encode_query
 from snapcrawl.simulator import Faults, Simulator
 from tests.helpers import collect
 from tests.logs import capture_logs

@@ -53,9 +53,13 @@ def open_sink(
     if out is not None and "://" in out:
         scheme = out.partition("://")[0].lower()
         if state is not None:
-            raise ConfigError("--state is for JSON Lines output: a database keeps its checkpoint in itself")
+            raise ConfigError(
+                "{state} is for JSON Lines output: a database keeps its checkpoint in itself", options=("state",)
+            )
         if resume_finished:
-            raise ConfigError("--resume-finished is for JSON Lines output with --state")
+            raise ConfigError(
+                "{resume_finished} is for JSON Lines output with {state}", options=("resume_finished", "state")
+            )
         if scheme == "sqlite":
             sink = SqliteSink(
                 sqlite_path(out), table=table, prune=prune, settings=settings, batch_rows=batch_rows, max_rows=max_rows
@@ -70,9 +74,9 @@ def open_sink(
             )
     else:
         if prune:
-            raise ConfigError("--prune needs a database destination (sqlite:/// or postgresql://)")
+            raise ConfigError("{prune} needs a database destination (sqlite:/// or postgresql://)", options=("prune",))
         if table != DEFAULT_TABLE:
-            raise ConfigError("--table needs a database destination (sqlite:/// or postgresql://)")
+            raise ConfigError("{table} needs a database destination (sqlite:/// or postgresql://)", options=("table",))
         sink = JsonLinesSink(
             out or "-",
             state=state,
