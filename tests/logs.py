@@ -19,6 +19,7 @@ class _Capture(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         event, fields = getattr(record, EVENT_ATTRIBUTE, (record.getMessage(), {}))
+        fields = dict(fields)
         self.entries.append({"event": event, "log_level": record.levelname.lower(), "logger": record.name, **fields})
 
 

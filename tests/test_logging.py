@@ -76,7 +76,7 @@ def test_records_carry_their_fields() -> None:
     """Each field is an attribute of the record (for JSON formatters), renamed when LogRecord has it already."""
     records: list[logging.LogRecord] = []
     handler = logging.Handler()
-    handler.emit = records.append  # type: ignore[method-assign]
+    handler.emit = records.append  # type: ignore[method-assign,assignment]
     logger = logging.getLogger("snapcrawl")
     logger.addHandler(handler)
     with capture_logs(logging.INFO):

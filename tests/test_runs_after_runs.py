@@ -184,7 +184,7 @@ def test_a_second_writer_of_the_output_is_refused(
     """While another run writes the output, a crawl into it exits 2 naming the file, and writes nothing."""
     out = tmp_path / "out.jsonl"
     out.write_bytes(b"being written\n")
-    holder = JsonLinesSink(out, **({"state": tmp_path / "other.db", "resume_finished": True} if state else {}))
+    holder = JsonLinesSink(out, state=tmp_path / "other.db", resume_finished=True) if state else JsonLinesSink(out)
     anyio.run(_held, holder)
     before = out.read_bytes()
     try:
