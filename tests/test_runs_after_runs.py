@@ -139,15 +139,22 @@ def test_a_crawl_with_failed_volumes_still_replaces_the_output(
         ("--out", "--state"),
         ("--out", "--volumes-from"),
         ("--state", "--volumes-from"),
+        ("--out", "--summary-json"),
+        ("--volumes-from", "--summary-json"),
     ],
 )
 def test_overlapping_paths_are_refused(
     env: Simulator, tmp_path: Path, capsys: pytest.CaptureFixture[str], clash: tuple[str, str]
 ) -> None:
-    """One file given as two of output, state file and volume file is refused (exit 2), the file left alone."""
+    """One file given as two of output, state file, volume file and summary is refused (exit 2), the file left alone."""
     shared = tmp_path / "shared"
     shared.write_text(env.dataset.volume_ids[0] + "\n", encoding="utf-8")
-    paths = {"--out": tmp_path / "out.jsonl", "--state": tmp_path / "state.db", "--volumes-from": tmp_path / "ids.txt"}
+    paths = {
+        "--out": tmp_path / "out.jsonl",
+        "--state": tmp_path / "state.db",
+        "--volumes-from": tmp_path / "ids.txt",
+        "--summary-json": tmp_path / "summary.json",
+    }
     paths["--volumes-from"].write_text(env.dataset.volume_ids[1] + "\n", encoding="utf-8")
     paths[clash[0]] = paths[clash[1]] = shared
     argv = [str(item) for option, path in paths.items() for item in (option, path)]
@@ -314,3 +321,16 @@ def test_an_interrupted_crawl_keeps_the_previous_output(slow_simulator: Simulato
     assert out.read_bytes() == b"yesterday\n"
     assert f"partial output is in {partial}" in err
     assert 0 < len(_ids(partial)) < slow_simulator.dataset.total
+
+
+def test_a_summary_that_cannot_be_written_is_refused_before_the_crawl(
+    env: Simulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--summary-json in a missing directory is exit 2 before any request, and the output is left alone."""
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(b"yesterday\n")
+    summary = tmp_path / "missing" / "summary.json"
+    assert _crawl("--out", str(out), "--summary-json", str(summary), "--volume", env.dataset.volume_ids[0]) == 2
+    assert "cannot write --summary-json" in capsys.readouterr().err
+    assert out.read_bytes() == b"yesterday\n"
+    assert env.stats.requests == 0

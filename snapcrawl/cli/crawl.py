@@ -153,8 +153,12 @@ def _say_kept(kept: Path | None, out: str | None) -> None:
 
 
 def _check_distinct(args: argparse.Namespace) -> None:
-    """Refuse a run whose output, state file and volume file are one file (a symbolic link or hard link too)."""
-    files = {"--out": args.out, "--state": args.state, "--volumes-from": args.volumes}
+    """Refuse a run whose output, state file, volume file and summary are one file (a symbolic or hard link too),
+    and a summary that could not be written: both before anything is fetched, not after the crawl."""
+    summary = getattr(args, "summary_json", None)
+    files = {"--out": args.out, "--state": args.state, "--volumes-from": args.volumes, "--summary-json": summary}
+    if summary is not None and not os.access(os.path.dirname(os.path.abspath(summary)), os.W_OK):
+        raise ConfigError(f"cannot write --summary-json {summary}: its directory is missing or not writable")
     if args.out is not None and args.out.startswith("sqlite://"):
         files["--out"] = sqlite_path(args.out)
     elif args.out is not None and "://" in args.out:
