@@ -95,3 +95,41 @@ def test_the_meter_measures_from_its_oldest_sample() -> None:
     meter.mark(0.0, 0)
     meter.mark(1.0, 10)
     assert meter.rate(2.0, 40) == pytest.approx(20.0)
+
+
+def _until_round_ends(policy: RateDiscovery, now: float, rate: float, pattern: str) -> float:
+    """Answers to requests sent at ``rate`` (``pattern``: ``.`` ok, ``x`` throttled, repeated) until a round
+    ends; when it did."""
+    index = 0
+    while True:
+        now += 1 / rate
+        if policy.answer(now - 0.001, now, throttled=pattern[index % len(pattern)] == "x"):
+            return now
+        index += 1
+        assert index < 10_000, "the round never ended"
+
+
+def test_a_heavily_throttled_round_is_judged_on_its_own_not_diluted_by_clean_ones() -> None:
+    """Half of a round throttled right after a clean one: the half measures the quota (cut to about 50/s), not
+    the share over the last second with the clean round counted in (which would cut to about 75/s)."""
+    policy = RateDiscovery(ceiling=100.0)
+    policy.start(100.0, 0.0)
+    now = _until_round_ends(policy, 0.0, 100.0, ".")
+    assert policy.rate == 100.0
+    _until_round_ends(policy, now, 100.0, ".x")
+    assert policy.rate is not None and policy.rate < 55.0
+
+
+def test_the_first_probe_round_after_a_cut_does_not_raise_the_estimate() -> None:
+    """After a cut, the estimate rises only once the probe has sent 2 requests beyond it (what the server's
+    bucket could have saved up): one clean 0.2 s round 3 % over 200/s spends about 1.2, so no rise yet."""
+    policy = RateDiscovery()
+    policy.start(800.0, 0.0)
+    now = _until_round_ends(policy, 0.0, 800.0, ".xxx")
+    estimate = policy.estimate
+    assert estimate is not None
+    policy._held_since = -float("inf")  # the hold is over
+    top = estimate * 1.03
+    policy.start(top, now)
+    _until_round_ends(policy, now, top, ".")
+    assert policy.estimate == estimate
