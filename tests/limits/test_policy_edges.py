@@ -11,6 +11,12 @@ import pytest
 from snapcrawl.limits._policy import AnswerMeter, RateDiscovery
 
 
+def _rate(policy: RateDiscovery) -> float:
+    """The policy's rate, which these tests expect to be set."""
+    assert policy.rate is not None
+    return policy.rate
+
+
 def test_a_rate_told_below_the_floor_is_raised_to_it() -> None:
     """A tiny or negative rate (a bad --rate, a state from Redis) never stalls the crawl: 0.5/s is the floor."""
     policy = RateDiscovery()
@@ -39,7 +45,7 @@ def test_two_answers_are_not_a_first_round() -> None:
     assert not policy.answer(0.199, 0.2, throttled=False)
     assert policy.rate == 10.0
     assert policy.answer(0.299, 0.3, throttled=False)
-    assert policy.rate is not None and policy.rate > 10.0
+    assert _rate(policy) > 10.0
 
 
 def test_a_single_answer_never_ends_a_round() -> None:
@@ -66,7 +72,7 @@ def test_a_batch_holding_the_first_throttles_ends_its_round_at_once() -> None:
     policy = RateDiscovery()
     policy.start(100.0, 0.0)
     assert policy.answers(10, 20, 0.5, first=0.1, lag=0.01)
-    assert policy.rate is not None and policy.rate < 50.0
+    assert _rate(policy) < 50.0
 
 
 def test_the_climb_back_after_a_cut_stops_at_the_rate_before_it() -> None:
@@ -117,7 +123,7 @@ def test_a_heavily_throttled_round_is_judged_on_its_own_not_diluted_by_clean_one
     now = _until_round_ends(policy, 0.0, 100.0, ".")
     assert policy.rate == 100.0
     _until_round_ends(policy, now, 100.0, ".x")
-    assert policy.rate is not None and policy.rate < 55.0
+    assert _rate(policy) < 55.0
 
 
 def test_the_first_probe_round_after_a_cut_does_not_raise_the_estimate() -> None:

@@ -9,6 +9,7 @@ import redis.asyncio as aioredis
 
 from snapcrawl import ConfigError
 from snapcrawl.queue import JobQueue, Worker
+from snapcrawl.queue._job import WORKER_ALIVE_SECONDS
 from snapcrawl.sinks import VolumeProgress
 
 from .memory import MemorySink
@@ -61,3 +62,28 @@ async def test_only_volumes_done_in_the_output_are_skipped(redis_client: aioredi
         crawled = await _crawl_all(worker, sink)
     assert sorted(crawled) == [VOLUMES[0], VOLUMES[2], VOLUMES[3]]
     assert (await queue.status()).done == 4
+
+
+def test_a_worker_beats_often_enough_to_survive_two_missed_beats() -> None:
+    """Others count a worker alive while its last beat is under WORKER_ALIVE_SECONDS old: it beats three times
+    in that span (and three times per claim_after), so a blocked loop or a Redis blip costing two beats does not
+    get its volumes claimed."""
+    assert Worker(NO_QUEUE)._heartbeat.period <= WORKER_ALIVE_SECONDS / 3
+    assert Worker(NO_QUEUE, claim_after=0.3)._heartbeat.period == pytest.approx(0.1)
+
+
+async def test_stale_entries_are_claimed_after_exactly_claim_after(
+    redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The idle time Redis is asked for is claim_after in milliseconds, no more: a dead worker's volumes are
+    taken over as soon as the user said, not a moment later (2.5 s is 2500 ms)."""
+    asked: dict[str, Any] = {}
+
+    async def xautoclaim(*args: Any, **kwargs: Any) -> list[Any]:
+        asked.update(kwargs)
+        return ["0-0", [], []]
+
+    worker = Worker(JobQueue(redis_client, "claims"), claim_after=2.5)
+    monkeypatch.setattr(redis_client, "xautoclaim", xautoclaim)
+    assert await worker._claim() == []
+    assert asked["min_idle_time"] == 2500
