@@ -87,3 +87,11 @@ async def test_stale_entries_are_claimed_after_exactly_claim_after(
     monkeypatch.setattr(redis_client, "xautoclaim", xautoclaim)
     assert await worker._claim() == []
     assert asked["min_idle_time"] == 2500
+
+
+def test_the_poll_is_the_users_unless_it_would_miss_claims() -> None:
+    """A worker polls at the given pace, capped at half of claim_after so that a dead worker's volumes are seen
+    in time; no faster than that, since every poll costs Redis commands (1 s stays 1 s; 60 s with claim_after
+    1 s becomes 0.5 s)."""
+    assert Worker(NO_QUEUE, poll=1.0, claim_after=60.0).poll == 1.0
+    assert Worker(NO_QUEUE, poll=60.0, claim_after=1.0).poll == 0.5
