@@ -8,6 +8,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from snapcrawl import ConfigError
+from snapcrawl._models import Page
 from snapcrawl.queue import JobQueue, Worker
 from snapcrawl.queue._job import WORKER_ALIVE_SECONDS
 from snapcrawl.sinks import VolumeProgress
@@ -95,3 +96,19 @@ def test_the_poll_is_the_users_unless_it_would_miss_claims() -> None:
     1 s becomes 0.5 s)."""
     assert Worker(NO_QUEUE, poll=1.0, claim_after=60.0).poll == 1.0
     assert Worker(NO_QUEUE, poll=60.0, claim_after=1.0).poll == 0.5
+
+
+async def test_acknowledgements_are_batched_every_ack_every_volumes_after_each_flush(
+    redis_client: aioredis.Redis,
+) -> None:
+    """With ack_every=2 the sink commits after every second finished volume, counted afresh after any flush
+    (one the crawl asked for included), so acknowledgements wait neither less nor longer than asked."""
+    inner = MemorySink()
+    sink = Worker(JobQueue(redis_client, "acks"), ack_every=2).sink(inner)
+    await sink.write(Page("a", 1, [], last=True))
+    assert inner.flushes == 0
+    await sink.flush()  # the crawl's own commit
+    await sink.write(Page("b", 1, [], last=True))
+    assert inner.flushes == 1
+    await sink.write(Page("c", 1, [], last=True))
+    assert inner.flushes == 2
