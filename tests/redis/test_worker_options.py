@@ -112,3 +112,17 @@ async def test_acknowledgements_are_batched_every_ack_every_volumes_after_each_f
     assert inner.flushes == 1
     await sink.write(Page("c", 1, [], last=True))
     assert inner.flushes == 2
+
+
+async def test_by_default_a_dying_worker_leaves_at_most_16_volumes_to_crawl_again(
+    redis_client: aioredis.Redis,
+) -> None:
+    """Unacknowledged finished volumes are crawled again by another worker after a crash: by default the sink
+    commits (and acknowledges) every 16 finished volumes, which bounds that waste."""
+    inner = MemorySink()
+    sink = Worker(JobQueue(redis_client, "acks")).sink(inner)
+    for n in range(15):
+        await sink.write(Page(f"v{n}", 1, [], last=True))
+    assert inner.flushes == 0
+    await sink.write(Page("v15", 1, [], last=True))
+    assert inner.flushes == 1
