@@ -7,12 +7,13 @@ from typing import Any, cast
 import pytest
 import redis.asyncio as aioredis
 
-from snapcrawl import ConfigError
+from snapcrawl import ConfigError, TransportError
 from snapcrawl._models import Page
 from snapcrawl.queue import JobQueue, Worker
 from snapcrawl.queue._job import WORKER_ALIVE_SECONDS
 from snapcrawl.sinks import VolumeProgress
 
+from ..logs import capture_logs
 from .memory import MemorySink
 from .test_queue import VOLUMES, _crawl_all
 
@@ -126,3 +127,17 @@ async def test_by_default_a_dying_worker_leaves_at_most_16_volumes_to_crawl_agai
     assert inner.flushes == 0
     await sink.write(Page("v15", 1, [], last=True))
     assert inner.flushes == 1
+
+
+async def test_a_failed_heartbeat_is_a_warning_not_the_end_of_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Redis unreachable for one beat: the worker warns and beats again next period; the next read tells whether
+    Redis is really gone."""
+
+    async def unreachable() -> None:
+        raise TransportError("redis 127.0.0.1:9: heartbeat: connection refused")
+
+    worker = Worker(JobQueue(aioredis.Redis(port=9), "beats"))
+    monkeypatch.setattr(worker, "_heartbeat_once", unreachable)
+    with capture_logs() as logs:
+        await worker._beat()
+    assert [log["event"] for log in logs if log["log_level"] == "warning"] == ["worker.heartbeat_failed"]
