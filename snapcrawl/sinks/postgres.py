@@ -23,6 +23,7 @@ from .._exceptions import ConfigError, SinkError
 from ._base import VolumeProgress
 from ._batch import Batch
 from ._inventory import InventorySink
+from ._ranges import pg_create, pg_delete, pg_load, pg_write
 from ._table import COLUMNS, DEFAULT_TABLE, check_fits
 
 __all__ = ["PostgresSink", "redact"]
@@ -178,6 +179,7 @@ class PostgresSink(InventorySink):
             await db.execute("SELECT pg_advisory_xact_lock(hashtextextended('snapcrawl:schema', 0))")
             for statement in _CHECKPOINT:
                 await db.execute(statement)
+            await pg_create(db)
             await self._ensure_table(db)
             started = await db.fetchval("SELECT started_at FROM snapcrawl_crawls WHERE crawl = $1", self._key)
             if started is None:
@@ -187,6 +189,7 @@ class PostgresSink(InventorySink):
             rows = await db.fetch(
                 "SELECT volume, status, markers, pages FROM snapcrawl_progress WHERE crawl = $1", self._key
             )
+            self.ranges = await pg_load(db, self._key)
         return {
             row["volume"] or None: VolumeProgress(row["status"], tuple(row["markers"]), row["pages"]) for row in rows
         }
@@ -252,6 +255,7 @@ class PostgresSink(InventorySink):
                 self._key,
                 _json.encode(steps).decode(),
             )
+            await pg_write(db, self._key, batch.ranges)
             if self.prune and (completed := batch.completed):
                 if None in completed:
                     status = await db.execute(f"DELETE FROM {self._q} WHERE crawled_at < $1", started)  # noqa: S608
@@ -281,6 +285,7 @@ class PostgresSink(InventorySink):
         async def finish() -> None:
             async with self._db.transaction():
                 await self._db.execute("DELETE FROM snapcrawl_progress WHERE crawl = $1", self._key)
+                await pg_delete(self._db, self._key)
                 await self._db.execute("DELETE FROM snapcrawl_crawls WHERE crawl = $1", self._key)
 
         await self._call(finish)

@@ -26,6 +26,7 @@ from ._base import VolumeProgress
 from ._batch import Batch
 from ._inventory import InventorySink
 from ._lock import lock_file
+from ._ranges import sqlite_create, sqlite_delete, sqlite_load, sqlite_write
 from ._table import COLUMNS, DEFAULT_TABLE, check_fits, utc_text
 
 __all__ = ["SqliteSink"]
@@ -170,6 +171,7 @@ class SqliteSink(InventorySink):
         try:
             for statement in _CHECKPOINT:
                 db.execute(statement)
+            sqlite_create(db)
             self._ensure_table(db)
             row = db.execute("SELECT started_at FROM snapcrawl_crawls WHERE crawl = ?", (self._key,)).fetchone()
             if row is None:
@@ -186,6 +188,7 @@ class SqliteSink(InventorySink):
                     "SELECT volume, status, markers, pages FROM snapcrawl_progress WHERE crawl = ?", (self._key,)
                 )
             }
+            self.ranges = sqlite_load(db, self._key)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
@@ -236,6 +239,7 @@ class SqliteSink(InventorySink):
                     for volume, step in batch.steps.items()
                 ],
             )
+            sqlite_write(db, self._key, batch.ranges)
             if self.prune:
                 since = utc_text(started)
                 for volume in batch.completed:
@@ -279,6 +283,7 @@ class SqliteSink(InventorySink):
             with db:
                 db.execute("BEGIN IMMEDIATE")
                 db.execute("DELETE FROM snapcrawl_progress WHERE crawl = ?", (self._key,))
+                sqlite_delete(db, self._key)
                 db.execute("DELETE FROM snapcrawl_crawls WHERE crawl = ?", (self._key,))
 
         await self._run(finish)
