@@ -35,6 +35,7 @@ from ._config import api_version as api_version_info
 from ._exceptions import ConfigError
 from ._fetch import PageFetcher, Sleep
 from ._hooks import Hooks
+from ._identity import default_account, endpoint_host
 from ._models import Page, Snapshot
 from ._run import CrawlResult, CrawlRun, CrawlSettings, ServerHints, VolumeFailure, check_volume_id
 from ._signing import Signer
@@ -448,6 +449,10 @@ class Crawler:
         else:
             real_sink = sink  # type: ignore[assignment]
             deliver = real_sink.write  # type: ignore[union-attr]
+            if getattr(real_sink, "account", "") is None:  # a database sink not told its account: this crawl's
+                real_sink.bind_account(  # type: ignore[union-attr]
+                    default_account(self.endpoint, self.credentials.access_key), endpoint_host(self.endpoint)
+                )
         run = self._run(name=name, sort=sort, deliver=deliver, sink=real_sink)
         if stats is not None:
             run.stats = stats

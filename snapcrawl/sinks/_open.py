@@ -40,11 +40,15 @@ def open_sink(
     settings: Mapping[str, object] | None = None,
     batch_rows: int = 5_000,
     max_rows: int = 20_000,
+    account: str | None = None,
+    endpoint: str | None = None,
 ) -> AnySink:
     """The sink for an ``--out`` value; nothing is opened until its first use (``load_progress``).
 
     ``settings`` (endpoint, name filter, sort) identify the crawl in its checkpoint. A database keeps its
     checkpoint itself, so ``state`` is for JSON Lines only; ``table`` and ``prune`` are for databases only.
+    ``account`` and ``endpoint`` (a host) tag a database's rows; without them, ``Crawler.crawl_into`` binds the
+    crawl's own (see :func:`snapcrawl.fleet.default_account`).
     """
     validate_table(table)
     sink: AnySink
@@ -54,11 +58,25 @@ def open_sink(
             raise ConfigError("--state is for JSON Lines output: a database keeps its checkpoint in itself")
         if scheme == "sqlite":
             sink = SqliteSink(
-                sqlite_path(out), table=table, prune=prune, settings=settings, batch_rows=batch_rows, max_rows=max_rows
+                sqlite_path(out),
+                table=table,
+                prune=prune,
+                settings=settings,
+                batch_rows=batch_rows,
+                max_rows=max_rows,
+                account=account,
+                endpoint=endpoint,
             )
         elif scheme in ("postgresql", "postgres"):
             sink = PostgresSink(
-                out, table=table, prune=prune, settings=settings, batch_rows=batch_rows, max_rows=max_rows
+                out,
+                table=table,
+                prune=prune,
+                settings=settings,
+                batch_rows=batch_rows,
+                max_rows=max_rows,
+                account=account,
+                endpoint=endpoint,
             )
         else:
             raise ConfigError(

@@ -26,6 +26,7 @@ from ._base import VolumeProgress
 from ._batch import Batch
 from ._inventory import InventorySink
 from ._lock import lock_file
+from ._migrate import ACCOUNT_COLUMNS, sqlite_check_account
 from ._ranges import sqlite_create, sqlite_delete, sqlite_load, sqlite_write
 from ._table import COLUMNS, DEFAULT_TABLE, check_fits, utc_text
 
@@ -114,6 +115,8 @@ class SqliteSink(InventorySink):
         commit_interval: float = 0.5,
         clock: Callable[[], float] | None = None,
         now: Callable[[], dt.datetime] | None = None,
+        account: str | None = None,
+        endpoint: str | None = None,
     ) -> None:
         self.path = Path(path)
         super().__init__(
@@ -126,14 +129,17 @@ class SqliteSink(InventorySink):
             commit_interval=commit_interval,
             clock=clock,
             now=now,
+            account=account,
+            endpoint=endpoint,
         )
         self._db: sqlite3.Connection | None = None
         self._lock_fd: int | None = None
         updates = ", ".join(f"{column} = excluded.{column}" for column in COLUMNS[1:])
         # executemany in a worker thread: SQLite does its part with the GIL released, so the crawl goes on.
+        columns = (*COLUMNS, *ACCOUNT_COLUMNS)  # each row's account and endpoint follow the snapshot's fields
         self._upsert = (
-            f"INSERT INTO {self._q} ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "  # noqa: S608
-            f"ON CONFLICT (id) DO UPDATE SET {updates}"
+            f"INSERT INTO {self._q} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "  # noqa: S608
+            f"ON CONFLICT (account, id) DO UPDATE SET {updates}"
         )
 
     async def _run(self, call: Callable[[], T]) -> T:
@@ -154,6 +160,7 @@ class SqliteSink(InventorySink):
             raise
 
     def _open_checked(self) -> dict[str | None, VolumeProgress]:
+        self._need_account()
         if sqlite3.sqlite_version_info < (3, 24):
             raise SinkError(
                 f"SQLite {sqlite3.sqlite_version} is too old: 3.24 or later is needed (upserts)",
@@ -204,19 +211,24 @@ class SqliteSink(InventorySink):
         }
         if not found:
             columns = ", ".join(
-                f"{column} {kind}" + (" PRIMARY KEY" if column == "id" else " NOT NULL" if column in _NOT_NULL else "")
+                f"{column} {kind}" + (" NOT NULL" if column in _NOT_NULL or column == "id" else "")
                 for column, kind in TYPES.items()
             )
-            db.execute(f"CREATE TABLE {self._q} ({columns})")
-            db.execute(f'CREATE INDEX "{self.table}_volume_id_idx" ON {self._q} (volume_id)')
+            db.execute(
+                f"CREATE TABLE {self._q} ({columns}, account TEXT NOT NULL, endpoint TEXT NOT NULL, "
+                "PRIMARY KEY (account, id))"
+            )
+            db.execute(f'CREATE INDEX "{self.table}_account_volume_idx" ON {self._q} (account, volume_id)')
             return
         problems = [
             f"{column} is {found[column][0] or 'untyped'}, not {kind}" if column in found else f"{column} is missing"
             for column, kind in TYPES.items()
             if column not in found or found[column][0] != kind
         ]
-        if "id" in found and found["id"][2] != 1:
-            problems.append("id is not its primary key")
+        if not problems:  # a snapshots table, but of snapcrawl 0.2? Then the error names the migration.
+            sqlite_check_account(found, self.table, self.destination)
+        if {name for name, (_, _, pk) in found.items() if pk} != {"account", "id"}:
+            problems.append("(account, id) is not its primary key")
         check_fits(self.table, problems, self.destination)
 
     async def _commit_batch(self, batch: Batch) -> None:
@@ -228,7 +240,9 @@ class SqliteSink(InventorySink):
         pruned = 0
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany(self._upsert, _rows(list(batch.latest().values()), crawled_at))
+            account, endpoint = self.account, self.endpoint
+            rows = _rows(list(batch.latest().values()), crawled_at)
+            db.executemany(self._upsert, [(*row, account, endpoint) for row in rows])
             db.executemany(
                 "INSERT INTO snapcrawl_progress (crawl, volume, status, markers, pages, error) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (crawl, volume) DO UPDATE SET status = excluded.status, "
@@ -244,11 +258,14 @@ class SqliteSink(InventorySink):
                 since = utc_text(started)
                 for volume in batch.completed:
                     if volume is None:
-                        cursor = db.execute(f"DELETE FROM {self._q} WHERE crawled_at < ?", (since,))  # noqa: S608
+                        cursor = db.execute(
+                            f"DELETE FROM {self._q} WHERE account = ? AND crawled_at < ?",  # noqa: S608
+                            (account, since),
+                        )
                     else:
                         cursor = db.execute(
-                            f"DELETE FROM {self._q} WHERE volume_id = ? AND crawled_at < ?",  # noqa: S608
-                            (volume, since),
+                            f"DELETE FROM {self._q} WHERE account = ? AND volume_id = ? AND crawled_at < ?",  # noqa: S608
+                            (account, volume, since),
                         )
                     pruned += cursor.rowcount
             db.execute("COMMIT")
@@ -266,11 +283,14 @@ class SqliteSink(InventorySink):
         def query() -> set[str]:
             db = cast(sqlite3.Connection, self._db)
             if volume_id is None:
-                rows = db.execute(f"SELECT id FROM {self._q} WHERE crawled_at >= ?", (since,))  # noqa: S608
+                rows = db.execute(
+                    f"SELECT id FROM {self._q} WHERE account = ? AND crawled_at >= ?",  # noqa: S608
+                    (self.account, since),
+                )
             else:
                 rows = db.execute(
-                    f"SELECT id FROM {self._q} WHERE volume_id = ? AND crawled_at >= ?",  # noqa: S608
-                    (volume_id, since),
+                    f"SELECT id FROM {self._q} WHERE account = ? AND volume_id = ? AND crawled_at >= ?",  # noqa: S608
+                    (self.account, volume_id, since),
                 )
             return {row[0] for row in rows}
 
