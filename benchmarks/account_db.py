@@ -9,8 +9,6 @@ and each database's time as a multiple of JSON Lines' (the target is at most 1.2
 throwaway server is started from the Debian binaries (``tests/sinks/pgserver.py``).
 """
 
-# ruff: noqa: S603, T201 - runs the CLI with fixed arguments, and prints its report
-
 from __future__ import annotations
 
 import argparse

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import anyio
 
 from .._exceptions import AuthError, ConfigError, SnapcrawlError, unwrap_group
-from . import bench, crawl, job, simulate
+from . import bench, crawl, job, migrate, simulate
 from ._common import EXIT_AUTH, EXIT_FAILURES, EXIT_OK, EXIT_USAGE, Parser, configure_logging, use_uvloop
 from .progress import status_line
 
@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``snapcrawl`` command."""
     parser = Parser(prog="snapcrawl", description="Crawl the SCP Virtual Server 'List snapshots' API.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for command in (crawl, bench, simulate, job):
+    for command in (crawl, bench, simulate, job, migrate):
         command.register(commands)
     return parser
 

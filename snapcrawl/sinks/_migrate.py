@@ -10,16 +10,23 @@ it in one transaction.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import os
 import sqlite3
 from collections.abc import Mapping
 from typing import Any, Final
 
-from .._exceptions import SinkError
-from ._table import COLUMNS, quote
+import anyio.to_thread
+
+from .._exceptions import ConfigError, SinkError
+from ._lock import lock_file
+from ._table import COLUMNS, quote, validate_table
 
 __all__ = [
     "ACCOUNT_COLUMNS",
     "MIGRATE_COMMAND",
+    "migrate_table",
     "pg_check_account",
     "pg_migrate",
     "sqlite_check_account",
@@ -59,7 +66,7 @@ def sqlite_migrate(db: sqlite3.Connection, table: str, *, account: str, endpoint
     q = quote(table)
     found = {row[1] for row in db.execute(f"PRAGMA table_info({q})")}
     if not found:
-        raise SinkError(f"table {table} does not exist: nothing to migrate", destination=f"sqlite:///{table}")
+        raise SinkError(f"table {table} does not exist: nothing to migrate", destination="sqlite")
     if "account" in found:
         return 0
     columns = ", ".join(COLUMNS)
@@ -73,7 +80,8 @@ def sqlite_migrate(db: sqlite3.Connection, table: str, *, account: str, endpoint
             for column in COLUMNS
         )
         db.execute(
-            f"CREATE TABLE {q} ({definitions}, account TEXT NOT NULL, endpoint TEXT NOT NULL, PRIMARY KEY (account, id))"
+            f"CREATE TABLE {q} ({definitions}, account TEXT NOT NULL, endpoint TEXT NOT NULL, "
+            "PRIMARY KEY (account, id))"
         )
         cursor = db.execute(
             f"INSERT INTO {q} ({columns}, account, endpoint) SELECT {columns}, ?, ? FROM {old}",  # noqa: S608
@@ -128,3 +136,49 @@ async def pg_migrate(db: Any, table: str, *, account: str, endpoint: str) -> int
             if await db.fetchval("SELECT to_regclass($1)", name) is not None:
                 await db.execute(f"DELETE FROM {name}")  # noqa: S608 - a fixed name
     return int(status.rpartition(" ")[2])
+
+
+async def migrate_table(out: str, *, table: str, account: str, endpoint: str) -> int:
+    """Migrate ``table`` of the database ``out`` (``sqlite:///...`` or ``postgresql://...``); return the rows kept.
+
+    Holds the same lock a crawl holds, so it never runs under one.
+    """
+    from ._open import sqlite_path  # noqa: PLC0415 - _open imports the sinks, which import this module
+    from .postgres import redact  # noqa: PLC0415 - as above
+
+    validate_table(table)
+    scheme = out.partition("://")[0].lower()
+    if scheme == "sqlite":
+        path = sqlite_path(out)
+        destination = f"sqlite:///{path}"
+
+        def run() -> int:
+            fd = lock_file(path, destination=destination)
+            try:
+                with contextlib.closing(sqlite3.connect(path, isolation_level=None, timeout=10)) as db:
+                    return sqlite_migrate(db, table, account=account, endpoint=endpoint)
+            except sqlite3.Error as exc:
+                raise SinkError(str(exc), destination=destination) from None
+            finally:
+                os.close(fd)
+
+        return await anyio.to_thread.run_sync(run)
+    if scheme not in ("postgresql", "postgres"):
+        raise ConfigError(f"snapcrawl migrate needs a database --out (sqlite:/// or postgresql://), not {out!r}")
+    try:
+        asyncpg = importlib.import_module("asyncpg")
+    except ImportError:
+        raise ConfigError("a postgresql:// destination needs asyncpg: pip install 'snapcrawl[postgres]'") from None
+    destination = redact(out)
+    try:
+        conn = await asyncpg.connect(out, timeout=10)
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise SinkError(f"cannot connect: {exc}", destination=destination) from None
+    try:
+        if not await conn.fetchval("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", f"snapcrawl:{table}"):
+            raise SinkError(f"table {table} is in use by a snapcrawl run; wait for it to end", destination=destination)
+        return await pg_migrate(conn, table, account=account, endpoint=endpoint)
+    except asyncpg.PostgresError as exc:
+        raise SinkError(f"{type(exc).__name__}: {exc}", destination=destination) from None
+    finally:
+        await conn.close()

@@ -38,7 +38,9 @@ async def test_unreachable_database_is_a_clear_error() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # bound but not listening: connections are refused
-        sink = PostgresSink(f"postgresql://crawler:s3cret@127.0.0.1:{port}/inventory", connect_timeout=5, account="acct")
+        sink = PostgresSink(
+            f"postgresql://crawler:s3cret@127.0.0.1:{port}/inventory", connect_timeout=5, account="acct"
+        )
         with pytest.raises(SinkError, match="cannot connect") as caught:
             await sink.load_progress()
     assert f"postgresql://crawler@127.0.0.1:{port}/inventory" in str(caught.value)
