@@ -456,9 +456,23 @@ class Crawler:
         run = self._run(name=name, sort=sort, deliver=deliver, sink=real_sink)
         if stats is not None:
             run.stats = stats
-        await run.run(volume_ids)
-        if run.fatal is not None:
-            raise run.fatal
-        if real_sink is not None:
-            await real_sink.complete()  # ran to its end: a database crawl is not resumed by the next run
+        begin_run = getattr(real_sink, "begin_run", None)  # a database records each crawl in snapcrawl_runs
+        if begin_run is not None:
+            await begin_run()
+        ended = False
+        try:
+            await run.run(volume_ids)
+            if run.fatal is not None:
+                raise run.fatal
+            if real_sink is not None:
+                await real_sink.complete()  # ran to its end: a database crawl is not resumed by the next run
+            ended = True
+        finally:
+            if begin_run is not None:
+                with anyio.CancelScope(shield=True):
+                    await real_sink.end_run(  # type: ignore[union-attr]
+                        complete=ended and not run.failures,
+                        snapshots=run.stats.snapshots,
+                        failed=[failure.volume_id for failure in run.failures],
+                    )
         return run.result

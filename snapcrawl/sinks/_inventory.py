@@ -6,8 +6,11 @@ import datetime as dt
 from collections.abc import Callable, Mapping
 from typing import Final
 
-from .._exceptions import ConfigError
+import structlog
+
+from .._exceptions import ConfigError, SinkError
 from ._batch import BatchingSink
+from ._runs import RunRecord
 from ._table import crawl_key, quote, validate_table
 
 __all__ = ["MAX_ACCOUNT_LENGTH", "InventorySink"]
@@ -57,6 +60,7 @@ class InventorySink(BatchingSink):
         #: When this crawl started (kept in the checkpoint, so a resumed crawl keeps it); set when opened.
         self.started_at: dt.datetime | None = None
         self.account: str | None = None
+        self._run_id: int | None = None  # this crawl's row in snapcrawl_runs
         self.endpoint: str = ""
         self._key = ""
         if account is not None:
@@ -81,3 +85,37 @@ class InventorySink(BatchingSink):
                 f"{type(self).__name__} needs an account: pass account=... or crawl into it with Crawler.crawl_into"
             )
         return self.account
+
+    async def begin_run(self) -> None:
+        """Open the destination and record that a crawl of this account starts (a row of ``snapcrawl_runs``)."""
+        await self._ensure_open()
+        async with self._lock:
+            self._run_id = await self._begin_run(self._now())
+
+    async def end_run(self, *, complete: bool, snapshots: int, failed: list[str | None]) -> None:
+        """Finish this crawl's row: ``complete`` if it ran to its end with no volume failed; never raises.
+
+        Called however the crawl ended: a destination that broke, or fails now, is logged, not raised, so that
+        the error that ended the crawl is the one reported.
+        """
+        if self._run_id is None or self._closed or self._broken is not None:
+            return
+        record = RunRecord(
+            ended_at=self._now(),
+            complete=complete,
+            snapshots=snapshots,
+            rows_upserted=self.rows,
+            rows_pruned=self.pruned,
+            failed_volumes=failed,
+        )
+        try:
+            async with self._lock:
+                await self._end_run(self._run_id, record)
+        except SinkError as exc:
+            structlog.get_logger("snapcrawl").warning("runs.not_recorded", account=self.account, error=str(exc))
+
+    async def _begin_run(self, started_at: dt.datetime) -> int:
+        raise NotImplementedError
+
+    async def _end_run(self, run: int, record: RunRecord) -> None:
+        raise NotImplementedError

@@ -25,6 +25,7 @@ from ._batch import Batch
 from ._inventory import InventorySink
 from ._migrate import pg_check_account
 from ._ranges import pg_create, pg_delete, pg_load, pg_write
+from ._runs import RunRecord, pg_begin, pg_end
 from ._table import COLUMNS, DEFAULT_TABLE, check_fits
 
 __all__ = ["PostgresSink", "redact"]
@@ -176,9 +177,13 @@ class PostgresSink(InventorySink):
     async def _prepare(self) -> dict[str | None, VolumeProgress]:
         db = self._db
         lock = "pg_try_advisory_lock_shared" if self.shared else "pg_try_advisory_lock"
-        if not await db.fetchval(f"SELECT {lock}(hashtextextended($1, 0))", f"snapcrawl:{self.table}"):
+        # One crawl of an account at a time: crawls of other accounts (a fleet's) write the same table alongside.
+        if not await db.fetchval(
+            f"SELECT {lock}(hashtextextended($1, 0))", f"snapcrawl:{self.table}:{self._need_account()}"
+        ):
             raise SinkError(
-                f"table {self.table} is in use by another snapcrawl run; wait for it to end (or stop it)",
+                f"table {self.table} is in use by another snapcrawl run of account {self.account}; "
+                "wait for it to end (or stop it)",
                 destination=self.destination,
             )
         async with db.transaction():
@@ -307,6 +312,15 @@ class PostgresSink(InventorySink):
                 await self._db.execute("DELETE FROM snapcrawl_crawls WHERE crawl = $1", self._key)
 
         await self._call(finish)
+
+    async def _begin_run(self, started_at: dt.datetime) -> int:
+        account = self._need_account()
+        return await self._call(
+            lambda: pg_begin(self._db, account=account, endpoint=self.endpoint, table=self.table, started_at=started_at)
+        )
+
+    async def _end_run(self, run: int, record: RunRecord) -> None:
+        await self._call(lambda: pg_end(self._db, run, record))
 
     async def _close(self) -> None:
         if self._conn is not None:

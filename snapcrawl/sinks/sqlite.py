@@ -28,6 +28,7 @@ from ._inventory import InventorySink
 from ._lock import lock_file
 from ._migrate import ACCOUNT_COLUMNS, sqlite_check_account
 from ._ranges import sqlite_create, sqlite_delete, sqlite_load, sqlite_write
+from ._runs import RunRecord, sqlite_begin, sqlite_end
 from ._table import COLUMNS, DEFAULT_TABLE, check_fits, utc_text
 
 __all__ = ["SqliteSink"]
@@ -117,8 +118,11 @@ class SqliteSink(InventorySink):
         now: Callable[[], dt.datetime] | None = None,
         account: str | None = None,
         endpoint: str | None = None,
+        lock: bool = True,
     ) -> None:
         self.path = Path(path)
+        #: Whether to take the file's lock; ``False`` when the caller holds it for several sinks (a fleet).
+        self.lock = lock
         super().__init__(
             f"sqlite:///{self.path}",
             table=table,
@@ -166,7 +170,8 @@ class SqliteSink(InventorySink):
                 f"SQLite {sqlite3.sqlite_version} is too old: 3.24 or later is needed (upserts)",
                 destination=self.destination,
             )
-        self._lock_fd = lock_file(self.path, destination=self.destination)
+        if self.lock:
+            self._lock_fd = lock_file(self.path, destination=self.destination)
         self._db = db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
         # A new database gets 8 KiB pages (rows are about 400 bytes): about 25% less CPU a row than 4 KiB; an
         # existing one keeps its own. 32 MiB of cache holds the id and volume_id indexes: about 10% less again.
@@ -307,6 +312,16 @@ class SqliteSink(InventorySink):
                 db.execute("DELETE FROM snapcrawl_crawls WHERE crawl = ?", (self._key,))
 
         await self._run(finish)
+
+    async def _begin_run(self, started_at: dt.datetime) -> int:
+        db, account = cast(sqlite3.Connection, self._db), self._need_account()
+        return await self._run(
+            lambda: sqlite_begin(db, account=account, endpoint=self.endpoint, table=self.table, started_at=started_at)
+        )
+
+    async def _end_run(self, run: int, record: RunRecord) -> None:
+        db = cast(sqlite3.Connection, self._db)
+        await self._run(lambda: sqlite_end(db, run, record))
 
     async def _close(self) -> None:
         await anyio.to_thread.run_sync(self._close_sync)

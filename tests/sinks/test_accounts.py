@@ -121,3 +121,26 @@ async def test_crawl_into_tags_rows_with_the_derived_account(simulator: Simulato
     assert default_account(simulator.url, "another-key") != expected
     rows = await inventory.query("SELECT DISTINCT account FROM snapshots")
     assert rows == [(expected,)]
+
+
+async def test_every_crawl_is_recorded_in_snapcrawl_runs(simulator: Simulator, inventory: Inventory) -> None:
+    """One row per crawl: complete with its counts; a crawl with a failed (invalid) volume is recorded, not complete."""
+    async with Crawler(endpoint=simulator.url, credentials=simulator.credentials) as crawler:
+        for volumes in (simulator.dataset.volume_ids[:3], [*simulator.dataset.volume_ids[:2], " "]):
+            sink = inventory.sink(account="prod", endpoint="h", prune=True)
+            try:
+                await crawler.crawl_into(volumes, sink)
+            finally:
+                await sink.aclose()
+    rows = await inventory.query(
+        "SELECT account, complete, snapshots, rows_upserted, rows_pruned, failed_volumes, ended_at IS NOT NULL "
+        "FROM snapcrawl_runs ORDER BY run"
+    )
+    first = sum(simulator.dataset.count(v) for v in simulator.dataset.volume_ids[:3])
+    second = sum(simulator.dataset.count(v) for v in simulator.dataset.volume_ids[:2])
+    no_failure = "[]" if inventory.kind == "sqlite" else []
+    failure = '[" "]' if inventory.kind == "sqlite" else [" "]
+    assert [tuple(row) for row in rows] == [
+        ("prod", True, first, first, 0, no_failure, True),
+        ("prod", False, second, second, 0, failure, True),
+    ]
