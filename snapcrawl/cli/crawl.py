@@ -30,6 +30,7 @@ from ._common import (
     positive_float,
     positive_int,
 )
+from .fleet import add_fleet_options, check_fleet_options, run_fleet
 from .job import add_distributed_options, check_distributed_options, make_crawl_crawler, open_job_sink, run_job
 from .progress import Progress, status_line
 
@@ -50,6 +51,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add_connection_options(many)
     _add_crawl_options(many)
     add_distributed_options(many)
+    add_fleet_options(many)
 
     demo = commands.add_parser("demo", help="crawl the built-in simulator, started in-process")
     demo.add_argument("--volumes", type=positive_int, default=3000, metavar="N", help="simulated volumes")
@@ -205,8 +207,11 @@ async def _cmd_list(args: argparse.Namespace) -> int:
 
 
 async def _cmd_crawl(args: argparse.Namespace) -> int:
+    check_fleet_options(args)
     check_distributed_options(args)
     async with contextlib.AsyncExitStack() as distributed:  # the shared limiter (--limiter), if any
+        if args.config is not None:  # many accounts at once (--config)
+            return await run_fleet(args, distributed)
         with contextlib.ExitStack() as stack:
             volume_ids, total = _volume_source(args, stack)
             crawler = await make_crawl_crawler(args, distributed)

@@ -46,7 +46,8 @@ _KEYS: Final = frozenset(
 class AccountConfig:
     """One account of a fleet, resolved: its endpoint, its credentials (secrets hidden from the repr), its limits.
 
-    ``rate``, ``burst`` and ``concurrency`` are ``None`` where neither the account nor ``[defaults]`` sets them.
+    ``rate``, ``burst`` and ``concurrency`` are the account's own, ``None`` where its table does not set them (then
+    the command line's, then ``[defaults]``, apply: see :attr:`FleetConfig.defaults`).
     """
 
     name: str
@@ -60,10 +61,11 @@ class AccountConfig:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class FleetConfig:
-    """The accounts of a fleet file, in the file's order (or those picked by name)."""
+    """The accounts of a fleet file, in the file's order (or those picked by name), and its ``[defaults]``."""
 
     path: Path
     accounts: tuple[AccountConfig, ...]
+    defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def names(self) -> list[str]:
@@ -92,6 +94,7 @@ def load_fleet(
     for key in defaults:
         if key not in _TUNING:
             raise ConfigError(f"{file}: [defaults] {key!r} is not a default: use {', '.join(_TUNING)}")
+    checked = {key: _tuning(f"{file}: [defaults]", key, value) for key, value in defaults.items()}
     tables = data.get("accounts")
     if not isinstance(tables, dict) or not tables:
         raise ConfigError(f"{file}: no accounts: add a table [accounts.NAME] per account")
@@ -99,13 +102,11 @@ def load_fleet(
         if name not in tables:
             raise ConfigError(f"--account {name!r} is not in {file}; its accounts are: {', '.join(tables)}")
     picked = [name for name in tables if not only or name in only]
-    accounts = tuple(_account(file, name, tables[name], defaults, environ) for name in picked)
-    return FleetConfig(file, accounts)
+    accounts = tuple(_account(file, name, tables[name], environ) for name in picked)
+    return FleetConfig(file, accounts, checked)
 
 
-def _account(
-    file: Path, name: str, table: object, defaults: Mapping[str, Any], environ: Mapping[str, str]
-) -> AccountConfig:
+def _account(file: Path, name: str, table: object, environ: Mapping[str, str]) -> AccountConfig:
     where = f"{file}: account {name!r}"
     if not _NAME.fullmatch(name):
         raise ConfigError(f"{where}: a name is 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
@@ -130,8 +131,10 @@ def _account(
         )
     except ConfigError as exc:
         raise ConfigError(f"{where}: key {'endpoint' if 'endpoint' in text else 'region'!r}: {exc}") from None
-    tuning = {key: _tuning(where, key, table.get(key, defaults.get(key))) for key in _TUNING}
+    tuning = {key: _tuning(where, key, table.get(key)) for key in _TUNING}
     volumes = (file.parent / Path(text["volumes"]).expanduser()) if "volumes" in text else None
+    if volumes is not None and not volumes.is_file():
+        raise ConfigError(f"{where}: key 'volumes': {volumes} is not a readable file of volume ids")
     return AccountConfig(
         name=name,
         endpoint=endpoint,

@@ -42,13 +42,15 @@ def open_sink(
     max_rows: int = 20_000,
     account: str | None = None,
     endpoint: str | None = None,
+    lock: bool = True,
 ) -> AnySink:
     """The sink for an ``--out`` value; nothing is opened until its first use (``load_progress``).
 
     ``settings`` (endpoint, name filter, sort) identify the crawl in its checkpoint. A database keeps its
     checkpoint itself, so ``state`` is for JSON Lines only; ``table`` and ``prune`` are for databases only.
     ``account`` and ``endpoint`` (a host) tag a database's rows; without them, ``Crawler.crawl_into`` binds the
-    crawl's own (see :func:`snapcrawl.fleet.default_account`).
+    crawl's own (see :func:`snapcrawl.fleet.default_account`). ``lock=False``: the caller holds a SQLite file's
+    lock (a fleet, for its accounts' sinks).
     """
     validate_table(table)
     sink: AnySink
@@ -66,6 +68,7 @@ def open_sink(
                 max_rows=max_rows,
                 account=account,
                 endpoint=endpoint,
+                lock=lock,
             )
         elif scheme in ("postgresql", "postgres"):
             sink = PostgresSink(
