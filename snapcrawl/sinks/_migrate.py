@@ -57,6 +57,29 @@ def pg_check_account(found: Mapping[str, object], table: str, destination: str) 
     sqlite_check_account(found, table, destination)
 
 
+def _old_checkpoint(destination: str) -> SinkError:
+    return SinkError(
+        "its checkpoint (snapcrawl_crawls) was written by snapcrawl 0.2: it has no account column. snapcrawl never "
+        f"alters a table on its own; run: {MIGRATE_COMMAND} (see docs/many-accounts.md)",
+        destination=destination,
+    )
+
+
+def sqlite_check_checkpoint(db: sqlite3.Connection, destination: str) -> None:
+    """Refuse a 0.2 checkpoint (``snapcrawl_crawls`` without ``account``), naming the migration."""
+    if not any(row[1] == "account" for row in db.execute("PRAGMA table_info(snapcrawl_crawls)")):
+        raise _old_checkpoint(destination)
+
+
+async def pg_check_checkpoint(db: Any, destination: str) -> None:
+    """Refuse a 0.2 checkpoint (``snapcrawl_crawls`` without ``account``), naming the migration."""
+    if not await db.fetchval(
+        "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('snapcrawl_crawls') AND attname = 'account' "
+        "AND NOT attisdropped"
+    ):
+        raise _old_checkpoint(destination)
+
+
 def sqlite_migrate(db: sqlite3.Connection, table: str, *, account: str, endpoint: str) -> int:
     """Rebuild a 0.2 ``table`` with the account columns, its rows given ``account``; return the rows kept.
 
@@ -64,6 +87,9 @@ def sqlite_migrate(db: sqlite3.Connection, table: str, *, account: str, endpoint
     naming the table when it does not exist.
     """
     q = quote(table)
+    db.execute("BEGIN IMMEDIATE")
+    _forget_checkpoint_sqlite(db)
+    db.execute("COMMIT")
     found = {row[1] for row in db.execute(f"PRAGMA table_info({q})")}
     if not found:
         raise SinkError(f"table {table} does not exist: nothing to migrate", destination="sqlite")
@@ -99,9 +125,11 @@ def sqlite_migrate(db: sqlite3.Connection, table: str, *, account: str, endpoint
 
 
 def _forget_checkpoint_sqlite(db: sqlite3.Connection) -> None:
-    for name in ("snapcrawl_progress", "snapcrawl_crawls"):
-        if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone():
-            db.execute(f"DELETE FROM {name}")  # noqa: S608 - a fixed name
+    """Drop a 0.2 checkpoint (its unfinished crawls start over): a new one, with ``account``, is made on open."""
+    crawls = [row[1] for row in db.execute("PRAGMA table_info(snapcrawl_crawls)")]
+    if crawls and "account" not in crawls:
+        db.execute("DROP TABLE snapcrawl_crawls")
+        db.execute("DROP TABLE IF EXISTS snapcrawl_progress")
 
 
 async def pg_migrate(db: Any, table: str, *, account: str, endpoint: str) -> int:
@@ -110,6 +138,8 @@ async def pg_migrate(db: Any, table: str, *, account: str, endpoint: str) -> int
     Runs in one transaction; a table that already has them is left alone (0 rows).
     """
     q = quote(table)
+    async with db.transaction():
+        await _forget_checkpoint_pg(db)
     async with db.transaction():
         found = {
             row["attname"]
@@ -132,10 +162,18 @@ async def pg_migrate(db: Any, table: str, *, account: str, endpoint: str) -> int
             await db.execute(f'ALTER TABLE {q} DROP CONSTRAINT "{constraint}"')
         await db.execute(f"ALTER TABLE {q} ADD PRIMARY KEY (account, id)")
         await db.execute(f'CREATE INDEX "{table}_account_volume_idx" ON {q} (account, volume_id)')
-        for name in ("snapcrawl_progress", "snapcrawl_crawls"):
-            if await db.fetchval("SELECT to_regclass($1)", name) is not None:
-                await db.execute(f"DELETE FROM {name}")  # noqa: S608 - a fixed name
     return int(status.rpartition(" ")[2])
+
+
+async def _forget_checkpoint_pg(db: Any) -> None:
+    """Drop a 0.2 checkpoint (its unfinished crawls start over): a new one, with ``account``, is made on open."""
+    crawls = await db.fetch(
+        "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass('snapcrawl_crawls') AND attnum > 0 "
+        "AND NOT attisdropped"
+    )
+    if crawls and "account" not in {row["attname"] for row in crawls}:
+        await db.execute("DROP TABLE snapcrawl_crawls")
+        await db.execute("DROP TABLE IF EXISTS snapcrawl_progress")
 
 
 async def migrate_table(out: str, *, table: str, account: str, endpoint: str) -> int:

@@ -23,7 +23,7 @@ from .._exceptions import ConfigError, SinkError
 from ._base import VolumeProgress
 from ._batch import Batch
 from ._inventory import InventorySink
-from ._migrate import pg_check_account
+from ._migrate import pg_check_account, pg_check_checkpoint
 from ._ranges import pg_create, pg_delete, pg_load, pg_write
 from ._runs import RunRecord, pg_begin, pg_end
 from ._table import COLUMNS, DEFAULT_TABLE, check_fits
@@ -48,7 +48,8 @@ TYPES: Final = {
 }
 _NOT_NULL: Final = frozenset({"volume_id", "size", "created_at", "crawled_at"})
 _CHECKPOINT: Final = (
-    "CREATE TABLE IF NOT EXISTS snapcrawl_crawls (crawl text PRIMARY KEY, started_at timestamptz NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS snapcrawl_crawls (crawl text PRIMARY KEY, started_at timestamptz NOT NULL,"
+    " account text NOT NULL)",
     "CREATE TABLE IF NOT EXISTS snapcrawl_progress ("
     " crawl text NOT NULL, volume text NOT NULL,"
     " status text NOT NULL CHECK (status IN ('partial', 'done', 'failed')),"
@@ -192,11 +193,17 @@ class PostgresSink(InventorySink):
             for statement in _CHECKPOINT:
                 await db.execute(statement)
             await pg_create(db)
+            await pg_check_checkpoint(db, self.destination)
             await self._ensure_table(db)
             started = await db.fetchval("SELECT started_at FROM snapcrawl_crawls WHERE crawl = $1", self._key)
             if started is None:
                 started = self._now()
-                await db.execute("INSERT INTO snapcrawl_crawls (crawl, started_at) VALUES ($1, $2)", self._key, started)
+                await db.execute(
+                    "INSERT INTO snapcrawl_crawls (crawl, started_at, account) VALUES ($1, $2, $3)",
+                    self._key,
+                    started,
+                    self.account,
+                )
             self.started_at = started
             rows = await db.fetch(
                 "SELECT volume, status, markers, pages FROM snapcrawl_progress WHERE crawl = $1", self._key

@@ -26,7 +26,7 @@ from ._base import VolumeProgress
 from ._batch import Batch
 from ._inventory import InventorySink
 from ._lock import lock_file
-from ._migrate import ACCOUNT_COLUMNS, sqlite_check_account
+from ._migrate import ACCOUNT_COLUMNS, sqlite_check_account, sqlite_check_checkpoint
 from ._ranges import sqlite_create, sqlite_delete, sqlite_load, sqlite_write
 from ._runs import RunRecord, sqlite_begin, sqlite_end
 from ._table import COLUMNS, DEFAULT_TABLE, check_fits, utc_text
@@ -54,7 +54,8 @@ _CHECKPOINT: Final = (
     """
 CREATE TABLE IF NOT EXISTS snapcrawl_crawls (
     crawl      TEXT PRIMARY KEY,
-    started_at TIMESTAMP NOT NULL
+    started_at TIMESTAMP NOT NULL,
+    account    TEXT NOT NULL
 )""",
     """
 CREATE TABLE IF NOT EXISTS snapcrawl_progress (
@@ -184,13 +185,14 @@ class SqliteSink(InventorySink):
             for statement in _CHECKPOINT:
                 db.execute(statement)
             sqlite_create(db)
+            sqlite_check_checkpoint(db, self.destination)
             self._ensure_table(db)
             row = db.execute("SELECT started_at FROM snapcrawl_crawls WHERE crawl = ?", (self._key,)).fetchone()
             if row is None:
                 self.started_at = self._now()
                 db.execute(
-                    "INSERT INTO snapcrawl_crawls (crawl, started_at) VALUES (?, ?)",
-                    (self._key, utc_text(self.started_at)),
+                    "INSERT INTO snapcrawl_crawls (crawl, started_at, account) VALUES (?, ?, ?)",
+                    (self._key, utc_text(self.started_at), self.account),
                 )
             else:
                 self.started_at = dt.datetime.fromisoformat(row[0])

@@ -58,8 +58,12 @@ def _v02_table(kind: str) -> str:
 
 
 async def _v02_inventory(inventory: Inventory) -> None:
+    """A database as snapcrawl 0.2 left it: its table, and its checkpoint of an unfinished crawl."""
     await inventory.query(_v02_table(inventory.kind))
     when = "'2024-01-01 00:00:00+00'" if inventory.kind == "postgres" else "'2024-01-01T00:00:00.000000+00:00'"
+    stamp = "timestamptz" if inventory.kind == "postgres" else "TIMESTAMP"
+    await inventory.query(f"CREATE TABLE snapcrawl_crawls (crawl text PRIMARY KEY, started_at {stamp} NOT NULL)")
+    await inventory.query(f"INSERT INTO snapcrawl_crawls VALUES ('{{}}', {when})")  # noqa: S608 - fixed values
     for n in range(3):
         await inventory.query(
             f"INSERT INTO snapshots (id, volume_id, size, created_at, crawled_at) "  # noqa: S608 - fixed values
@@ -78,6 +82,10 @@ async def test_a_02_table_is_refused_naming_the_migration_then_migrated(inventor
     assert await inventory.ids() == ["old-0", "old-1", "old-2"]  # untouched
 
     assert await migrate_table(inventory.url, table="snapshots", account="prod", endpoint="h.example") == 3
+    assert await inventory.query("SELECT to_regclass('snapcrawl_crawls') IS NULL" if inventory.kind == "postgres"
+                                 else "SELECT count(*) = 0 FROM sqlite_master WHERE name = 'snapcrawl_crawls'") == [
+        (True,) if inventory.kind == "postgres" else (1,)
+    ]  # the 0.2 checkpoint is gone: its unfinished crawl starts over  # fmt: skip
     assert await migrate_table(inventory.url, table="snapshots", account="prod", endpoint="h.example") == 0  # again
     rows = await inventory.query("SELECT account, endpoint, count(*) FROM snapshots GROUP BY account, endpoint")
     assert rows == [("prod", "h.example", 3)]
@@ -144,3 +152,17 @@ async def test_every_crawl_is_recorded_in_snapcrawl_runs(simulator: Simulator, i
         ("prod", True, first, first, 0, no_failure, True),
         ("prod", False, second, second, 0, failure, True),
     ]
+
+
+async def test_a_02_checkpoint_alone_is_refused_then_dropped_by_migrate(inventory: Inventory) -> None:
+    """A new table beside a 0.2 checkpoint: refused naming the migration; ``migrate`` drops that checkpoint."""
+    stamp = "timestamptz" if inventory.kind == "postgres" else "TIMESTAMP"
+    await inventory.query(f"CREATE TABLE snapcrawl_crawls (crawl text PRIMARY KEY, started_at {stamp} NOT NULL)")
+    sink = inventory.sink(table="fresh")
+    with pytest.raises(SinkError, match="snapcrawl migrate --out"):
+        await sink.load_progress()
+    await sink.aclose()
+    with pytest.raises(SinkError, match="table fresh does not exist"):
+        await migrate_table(inventory.url, table="fresh", account="prod", endpoint="h")
+    await _write(inventory, "prod", [("v1", 2, True)], table="fresh")  # the checkpoint was dropped: it works now
+    assert await inventory.ids("fresh") == ["v1-s0", "v1-s1"]
