@@ -202,3 +202,73 @@ def test_account_must_be_in_the_file(tmp_path: Path) -> None:
         load_fleet(path, only=["y"])
     account = load_fleet(path).accounts[0]
     assert "SK" not in repr(account)
+
+
+@pytest.fixture(scope="module")
+def slow_accounts() -> Iterator[dict[str, Simulator]]:
+    """Two accounts of about 1,100 snapshots each, answering in 10-20 ms."""
+    slow = Faults(latency=(0.01, 0.02))
+    with (
+        run_in_thread(volumes=150, seed=21, credentials=KEYS["a"], faults=slow) as a,
+        run_in_thread(volumes=150, seed=22, credentials=KEYS["b"], faults=slow) as b,
+    ):
+        yield {"a": a, "b": b}
+
+
+@pytest.mark.timeout(120)
+async def test_a_killed_fleet_resumes_every_account(
+    slow_accounts: dict[str, Simulator], inventory: Inventory, tmp_path: Path
+) -> None:
+    """SIGKILL once both accounts committed some rows: the rerun completes each, fetching less than a full crawl."""
+    config = tmp_path / "fleet.toml"
+    config.write_text(
+        f'[defaults]\nconcurrency = 2\n\n[accounts.a]\nendpoint = "{slow_accounts["a"].url}"\n'
+        'access_key_env = "FLEET_A_KEY"\nsecret_key_env = "FLEET_A_SECRET"\n\n'
+        f'[accounts.b]\nendpoint = "{slow_accounts["b"].url}"\ncredentials_file = "b.json"\n',
+        encoding="utf-8",
+    )
+    (tmp_path / "b.json").write_text(
+        json.dumps({"access-key": KEYS["b"].access_key, "secret-key": KEYS["b"].secret_key}), encoding="utf-8"
+    )
+    argv = [sys.executable, "-m", "snapcrawl.cli", "crawl", "--config", str(config), "--out", inventory.url]
+    argv += ["--page-size", "10", "--no-progress", "--prune"]
+    for sim in slow_accounts.values():
+        sim.stats.reset()
+    process = await anyio.open_process(argv, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    async def committed() -> dict[str, int]:
+        """Each account's committed fan-out ranges: its checkpoint, found by the account it carries."""
+        try:
+            return dict(
+                await inventory.query(
+                    "SELECT c.account, count(*) FROM snapcrawl_ranges r JOIN snapcrawl_crawls c "
+                    "ON c.crawl = r.crawl GROUP BY c.account"
+                )
+            )
+        except Exception:  # not created yet, or locked mid-commit
+            return {}
+
+    with anyio.fail_after(40):
+        while process.returncode is None:  # until both accounts have 10 ranges committed
+            counts = await committed()
+            if min(counts.get("a", 0), counts.get("b", 0)) >= 10:
+                break
+            await anyio.sleep(0.02)
+    assert process.returncode is None, "the fleet ended before it could be killed: make the accounts slower"
+    process.kill()
+    with anyio.fail_after(10):
+        await process.wait()
+    committed_pages = await committed()
+    assert set(committed_pages) == {"a", "b"}
+
+    for sim in slow_accounts.values():
+        sim.stats.reset()
+    done = await anyio.to_thread.run_sync(
+        lambda: subprocess.run(argv, env=_env(), capture_output=True, text=True, timeout=60, check=False)  # noqa: S603
+    )
+    assert done.returncode == 0, done.stderr
+    assert await _counts(inventory) == {name: sim.dataset.total for name, sim in slow_accounts.items()}
+    full = {name: 1 + -(-(sim.dataset.total - 10) // 9) for name, sim in slow_accounts.items()}  # fan-out pages
+    for name, sim in slow_accounts.items():  # each resumed: page 1 again, then only what no committed range covers
+        rerun = sim.stats.requests
+        assert rerun <= 1 + full[name] - committed_pages[name] + 1, (name, rerun, committed_pages[name], full[name])
