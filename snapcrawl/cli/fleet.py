@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 import msgspec
 
+from .._config import RetryPolicy
 from .._exceptions import AuthError, ConfigError
 from .._identity import endpoint_host
 from .._models import Page, Snapshot
@@ -202,6 +203,8 @@ async def run_fleet(args: argparse.Namespace, stack: contextlib.AsyncExitStack) 
         page_size=args.page_size,
         api_version=args.api_version,
         timeout=args.timeout,
+        verify_tls=not args.insecure,
+        retry=RetryPolicy(max_retries=args.max_retries),
         limiters=await _limiters(args, config.accounts, stack, rate, burst),
     )
     out: str | None = args.out

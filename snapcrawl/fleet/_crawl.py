@@ -103,6 +103,7 @@ class Fleet:
         page_size: int = 100,
         api_version: str = DEFAULT_API_VERSION,
         timeout: float = 30.0,
+        verify_tls: bool = True,
         retry: RetryPolicy = DEFAULT_RETRY,
         limiters: Mapping[str, Limiter] | None = None,
         hooks: Hooks | None = None,
@@ -118,6 +119,7 @@ class Fleet:
         self.page_size = page_size
         self.api_version = api_version
         self.timeout = timeout
+        self.verify_tls = verify_tls
         self.retry = retry
         self.limiters = dict(limiters or {})
         self.hooks = hooks
@@ -131,7 +133,7 @@ class Fleet:
         inner = (
             self._transport(account)
             if self._transport is not None
-            else AiohttpTransport(connections=concurrency, timeout=self.timeout)
+            else AiohttpTransport(connections=concurrency, timeout=self.timeout, verify_tls=self.verify_tls)
         )
         limiter = self.limiters.get(account.name)
         return Crawler(
@@ -145,6 +147,7 @@ class Fleet:
             limiter=limiter,
             retry=self.retry,
             timeout=self.timeout,
+            verify_tls=self.verify_tls,
             hooks=self.hooks,
             transport=_CappedTransport(inner, cap),
         )

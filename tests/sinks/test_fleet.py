@@ -15,7 +15,9 @@ import anyio
 import pytest
 
 from snapcrawl import ConfigError, Credentials
-from snapcrawl.fleet import Fleet, endpoint_host, load_fleet
+from snapcrawl.cli import main
+from snapcrawl.cli.fleet import _fleet_line
+from snapcrawl.fleet import AccountOutcome, Fleet, endpoint_host, load_fleet
 from snapcrawl.simulator import Faults, Simulator, run_in_thread
 
 from .conftest import Inventory
@@ -272,3 +274,29 @@ async def test_a_killed_fleet_resumes_every_account(
     for name, sim in slow_accounts.items():  # each resumed: page 1 again, then only what no committed range covers
         rerun = sim.stats.requests
         assert rerun <= 1 + full[name] - committed_pages[name] + 1, (name, rerun, committed_pages[name], full[name])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--account", "a"], "--account picks accounts of a fleet file: it needs --config FILE"),
+        (["--max-in-flight", "4"], "--max-in-flight needs --config FILE"),
+        (["--config", "f.toml", "--volume", "v"], "--volumes/--volume does not go with --config"),
+        (["--config", "f.toml", "--endpoint", "http://h"], "--endpoint does not go with --config"),
+        (["--config", "f.toml", "--state", "s.db"], "a fleet resumes from a database --out"),
+        (["--config", "missing.toml"], "cannot read the fleet config missing.toml"),
+    ],
+)
+def test_fleet_usage_errors_exit_2(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["crawl", *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_fleet_progress_line_breaks_down_by_account() -> None:
+    outcomes = {"a": AccountOutcome("a"), "b": AccountOutcome("b", error=ConfigError("x"))}
+    outcomes["a"].stats.snapshots, outcomes["a"].stats.volumes_failed = 120, 2
+    line = _fleet_line(outcomes, started=0.0)
+    assert "a 120 (2 failed)" in line and "b 0 ✗" in line
