@@ -3,7 +3,9 @@
 Precedence of the limits: an account's own ``rate``/``burst``/``concurrency``, then the command line's (an option
 given with a value other than its default), then the file's ``[defaults]``, then the built-in defaults. Into a
 database each account writes its own rows (``account`` = its name), prunes only them, and keeps its own
-checkpoint and ``snapcrawl_runs`` row; into JSON Lines every line gains an ``account`` field.
+checkpoint and ``snapcrawl_runs`` row; into JSON Lines every line gains an ``account`` field. With ``--queue``
+and ``--job``, each account has a queue of its own (``JOB:ACCOUNT``) that every worker of the job serves with
+that account's credentials and limiter.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio
@@ -25,7 +27,7 @@ from .._exceptions import AuthError, ConfigError
 from .._identity import endpoint_host
 from .._models import Page, Snapshot
 from .._stats import CrawlStats
-from ..fleet import AccountConfig, AccountOutcome, Fleet, FleetConfig, load_fleet
+from ..fleet import AccountConfig, AccountOutcome, Fleet, FleetConfig, load_fleet, read_volume_ids
 from ..limits import Limiter
 from ..sinks import CommitListener, JsonLinesSink, Sink, VolumeProgress, open_sink, sqlite_path
 from ..sinks._lock import lock_file
@@ -64,7 +66,6 @@ def check_fleet_options(args: argparse.Namespace) -> None:
             ("--volumes/--volume", args.volumes is not None or args.volume),
             ("--endpoint", args.endpoint is not None),
             ("--region", args.region is not None),
-            ("--queue", getattr(args, "queue", None) is not None),
             ("--state", args.state is not None),
         )
         if given
@@ -207,6 +208,8 @@ async def run_fleet(args: argparse.Namespace, stack: contextlib.AsyncExitStack) 
         retry=RetryPolicy(max_retries=args.max_retries),
         limiters=await _limiters(args, config.accounts, stack, rate, burst),
     )
+    if getattr(args, "queue", None) is not None:
+        return await _run_fleet_job(args, config, fleet, stack)
     out: str | None = args.out
     database = out is not None and "://" in out
     shared: JsonLinesSink | None = None
@@ -237,6 +240,19 @@ async def run_fleet(args: argparse.Namespace, stack: contextlib.AsyncExitStack) 
         def sink_for(account: AccountConfig) -> Sink:
             return _TaggedLines(jsonl, account.name)
 
+    caught = await _crawl(fleet, sink_for, args)
+    if shared is not None and not caught:
+        await shared.complete()  # every account ran to its end (or failed): the output is whole
+    return _report(fleet.outcomes, out, caught)
+
+
+async def _crawl(
+    fleet: Fleet,
+    sink_for: Callable[[AccountConfig], Sink],
+    args: argparse.Namespace,
+    volume_ids_for: Callable[[AccountConfig], Any] | None = None,
+) -> list[int]:
+    """Crawl the fleet with a progress line, until done or SIGINT/SIGTERM; the signals caught."""
     caught: list[int] = []
     show_progress = not args.no_progress and sys.stderr.isatty()
     status = status_line()
@@ -247,13 +263,56 @@ async def run_fleet(args: argparse.Namespace, stack: contextlib.AsyncExitStack) 
             if show_progress:
                 tg.start_soon(_progress, fleet.outcomes, status)
             with scope:
-                await fleet.crawl_into(sink_for, name=args.name, sort=args.sort)
+                await fleet.crawl_into(sink_for, name=args.name, sort=args.sort, volume_ids_for=volume_ids_for)
             tg.cancel_scope.cancel()
-        if shared is not None and not caught:
-            await shared.complete()  # every account ran to its end (or failed): the output is whole
     finally:
         status.clear()
-    return _report(fleet.outcomes, out, caught)
+    return caught
+
+
+async def _run_fleet_job(
+    args: argparse.Namespace, config: FleetConfig, fleet: Fleet, stack: contextlib.AsyncExitStack
+) -> int:
+    """One worker of a fleet's distributed job: a queue per account (``JOB:ACCOUNT``), each account's volumes
+    crawled with its own credentials and limiter into the shared table, acknowledged as they are committed."""
+    from ..queue import DEFAULT_CLAIM_AFTER, JobQueue, Worker  # noqa: PLC0415 - the redis extra is optional
+    from ..sinks import PostgresSink  # noqa: PLC0415 - the postgres extra is optional
+    from .job import report_job  # noqa: PLC0415 - job imports the crawl command, which imports this module
+
+    for account in config.accounts:
+        if account.volumes is None:
+            raise ConfigError(
+                f"--queue distributes volumes: account {account.name!r} of {config.path} needs a 'volumes' file"
+            )
+    claim_after = args.claim_after if args.claim_after is not None else DEFAULT_CLAIM_AFTER
+    workers: dict[str, Worker] = {}
+    for account in config.accounts:
+        assert account.volumes is not None  # noqa: S101 - checked above
+        queue = JobQueue(args.queue, f"{args.job}:{account.name}")
+        stack.push_async_callback(queue.aclose)
+        await queue.enqueue(read_volume_ids(account.volumes))
+        workers[account.name] = await stack.enter_async_context(Worker(queue, claim_after=claim_after))
+
+    def sink_for(account: AccountConfig) -> Sink:
+        settings = {"endpoint": account.endpoint, "name": args.name, "sort": args.sort, "job": args.job}
+        inner = PostgresSink(
+            args.out,
+            table=args.table,
+            prune=args.prune,
+            settings=settings,
+            shared=True,
+            account=account.name,
+            endpoint=endpoint_host(account.endpoint),
+        )
+        return workers[account.name].sink(inner)
+
+    caught = await _crawl(fleet, sink_for, args, lambda account: workers[account.name].volumes())
+    status = _report(fleet.outcomes, args.out, caught)
+    if caught:
+        return status
+    for worker in workers.values():
+        status = max(status, await report_job(worker))
+    return status
 
 
 async def _watch(scope: anyio.CancelScope, caught: list[int]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import anyio
@@ -31,6 +31,8 @@ from ..sinks import Sink
 from ._config import AccountConfig
 
 __all__ = ["DEFAULT_MAX_IN_FLIGHT", "AccountOutcome", "AccountPage", "Fleet", "read_volume_ids"]
+
+VolumeIds = Iterable[object] | AsyncIterable[object] | None
 
 #: Requests in flight across every account of a fleet, unless told otherwise.
 DEFAULT_MAX_IN_FLIGHT = 256
@@ -158,10 +160,20 @@ class Fleet:
         return None if account.volumes is None else read_volume_ids(account.volumes)
 
     async def crawl_into(
-        self, sink_for: Callable[[AccountConfig], Sink], *, name: str | None = None, sort: str | None = None
+        self,
+        sink_for: Callable[[AccountConfig], Sink],
+        *,
+        name: str | None = None,
+        sort: str | None = None,
+        volume_ids_for: Callable[[AccountConfig], VolumeIds] | None = None,
     ) -> dict[str, AccountOutcome]:
-        """Crawl every account at once, each into ``sink_for(account)`` (closed here); return every outcome."""
+        """Crawl every account at once, each into ``sink_for(account)`` (closed here); return every outcome.
+
+        ``volume_ids_for`` gives an account's volume ids (by default :meth:`volume_ids`: its file, or the account);
+        a distributed job gives each account's queue.
+        """
         cap = anyio.Semaphore(self.max_in_flight)
+        volumes = volume_ids_for or self.volume_ids
 
         async def one(account: AccountConfig) -> None:
             outcome = self.outcomes[account.name]
@@ -169,9 +181,7 @@ class Fleet:
             try:
                 sink = sink_for(account)
                 async with self.crawler(account, cap) as crawler:
-                    result = await crawler.crawl_into(
-                        self.volume_ids(account), sink, name=name, sort=sort, stats=outcome.stats
-                    )
+                    result = await crawler.crawl_into(volumes(account), sink, name=name, sort=sort, stats=outcome.stats)
                 outcome.failures = result.failures
                 outcome.finished = True
             except SnapcrawlError as exc:
