@@ -1,4 +1,5 @@
-"""The README's command line, flag by flag: each documented flag changes what reaches the server.
+"""The documented command line (the README's tour, docs/cli.md), flag by flag: each documented flag changes what
+reaches the server.
 
 Server-side observations only (the simulator's counts and one-second windows, or the queries a PageServer
 recorded), never the client's wall clock.

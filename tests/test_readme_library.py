@@ -1,5 +1,6 @@
-"""The README's library promises, through the public API, on a fake transport (or a real loopback server where
-the real transport is the point): retries, per-volume isolation, errors raised after what was fetched, logging."""
+"""The library's documented promises (the README's quick start, docs/service.md), through the public API, on a
+fake transport (or a real loopback server where the real transport is the point): retries, per-volume isolation,
+errors raised after what was fetched, logging."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The report of a bench run as typed, frozen msgspec Structs: what ``run`` returns and ``--json`` writes.
 
-Latencies are milliseconds. The JSON field names are the README's schema (``p99.9`` included).
+Latencies are milliseconds. The JSON field names are docs/bench.md's schema (``p99.9`` included).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ sent at the current rate) ends in one of two ways:
   a raised quota is found within seconds, while the probes of a steady state stay 1-2 % above the quota for one
   round at most.
 
-The figures behind these constants are in the README ("Rate limits"). The Redis limiter can share this policy.
+The figures behind these constants are in docs/rate-limits.md. The Redis limiter can share this policy.
 """
 
 from __future__ import annotations
