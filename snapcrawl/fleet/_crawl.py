@@ -241,4 +241,4 @@ class Fleet:
     def _failed(self, outcome: AccountOutcome, error: SnapcrawlError) -> None:
         if outcome.error is None:
             outcome.error = error
-        self._log.error("account.failed", account=outcome.name, error=str(error))
+        self._log.info("account.failed", account=outcome.name, error=str(error))  # the summary names it
