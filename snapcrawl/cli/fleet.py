@@ -232,10 +232,11 @@ async def run_fleet(args: argparse.Namespace, stack: contextlib.AsyncExitStack) 
             )
 
     else:
-        shared = open_sink(out, table=args.table, prune=args.prune, settings={"fleet": str(config.path)})  # type: ignore[assignment]
-        assert isinstance(shared, JsonLinesSink)  # noqa: S101 - not a database
-        stack.push_async_callback(shared.aclose)
-        jsonl = shared
+        # One output for the fleet: --prune and --table are refused here as for any JSON Lines output.
+        jsonl = open_sink(out, table=args.table, prune=args.prune, settings={"fleet": str(config.path)})
+        assert isinstance(jsonl, JsonLinesSink)  # noqa: S101 - not a database URL
+        stack.push_async_callback(jsonl.aclose)
+        shared = jsonl
 
         def sink_for(account: AccountConfig) -> Sink:
             return _TaggedLines(jsonl, account.name)
