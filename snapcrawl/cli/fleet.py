@@ -32,7 +32,7 @@ from ..limits import Limiter
 from ..sinks import CommitListener, JsonLinesSink, Sink, VolumeProgress, open_sink, sqlite_path
 from ..sinks._lock import lock_file
 from ..sinks.postgres import redact
-from ._common import EXIT_AUTH, EXIT_FAILURES, EXIT_OK
+from ._common import EXIT_AUTH, EXIT_FAILURES, EXIT_OK, positive_int
 from .progress import StatusLine, status_line
 
 __all__ = ["add_fleet_options", "check_fleet_options", "run_fleet"]
@@ -48,7 +48,10 @@ def add_fleet_options(parser: argparse.ArgumentParser) -> None:
         "--account", action="append", default=[], metavar="NAME", help="with --config: only this account (repeatable)"
     )
     group.add_argument(
-        "--max-in-flight", type=int, metavar="N", help="with --config: requests in flight across all accounts (256)"
+        "--max-in-flight",
+        type=positive_int,
+        metavar="N",
+        help="with --config: requests in flight across all accounts (256)",
     )
 
 
@@ -60,23 +63,21 @@ def check_fleet_options(args: argparse.Namespace) -> None:
         if args.max_in_flight is not None:
             raise ConfigError("--max-in-flight needs --config FILE (one account has --concurrency)")
         return
+    if args.state is not None:
+        raise ConfigError("--state does not go with --config: a fleet resumes from a database --out")
     clashes = [
         option
         for option, given in (
             ("--volumes/--volume", args.volumes is not None or args.volume),
             ("--endpoint", args.endpoint is not None),
             ("--region", args.region is not None),
-            ("--state", args.state is not None),
         )
         if given
     ]
     if clashes:
         raise ConfigError(
             f"{clashes[0]} does not go with --config: each account's endpoint and volumes come from the fleet file"
-            + (" (a fleet resumes from a database --out)" if clashes[0] == "--state" else "")
         )
-    if args.max_in_flight is not None and args.max_in_flight < 1:
-        raise ConfigError(f"--max-in-flight must be >= 1, not {args.max_in_flight}")
 
 
 def _setting(args: argparse.Namespace, config: FleetConfig, key: str) -> Any:
