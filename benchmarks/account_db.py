@@ -5,7 +5,8 @@
 The issue's case: ``snapcrawl crawl --out DEST --prune --rate 200`` (no volumes: the account-wide listing)
 against a simulator answering in ``--latency`` seconds, run as a user runs it (the CLI, in a subprocess) into a
 JSON Lines file, a new SQLite file and a new PostgreSQL table. The median wall time of ``--repeats`` runs each,
-and each database's time as a multiple of JSON Lines' (the target is at most 1.25x). Without ``--postgres`` a
+each database's time as a multiple of JSON Lines' (the target is at most 1.25x), and the client process's CPU
+seconds (on a loaded machine the database runs, which need more CPU, lose more wall time). Without ``--postgres`` a
 throwaway server is started from the Debian binaries (``tests/sinks/pgserver.py``).
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -28,17 +30,19 @@ from tests.sinks.pgserver import temporary_server
 from ._harness import SimulatorProcess
 
 
-def _run(url: str, out: str, *, rate: float) -> float:
-    """Wall seconds of one ``snapcrawl crawl`` of the whole account into ``out``."""
+def _run(url: str, out: str, *, rate: float) -> tuple[float, float]:
+    """Wall and CPU seconds (the client process's) of one ``snapcrawl crawl`` of the whole account into ``out``."""
     argv = [sys.executable, "-m", "snapcrawl.cli", "crawl", "--endpoint", url, "--out", out, "--rate", str(rate)]
     argv += ["--no-progress", *(["--prune"] if "://" in out else [])]
     env = os.environ | {"SCP_ACCESS_KEY": DEMO_CREDENTIALS.access_key, "SCP_SECRET_KEY": DEMO_CREDENTIALS.secret_key}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False, timeout=600)
     elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode:
         raise SystemExit(f"crawl into {out} failed ({done.returncode}): {done.stderr}")
-    return elapsed
+    return elapsed, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 @contextlib.contextmanager
@@ -62,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="snapcrawl-account-db-") as tmp, _postgres(args.postgres) as pg:
         work = Path(tmp)
         with SimulatorProcess(volumes=args.volumes, workdir=work, faults=["--latency", str(args.latency)]) as sim:
-            times: dict[str, list[float]] = {"jsonl": [], "sqlite": [], "postgres": []}
+            times: dict[str, list[tuple[float, float]]] = {"jsonl": [], "sqlite": [], "postgres": []}
             for repeat in range(args.repeats):
                 times["jsonl"].append(_run(sim.url, str(work / f"out{repeat}.jsonl"), rate=args.rate))
                 times["sqlite"].append(_run(sim.url, f"sqlite:///{work / f'inv{repeat}.db'}", rate=args.rate))
@@ -70,11 +74,16 @@ def main(argv: list[str] | None = None) -> None:
                 times["postgres"].append(_run(sim.url, pg, rate=args.rate))
                 with contextlib.suppress(Exception):
                     _drop(pg)
-    base = statistics.median(times["jsonl"])
+    base = statistics.median(wall for wall, _ in times["jsonl"])
     print(f"account listing, {args.volumes} volumes, latency {args.latency * 1000:.0f} ms, --rate {args.rate:g}:")
     for dest, runs in times.items():
-        median = statistics.median(runs)
-        print(f"  {dest:9} median {median:6.2f} s  ({median / base:.2f}x JSON Lines)  runs: {runs}")
+        median = statistics.median(wall for wall, _ in runs)
+        cpu = statistics.median(cpu for _, cpu in runs)
+        walls = ", ".join(f"{wall:.2f}" for wall, _ in runs)
+        print(
+            f"  {dest:9} median {median:6.2f} s ({median / base:.2f}x JSON Lines), "
+            f"client CPU {cpu:.2f} s; runs: {walls}"
+        )
 
 
 def _drop(url: str) -> None:
