@@ -15,9 +15,10 @@ import anyio
 import pytest
 
 from snapcrawl import ConfigError, Credentials
+from snapcrawl._transport import AiohttpTransport, Response
 from snapcrawl.cli import main
 from snapcrawl.cli.fleet import _fleet_line
-from snapcrawl.fleet import AccountOutcome, Fleet, endpoint_host, load_fleet
+from snapcrawl.fleet import AccountConfig, AccountOutcome, Fleet, endpoint_host, load_fleet
 from snapcrawl.simulator import Faults, Simulator, run_in_thread
 
 from .conftest import Inventory
@@ -300,3 +301,39 @@ def test_fleet_progress_line_breaks_down_by_account() -> None:
     outcomes["a"].stats.snapshots, outcomes["a"].stats.volumes_failed = 120, 2
     line = _fleet_line(outcomes, started=0.0)
     assert "a 120 (2 failed)" in line and "b 0 ✗" in line
+
+
+@pytest.mark.parametrize("cap", [2, 16])
+async def test_one_cap_on_requests_in_flight_across_accounts(
+    slow_accounts: dict[str, Simulator], tmp_path: Path, cap: int
+) -> None:
+    """``max_in_flight`` bounds the requests on the wire across all accounts, whatever each one's concurrency."""
+    in_flight = peak = 0
+
+    class Counting:
+        def __init__(self) -> None:
+            self.inner = AiohttpTransport(connections=8)
+
+        async def get(self, url: str, headers: dict[str, str]) -> Response:
+            nonlocal in_flight, peak
+            in_flight += 1
+            peak = max(peak, in_flight)
+            try:
+                return await self.inner.get(url, headers)
+            finally:
+                in_flight -= 1
+
+        async def aclose(self) -> None:
+            await self.inner.aclose()
+
+    accounts = [
+        AccountConfig(name=name, endpoint=sim.url, credentials=KEYS[name], concurrency=8)
+        for name, sim in slow_accounts.items()
+    ]
+    fleet = Fleet(accounts, max_in_flight=cap, page_size=20, transport=lambda account: Counting())
+    async with fleet.stream() as pages:
+        async for _ in pages:
+            pass
+    assert all(outcome.ok for outcome in fleet.outcomes.values())
+    assert peak <= cap
+    assert peak > 2 or cap == 2  # with room, both accounts' requests overlap: the bound above can bite
