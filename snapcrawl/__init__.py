@@ -4,6 +4,8 @@ Start with :class:`Crawler`; :mod:`snapcrawl.simulator` is a local SCP server to
 :mod:`snapcrawl.sinks` holds the destinations (JSON Lines, SQLite, PostgreSQL).
 """
 
+from importlib import metadata as _metadata
+
 from ._config import (
     API_VERSIONS,
     DEFAULT_API_VERSION,
@@ -37,6 +39,12 @@ from ._stats import CrawlStats
 from ._transport import AiohttpTransport, Response, Transport
 from .limits import Limiter
 from .sinks import Sink, VolumeProgress
+
+try:
+    # One source for the version: the installed distribution's metadata, which pyproject.toml writes.
+    __version__: str = _metadata.version("snapcrawl")
+except _metadata.PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "API_VERSIONS",

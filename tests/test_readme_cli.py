@@ -48,7 +48,7 @@ def test_demo_runs_as_the_readme_says(tmp_path: Path) -> None:
     script = Path(sys.executable).with_name("snapcrawl")
     command = [str(script)] if script.exists() else [sys.executable, "-m", "snapcrawl.cli"]
     result = subprocess.run(  # noqa: S603 - our own entry point
-        [*command, "demo", "--volumes", "40", "--no-progress"],
+        [*command, "demo", "--volume-count", "40", "--no-progress"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -114,11 +114,11 @@ def test_region_and_env_build_the_endpoint(env: Simulator, capsys: pytest.Captur
 
 
 def test_volumes_from_stdin(env: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`--volumes -` reads ids from stdin, skipping blank lines and # comments."""
+    """`--volumes-from -` reads ids from stdin, skipping blank lines and # comments."""
     volume_ids = env.dataset.volume_ids[10:20]
     monkeypatch.setattr(sys, "stdin", io.StringIO("# from a pipe\n\n" + "\n".join(volume_ids) + "\n"))
     out = tmp_path / "stdin.jsonl"
-    assert main(["crawl", "--volumes", "-", "--out", str(out), "--no-progress"]) == 0
+    assert main(["crawl", "--volumes-from", "-", "--out", str(out), "--no-progress"]) == 0
     assert Counter(row["volume_id"] for row in _rows(out)) == _counts(env, volume_ids)
 
 
@@ -126,7 +126,7 @@ def test_volumes_from_stdin(env: Simulator, tmp_path: Path, monkeypatch: pytest.
 def test_volume_mixed_with_volumes(
     env: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str
 ) -> None:
-    """`--volume` adds to `--volumes` (file or stdin); an id given both ways is crawled once."""
+    """`--volume` adds to `--volumes-from` (file or stdin); an id given both ways is crawled once."""
     listed, extra = env.dataset.volume_ids[20:25], env.dataset.volume_ids[25:27]
     text = "\n".join(listed) + "\n"
     if source == "file":
@@ -137,7 +137,7 @@ def test_volume_mixed_with_volumes(
         monkeypatch.setattr(sys, "stdin", io.StringIO(text))
         volumes = "-"
     out = tmp_path / "mixed.jsonl"
-    argv = ["crawl", "--volumes", volumes, "--out", str(out), *_volumes_args([*extra, listed[0]])]
+    argv = ["crawl", "--volumes-from", volumes, "--out", str(out), *_volumes_args([*extra, listed[0]])]
     assert main(argv) == 0
     rows = _rows(out)
     assert len({row["id"] for row in rows}) == len(rows)

@@ -1,4 +1,4 @@
-"""The ``snapcrawl`` command: ``list``, ``crawl``, ``demo`` and ``simulate``, one module per command.
+"""The ``snapcrawl`` command: ``list``, ``crawl``, ``demo``, ``bench``, ``simulate``, ``job`` and ``completion``.
 
 The only place that configures structlog. Exit status: 0 all complete, 1 some volumes failed, 2 usage or
 configuration error, 3 credentials rejected, 130/143 interrupted by SIGINT/SIGTERM. Never a traceback for these.
@@ -13,8 +13,9 @@ from collections.abc import Sequence
 
 import anyio
 
+from .. import __version__
 from .._exceptions import AuthError, ConfigError, SnapcrawlError, unwrap_group
-from . import bench, crawl, job, migrate, simulate
+from . import bench, completion, crawl, job, migrate, simulate
 from ._common import EXIT_AUTH, EXIT_FAILURES, EXIT_OK, EXIT_USAGE, Parser, configure_logging, use_uvloop
 from .progress import status_line
 
@@ -24,8 +25,9 @@ __all__ = ["build_parser", "main"]
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``snapcrawl`` command."""
     parser = Parser(prog="snapcrawl", description="Crawl the SCP Virtual Server 'List snapshots' API.")
+    parser.add_argument("--version", action="version", version=f"snapcrawl {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for command in (crawl, bench, simulate, job, migrate):
+    for command in (crawl, bench, simulate, job, migrate, completion):
         command.register(commands)
     return parser
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
+from collections.abc import Sequence
 from typing import Any, NoReturn, TextIO
 
 import structlog
@@ -18,6 +20,7 @@ __all__ = [
     "EXIT_FAILURES",
     "EXIT_OK",
     "EXIT_USAGE",
+    "DeprecatedAlias",
     "Parser",
     "add_connection_options",
     "add_loop_option",
@@ -36,6 +39,32 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"snapcrawl: error: {message} (see '{self.prog} --help')\n")
+
+
+class DeprecatedAlias(argparse.Action):
+    """An old spelling of an option: it still works for one release, and says on stderr what replaces it.
+
+    ``parser.add_argument("--volumes", dest="volumes", action=DeprecatedAlias, use="--volumes-from")``; the old
+    spelling is left out of ``--help``.
+    """
+
+    def __init__(self, option_strings: Sequence[str], dest: str, *, use: str, **kwargs: Any) -> None:
+        kwargs.setdefault("help", argparse.SUPPRESS)
+        super().__init__(option_strings, dest, **kwargs)
+        self.use = use
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        print(
+            f"snapcrawl: warning: {option_string} is deprecated and goes in 0.4; use {self.use}",
+            file=sys.stderr,
+        )
+        setattr(namespace, self.dest, values)
 
 
 def positive_int(text: str) -> int:

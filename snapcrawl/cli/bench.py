@@ -15,7 +15,15 @@ from typing import IO, TYPE_CHECKING
 import anyio
 
 from .._exceptions import ConfigError
-from ._common import EXIT_FAILURES, EXIT_OK, add_connection_options, add_loop_option, positive_float, positive_int
+from ._common import (
+    EXIT_FAILURES,
+    EXIT_OK,
+    DeprecatedAlias,
+    add_connection_options,
+    add_loop_option,
+    positive_float,
+    positive_int,
+)
 from .progress import status_line
 
 if TYPE_CHECKING:
@@ -32,7 +40,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         description="Send the first page of each volume (round robin), or of the account listing, on a load model.",
     )
     source = bench.add_argument_group("requests (default: the account listing's first page)")
-    source.add_argument("--volumes", metavar="FILE", help="file of volume ids, one a line; - for stdin")
+    source.add_argument(
+        "--volumes-from", dest="volumes", metavar="FILE", help="a file of volume ids, one a line; - for stdin"
+    )
+    source.add_argument("--volumes", dest="volumes", action=DeprecatedAlias, use="--volumes-from")
     source.add_argument("--volume", action="append", default=[], metavar="ID", help="a volume id (repeatable)")
     add_connection_options(bench)
     load = bench.add_argument_group("load model (one of --rate, --concurrency, --find-max)")

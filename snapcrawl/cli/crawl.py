@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
+import json
 import signal
 import stat
 import sys
@@ -15,15 +16,17 @@ from typing import IO, Any, BinaryIO
 import anyio
 
 from .._crawler import Crawler
-from .._exceptions import ConfigError
+from .._exceptions import AuthError, ConfigError, unwrap_group
 from .._run import CrawlResult
 from .._stats import CrawlStats
 from ..sinks import DEFAULT_TABLE, open_sink
 from ..sinks.jsonl import JsonLinesWriter
 from ..sinks.postgres import redact
 from ._common import (
+    EXIT_AUTH,
     EXIT_FAILURES,
     EXIT_OK,
+    DeprecatedAlias,
     add_connection_options,
     add_loop_option,
     make_crawler,
@@ -31,22 +34,27 @@ from ._common import (
     positive_int,
 )
 from .fleet import add_fleet_options, check_fleet_options, run_fleet
+from .formats import FormattedSink, SnapshotFormatter, add_output_options
 from .job import add_distributed_options, check_distributed_options, make_crawl_crawler, open_job_sink, run_job
-from .progress import Progress, status_line
+from .progress import Progress, status_line, summary_record, summary_text
 
 __all__ = ["register"]
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``list``, ``crawl`` and ``demo`` commands."""
-    one = commands.add_parser("list", help="list one volume's snapshots as JSON Lines")
+    one = commands.add_parser("list", help="list one volume's snapshots (JSON Lines, JSON, CSV or a table)")
     one.add_argument("--volume", required=True, metavar="ID", help="volume id")
-    one.add_argument("--out", metavar="FILE", help="JSON Lines output (default: stdout)")
+    one.add_argument("--out", metavar="FILE", help="output file (default: stdout)")
+    add_output_options(one)
     add_connection_options(one)
 
     many = commands.add_parser("crawl", help="crawl many volumes (or the whole account) concurrently")
     source = many.add_argument_group("volumes (default: every snapshot of the account)")
-    source.add_argument("--volumes", metavar="FILE", help="file of volume ids, one a line; - for stdin")
+    source.add_argument(
+        "--volumes-from", dest="volumes", metavar="FILE", help="a file of volume ids, one a line; - for stdin"
+    )
+    source.add_argument("--volumes", dest="volumes", action=DeprecatedAlias, use="--volumes-from")
     source.add_argument("--volume", action="append", default=[], metavar="ID", help="a volume id (repeatable)")
     add_connection_options(many)
     _add_crawl_options(many)
@@ -54,7 +62,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add_fleet_options(many)
 
     demo = commands.add_parser("demo", help="crawl the built-in simulator, started in-process")
-    demo.add_argument("--volumes", type=positive_int, default=3000, metavar="N", help="simulated volumes")
+    demo.add_argument(
+        "--volume-count", dest="volumes", type=positive_int, default=3000, metavar="N", help="simulated volumes"
+    )
+    demo.add_argument("--volumes", dest="volumes", type=positive_int, action=DeprecatedAlias, use="--volume-count")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--out", default="snapcrawl-demo.jsonl", metavar="FILE", help="where the snapshots go")
     demo.add_argument("--concurrency", type=positive_int, default=64, metavar="N")
@@ -63,6 +74,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add_loop_option(demo)
     demo.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
     demo.add_argument("--log-json", action="store_true")
+    add_summary_option(demo)
     one.set_defaults(run=_cmd_list)
     many.set_defaults(run=_cmd_crawl)
     demo.set_defaults(run=_cmd_demo)
@@ -91,6 +103,17 @@ def _add_crawl_options(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="JSON Lines: a checkpoint file, so a crawl run again skips what is done (a database keeps its own)",
     )
+    add_summary_option(crawl)
+    printed = parser.add_argument_group("printing to stdout (--out -)")
+    add_output_options(printed)
+
+
+def add_summary_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    parser.add_argument(
+        "--summary-json",
+        metavar="FILE",
+        help="also write the run's summary as JSON: counts, failures and their errors, requests, rate, duration",
+    )
 
 
 def _read_ids(lines: IO[str]) -> Iterator[str]:
@@ -114,18 +137,28 @@ def _output(path: str | None) -> Iterator[BinaryIO]:
         yield file
 
 
-def _summary(stats: CrawlStats, out: str | None, *, pruned: int = 0) -> str:
-    finished = stats.volumes_done + stats.volumes_failed + stats.volumes_skipped
-    shown = redact(out) if out and out.startswith(("postgresql://", "postgres://")) else out  # never a password
-    where = f" -> {shown}" if out and out != "-" else ""
-    if pruned:
-        where += f" ({pruned} stale rows pruned)"
-    skipped = f", {stats.volumes_skipped} done earlier" if stats.volumes_skipped else ""
-    return (
-        f"snapcrawl: {finished} volumes ({stats.volumes_done} complete, {stats.volumes_failed} failed{skipped}), "
-        f"{stats.snapshots} snapshots, {stats.requests} requests in {stats.elapsed:.1f} s "
-        f"({stats.requests_per_second:.0f} req/s), {stats.retries} retries, {stats.throttled} throttled{where}"
-    )
+def _shown(out: str | None) -> str | None:
+    """The destination as the summary names it: never a password."""
+    return redact(out) if out and out.startswith(("postgresql://", "postgres://")) else out
+
+
+def _printed(args: argparse.Namespace) -> FormattedSink | None:
+    """The sink for ``--output``/``--fields`` other than plain JSON Lines: stdout only, and not resumable."""
+    output, fields = getattr(args, "output", "jsonl"), getattr(args, "fields", None)
+    if output == "jsonl" and fields is None:
+        return None
+    if args.out not in (None, "-"):
+        raise ConfigError(f"--output {output} and --fields print to stdout (--out -); --out {args.out} is JSON Lines")
+    if args.state is not None:
+        raise ConfigError("--state resumes a JSON Lines file; it cannot resume what --output prints to stdout")
+    return FormattedSink(SnapshotFormatter(sys.stdout.buffer, output, fields, terminal=sys.stdout.isatty()))
+
+
+def _write_summary(path: str, record: dict[str, Any]) -> None:
+    try:
+        Path(path).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot write --summary-json {path}: {exc.strerror}") from None
 
 
 async def _watch_signals(scope: anyio.CancelScope, caught: list[int]) -> None:
@@ -145,7 +178,9 @@ async def _crawl(crawler: Crawler, volume_ids: Any, args: argparse.Namespace, *,
     caught: list[int] = []
     result: CrawlResult | None = None
     settings = {"endpoint": crawler.endpoint, "name": args.name, "sort": args.sort}
-    sink = open_sink(args.out, table=args.table, prune=args.prune, state=args.state, settings=settings)
+    sink = _printed(args) or open_sink(
+        args.out, table=args.table, prune=args.prune, state=args.state, settings=settings
+    )
     try:
         async with crawler, anyio.create_task_group() as tg:
             crawl_scope = anyio.CancelScope()
@@ -155,19 +190,40 @@ async def _crawl(crawler: Crawler, volume_ids: Any, args: argparse.Namespace, *,
             with crawl_scope:
                 result = await crawler.crawl_into(volume_ids, sink, name=args.name, sort=args.sort, stats=stats)
             tg.cancel_scope.cancel()
+    except BaseException as raised:
+        rejected = unwrap_group(raised)
+        if args.summary_json is not None and isinstance(rejected, AuthError):  # exit 3: the summary says why
+            record = summary_record(
+                stats, _shown(args.out), account=volume_ids is None, failures=[], exit_status=EXIT_AUTH, error=rejected
+            )
+            _write_summary(args.summary_json, record)
+        raise
     finally:
         status.clear()
         with anyio.CancelScope(shield=True):  # commit what was written, even after Ctrl-C
             await sink.aclose()
-    print(_summary(stats, args.out, pruned=getattr(sink, "pruned", 0)), file=sys.stderr)
+    account, pruned = volume_ids is None, getattr(sink, "pruned", 0)
+    print(summary_text(stats, _shown(args.out), account=account, pruned=pruned), file=sys.stderr)
     failures = result.failures if result is not None else []
     for failure in failures:
         print(f"snapcrawl: failed: {failure.where}: {failure.error}", file=sys.stderr)
+    exit_status = 128 + caught[0] if caught else EXIT_FAILURES if failures else EXIT_OK
     if caught:
         how = "run the same command again to resume" if sink.resumable else "add --state FILE to make crawls resumable"
         print(f"snapcrawl: interrupted by {signal.Signals(caught[0]).name}; {how}", file=sys.stderr)
-        return 128 + caught[0]
-    return EXIT_FAILURES if failures else EXIT_OK
+    if args.summary_json is not None:
+        signame = signal.Signals(caught[0]).name if caught else None
+        record = summary_record(
+            stats,
+            _shown(args.out),
+            account=account,
+            failures=failures,
+            exit_status=exit_status,
+            interrupted_by=signame,
+            pruned=pruned,
+        )
+        await anyio.to_thread.run_sync(_write_summary, args.summary_json, record)
+    return exit_status
 
 
 def _volume_source(args: argparse.Namespace, stack: contextlib.ExitStack) -> tuple[Any, int | None]:
@@ -194,7 +250,9 @@ def _volume_source(args: argparse.Namespace, stack: contextlib.ExitStack) -> tup
 async def _cmd_list(args: argparse.Namespace) -> int:
     crawler = make_crawler(args)
     with _output(args.out) as file:
-        writer = JsonLinesWriter(file)
+        writer: JsonLinesWriter | SnapshotFormatter = JsonLinesWriter(file)
+        if args.output != "jsonl" or args.fields is not None:
+            writer = SnapshotFormatter(file, args.output, args.fields, terminal=file.isatty())
         async with crawler:
             batch = []
             async for snapshot in crawler.list_snapshots(args.volume, name=args.name, sort=args.sort):
@@ -203,12 +261,16 @@ async def _cmd_list(args: argparse.Namespace) -> int:
                     writer.write(batch)
                     batch = []
             writer.write(batch)
+        if isinstance(writer, SnapshotFormatter):
+            writer.close()
     return EXIT_OK
 
 
 async def _cmd_crawl(args: argparse.Namespace) -> int:
     check_fleet_options(args)
     check_distributed_options(args)
+    if args.queue is not None and (args.summary_json is not None or args.output != "jsonl" or args.fields is not None):
+        raise ConfigError("--summary-json, --output and --fields do not apply to --queue workers")
     async with contextlib.AsyncExitStack() as distributed:  # the shared limiter (--limiter), if any
         if args.config is not None:  # many accounts at once (--config)
             return await run_fleet(args, distributed)

@@ -68,7 +68,7 @@ def check_fleet_options(args: argparse.Namespace) -> None:
     clashes = [
         option
         for option, given in (
-            ("--volumes/--volume", args.volumes is not None or args.volume),
+            ("--volumes-from/--volume", args.volumes is not None or args.volume),
             ("--endpoint", args.endpoint is not None),
             ("--region", args.region is not None),
         )
@@ -78,6 +78,13 @@ def check_fleet_options(args: argparse.Namespace) -> None:
         raise ConfigError(
             f"{clashes[0]} does not go with --config: each account's endpoint and volumes come from the fleet file"
         )
+    if (
+        getattr(args, "summary_json", None) is not None
+        or getattr(args, "output", "jsonl") != "jsonl"
+        or (getattr(args, "fields", None) is not None)
+    ):
+        raise ConfigError("--summary-json, --output and --fields do not apply to --config: a fleet writes JSON Lines "
+                          "(each line with its account) or a database")  # fmt: skip
 
 
 def _setting(args: argparse.Namespace, config: FleetConfig, key: str) -> Any:

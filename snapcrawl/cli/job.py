@@ -22,6 +22,7 @@ from .._exceptions import ConfigError
 from .._identity import default_account, endpoint_host
 from ..sinks import Sink
 from ._common import EXIT_FAILURES, EXIT_OK, make_crawler, positive_float
+from .progress import plural, times
 
 if TYPE_CHECKING:
     from ..limits.redis import RedisLimiter
@@ -122,7 +123,7 @@ async def make_crawl_crawler(args: argparse.Namespace, stack: contextlib.AsyncEx
 
 def _print_limiter_summary(limiter: RedisLimiter) -> None:
     stats = limiter.stats
-    outage = f", Redis unavailable {stats.fallbacks} times" if stats.fallbacks else ""
+    outage = f", Redis unavailable {times(stats.fallbacks)}" if stats.fallbacks else ""
     print(
         f"snapcrawl: shared quota {limiter.key}: {stats.granted_shared} requests paced through Redis in "
         f"{stats.redis_calls} calls, {stats.granted_local} locally{outage}",
@@ -210,8 +211,8 @@ async def report_job(worker: Worker) -> int:
     """After a worker's crawl: print the job's outcome; exit 1 if the job has failed (dead-lettered) volumes."""
     status = await worker.queue.status()
     print(
-        f"snapcrawl: job {status.job}: {status.done} of {status.total} volumes done, {len(status.failed)} failed "
-        f"(this worker took {worker.taken}, claimed {worker.claimed})",
+        f"snapcrawl: job {status.job}: {status.done} of {plural(status.total, 'volume')} done, "
+        f"{len(status.failed)} failed (this worker took {worker.taken}, claimed {worker.claimed})",
         file=sys.stderr,
     )
     for volume, error in sorted(status.failed.items()):
@@ -231,7 +232,7 @@ async def _cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(status.as_dict(), sort_keys=True))
         return EXIT_OK
     state = "complete" if status.complete else ("running" if status.sealed else "enqueuing")
-    print(f"job {status.job}: {state}, {status.total} volumes")
+    print(f"job {status.job}: {state}, {plural(status.total, 'volume')}")
     print(f"  pending      {status.pending}")
     print(f"  in progress  {status.in_progress}")
     print(f"  done         {status.done}")

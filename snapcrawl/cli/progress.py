@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import IO
+from collections.abc import Sequence
+from typing import IO, Any
 
 import anyio
 
+from .._run import VolumeFailure
 from .._stats import CrawlStats
 
-__all__ = ["Progress", "StatusLine", "status_line"]
+__all__ = ["Progress", "StatusLine", "plural", "status_line", "summary_record", "summary_text", "times"]
 
 _CLEAR = "\r\033[K"
 
@@ -105,3 +107,99 @@ class Progress:
         while True:
             status.show(self.line())
             await anyio.sleep(0.2)
+
+
+def plural(count: int, noun: str, many: str | None = None) -> str:
+    """``1 volume``, ``2 volumes``; ``many`` for an irregular plural (``1 retry``, ``2 retries``)."""
+    return f"{count} {noun if count == 1 else many or noun + 's'}"
+
+
+def times(count: int) -> str:
+    """``once``, ``twice``, ``3 times``."""
+    return {1: "once", 2: "twice"}.get(count, f"{count} times")
+
+
+def _account_outcome(stats: CrawlStats) -> str:
+    if stats.volumes_skipped:
+        return "done earlier"
+    return "failed" if stats.volumes_failed else "complete" if stats.volumes_done else "unfinished"
+
+
+def summary_text(stats: CrawlStats, destination: str | None, *, account: bool, pruned: int = 0) -> str:
+    """The one-line summary a crawl prints on stderr; ``destination`` is already free of passwords."""
+    if account:
+        head = f"the account ({_account_outcome(stats)})"
+    else:
+        finished = stats.volumes_done + stats.volumes_failed + stats.volumes_skipped
+        skipped = f", {stats.volumes_skipped} done earlier" if stats.volumes_skipped else ""
+        head = f"{plural(finished, 'volume')} ({stats.volumes_done} complete, {stats.volumes_failed} failed{skipped})"
+    where = f" -> {destination}" if destination and destination != "-" else ""
+    if pruned:
+        where += f" ({plural(pruned, 'stale row')} pruned)"
+    return (
+        f"snapcrawl: {head}, {plural(stats.snapshots, 'snapshot')}, {plural(stats.requests, 'request')} in "
+        f"{stats.elapsed:.1f} s ({stats.requests_per_second:.0f} req/s), {plural(stats.retries, 'retry', 'retries')}, "
+        f"{stats.throttled} throttled{where}"
+    )
+
+
+def summary_record(
+    stats: CrawlStats,
+    destination: str | None,
+    *,
+    account: bool,
+    failures: Sequence[VolumeFailure],
+    exit_status: int,
+    interrupted_by: str | None = None,
+    pruned: int = 0,
+    error: BaseException | None = None,
+) -> dict[str, Any]:
+    """The run's summary for ``--summary-json``: counts, failures with their errors, requests and timing.
+
+    ``error`` is what stopped the whole run (the credentials rejected), if anything did.
+    """
+    from .. import __version__  # noqa: PLC0415 - the package imports the CLI's modules only on demand
+
+    outcome = "stopped" if error else "interrupted" if interrupted_by else "failed" if failures else "complete"
+    record: dict[str, Any] = {
+        "snapcrawl": __version__,
+        "outcome": outcome,
+        "exit_status": exit_status,
+        "error": None if error is None else {"error_type": type(error).__name__, "error": str(error)},
+        "interrupted_by": interrupted_by,
+        "scope": "account" if account else "volumes",
+        "destination": destination or "-",
+    }
+    if account:
+        record["account"] = {"outcome": _account_outcome(stats), "snapshots_expected": stats.snapshots_expected}
+    else:
+        record["volumes"] = {
+            "finished": stats.volumes_done + stats.volumes_failed + stats.volumes_skipped,
+            "complete": stats.volumes_done,
+            "failed": stats.volumes_failed,
+            "done_earlier": stats.volumes_skipped,
+        }
+    record |= {
+        "snapshots": stats.snapshots,
+        "pages": stats.pages,
+        "requests": stats.requests,
+        "retries": stats.retries,
+        "throttled": stats.throttled,
+        "bytes": stats.bytes,
+        "marker_recoveries": stats.marker_recoveries,
+        "pruned": pruned,
+        "rate_rps": round(stats.requests_per_second, 1),
+        "duration_s": round(stats.elapsed, 3),
+        "latency_ms": stats.latency_ms(),
+        "failures": [
+            {
+                "where": failure.where,
+                "volume_id": failure.volume_id,
+                "error_type": type(failure.error).__name__,
+                "error": str(failure.error),
+                "pages_done": failure.pages_done,
+            }
+            for failure in failures
+        ],
+    }
+    return record

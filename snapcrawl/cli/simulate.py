@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import positive_float, positive_int
+from ._common import DeprecatedAlias, positive_float, positive_int
 
 __all__ = ["register"]
 
@@ -19,7 +19,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def _add_simulator_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765, help="0 picks a free port (printed)")
-    parser.add_argument("--volumes", type=positive_int, default=2000, metavar="N")
+    parser.add_argument("--volume-count", dest="volumes", type=positive_int, default=2000, metavar="N")
+    parser.add_argument("--volumes", dest="volumes", type=positive_int, action=DeprecatedAlias, use="--volume-count")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--volume-file", metavar="FILE", help="also write the volume ids there, one a line")
     parser.add_argument("--max-clock-skew", type=positive_float, default=300.0, metavar="S")

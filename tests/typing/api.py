@@ -62,3 +62,10 @@ async def crawl_a_fleet(path: str) -> dict[str, bool]:
     outcomes = await Fleet(fleet.accounts).crawl_into(lambda account: open_sink("out.jsonl", account=account.name))
     assert_type(outcomes, dict[str, AccountOutcome])
     return {name: outcome.ok for name, outcome in outcomes.items()}
+
+
+def version() -> str:
+    import snapcrawl  # noqa: PLC0415
+
+    assert_type(snapcrawl.__version__, str)
+    return snapcrawl.__version__
