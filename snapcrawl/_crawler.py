@@ -449,8 +449,11 @@ class Crawler:
         else:
             real_sink = sink  # type: ignore[assignment]
             deliver = real_sink.write  # type: ignore[union-attr]
-            if getattr(real_sink, "account", "") is None:  # a database sink not told its account: this crawl's
-                real_sink.bind_account(  # type: ignore[union-attr]
+            target: object = real_sink
+            while (inner := getattr(target, "inner", None)) is not None:  # through wrappers (a job's acking sink)
+                target = inner
+            if getattr(target, "account", "") is None:  # a database sink not told its account: this crawl's
+                target.bind_account(  # type: ignore[attr-defined]
                     default_account(self.endpoint, self.credentials.access_key), endpoint_host(self.endpoint)
                 )
         run = self._run(name=name, sort=sort, deliver=deliver, sink=real_sink)
