@@ -1,6 +1,7 @@
 """How much of the API's quota a crawl uses: snapcrawl's limiter, a fixed-rate client and the old CUBIC baseline.
 
     python -m benchmarks.quota [--seconds 15] [--case NAME ...] [--client NAME ...] [--json FILE] [--model]
+                               [--stalls EVERY:SECONDS] [--baseline FILE]
 
 Every case starts ``snapcrawl simulate`` in its own process with a token-bucket quota (``--rate-limit``,
 ``--rate-burst``, ``--retry-after``, ``--latency``, optionally ``--quota-schedule`` and ``--ratelimit-headers``),
@@ -16,7 +17,10 @@ start-up, when a client that knows nothing has 64 requests out at once; its 429s
 The driver is self-contained (signer + aiohttp + a limiter) so it measures the limiter, not the crawl core: each
 of its workers fetches first pages of volumes (or, account-wide, 100-snapshot pages by offset) and retries a
 throttled request after the wait the limiter returns. ``--model`` runs the same cases on the fake-clock
-token-bucket model the tests use: deterministic, noise-free and instant, which is what the constants were tuned on.
+token-bucket model the tests use (a bucket that decides on arrival, answers 10-30 ms later, arrivals up to 3 ms
+late): deterministic, free of the machine's noise and instant, which is what the constants were tuned on.
+``--stalls EVERY:SECONDS`` adds a host that stops now and then to the model. ``--baseline FILE`` reads the
+``--json`` of an earlier run (another version of snapcrawl) and shows its snapcrawl figures as "before".
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ __all__ = ["CASES", "Case", "main"]
 
 CONCURRENCY = 64
 HOLD = 3  # seconds a settled level must last
+MODEL_JITTER = 0.003  # --model: the bucket decides on arrival, and arrivals come up to 3 ms late
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +87,7 @@ CASES: tuple[Case, ...] = (
     Case("discover", 200, 20, note="quota 200/s, burst 20, no --rate"),
     Case("told", 200, 20, told=True, note="--rate 200"),
     Case("tight", 500, 5, told=True, note="quota 500/s, burst 5, --rate 500"),
+    Case("discover-tight", 500, 5, note="quota 500/s, burst 5, no --rate"),
     Case("account", 800, 20, account_wide=True, note="quota 800/s, account-wide pages of 100, no --rate"),
     Case("http-date", 200, 20, retry_after="http-date", note="Retry-After as an HTTP date"),
     Case("no-retry-after", 200, 20, retry_after="none", note="no Retry-After"),
@@ -187,7 +193,7 @@ def _simulator(case: Case, volume_file: Path) -> Iterator[str]:
         "snapcrawl.cli",
         "simulate",
         "--port=0",
-        "--volumes=2000",
+        "--volume-count=2000",
         f"--volume-file={volume_file}",
         f"--rate-limit={case.quota:g}",
         f"--rate-burst={case.burst}",
@@ -267,10 +273,13 @@ def _result(case: Case, client: str, rows: list[dict[str, Any]], *, max_in_1s_wi
     return result
 
 
-def measure_model(case: Case, client: str, seconds: float) -> dict[str, Any]:
+def measure_model(
+    case: Case, client: str, seconds: float, *, stalls: tuple[float, float] | None = None
+) -> dict[str, Any]:
     """The same, on a fake clock against the token-bucket model of ``tests/limits/model.py``: no noise, no waiting.
 
-    As in the simulator the whole latency passes before the bucket decides; a throttled request is not retried.
+    As in the simulator the bucket decides on arrival and the whole latency passes after it; a throttled request
+    is not retried.
     """
     from tests.fakes import FakeClock  # noqa: PLC0415 - the model is test code; only --model needs it
     from tests.limits.model import BucketServer, drive  # noqa: PLC0415
@@ -296,8 +305,11 @@ def measure_model(case: Case, client: str, seconds: float) -> dict[str, Any]:
     else:
         limiter = AdaptiveRateLimiter(told, clock=clock, sleep=clock.sleep)
     low, _, high = case.latency.partition(":")
+    latency = (float(low), float(high or low))
     trace = anyio.run(
-        lambda: drive(limiter, clock, server, seconds=seconds, latency=(float(low), float(high or low)), before=1.0)
+        lambda: drive(
+            limiter, clock, server, seconds=seconds, latency=latency, before=0.0, jitter=MODEL_JITTER, stalls=stalls
+        )
     )
     rows = []
     for second in range(int(seconds)):
@@ -327,23 +339,49 @@ def _settle(rows: list[dict[str, Any]], step: tuple[float, float], *, rising: bo
     return None
 
 
-def _table(results: Sequence[dict[str, Any]], cases: Sequence[Case], clients: Sequence[str]) -> str:
-    lines = [
-        "| case | " + " | ".join(f"{client} used | 429s" for client in clients) + " | 429s in 1st s |",
-        "|---|" + "---:|---:|" * len(clients) + "---|",
-    ]
+def _table(
+    results: Sequence[dict[str, Any]],
+    cases: Sequence[Case],
+    clients: Sequence[str],
+    baseline: Sequence[dict[str, Any]] = (),
+) -> str:
+    """The Markdown table: per client the quota used and the share of 429s, "before" first if there is one."""
     by_key = {(r["case"], r["client"]): r for r in results}
+    before = {r["case"]: r for r in baseline if r["client"] == "snapcrawl"}
+    columns = [(f"{client} used | 429s", by_key, client) for client in clients]
+    if before:
+        columns.insert(0, ("before used | 429s", {(case, "before"): r for case, r in before.items()}, "before"))
+    lines = [
+        "| case | " + " | ".join(title for title, _, _ in columns) + " | 429s in 1st s |",
+        "|---|" + "---:|---:|" * len(columns) + "---|",
+    ]
     for case in cases:
-        cells = []
-        for client in clients:
-            r = by_key[(case.name, client)]
+        cells, firsts = [], []
+        for _, source, client in columns:
+            r = source.get((case.name, client))
+            if r is None:
+                cells += ["", ""]
+                firsts.append("-")
+                continue
             used = f"{r['used']:.0%}"
             if "settle" in r:
                 used += f" (settled {r['settle']:.0f} s)" if r["settle"] is not None else " (never settled)"
             cells += [used, f"{r['throttled']:.1%}"]
-        first = " / ".join(str(by_key[(case.name, client)]["first_second_throttled"]) for client in clients)
-        lines.append(f"| {case.name}: {case.note} | " + " | ".join(cells) + f" | {first} |")
+            firsts.append(str(r["first_second_throttled"]))
+        lines.append(f"| {case.name}: {case.note} | " + " | ".join(cells) + f" | {' / '.join(firsts)} |")
     return "\n".join(lines)
+
+
+def _stalls(text: str) -> tuple[float, float]:
+    """``EVERY:SECONDS``: a stall of SECONDS, EVERY seconds apart on average."""
+    every, _, length = text.partition(":")
+    try:
+        parsed = float(every), float(length)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--stalls must be EVERY:SECONDS, such as 1:0.02, not {text!r}") from None
+    if not (parsed[0] > 0 and parsed[1] >= 0):
+        raise argparse.ArgumentTypeError(f"--stalls needs EVERY > 0 and SECONDS >= 0, not {text!r}")
+    return parsed
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -354,6 +392,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--client", action="append", choices=list(CLIENTS), help="(repeatable)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write every figure there")
     parser.add_argument("--model", action="store_true", help="on the fake-clock model instead of the simulator")
+    parser.add_argument("--baseline", type=Path, metavar="FILE", help="an earlier --json, shown as 'before'")
+    parser.add_argument(
+        "--stalls", type=_stalls, metavar="EVERY:SECONDS", help="--model: the server stops now and then (a busy host)"
+    )
     args = parser.parse_args(argv)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     cases = [case for case in CASES if not args.case or case.name in args.case]
@@ -361,7 +403,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = []
     for case in cases:
         for client in clients:
-            result = (measure_model if args.model else measure)(case, client, args.seconds)
+            if args.model:
+                result = measure_model(case, client, args.seconds, stalls=args.stalls)
+            else:
+                result = measure(case, client, args.seconds)
             results.append(result)
             print(
                 f"{case.name:>15} {client:>9}: used {result['used']:6.1%}, 429s {result['throttled']:5.1%}"
@@ -369,7 +414,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
                 flush=True,
             )
-    print(_table(results, cases, clients))
+    baseline = json.loads(args.baseline.read_text(encoding="utf-8")) if args.baseline else []
+    print(_table(results, cases, clients, baseline))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1), encoding="utf-8")
     return 0

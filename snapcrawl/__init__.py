@@ -30,6 +30,7 @@ from ._exceptions import (
     SnapcrawlError,
     ThrottledError,
     TransportError,
+    UnfitValueError,
 )
 from ._hooks import Hooks
 from ._models import Page, Snapshot, SnapshotPage
@@ -79,6 +80,7 @@ __all__ = [
     "ThrottledError",
     "Transport",
     "TransportError",
+    "UnfitValueError",
     "VolumeFailure",
     "VolumeProgress",
     "encode_query",

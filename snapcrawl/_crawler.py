@@ -232,8 +232,8 @@ class Crawler:
             raise ConfigError(f"rate_limit must be > 0 requests/s, not {rate_limit}")
         if burst < 1:
             raise ConfigError(f"burst must be >= 1, not {burst}")
-        if timeout <= 0:
-            raise ConfigError(f"timeout must be > 0 seconds, not {timeout}")
+        if not (timeout > 0 and math.isfinite(timeout)):  # NaN would disable it: a slow-drip server hangs the crawl
+            raise ConfigError(f"timeout must be a finite number of seconds > 0, not {timeout}")
         if limiter is not None and rate_limit is not None:
             raise ConfigError("pass either rate_limit or limiter, not both (give the limiter its rate)")
         clashing = sorted(name for name in (headers or {}) if name.lower() in _SIGNED_HEADERS)

@@ -20,6 +20,7 @@ from ._exceptions import (
     ThrottledError,
 )
 from ._models import decode_error_body
+from ._text import clip
 from ._transport import Response
 
 __all__ = ["AUTH_HINT", "MAX_RETRY_AFTER", "error_for_response", "http_date", "parse_retry_after", "query_option"]
@@ -73,7 +74,7 @@ def error_for_response(response: Response, *, volume_id: str | None, page: int |
     detail = body.detail if body else None
     request_id = body.first_request_id if body else None
     is_gateway = body is not None and not body.errors and body.error is not None
-    explained = f"HTTP {status}: {detail}" if detail else f"HTTP {status}"
+    explained = f"HTTP {status}: {clip(detail)}" if detail else f"HTTP {status}"
     cls: type[ApiError]
     if status in (401, 403) or (status == 404 and is_gateway):
         cls, message = AuthError, f"credentials rejected ({explained}); {AUTH_HINT}"

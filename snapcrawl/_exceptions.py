@@ -13,7 +13,8 @@
     ├── TransportError             no usable answer: connection refused or dropped, timeout
     ├── DecodeError                the answer is not a valid snapshot page
     ├── PaginationError            the server's pages do not advance (would loop forever)
-    └── SinkError                  the destination (file or database) failed; ``destination`` names it
+    ├── SinkError                  the destination (file or database) failed; ``destination`` names it
+    └── UnfitValueError            a snapshot holds a value the destination cannot store: its volume fails
 
 Errors raised while crawling carry the ``volume_id`` (``None`` for the account-wide listing) and the 1-based
 ``page`` they concern, and mention both in their message. ``retryable`` tells whether the same request may
@@ -23,6 +24,8 @@ succeed later (throttling, 500/502/503/504, transport failures, a garbled body).
 from __future__ import annotations
 
 from typing import ClassVar
+
+from ._text import shorten
 
 __all__ = [
     "ApiError",
@@ -37,6 +40,7 @@ __all__ = [
     "SnapcrawlError",
     "ThrottledError",
     "TransportError",
+    "UnfitValueError",
 ]
 
 
@@ -156,6 +160,31 @@ class SinkError(SnapcrawlError):
     def __init__(self, message: str, *, destination: str, volume_id: str | None = None) -> None:
         super().__init__(f"{destination}: {message}", volume_id=volume_id)
         self.destination = destination
+
+
+class UnfitValueError(SnapcrawlError):
+    """A snapshot holds a value the destination cannot store (a NUL in PostgreSQL text, an integer past 64 bits).
+
+    Raised before any row of the page is taken, so nothing else is lost: the crawl fails that snapshot's volume
+    (in the account-wide listing, it names the snapshot's volume and stores the rest), and every other volume's
+    rows are committed. ``snapshot_id`` and ``field`` name the value; ``destination`` the destination.
+    """
+
+    def __init__(self, why: str, *, destination: str, snapshot_id: str, snapshot_volume: str, field: str) -> None:
+        super().__init__(f"{destination}: snapshot {shorten(snapshot_id)}: {field} {why}", volume_id=snapshot_volume)
+        self.destination = destination
+        self.snapshot_id = snapshot_id
+        self.field = field
+
+
+def detach(error: SnapcrawlError) -> SnapcrawlError:
+    """``error`` without its traceback and the exception it was raised from, to be kept (a volume's failure) or
+    waited on (a retry): those hold the frames that read the failed answer, and a hostile server's answer may be
+    tens of megabytes."""
+    error.__traceback__ = None
+    error.__context__ = None
+    error.__cause__ = None
+    return error
 
 
 def unwrap_group(exc: BaseException) -> BaseException:

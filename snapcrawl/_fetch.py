@@ -20,7 +20,7 @@ import structlog
 
 from ._config import RetryPolicy
 from ._errors import error_for_response, http_date
-from ._exceptions import ApiError, SnapcrawlError
+from ._exceptions import ApiError, SnapcrawlError, detach
 from ._hooks import Hooks, fire
 from ._models import SnapshotPage, decode_page
 from ._signing import Signer
@@ -90,6 +90,8 @@ class PageFetcher:
         limiter = self.limiter
         attempt = 0
         resent_401 = False
+        response: Response | None = None
+        decoded: SnapshotPage | None = None
         while True:
             delay: float | None = None
             async with self._in_flight:
@@ -127,6 +129,8 @@ class PageFetcher:
                                 )
             if not error.retryable or attempt >= self._retry.max_retries:
                 raise error
+            response = decoded = None  # nothing of the failed answer is held while waiting
+            detach(error)
             attempt += 1
             await self._wait_to_retry(attempt, delay, error, volume_id=volume_id, page=page, stats=stats)
 

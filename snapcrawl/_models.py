@@ -10,6 +10,7 @@ import msgspec
 from msgspec.structs import force_setattr
 
 from ._exceptions import DecodeError
+from ._text import shorten
 
 __all__ = ["ErrorBody", "Page", "Snapshot", "SnapshotPage", "decode_error_body", "decode_page"]
 
@@ -29,11 +30,28 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
     user_id: str | None = None
 
     def __post_init__(self) -> None:
-        # The API documents naive timestamps as UTC; make every datetime aware so they compare and encode alike.
-        if self.created_at.tzinfo is None:
-            force_setattr(self, "created_at", self.created_at.replace(tzinfo=dt.UTC))
-        if self.updated_at is not None and self.updated_at.tzinfo is None:
-            force_setattr(self, "updated_at", self.updated_at.replace(tzinfo=dt.UTC))
+        # The API documents naive timestamps as UTC; every datetime becomes UTC, so they compare and encode alike.
+        # msgspec gives "Z" and "+00:00" the ``dt.UTC`` singleton: the usual case costs one identity test each.
+        if self.created_at.tzinfo is not _UTC:
+            force_setattr(self, "created_at", _utc(self.created_at, self.id, "created_at"))
+        if self.updated_at is not None and self.updated_at.tzinfo is not _UTC:
+            force_setattr(self, "updated_at", _utc(self.updated_at, self.id, "updated_at"))
+
+
+_UTC: Final = dt.UTC
+
+
+def _utc(value: dt.datetime, snapshot_id: str, field: str) -> dt.datetime:
+    """``value`` in UTC (naive means UTC); a ``ValueError`` naming the snapshot when UTC cannot hold it."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=_UTC)
+    try:
+        return value.astimezone(_UTC)
+    except OverflowError:
+        # Year 1 at +01:00 is year 0 in UTC, 9999-12-31 at -02:00 is year 10000: no datetime holds either.
+        raise ValueError(
+            f"snapshot {shorten(snapshot_id)}: {field} {value.isoformat()} is outside years 1-9999 once in UTC"
+        ) from None
 
 
 class Page(msgspec.Struct, frozen=True):

@@ -21,12 +21,13 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from ._errors import query_option
-from ._exceptions import AuthError, BadRequestError, ConfigError, SnapcrawlError
+from ._exceptions import AuthError, BadRequestError, ConfigError, SnapcrawlError, UnfitValueError, detach
 from ._fetch import PageFetcher
 from ._hooks import Hooks, fire
 from ._models import Page, SnapshotPage
 from ._stats import CrawlStats
-from ._walk import PageCursor, walk
+from ._text import has_controls, printable, shorten
+from ._walk import PageCursor, note_repeats, walk
 from .sinks import Sink, VolumeProgress
 
 __all__ = ["MAX_VOLUME_ID_LENGTH", "CrawlResult", "CrawlRun", "CrawlSettings", "VolumeFailure", "check_volume_id"]
@@ -99,7 +100,8 @@ class CrawlRun:
     ) -> None:
         self.fetcher = fetcher
         self.settings = settings
-        self.deliver = deliver
+        self._write = deliver
+        self.deliver = deliver if sink is None else self._deliver_fitting
         self.sink = sink
         self.hooks = hooks or Hooks()
         self.hints = hints or ServerHints()
@@ -153,8 +155,9 @@ class CrawlRun:
         self._cancel.cancel()
 
     def fail(self, volume_id: str | None, error: SnapcrawlError, pages_done: int) -> None:
-        """Record that the crawl gave up on a volume; the crawl goes on."""
-        failure = VolumeFailure(volume_id, error, pages_done)
+        """Record that the crawl gave up on a volume; the crawl goes on. The error is kept without its traceback,
+        which would keep the failed answer alive until the crawl ends."""
+        failure = VolumeFailure(volume_id, detach(error), pages_done)
         self.failures.append(failure)
         self.stats.volumes_failed += 1
         self.log.warning("volume.failed", where=failure.where, pages_done=pages_done, error=str(error))
@@ -226,9 +229,12 @@ class CrawlRun:
             answer = await self.fetcher.fetch(cursor.query(), volume_id=volume_id, page=1, stats=stats)
             more = cursor.advance(answer)
             if not more:
-                stats.snapshots += len(answer.snapshots)
-                await deliver(Page(volume_id, 1, answer.snapshots, True))
-                return len(answer.snapshots)
+                fresh = cursor.fresh
+                if cursor.duplicates:
+                    note_repeats(cursor, stats)
+                stats.snapshots += len(fresh)
+                await deliver(Page(volume_id, 1, fresh, True))
+                return len(fresh)
             first = (1, answer, more)
         count = 0
         pages = walk(
@@ -246,6 +252,20 @@ class CrawlRun:
                 stats.snapshots += len(page.snapshots)
                 await deliver(page)
         return count
+
+    async def _deliver_fitting(self, page: Page) -> None:
+        """Hand ``page`` to the sink. A value it cannot hold fails the volume (raised); in the account-wide listing,
+        whose pages mix volumes, the snapshot's own volume is named failed and the rest of the page is stored."""
+        while True:
+            try:
+                await self._write(page)
+            except UnfitValueError as exc:
+                if page.volume_id is not None:
+                    raise
+                self.fail(exc.volume_id, exc, 0)
+                page = Page(None, page.number, [s for s in page.snapshots if s.id != exc.snapshot_id], page.last)
+            else:
+                return
 
     async def fail_listing(self, volume_id: str | None, error: SnapcrawlError, pages_done: int) -> None:
         self.fail(volume_id, error, pages_done)
@@ -330,7 +350,7 @@ class CrawlRun:
             if volume_id is _END:
                 return
             if (problem := check_volume_id(volume_id)) is not None:
-                await self.fail_listing(volume_id if isinstance(volume_id, str) else repr(volume_id), problem, 0)
+                await self.fail_listing(failure_key(volume_id), problem, 0)
                 continue
             assert isinstance(volume_id, str)  # noqa: S101 - checked just above
             await self.walk_listing(volume_id)
@@ -377,13 +397,24 @@ class _Feed:
 
 
 def check_volume_id(volume_id: object) -> ConfigError | None:
-    """Why ``volume_id`` cannot be sent, or ``None`` when it can."""
+    """Why ``volume_id`` cannot be sent, or ``None`` when it can (checked before any request)."""
     if not isinstance(volume_id, str):
-        return ConfigError(f"invalid volume id {volume_id!r}: it must be a string, not {type(volume_id).__name__}")
+        return ConfigError(
+            f"invalid volume id {shorten(repr(volume_id))}: it must be a string, not {type(volume_id).__name__}"
+        )
     if not volume_id.strip():
         return ConfigError(f"invalid volume id {volume_id!r}: it must be a non-empty string")
     if len(volume_id) > MAX_VOLUME_ID_LENGTH:
-        return ConfigError(
-            f"invalid volume id {volume_id[:40]!r}...: {len(volume_id)} characters, more than {MAX_VOLUME_ID_LENGTH}"
-        )
+        return ConfigError(f"invalid volume id {shorten(volume_id, 40)}: more than {MAX_VOLUME_ID_LENGTH} characters")
+    if has_controls(volume_id):
+        return ConfigError(f"invalid volume id {shorten(volume_id)}: it holds control characters")
     return None
+
+
+def failure_key(volume_id: object) -> str:
+    """What an invalid volume id is recorded as: bounded and printable, so a checkpoint can always hold it."""
+    text = volume_id if isinstance(volume_id, str) else repr(volume_id)
+    if len(text) <= MAX_VOLUME_ID_LENGTH and not has_controls(text):
+        return text
+    cut = printable(text[:64])
+    return cut if len(text) <= 64 else f"{cut}... ({len(text)} characters)"

@@ -67,6 +67,10 @@ class CrawlStats:
     volumes_failed: int = 0
     volumes_skipped: int = 0
     marker_recoveries: int = 0
+    #: Snapshots a server listed again within one walk (a broken cursor), dropped.
+    duplicates_dropped: int = 0
+    #: Pages that repeated the marker's own snapshot first (an inclusive marker), that snapshot dropped.
+    inclusive_markers: int = 0
     snapshots_expected: int | None = None
     started_at: float | None = None
     ended_at: float | None = None
@@ -84,6 +88,8 @@ class CrawlStats:
         "volumes_failed",
         "volumes_skipped",
         "marker_recoveries",
+        "duplicates_dropped",
+        "inclusive_markers",
     )
 
     def add(self, other: CrawlStats) -> None:
@@ -131,6 +137,8 @@ class CrawlStats:
             "volumes_failed": self.volumes_failed,
             "volumes_skipped": self.volumes_skipped,
             "marker_recoveries": self.marker_recoveries,
+            "duplicates_dropped": self.duplicates_dropped,
+            "inclusive_markers": self.inclusive_markers,
             "elapsed_s": round(self.elapsed, 3),
             "requests_per_s": round(self.requests_per_second, 1),
             "latency_ms": self.latency_ms(),

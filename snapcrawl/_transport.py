@@ -14,6 +14,7 @@ from typing import NamedTuple, Protocol
 import aiohttp
 from yarl import URL
 
+from ._budget import DEFAULT_MAX_BYTES_IN_FLIGHT, ByteBudget, Reservation
 from ._exceptions import ConfigError, DecodeError, TransportError
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "AiohttpTransport", "HttpOptions", "Response", "Transport"]
@@ -72,7 +73,9 @@ class AiohttpTransport:
     It never sends a request twice: aiohttp silently resends a GET whose reused connection turns out closed,
     with the same headers, so the same signature would go out twice and a gateway that rejects replays would
     answer 401. Here that resend is off, and the fetcher retries with a fresh signature instead. The body cap
-    applies to the decompressed size, so a small gzip body cannot inflate past it.
+    applies to the decompressed size, so a small gzip body cannot inflate past it. Besides, every body is held
+    within ``max_bytes_in_flight``, shared by all requests (see :mod:`._budget`): a reader waits for room before
+    it reads, so memory stays bounded whatever the concurrency.
 
     A session of your own (``options.session``) is used as it is, its resend setting included, and never closed.
     """
@@ -84,11 +87,14 @@ class AiohttpTransport:
         timeout: float = 30.0,
         verify_tls: bool = True,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_bytes_in_flight: int = DEFAULT_MAX_BYTES_IN_FLIGHT,
         options: HttpOptions | None = None,
     ) -> None:
         options = options or HttpOptions()
         self._timeout = timeout
         self._max_body_bytes = max_body_bytes
+        #: Response bytes held at once, across every request of this transport.
+        self.budget = ByteBudget(max(max_bytes_in_flight, 1))
         self._proxy = options.proxy
         self._owns_session = options.session is None
         if options.session is not None:
@@ -131,10 +137,12 @@ class AiohttpTransport:
                 length = resp.content_length
                 if length is not None and length > cap:
                     raise DecodeError(f"response body of {length} bytes exceeds the cap of {cap}")
-                if length is not None and "Content-Encoding" not in resp.headers:
-                    body = await resp.read()  # exactly ``length`` bytes, known to be within the cap
-                else:
-                    body = await self._read_capped(resp)
+                with self.budget.reservation() as held:
+                    if length is not None and "Content-Encoding" not in resp.headers:
+                        await held.take(length)
+                        body = await resp.read()  # exactly ``length`` bytes, known to be within the cap
+                    else:
+                        body = await self._read_capped(resp, held)
                 answer = resp.headers
                 return Response(resp.status, body, answer.get("Retry-After"), answer.get("Date"), answer)
         except TimeoutError:
@@ -146,14 +154,16 @@ class AiohttpTransport:
         except aiohttp.ClientError as exc:
             raise TransportError(f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
 
-    async def _read_capped(self, resp: aiohttp.ClientResponse) -> bytes:
-        """The decompressed body, read chunk by chunk and abandoned as soon as it passes the cap."""
+    async def _read_capped(self, resp: aiohttp.ClientResponse, held: Reservation) -> bytes:
+        """The decompressed body, read chunk by chunk within the budget, abandoned as soon as it passes the cap."""
         chunks: list[bytes] = []
         size = 0
         async for chunk in resp.content.iter_any():
             size += len(chunk)
             if size > self._max_body_bytes:
+                chunks.clear()  # the error's traceback holds this frame
                 raise DecodeError(f"response body exceeds the cap of {self._max_body_bytes} bytes (decompressed)")
+            await held.take(len(chunk))
             chunks.append(chunk)
         return b"".join(chunks)
 

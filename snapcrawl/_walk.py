@@ -9,6 +9,11 @@ during it at most once. What follows from it, and what this module does:
   length is taken as the server's cap and the walk goes on (pages of that length are then full).
 - A "marker not found" 400 (the snapshot the walk stood on was deleted) is recovered from: the walk steps back to
   an earlier id it delivered that still exists, or starts over, and skips the ids it already delivered.
+- Nothing the server sends can make a walk deliver an id twice or loop: an id delivered before is dropped
+  wherever it comes back (a page that starts with the marker it was asked from is an *inclusive* marker, noted
+  once); pages that bring nothing new are a broken cursor, and after ``MAX_STALLED_PAGES`` of them in a row the
+  walk fails with :class:`PaginationError` naming the marker. After a lost-marker recovery the walk may re-list
+  what it delivered (a start-over does): that many pages more are allowed before it counts as stalled.
 
 :class:`PageCursor` is the pure part (no I/O, testable without an event loop); :func:`walk` drives it and
 yields pages, so a volume's crawl, a seam of the account listing and ``list_snapshots`` all share one loop.
@@ -19,12 +24,15 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from typing import Literal, Protocol
 
+import structlog
+
 from ._exceptions import BadRequestError, PaginationError
 from ._models import Page, Snapshot, SnapshotPage
 from ._signing import encode_query, query_escape
 from ._stats import CrawlStats
+from ._text import shorten
 
-__all__ = ["Fetch", "PageCursor", "Paging", "Seen", "walk"]
+__all__ = ["Fetch", "PageCursor", "Paging", "Seen", "note_repeats", "walk"]
 
 Paging = Literal["marker", "offset"]
 
@@ -32,6 +40,10 @@ Paging = Literal["marker", "offset"]
 MAX_MARKER_FALLBACKS = 4
 #: Start-overs in a row that deliver nothing new: more means the server rejects markers as such.
 MAX_RESTARTS = 5
+#: Full pages in a row with nothing new before a walk is declared looping (beyond a recovery's re-listing).
+MAX_STALLED_PAGES = 3
+
+_log = structlog.get_logger("snapcrawl")
 
 
 class Seen(Protocol):
@@ -63,12 +75,18 @@ class PageCursor:
     """
 
     __slots__ = (
+        "_allowance",
         "_head",
-        "_last_first_id",
         "_name",
+        "_relisting",
+        "_stalled",
         "_tail",
         "cap",
         "count",
+        "delivered",
+        "duplicates",
+        "fresh",
+        "inclusive",
         "marker",
         "name",
         "offset",
@@ -103,7 +121,17 @@ class PageCursor:
         self.page = 1
         self.seen = 0
         self.count: int | None = None
-        self._last_first_id: str | None = None
+        #: Every id this walk delivered: what comes back is dropped, never delivered twice.
+        self.delivered: set[str] = set()
+        #: The snapshots of the last page that ``advance`` took, less those delivered before.
+        self.fresh: list[Snapshot] = []
+        #: Ids dropped as delivered before (the repeated first snapshot of an inclusive marker not counted).
+        self.duplicates = 0
+        #: Pages that started with the marker they were asked from: the server's marker is inclusive.
+        self.inclusive = 0
+        self._stalled = 0  # full pages in a row that brought nothing new
+        self._allowance = MAX_STALLED_PAGES
+        self._relisting = False  # after a recovery, until something new: ids seen again are expected, not counted
         self.name = name
         self.sort = sort
         self.with_count = with_count
@@ -145,38 +173,78 @@ class PageCursor:
         return encode_query(params)
 
     def restart(self, marker: str | None) -> None:
-        """Go on after ``marker`` (``None``: from the start) instead of the current marker."""
+        """Go on after ``marker`` (``None``: from the start) instead of the current marker.
+
+        What follows may re-list what the walk delivered: that many pages are not counted as stalled.
+        """
         self.marker = marker
-        self._last_first_id = None
+        length = self.cap or self.page_size
+        self._stalled = 0
+        self._allowance = -(-len(self.delivered) // length) + MAX_STALLED_PAGES
+        self._relisting = True
 
     def advance(self, page: SnapshotPage) -> bool:
-        """Account for ``page``; return whether another page should be fetched."""
+        """Account for ``page`` (its new snapshots go to ``fresh``); return whether another page should be fetched.
+
+        Raises :class:`PaginationError` when too many full pages in a row brought nothing new.
+        """
         snapshots = page.snapshots
         if page.count is not None:
             self.count = page.count
         if not snapshots:
+            self.fresh = snapshots
             return False
-        first_id, last_id = snapshots[0].id, snapshots[-1].id
-        if first_id == self._last_first_id or (self.paging == "marker" and last_id == self.marker):
-            raise PaginationError(
-                f"the server returned the same page again (first id {first_id!r}); stopping instead of looping",
-                volume_id=self.volume_id,
-                page=self.page,
-            )
-        self._last_first_id = first_id
-        self.marker = last_id
-        self.offset += len(snapshots)
-        self.seen += len(snapshots)
-        self.page += 1
         length = len(snapshots)
-        if length >= (self.cap or self.page_size):
+        marker = self.marker
+        if marker is not None and snapshots[0].id == marker and self.paging == "marker":
+            # The snapshot the walk stands on, again first: the server's marker is inclusive, not a broken cursor.
+            self.inclusive += 1
+            snapshots = snapshots[1:]
+        delivered = self.delivered
+        ids = [s.id for s in snapshots]
+        if delivered.isdisjoint(ids):  # the usual case, in two set operations
+            size = len(delivered)
+            delivered.update(ids)
+            fresh = snapshots if len(delivered) - size == len(ids) else self._drop_repeats(snapshots, set())
+        else:
+            fresh = self._drop_repeats(snapshots, delivered)
+        self.fresh = fresh
+        self.marker = page.snapshots[-1].id
+        self.offset += length
+        self.seen += len(fresh)
+        self.page += 1
+        full = length >= (self.cap or self.page_size)
+        if fresh:
+            self._stalled, self._allowance, self._relisting = 0, MAX_STALLED_PAGES, False
+        elif full:
+            self._stalled += 1
+            if self._stalled > self._allowance:
+                after = "the first page" if marker is None else f"marker {shorten(marker)}"
+                raise PaginationError(
+                    f"the server's cursor loops: {self._stalled} full pages in a row after {after} brought no "
+                    "snapshot not delivered before; stopping instead of looping",
+                    volume_id=self.volume_id,
+                    page=self.page - 1,
+                )
+        if full:
             return True
-        if (self.count is not None and self.seen < self.count) or (self.count is None and self.cap is None):
+        if fresh and ((self.count is not None and self.seen < self.count) or (self.count is None and self.cap is None)):
             # Short, yet more may follow: either the server caps ``limit`` (count says so, or no count tells us
             # otherwise) -- pages of this length are full from now on. One extra request at worst.
             self.cap = length
             return True
         return False
+
+    def _drop_repeats(self, snapshots: list[Snapshot], delivered: set[str]) -> list[Snapshot]:
+        """The snapshots of a page whose ids are not in ``delivered`` (which gains them), each id once."""
+        fresh: list[Snapshot] = []
+        for snapshot in snapshots:
+            if snapshot.id in delivered:
+                self.duplicates += not self._relisting
+            else:
+                delivered.add(snapshot.id)
+                fresh.append(snapshot)
+        return fresh
 
 
 async def walk(
@@ -196,56 +264,77 @@ async def walk(
     writer can record the listing as complete. ``fallback_markers`` are earlier ids to resume after, newest
     first, should the cursor's marker have been deleted; ``delivered_before`` returns the ids an earlier run
     already delivered, for a walk that has to start over. With ``seen`` (the account-wide listing), ids in it are
-    never yielded and yielded ids are added to it; otherwise the walk remembers its own pages, which a volume's
-    walk can afford. The walk also ends, before it, at the first snapshot whose id ``until`` accepts.
+    never yielded and yielded ids are added to it; the cursor drops ids the walk itself delivered either way.
+    The walk also ends, before it, at the first snapshot whose id ``until`` accepts.
     ``first`` is a page the caller already fetched and advanced the cursor past: (its number, it, whether more
     follow).
     """
     volume_id = cursor.volume_id
-    lost = _LostMarker(cursor, stats, fallback_markers, delivered_before, seen)
+    lost = _LostMarker(cursor, stats, fallback_markers, delivered_before)
     more = True
-    while more:
-        if first is not None:
-            (number, page, more), first = first, None
-        else:
-            number = cursor.page
-            try:
-                page = await fetch(cursor.query(), volume_id=volume_id, page=number, stats=stats)
-            except BadRequestError:
-                if cursor.marker is None or not await lost.step_back():
-                    raise  # not about a marker: the query itself, or the volume, is rejected
-                continue
-            lost.candidates = None
-            more = cursor.advance(page)
-        snapshots = page.snapshots
-        if snapshots:
-            lost.listed(snapshots)
-        if until is not None or lost.skip is not None:
-            snapshots, reached = _trim(snapshots, until, lost.skip)
-            more = more and not reached
-        if snapshots:
-            lost.delivered(snapshots)
-        if snapshots or not more:
-            yield Page(volume_id, number, snapshots, not more)
+    try:
+        while more:
+            if first is not None:
+                (number, page, more), first = first, None
+            else:
+                number = cursor.page
+                try:
+                    page = await fetch(cursor.query(), volume_id=volume_id, page=number, stats=stats)
+                except BadRequestError:
+                    if cursor.marker is None or not await lost.step_back():
+                        raise  # not about a marker: the query itself, or the volume, is rejected
+                    continue
+                lost.candidates = None
+                more = cursor.advance(page)
+            if page.snapshots:
+                lost.listed(page.snapshots)
+            snapshots = cursor.fresh
+            if until is not None or seen is not None:
+                snapshots, reached = _trim(snapshots, until, seen)
+                more = more and not reached
+            if snapshots:
+                lost.delivered()
+            if snapshots or not more:
+                yield Page(volume_id, number, snapshots, not more)
+    finally:
+        note_repeats(cursor, stats)
+
+
+def note_repeats(cursor: PageCursor, stats: CrawlStats) -> None:
+    """Count what ``cursor`` dropped in ``stats``; the crawl's first inclusive marker is worth one warning."""
+    if cursor.duplicates:
+        stats.duplicates_dropped += cursor.duplicates
+        _log.warning(
+            "walk.duplicates_dropped", volume_id=cursor.volume_id, duplicates=cursor.duplicates, why="broken cursor"
+        )
+        cursor.duplicates = 0
+    if cursor.inclusive:
+        if not stats.inclusive_markers:
+            _log.warning(
+                "walk.inclusive_marker",
+                volume_id=cursor.volume_id,
+                why="the server repeats the marker's snapshot first on each page; it is dropped (warned once)",
+            )
+        stats.inclusive_markers += cursor.inclusive
+        cursor.inclusive = 0
 
 
 class _LostMarker:
     """What a walk keeps to recover when the snapshot it stands on is deleted (the server's "marker not found").
 
     It steps back to the last ids the server listed, newest first, then to earlier runs' ``fallbacks``; after a
-    few, it starts over from the first page. Either way, what was delivered is skipped from then on.
+    few, it starts over from the first page. Either way, what was delivered is skipped from then on (the cursor
+    drops every id it delivered; an earlier run's are added to those on a start-over).
     """
 
     __slots__ = (
         "_cursor",
         "_delivered_before",
         "_fallbacks",
-        "_history",
         "_listed",
         "_stalls",
         "_stats",
         "candidates",
-        "skip",
     )
 
     def __init__(
@@ -254,26 +343,21 @@ class _LostMarker:
         stats: CrawlStats,
         fallbacks: Iterable[str],
         delivered_before: Callable[[], Awaitable[set[str]]] | None,
-        seen: Seen | None,
     ) -> None:
         self._cursor = cursor
         self._stats = stats
         self._fallbacks = list(fallbacks)
         self._delivered_before = delivered_before
-        self._history: list[list[Snapshot]] | None = None if seen is not None else []  # pages delivered
         self._listed: list[list[Snapshot]] = []  # the last pages the server listed
         self._stalls = 0  # start-overs since the walk last delivered anything new
         self.candidates: list[str] | None = None  # while recovering: earlier ids still to try
-        self.skip: Seen | None = seen
 
     def listed(self, snapshots: list[Snapshot]) -> None:
         self._listed.append(snapshots)
         del self._listed[: -MAX_MARKER_FALLBACKS - 1]
 
-    def delivered(self, snapshots: list[Snapshot]) -> None:
+    def delivered(self) -> None:
         self._stalls = 0
-        if self._history is not None:
-            self._history.append(snapshots)
 
     async def step_back(self) -> bool:
         """Move the cursor to where the walk can go on; ``False`` if starting over has stopped helping."""
@@ -284,13 +368,11 @@ class _LostMarker:
             self._stats.marker_recoveries += 1
             earlier = [c for c in (*reversed(_last_ids(self._listed)), *self._fallbacks) if c != cursor.marker]
             self.candidates, self._fallbacks = earlier[:MAX_MARKER_FALLBACKS], []
-        if self.skip is None:
-            self.skip = {s.id for snapshots in self._history or () for s in snapshots}
         if self.candidates:
             cursor.restart(self.candidates.pop(0))
             return True
         if self._delivered_before is not None:
-            self.skip.update(await self._delivered_before())
+            cursor.delivered.update(await self._delivered_before())
             self._delivered_before = None
         self._stalls += 1
         cursor.restart(None)

@@ -25,6 +25,7 @@ from snapcrawl import (
     ServerError,
     Snapshot,
 )
+from snapcrawl._walk import MAX_STALLED_PAGES
 
 from .fakes import (
     FakeClock,
@@ -169,7 +170,7 @@ async def test_every_attempt_is_signed_afresh() -> None:
 
 
 async def test_pagination_error_reaches_the_caller() -> None:
-    """A server that repeats a full page fails that volume with PaginationError; others complete."""
+    """A server that repeats a full page fails that volume with PaginationError (after a few); others complete."""
 
     def handler(url: str, headers: dict[str, str]) -> Response:
         query = query_of(url)
@@ -184,7 +185,7 @@ async def test_pagination_error_reaches_the_caller() -> None:
         assert got == {"stuck": 2, "b": 1}  # the first page was delivered, the repeat was not
         [failure] = failures
         assert isinstance(failure.error, PaginationError)
-        assert (failure.volume_id, failure.error.page, failure.pages_done) == ("stuck", 2, 1)
+        assert (failure.volume_id, failure.error.page) == ("stuck", 2 + MAX_STALLED_PAGES)
         listed: list[str] = []
         with pytest.raises(PaginationError):
             await _drain(crawler.list_snapshots("stuck"), listed)

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from snapcrawl import PaginationError, Snapshot, SnapshotPage, encode_query
-from snapcrawl._walk import PageCursor, Paging
+from snapcrawl._walk import MAX_STALLED_PAGES, PageCursor, Paging
 
 NOW = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 
@@ -74,21 +74,82 @@ def test_full_page_goes_on_even_when_count_is_reached() -> None:
     assert not cursor.advance(_page([], count=2))
 
 
-def test_repeated_page_raises() -> None:
-    """A page whose first id repeats the previous page's raises PaginationError with volume and page."""
+def test_repeated_page_is_dropped_then_raises_naming_the_marker() -> None:
+    """The same full page again and again brings nothing new: dropped, then after a few a PaginationError."""
     cursor = PageCursor(volume_id="v", page_size=2)
     cursor.advance(_page(["a", "b"], count=9))
-    with pytest.raises(PaginationError) as info:
+    for _ in range(MAX_STALLED_PAGES):
+        assert cursor.advance(_page(["a", "b"], count=9))
+        assert cursor.fresh == []
+    with pytest.raises(PaginationError, match=r"cursor loops.*marker 'b'") as info:
         cursor.advance(_page(["a", "b"], count=9))
-    assert (info.value.volume_id, info.value.page) == ("v", 2)
+    assert (info.value.volume_id, info.value.page) == ("v", 2 + MAX_STALLED_PAGES)
 
 
-def test_marker_not_advancing_raises() -> None:
-    """A page ending on the marker it was asked from raises PaginationError."""
+def test_marker_cycle_never_delivers_twice_and_ends() -> None:
+    """Pages A, B, A, B...: each id once, then the walk fails instead of looping."""
+    cursor = PageCursor(volume_id="v", page_size=2)
+    delivered: list[str] = []
+
+    def cycle() -> None:
+        for _ in range(100):
+            for ids in (["a", "b"], ["c", "d"]):
+                cursor.advance(_page(ids))
+                delivered.extend(s.id for s in cursor.fresh)
+
+    with pytest.raises(PaginationError):
+        cycle()
+    assert delivered == ["a", "b", "c", "d"]
+    assert cursor.duplicates == 2 * (MAX_STALLED_PAGES + 1)
+
+
+def test_partial_repeats_are_dropped_and_the_walk_goes_on() -> None:
+    """A page mixing old and new ids is progress: the old ones are dropped, the stall count starts over."""
+    cursor = PageCursor(volume_id="v", page_size=3)
+    cursor.advance(_page(["a", "b", "c"]))
+    for ids in (["b", "d", "d"], ["a", "c", "e"]):
+        assert cursor.advance(_page(ids))
+    assert [s.id for s in cursor.fresh] == ["e"]
+    assert cursor.delivered == {"a", "b", "c", "d", "e"}
+    assert not cursor.advance(_page(["f"], count=6))
+
+
+def test_inclusive_marker_drops_the_repeated_first_snapshot() -> None:
+    """A server whose pages start with the marker: that snapshot is dropped and noted, the walk is complete."""
+    cursor = PageCursor(volume_id="v", page_size=3)
+    pages = [["a", "b", "c"], ["c", "d", "e"], ["e", "f", "g"], ["g", "h"], ["h"]]
+    delivered: list[str] = []
+    for ids in pages:
+        more = cursor.advance(_page(ids))
+        delivered += [s.id for s in cursor.fresh]
+    assert not more
+    assert delivered == list("abcdefgh")
+    assert (cursor.inclusive, cursor.duplicates) == (4, 0)
+
+
+def test_a_page_ending_on_its_marker_is_no_progress() -> None:
+    """A full page of ids already delivered, ending on the marker it was asked from, counts as stalled."""
     cursor = PageCursor(volume_id="v", page_size=2)
     cursor.advance(_page(["a", "b"], count=9))
-    with pytest.raises(PaginationError, match="same page"):
+    assert cursor.advance(_page(["c", "b"], count=9))
+    assert [s.id for s in cursor.fresh] == ["c"]
+    for _ in range(MAX_STALLED_PAGES):
+        cursor.advance(_page(["a", "b"], count=9))
+    with pytest.raises(PaginationError):
         cursor.advance(_page(["c", "b"], count=9))
+
+
+def test_a_restart_may_relist_what_was_delivered() -> None:
+    """After a lost marker the walk starts over: re-listing every delivered page is not a loop, and not counted."""
+    cursor = PageCursor(volume_id="v", page_size=2)
+    for ids in (["a", "b"], ["c", "d"], ["e", "f"], ["g", "h"], ["i", "j"]):
+        cursor.advance(_page(ids))
+    cursor.restart(None)
+    for ids in (["a", "b"], ["c", "d"], ["e", "f"], ["g", "h"], ["i", "j"]):
+        assert cursor.advance(_page(ids))
+    assert cursor.advance(_page(["k", "l"]))
+    assert cursor.duplicates == 0
+    assert not cursor.advance(_page([]))
 
 
 @given(

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import select
 import sys
 from collections.abc import Sequence
+from typing import Final
 
 import anyio
 
 from .. import __version__
-from .._exceptions import AuthError, ConfigError, SnapcrawlError, unwrap_group
+from .._exceptions import AuthError, ConfigError, SinkError, SnapcrawlError, unwrap_group
 from . import bench, completion, crawl, job, migrate, simulate
-from ._common import EXIT_AUTH, EXIT_FAILURES, EXIT_OK, EXIT_USAGE, Parser, configure_logging, use_uvloop
+from ._common import EXIT_AUTH, EXIT_FAILURES, EXIT_OK, EXIT_USAGE, Parser, configure_logging, echo, use_uvloop
 from .progress import status_line
 
 __all__ = ["build_parser", "main"]
@@ -43,22 +45,55 @@ def main(argv: Sequence[str] | None = None) -> int:
         uvloop = use_uvloop(getattr(args, "loop", "asyncio"))
         status: int = anyio.run(args.run, args, backend_options={"use_uvloop": uvloop})
     except BaseException as raised:  # mapped to exit statuses below, or re-raised
-        exc = unwrap_group(raised)
+        exc = _leading(raised)
+        if isinstance(exc, BrokenPipeError) or (isinstance(exc, SinkError) and _stdout_gone()):
+            # The reader of stdout went away (e.g. `| head`): not an error of ours.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_OK
         if isinstance(exc, ConfigError):
-            print(f"snapcrawl: error: {exc}", file=sys.stderr)
+            echo(f"snapcrawl: error: {exc}")
             return EXIT_USAGE
         if isinstance(exc, AuthError):
-            print(f"snapcrawl: {exc}", file=sys.stderr)
+            echo(f"snapcrawl: {exc}")
             return EXIT_AUTH
         if isinstance(exc, SnapcrawlError):
-            print(f"snapcrawl: failed: {exc}", file=sys.stderr)
+            echo(f"snapcrawl: failed: {exc}")
             return EXIT_FAILURES
         if isinstance(exc, KeyboardInterrupt):
             print("snapcrawl: interrupted", file=sys.stderr)
             return 130
-        if isinstance(exc, BrokenPipeError):
-            # The reader of stdout went away (e.g. `| head`): not an error of ours.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return EXIT_OK
         raise
     return status
+
+
+#: Which error of several (workers failing at once) decides the exit status: the first kind listed wins.
+_PRECEDENCE: Final = (BrokenPipeError, KeyboardInterrupt, ConfigError, AuthError, SinkError, SnapcrawlError)
+
+
+def _leading(raised: BaseException) -> BaseException:
+    """The error that stands for ``raised``: itself, or of an exception group (every worker whose sink failed
+    raises the same error), the first by :data:`_PRECEDENCE`; a group holding anything else stays as it is."""
+    exc = unwrap_group(raised)
+    if not isinstance(exc, BaseExceptionGroup):
+        return exc
+    leaves: list[BaseException] = []
+    groups = [exc]
+    while groups:
+        for member in groups.pop().exceptions:
+            if isinstance(member, BaseExceptionGroup):
+                groups.append(member)
+            else:
+                leaves.append(member)
+    if not all(isinstance(leaf, _PRECEDENCE) for leaf in leaves):
+        return exc  # something unforeseen: shown whole
+    return min(leaves, key=lambda leaf: next(i for i, kind in enumerate(_PRECEDENCE) if isinstance(leaf, kind)))
+
+
+def _stdout_gone() -> bool:
+    """Whether stdout is a pipe whose reader has closed it (what ``| head`` does once it has its lines)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), 0)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no poll on this platform, or stdout replaced or closed
+        return False

@@ -16,13 +16,15 @@ import anyio
 
 from .._exceptions import ConfigError
 from ._common import (
+    CONCURRENCY,
     EXIT_FAILURES,
     EXIT_OK,
+    MILLISECONDS,
+    RATE,
+    SECONDS,
     DeprecatedAlias,
     add_connection_options,
     add_loop_option,
-    positive_float,
-    positive_int,
 )
 from .progress import status_line
 
@@ -50,27 +52,25 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     model = load.add_mutually_exclusive_group()
     load.add_argument(
         "--rate",
-        type=positive_float,
+        type=RATE,
         metavar="R",
         help="open loop: R requests/s on a fixed schedule (with --find-max: the first rate tried)",
     )
-    model.add_argument("--concurrency", type=positive_int, metavar="N", help="closed loop: N requests always in flight")
+    model.add_argument("--concurrency", type=CONCURRENCY, metavar="N", help="closed loop: N requests always in flight")
     model.add_argument("--find-max", action="store_true", help="search the highest rate sustained with <= 1%% failed")
-    load.add_argument("--duration", type=positive_float, metavar="S", help="seconds of load (default 10)")
+    load.add_argument("--duration", type=SECONDS, metavar="S", help="seconds of load (default 10)")
     load.add_argument(
         "--max-in-flight",
-        type=positive_int,
+        type=CONCURRENCY,
         default=1000,
         metavar="N",
         help="open loop: at most N in flight; a send held back still counts from its due time (default 1000)",
     )
     search = bench.add_argument_group("find-max")
-    search.add_argument("--max-rate", type=positive_float, default=10_000.0, metavar="R", help="highest rate tried")
-    search.add_argument("--slo-p99", type=positive_float, metavar="MS", help="a step passes only with p99 under MS")
-    search.add_argument("--budget", type=positive_float, default=90.0, metavar="S", help="whole search (default 90 s)")
-    search.add_argument(
-        "--step-duration", type=positive_float, default=3.0, metavar="S", help="each rate (default 3 s)"
-    )
+    search.add_argument("--max-rate", type=RATE, default=10_000.0, metavar="R", help="highest rate tried")
+    search.add_argument("--slo-p99", type=MILLISECONDS, metavar="MS", help="a step passes only with p99 under MS")
+    search.add_argument("--budget", type=SECONDS, default=90.0, metavar="S", help="whole search (default 90 s)")
+    search.add_argument("--step-duration", type=SECONDS, default=3.0, metavar="S", help="each rate (default 3 s)")
     out = bench.add_argument_group("output")
     out.add_argument("--json", metavar="FILE", help="write the report as JSON (- for stdout)")
     out.add_argument("--plot", metavar="FILE", help="latency over time and percentile spectrum, .png or .html")

@@ -16,22 +16,26 @@ from typing import IO, Any, BinaryIO
 import anyio
 
 from .._crawler import Crawler
-from .._exceptions import AuthError, ConfigError, unwrap_group
+from .._exceptions import AuthError, ConfigError, SinkError, unwrap_group
 from .._run import CrawlResult
 from .._stats import CrawlStats
-from ..sinks import DEFAULT_TABLE, open_sink
+from ..sinks import DEFAULT_TABLE, AnySink, open_sink
 from ..sinks.jsonl import JsonLinesWriter
 from ..sinks.postgres import redact
 from ._common import (
+    BURST,
+    CONCURRENCY,
     EXIT_AUTH,
     EXIT_FAILURES,
     EXIT_OK,
+    RATE,
+    SEED,
+    VOLUMES,
     DeprecatedAlias,
     add_connection_options,
     add_loop_option,
+    echo,
     make_crawler,
-    positive_float,
-    positive_int,
 )
 from .fleet import add_fleet_options, check_fleet_options, run_fleet
 from .formats import FormattedSink, SnapshotFormatter, add_output_options
@@ -63,12 +67,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
     demo = commands.add_parser("demo", help="crawl the built-in simulator, started in-process")
     demo.add_argument(
-        "--volume-count", dest="volumes", type=positive_int, default=3000, metavar="N", help="simulated volumes"
+        "--volume-count", dest="volumes", type=VOLUMES, default=3000, metavar="N", help="simulated volumes"
     )
-    demo.add_argument("--volumes", dest="volumes", type=positive_int, action=DeprecatedAlias, use="--volume-count")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--volumes", dest="volumes", type=VOLUMES, action=DeprecatedAlias, use="--volume-count")
+    demo.add_argument("--seed", type=SEED, default=0)
     demo.add_argument("--out", default="snapcrawl-demo.jsonl", metavar="FILE", help="where the snapshots go")
-    demo.add_argument("--concurrency", type=positive_int, default=64, metavar="N")
+    demo.add_argument("--concurrency", type=CONCURRENCY, default=64, metavar="N")
     demo.add_argument("--no-progress", action="store_true")
     demo.add_argument("--no-faults", action="store_true", help="a perfect server: no latency, no 503s")
     add_loop_option(demo)
@@ -93,9 +97,11 @@ def _add_crawl_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="database: delete rows of completely crawled volumes this crawl did not see",
     )
-    crawl.add_argument("--concurrency", type=positive_int, default=64, metavar="N", help="requests in flight")
-    crawl.add_argument("--rate", type=positive_float, metavar="R", help="requests/s cap (default: none)")
-    crawl.add_argument("--burst", type=positive_int, default=10, metavar="N", help="with --rate (default 10)")
+    crawl.add_argument(
+        "--concurrency", type=CONCURRENCY, default=64, metavar="N", help="requests in flight, 1..10000 (default 64)"
+    )
+    crawl.add_argument("--rate", type=RATE, metavar="R", help="requests/s cap, 0.01..100000 (default: none)")
+    crawl.add_argument("--burst", type=BURST, default=10, metavar="N", help="with --rate (default 10)")
     crawl.add_argument("--no-progress", action="store_true", help="no live progress line on stderr")
     add_loop_option(crawl)
     crawl.add_argument(
@@ -161,13 +167,42 @@ def _write_summary(path: str, record: dict[str, Any]) -> None:
         raise ConfigError(f"cannot write --summary-json {path}: {exc.strerror}") from None
 
 
-async def _watch_signals(scope: anyio.CancelScope, caught: list[int]) -> None:
-    """On SIGINT or SIGTERM, remember it and cancel the crawl so that it can stop cleanly."""
+#: After SIGINT or SIGTERM, how long a commit in progress (or the last one) may take before it is given up.
+GIVE_UP_SECONDS = 5.0
+
+
+async def _watch_signals(
+    scope: anyio.CancelScope, caught: list[int], sink: AnySink | FormattedSink, lost: list[int]
+) -> None:
+    """On SIGINT or SIGTERM, remember it and cancel the crawl so that it can stop cleanly; should a commit still
+    hold it after :data:`GIVE_UP_SECONDS` (a stalled database), give that commit up."""
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
             caught.append(signum)
             scope.cancel()
-            return
+            break
+    await _give_up_after(sink, lost)
+
+
+async def _give_up_after(sink: AnySink | FormattedSink, lost: list[int]) -> None:
+    await anyio.sleep(GIVE_UP_SECONDS)
+    if (abandon := getattr(sink, "abandon", None)) is not None:  # printing to stdout commits nothing
+        lost.append(abandon())
+
+
+async def _close(sink: AnySink | FormattedSink, *, interrupted: bool, lost: list[int]) -> None:
+    """Commit what was taken and release the destination, even after Ctrl-C; once interrupted, for
+    :data:`GIVE_UP_SECONDS` at most."""
+    with anyio.CancelScope(shield=True):
+        async with anyio.create_task_group() as tg:
+            if interrupted and not lost:
+                tg.start_soon(_give_up_after, sink, lost)
+            try:
+                await sink.aclose()
+            except SinkError:
+                if not lost:
+                    raise
+            tg.cancel_scope.cancel()
 
 
 async def _crawl(crawler: Crawler, volume_ids: Any, args: argparse.Namespace, *, total: int | None) -> int:
@@ -181,14 +216,19 @@ async def _crawl(crawler: Crawler, volume_ids: Any, args: argparse.Namespace, *,
     sink = _printed(args) or open_sink(
         args.out, table=args.table, prune=args.prune, state=args.state, settings=settings
     )
+    lost: list[int] = []  # rows taken but given up, once a stalled commit was abandoned
     try:
         async with crawler, anyio.create_task_group() as tg:
             crawl_scope = anyio.CancelScope()
-            tg.start_soon(_watch_signals, crawl_scope, caught)
+            tg.start_soon(_watch_signals, crawl_scope, caught, sink, lost)
             if show_progress:
                 tg.start_soon(progress.run, status)
             with crawl_scope:
-                result = await crawler.crawl_into(volume_ids, sink, name=args.name, sort=args.sort, stats=stats)
+                try:
+                    result = await crawler.crawl_into(volume_ids, sink, name=args.name, sort=args.sort, stats=stats)
+                except* SinkError:
+                    if not lost:
+                        raise
             tg.cancel_scope.cancel()
     except BaseException as raised:
         rejected = unwrap_group(raised)
@@ -200,13 +240,17 @@ async def _crawl(crawler: Crawler, volume_ids: Any, args: argparse.Namespace, *,
         raise
     finally:
         status.clear()
-        with anyio.CancelScope(shield=True):  # commit what was written, even after Ctrl-C
-            await sink.aclose()
+        await _close(sink, interrupted=bool(caught), lost=lost)
     account, pruned = volume_ids is None, getattr(sink, "pruned", 0)
-    print(summary_text(stats, _shown(args.out), account=account, pruned=pruned), file=sys.stderr)
+    echo(summary_text(stats, _shown(args.out), account=account, pruned=pruned))
+    if lost:
+        echo(
+            f"snapcrawl: gave up a commit the destination did not finish in {GIVE_UP_SECONDS:g} s: {lost[0]} rows "
+            "taken were not committed (the checkpoint does not cover them)"
+        )
     failures = result.failures if result is not None else []
     for failure in failures:
-        print(f"snapcrawl: failed: {failure.where}: {failure.error}", file=sys.stderr)
+        echo(f"snapcrawl: failed: {failure.where}: {failure.error}")
     exit_status = 128 + caught[0] if caught else EXIT_FAILURES if failures else EXIT_OK
     if caught:
         how = "run the same command again to resume" if sink.resumable else "add --state FILE to make crawls resumable"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any, BinaryIO, Final
@@ -19,6 +18,7 @@ from typing import Any, BinaryIO, Final
 import msgspec
 
 from .._models import Page, Snapshot
+from .._text import printable
 from ..sinks import VolumeProgress
 
 __all__ = [
@@ -35,15 +35,9 @@ FORMATS: Final = ("jsonl", "json", "csv", "table")
 FIELDS: Final = tuple(Snapshot.__struct_fields__)
 _TABLE_FIELDS: Final = ("id", "volume_id", "size", "created_at", "status", "name")
 
-# C0 and C1 controls, DEL, the line/paragraph separators and the bidirectional overrides and isolates: what can
-# move a terminal's cursor, change its state or reorder what it shows.
-_CONTROLS: Final = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _encoder: Final = msgspec.json.Encoder()
-
-
-def escape_controls(text: str) -> str:
-    r"""``text`` with each control character written as a Python-style escape (``\x1b``, ``\u202e``)."""
-    return _CONTROLS.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+#: Each control character as a Python-style escape (``\x1b``, ``\u202e``): the one escaping the CLI does.
+escape_controls: Final = printable
 
 
 def parse_fields(text: str) -> tuple[str, ...]:

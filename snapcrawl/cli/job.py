@@ -21,7 +21,7 @@ from .._crawler import Crawler
 from .._exceptions import ConfigError
 from .._identity import default_account, endpoint_host
 from ..sinks import Sink
-from ._common import EXIT_FAILURES, EXIT_OK, make_crawler, positive_float
+from ._common import CLAIM_AFTER, EXIT_FAILURES, EXIT_OK, echo, make_crawler
 from .progress import plural, times
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ def add_distributed_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--job", metavar="NAME", help="the job's name: every worker of one crawl uses the same")
     group.add_argument(
         "--claim-after",
-        type=positive_float,
+        type=CLAIM_AFTER,
         metavar="S",
         help="take over volumes another worker has held this long without a heartbeat (default 60)",
     )
@@ -216,7 +216,7 @@ async def report_job(worker: Worker) -> int:
         file=sys.stderr,
     )
     for volume, error in sorted(status.failed.items()):
-        print(f"snapcrawl: failed: volume {volume}: {error}", file=sys.stderr)
+        echo(f"snapcrawl: failed: volume {volume}: {error}")
     return EXIT_FAILURES if status.failed else EXIT_OK
 
 
@@ -232,12 +232,14 @@ async def _cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(status.as_dict(), sort_keys=True))
         return EXIT_OK
     state = "complete" if status.complete else ("running" if status.sealed else "enqueuing")
-    print(f"job {status.job}: {state}, {plural(status.total, 'volume')}")
+    echo(f"job {status.job}: {state}, {plural(status.total, 'volume')}", stdout=True)
     print(f"  pending      {status.pending}")
     print(f"  in progress  {status.in_progress}")
     print(f"  done         {status.done}")
     print(f"  failed       {len(status.failed)}")
     for volume, error in sorted(status.failed.items()):
-        print(f"    {volume}: {error}")
-    print(f"  workers      {len(status.workers)}" + "".join(f"\n    {worker}" for worker in status.workers))
+        echo(f"    {volume}: {error}", stdout=True)
+    print(f"  workers      {len(status.workers)}")
+    for worker in status.workers:
+        echo(f"    {worker}", stdout=True)
     return EXIT_OK

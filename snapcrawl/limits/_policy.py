@@ -1,17 +1,22 @@
 """Rate discovery: find the server's quota from its throttles and stay just under it. Pure: no clock, no I/O.
 
-Against a token-bucket server the share of requests it throttles tells its rate directly: it admits
-``sending rate * (1 - throttled share)``. So rather than cutting the rate by a fixed factor on every throttle
-(AIMD, CUBIC), each *round* (at least ``ROUND_ANSWERS`` answers over ``ROUND_SECONDS``, counting only requests
-sent at the current rate) ends in one of two ways:
+A gateway's token bucket decides each request on arrival: sent evenly under its rate, nothing is throttled; over
+it, once its burst is spent, it admits exactly its rate, so the throttled share of a round of answers tells the
+quota (``sending rate * (1 - throttled share)``) rather than merely "too fast". The policy, in *rounds* of
+answers to requests sent at the current rate (at least ``ROUND_ANSWERS`` over ``ROUND_SECONDS``):
 
-* some answers were throttled: the admitted rate of the round is the quota estimate and the rate becomes
-  ``estimate * (1 - MARGIN)``. A round that is mostly throttles (start-up, a quota cut) ends early;
-* none were: probe upwards, by ``FIRST_STEP`` and doubling with every further clean round up to ``MAX_STEP``, so
-  a raised quota is found within seconds, while the probes of a steady state stay 1-2 % above the quota for one
-  round at most.
+* **start**: nothing known, the rate doubles every short round until a throttle; the last clean rate stands;
+* **hold** ``MARGIN`` under the estimate for ``HOLD_SECONDS``: the server's bucket refills, so jitter and
+  stalls cost nothing there;
+* **probe** ``PROBE_LIMIT`` above it. The first throttle there ends the probe at once (:meth:`_found`): the
+  quota is where it was, and a probe costs a throttle or two. Clean for longer than the hold could have saved
+  up (``RISE_EXCESS``), the quota rose: the estimate rises by ``FIRST_STEP``, doubling every clean round;
+* **cut** on a round with throttles at or under the estimate: a heavy share measures the new quota (a round
+  whose throttles go on ends after ``FAST_SECONDS``); a few, or a clump followed by clean answers (a stall that
+  bunched requests), are noise.
 
-The figures behind these constants are in docs/rate-limits.md. The Redis limiter can share this policy.
+The figures behind these constants are in docs/rate-limits.md ("Discovering the quota"). The Redis limiter can
+share this policy.
 """
 
 from __future__ import annotations
@@ -28,36 +33,46 @@ class RateDiscovery:
     MARGIN = 0.02
     ROUND_SECONDS = 0.2
     ROUND_ANSWERS = 20
-    FAST_THROTTLES = 8  # a round this throttled (and FAST_SHARE of it) ends after FAST_SECONDS
+    START_ANSWERS = 3  # with nothing measured yet, a clean round this long is enough: the climb must be quick
+    START_SECONDS = 0.1
+    FAST_THROTTLES = 4  # a round this throttled (and FAST_SHARE of it) ends after FAST_SECONDS
     FAST_SHARE = 0.25
     FAST_SECONDS = 0.05
-    PROBE_STEP = 0.01  # of the estimate, per clean round
-    PROBE_LIMIT = 0.03  # how far above the estimate probing climbs before it waits
-    RISE_SECONDS = 0.5
-    FIRST_STEP = 0.05  # multiplicative probing when there is no estimate, and raises of the estimate
+    HOLD_SECONDS = 1.0  # clean this long under the estimate before probing above it again
+    PROBE_LIMIT = 0.03  # how far above the estimate a probe goes
+    RISE_EXCESS = 2.0  # requests the probe must send beyond what the hold saved up before the estimate rises
+    FIRST_STEP = 0.1  # raises of the estimate while the probe stays clean, doubling up to MAX_STEP
     MAX_STEP = 0.25
+    START_GROWTH = 2.0  # with nothing measured yet, each clean round doubles the rate (slow start)
     MAX_GROWTH = 2.0  # never probe past twice what the client actually sends: it may not be the quota that limits
     MIN_RATE = 0.5
     ROUND_TRIPS = 2.0
     SLOW_ROUND_SECONDS = 1.0  # at low rates a round may end with fewer than ROUND_ANSWERS, after this long
-    MAX_CUT = 0.3
+    MAX_CUT = 0.5
     RECOVER = 0.3  # after a moderate cut, each clean round closes this share of the gap to the rate before it
     TRUST_SHARE = 0.6  # a round throttled this much is far over the quota: its admitted rate is the estimate
     HEAVY_SHARE = 0.05  # a round throttled this much (twice or more) is judged on its own
     TOLERATED_SHARE = 0.01  # fewer throttles than this over WINDOW_SECONDS are noise: hold the rate
     WINDOW_SECONDS = 1.0
+    CLUMP_SHARE = 0.25  # throttles within this share of a round's span, and clean after: a stall's clump
     PACED = 0.85  # answers within 15 % of the rate: the bucket, not the client (or a burst), set the sending rate
 
     __slots__ = (
         "_before_cut",
         "_cut",
         "_first",
+        "_first_step",
+        "_held_since",
         "_lag",
+        "_last_throttle",
         "_ok",
+        "_proven",
+        "_proven_before",
+        "_rose_by",
+        "_saved",
         "_since",
         "_step",
         "_throttled",
-        "_top_since",
         "_window",
         "ceiling",
         "estimate",
@@ -75,7 +90,11 @@ class RateDiscovery:
         self._ok = self._throttled = 0
         self._first = math.nan
         self._step = self.FIRST_STEP
-        self._top_since = math.nan
+        self._held_since = -math.inf
+        self._saved = 0.0
+        self._proven = self._proven_before = math.nan
+        self._first_step = self.FIRST_STEP
+        self._rose_by = self.START_GROWTH - 1
         self._window: collections.deque[tuple[float, int, int]] = collections.deque()
         self._before_cut = math.nan
         self._cut = False
@@ -94,6 +113,7 @@ class RateDiscovery:
         self._since = now
         self._ok = self._throttled = 0
         self._first = math.nan
+        self._last_throttle = math.nan
         self._lag = 0.0
 
     def answer(self, ticket: float, now: float, *, throttled: bool) -> bool:
@@ -102,6 +122,16 @@ class RateDiscovery:
             return False  # sent at an earlier rate: it says nothing about this one
         if throttled:
             self._throttled += 1
+            self._last_throttle = now
+            rate, floor = self.rate, self._floor()
+            if rate is not None and floor is not None and rate > floor:
+                return self._found(floor, now, found_at=rate)
+            if self._throttled == 1:
+                # The server's bucket ran dry just now: judge the round from here, not diluted by its clean start.
+                self._ok = 0
+                self._first = now
+                self._lag = max(self._lag, now - ticket)
+                return False
         else:
             self._ok += 1
         self._lag = max(self._lag, now - ticket)
@@ -112,9 +142,19 @@ class RateDiscovery:
         throttles = self._throttled
         answers = self._ok + throttles
         # A round spans a few round trips, or latency jitter blurs the rate its answers come back at.
-        long_enough = elapsed >= max(self.ROUND_SECONDS, self.ROUND_TRIPS * self._lag)
-        if (long_enough and (answers >= self.ROUND_ANSWERS or elapsed >= self.SLOW_ROUND_SECONDS)) or (
-            throttles >= self.FAST_THROTTLES and throttles >= self.FAST_SHARE * answers and elapsed >= self.FAST_SECONDS
+        if self.estimate is None and not throttles:  # the climb from a low first guess: short rounds
+            long_enough = elapsed >= max(self.START_SECONDS, self.ROUND_TRIPS * self._lag)
+            enough = self.START_ANSWERS
+        else:
+            long_enough = elapsed >= max(self.ROUND_SECONDS, self.ROUND_TRIPS * self._lag)
+            enough = self.ROUND_ANSWERS
+        if (long_enough and (answers >= enough or elapsed >= self.SLOW_ROUND_SECONDS)) or (
+            # Throttles that go on (this answer is one) past FAST_SECONDS: the quota fell. A clump that stopped
+            # is as likely a stall that bunched requests; the round's end judges it.
+            throttled
+            and throttles >= self.FAST_THROTTLES
+            and throttles >= self.FAST_SHARE * answers
+            and elapsed >= self.FAST_SECONDS
         ):
             return self._conclude(now, answers / elapsed * (answers - 1) / answers)
         return False
@@ -125,19 +165,27 @@ class RateDiscovery:
         if old is not None and self.PACED * old <= answered <= old / self.PACED:
             # Paced by the bucket: it sent at ``old`` exactly, while the answers' rate is blurred by latency jitter.
             answered = old
-        share, noise = self._judge(now)
+        # Throttles bunched in a short part of the round, which went on clean after them: a stall (a host or
+        # network that held requests back, then let them go together) more likely than the quota.
+        clump = bool(self._ok) and self._last_throttle - self._first < self.CLUMP_SHARE * (now - self._first)
+        share, noise = self._judge(now, clump=clump)
         self.throttled = self._throttled > 0
+        if self.throttled:
+            self._saved, self._proven, self._proven_before = 0.0, math.nan, math.nan
+        elif self.estimate is not None and old is not None:
+            # What the server's bucket saved up (or spent) while we sent under (or over) the estimate.
+            self._saved += (self.estimate - old) * (now - self._since)
         if self.throttled and self._ok and noise:
             # As likely jitter or a stall as the quota: stop climbing, and cut if they add up.
             rate = old if old is not None else answered
-            self._top_since = math.nan
         elif self.throttled:
             rate = self._cut_rate(old, answered, share)
+            self._held_since = now
         elif self.estimate is None:
-            # Nothing measured yet (a cap was told or announced): probe multiplicatively.
-            base = old if old is not None else answered
-            rate = base * (1 + self._step)
-            self._step = min(2 * self._step, self.MAX_STEP)
+            # Nothing measured yet (a crawl's start, or a cap told or announced): double until throttled.
+            self._proven = rate = old if old is not None else answered
+            self._rose_by = self.START_GROWTH - 1
+            rate *= self.START_GROWTH
         else:
             rate = self._probe(old if old is not None else answered, self.estimate, now)
         if old is None or rate > old:  # a raise, never past twice what the client actually sends
@@ -146,10 +194,41 @@ class RateDiscovery:
         self.start(max(rate, self.MIN_RATE), now)
         return True
 
-    def _judge(self, now: float) -> tuple[float, bool]:
+    def _floor(self) -> float | None:
+        """What a throttle found above stands for: the estimate, or while rising (or doubling at the start) the
+        level before the last clean one, as the server's bucket may have kept the last one clean for a round."""
+        if math.isnan(self._proven):
+            return self.estimate
+        return self._proven if math.isnan(self._proven_before) else self._proven_before
+
+    def _found(self, estimate: float, now: float, *, found_at: float) -> bool:
+        """A throttle to a request sent at ``found_at``, above ``estimate`` (see :meth:`_floor`): the probe found
+        the quota. Back under it at once, before more of the probe's requests drain the server's bucket."""
+        self.estimate = estimate
+        self._saved, self._proven, self._proven_before = 0.0, math.nan, math.nan
+        self.throttled = True
+        self._window.clear()
+        self._before_cut = math.nan
+        self._cut = True
+        # Pinned between the estimate and a probe just above it: hold there. Found after a rise, the quota lies
+        # somewhere in that rise: search it again with half the step, without holding.
+        half = self._rose_by / 2
+        if found_at <= estimate * (1 + 2 * self.PROBE_LIMIT) or half <= self.PROBE_LIMIT:
+            self._held_since = now
+            self._first_step = self.FIRST_STEP
+        else:
+            self._held_since = -math.inf
+            self._first_step = min(self.FIRST_STEP, half)
+        self._step = self._first_step
+        self.start(estimate * (1 - self.MARGIN), now)
+        return True
+
+    def _judge(self, now: float, *, clump: bool) -> tuple[float, bool]:
         """The throttled share to act on, and whether it is noise: a few throttles are judged over the last
-        ``WINDOW_SECONDS``, not this round alone, and tolerated up to ``TOLERATED_SHARE``."""
+        ``WINDOW_SECONDS``, not this round alone, and tolerated up to ``TOLERATED_SHARE``; a clump is noise."""
         answers, throttles = self._ok + self._throttled, self._throttled
+        if clump:
+            return throttles / answers, True
         window = self._window
         window.append((now, answers, throttles))
         while now - window[0][0] > self.WINDOW_SECONDS:
@@ -165,7 +244,6 @@ class RateDiscovery:
         """The rate after a round with ``share`` of its answers throttled, more than noise."""
         self._window.clear()
         self._step = self.FIRST_STEP
-        self._top_since = math.nan
         if not self._ok:
             # All throttled: the quota is below the sending rate, by how much is unknown. Halve, and measure again.
             self._before_cut = math.nan
@@ -174,6 +252,7 @@ class RateDiscovery:
             # A few per cent: as likely a stall or jitter bunching requests as the quota. Shed them, keep the
             # estimate, and climb back if the next rounds are clean.
             self._before_cut = self._cut_from(old)
+            self.estimate = min(self.estimate, old) if self.estimate is not None else None
             return old * (1 - share) * (1 - self.MARGIN)
         self.estimate = answered * (1 - share)
         self._before_cut = math.nan
@@ -195,23 +274,30 @@ class RateDiscovery:
         return old
 
     def _probe(self, rate: float, estimate: float, now: float) -> float:
-        """After a clean round: climb back towards the rate before a moderate cut; then climb linearly to
-        ``PROBE_LIMIT`` above the estimate, and wait there.
+        """After a clean round: climb back towards the rate before a moderate cut; hold just under the estimate
+        for ``HOLD_SECONDS`` (an arrival-deciding bucket refills there, and jitter costs nothing); then probe
+        ``PROBE_LIMIT`` above it. A throttle there ends the probe at once (:meth:`_found`).
 
-        Clean for ``RISE_SECONDS`` at the limit means the quota rose (or the server's burst is deep): raise the
-        estimate by ``FIRST_STEP`` doubling with every further rise up to ``MAX_STEP``.
+        Clean at the top for longer than the hold could have saved up (what the server's bucket gained while we
+        sent under the estimate, and ``RISE_EXCESS`` more), the quota rose: raise the estimate by the first step,
+        and by twice the last with every further clean round, up to ``MAX_STEP``.
         """
         back = self._before_cut * (1 - self.MARGIN)
         if rate < back:  # concave, as CUBIC's return to W_max: quick at first, slower near it
-            return min(back, rate + max(self.RECOVER * (back - rate), self.PROBE_STEP * estimate))
+            return min(back, rate + max(self.RECOVER * (back - rate), self.MARGIN * estimate))
+        hold = estimate * (1 - self.MARGIN)
+        if rate < hold:  # after a halving without a measure (all throttled): back under the estimate quickly
+            return min(hold, rate * self.START_GROWTH)
+        if now - self._held_since < self.HOLD_SECONDS:
+            return rate
         top = estimate * (1 + self.PROBE_LIMIT)
         if rate < top:
-            self._top_since = math.nan
-            return min(rate + self.PROBE_STEP * estimate, top)
-        if math.isnan(self._top_since):
-            self._top_since = now
-        elif now - self._top_since >= self.RISE_SECONDS:
-            self._top_since = math.nan
+            return top
+        # The first rise waits until the probe has spent what the server's bucket saved up during the hold (and
+        # a little more): clean after that, the quota is at least this rate. Once risen, every clean round rises.
+        if self._step > self._first_step or self._saved < -self.RISE_EXCESS:
+            self._proven_before, self._proven = self._proven, rate
+            self._rose_by = self._step
             self.estimate = estimate = estimate * (1 + self._step)
             self._step = min(2 * self._step, self.MAX_STEP)
         return max(rate, estimate * (1 + self.PROBE_LIMIT))

@@ -237,10 +237,13 @@ class LocalLimiter:
         if self.active:
             self._answered(ticket, headers, throttled=True)
         else:
-            # The first throttle: start from the rate answers came back at lately (the server admitted them).
+            # The first throttle: start from the rate answers came back at lately (the server admitted them), or
+            # if it is the first answer of all, from as little as it says; either way the policy climbs quickly.
             measured = self._meter.rate(now, self._answers)
+            if measured is None:
+                measured = self._answers / AnswerMeter.MIN_SPAN
             self.active = True
-            self._policy.start(None if measured is None else measured * (1 - RateDiscovery.MARGIN), now)
+            self._policy.start(measured * (1 - RateDiscovery.MARGIN), now)
             self._apply(now, reason="throttled")
             self.bucket.drain()  # the server's bucket is empty: do not empty ours into it
             self._look(headers, now)

@@ -46,6 +46,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .._exceptions import ConfigError
+from .._redis_url import check_redis_client
 from .local import Clock, LocalLimiter, Sleep
 
 __all__ = ["DEFAULT_KEY_PREFIX", "RedisLimiter", "RedisLimiterStats", "quota_key", "redis_client"]
@@ -227,12 +228,14 @@ def redis_client(url: str, *, timeout: float = 1.0) -> aioredis.Redis:
     if not url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(f"a Redis URL starts with redis://, rediss:// or unix://, not {url.split(':', 1)[0]!r}")
     try:
-        return aioredis.Redis.from_url(
-            url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=0,
+        return check_redis_client(
+            aioredis.Redis.from_url(
+                url,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+                retry=Retry(NoBackoff(), 0),
+                health_check_interval=0,
+            )
         )
     except ValueError as exc:
         raise ConfigError(f"invalid Redis URL: {exc}") from None

@@ -20,6 +20,7 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .._exceptions import ConfigError, TransportError
+from .._redis_url import check_redis_client
 
 __all__ = ["DEFAULT_MAX_DELIVERIES", "GROUP", "JobKeys", "JobQueue", "JobStatus", "Take"]
 
@@ -177,11 +178,13 @@ def queue_client(url: str) -> aioredis.Redis:
     if not url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(f"--queue takes a redis:// URL, not {url.split(':', 1)[0]!r}")
     try:
-        return aioredis.Redis.from_url(
-            url,
-            socket_timeout=10.0,
-            socket_connect_timeout=5.0,
-            retry=Retry(ExponentialBackoff(cap=2.0, base=0.1), 4),
+        return check_redis_client(
+            aioredis.Redis.from_url(
+                url,
+                socket_timeout=10.0,
+                socket_connect_timeout=5.0,
+                retry=Retry(ExponentialBackoff(cap=2.0, base=0.1), 4),
+            )
         )
     except ValueError as exc:
         raise ConfigError(f"invalid Redis URL: {exc}") from None

@@ -12,6 +12,7 @@ worker leaves behind.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import socket
 import uuid
@@ -54,8 +55,8 @@ class Worker:
         poll: float = 1.0,
         name: str | None = None,
     ) -> None:
-        if not claim_after > 0:
-            raise ConfigError(f"claim_after must be > 0 seconds, not {claim_after}")
+        if not (claim_after > 0 and math.isfinite(claim_after)):
+            raise ConfigError(f"claim_after must be a finite number of seconds > 0, not {claim_after}")
         if batch < 1 or ack_every < 1:
             raise ConfigError("batch and ack_every must be >= 1")
         self.queue = queue

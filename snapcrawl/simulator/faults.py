@@ -21,6 +21,7 @@ from msgspec.structs import force_setattr
 from .dataset import Churn
 
 __all__ = [
+    "ESCAPES",
     "NO_FAULTS",
     "Faults",
     "Plan",
@@ -31,7 +32,21 @@ __all__ = [
 Steps: TypeAlias = tuple[tuple[float, float], ...]
 RateLimitHeaders: TypeAlias = Literal["none", "ietf", "x", "both"]
 _RATELIMIT_HEADERS: Final = ("none", "ietf", "x", "both")
-_VOLUME_SETS: Final = ("fail_volumes", "malformed_volumes", "huge_volumes", "bomb_volumes")
+_VOLUME_SETS: Final = (
+    "fail_volumes",
+    "malformed_volumes",
+    "huge_volumes",
+    "bomb_volumes",
+    "cycle_volumes",
+    "inclusive_volumes",
+    "nul_volumes",
+    "big_int_volumes",
+    "far_date_volumes",
+    "escape_volumes",
+)
+#: The terminal escape sequences ``escape_volumes`` put in an error's detail: retitle the window, clear the
+#: screen, and print a fake summary.
+ESCAPES: Final = "\x1b]0;pwned\x07\x1b[2J\x1b[1;1Hsnapcrawl: 1000 volumes (1000 complete, 0 failed)\r\x9b31m"
 
 
 class Faults(msgspec.Struct, frozen=True, kw_only=True):
@@ -46,7 +61,12 @@ class Faults(msgspec.Struct, frozen=True, kw_only=True):
     timeout). ``pause`` ``((at, for), ...)`` stalls the whole server ``for`` seconds from ``at`` seconds after the
     first request. Requests for a volume in ``fail_volumes`` get 500, in ``malformed_volumes`` a 200 with broken
     JSON, in ``huge_volumes`` a valid page larger than ``huge_body_bytes``, in ``bomb_volumes`` a small gzip body
-    that inflates to ``bomb_bytes``. ``churn`` changes the data as it is listed; ``reject_replays`` answers 401 to
+    that inflates to ``bomb_bytes``. The hostile-data volumes: in ``cycle_volumes`` marker pages go round
+    (A, B, A, B...: the page after the second is the first again), in ``inclusive_volumes`` every marker page starts
+    with the marker's own snapshot, ``nul_volumes`` hold NUL characters in names, descriptions and metadata,
+    ``big_int_volumes`` sizes beyond 64 bits, ``far_date_volumes`` a ``created_at`` of year 1 with a +01:00 offset
+    (before year 1 in UTC), and ``escape_volumes`` answer 400 with terminal escape sequences (:data:`ESCAPES`) in
+    the detail. ``churn`` changes the data as it is listed; ``reject_replays`` answers 401 to
     a (timestamp, signature) pair seen before; ``gzip`` compresses bodies for clients that accept it;
     ``max_limit`` caps the page size whatever the client asks.
     """
@@ -70,6 +90,12 @@ class Faults(msgspec.Struct, frozen=True, kw_only=True):
     huge_body_bytes: int = 8 * 1024 * 1024
     bomb_volumes: frozenset[str] = frozenset()
     bomb_bytes: int = 64 * 1024 * 1024
+    cycle_volumes: frozenset[str] = frozenset()
+    inclusive_volumes: frozenset[str] = frozenset()
+    nul_volumes: frozenset[str] = frozenset()
+    big_int_volumes: frozenset[str] = frozenset()
+    far_date_volumes: frozenset[str] = frozenset()
+    escape_volumes: frozenset[str] = frozenset()
     churn: Churn | None = None
     reject_replays: bool = False
     gzip: bool = False
@@ -211,7 +237,7 @@ class Plan:
         self.cuts = (drop, error, html, truncate, truncate + faults.stall_rate)
         self.draw = self.cuts[-1] > 0.0
         self.latency = faults.latency
-        self.volumes = faults.fail_volumes | faults.malformed_volumes | faults.huge_volumes | faults.bomb_volumes
+        self.volumes = frozenset().union(*(getattr(faults, name) for name in _VOLUME_SETS))
         self.pauses = tuple((at, at + length) for at, length in faults.pause if length > 0)
 
     def arrive(self, now: float) -> None:

@@ -2,8 +2,9 @@
 
 ::
 
-    arrive (stats, plan clock) -> wait out a pause -> note a replayed signature -> latency
-      -> quota (429 + Retry-After; rate-limit headers on every answer) -> random fault (drop/503/502/stall/truncate)
+    arrive (stats, plan clock) -> wait out a pause -> note a replayed signature
+      -> quota, decided on arrival as gateways do (429 + Retry-After; rate-limit headers on every answer)
+      -> latency -> random fault (drop/503/502/stall/truncate)
       -> route: "/" versions | /v1/snapshots: authenticate (signature, skew, replay) -> parse query -> page
       -> churn after the page -> wait out a pause that began meanwhile -> gzip -> send
 
@@ -25,6 +26,7 @@ import gzip
 import hashlib
 import heapq
 import hmac
+import json
 import math
 import random
 import ssl
@@ -40,7 +42,7 @@ from aiohttp import web
 
 from .._config import Credentials
 from .dataset import Dataset
-from .faults import NO_FAULTS, Faults, Plan
+from .faults import ESCAPES, NO_FAULTS, Faults, Plan
 from .query import VERSIONS, ApiVersion, Query, parse_query
 from .stats import Stats
 
@@ -277,13 +279,15 @@ class Simulator:
             if plan.pauses:
                 await self._hold(plan)
             replayed = plan.faults.reject_replays and self._replayed(request)
-            if plan.latency:
-                await asyncio.sleep(plan.delay())
+            # The quota decides on arrival, as a gateway does, and its 429 takes the same latency as any answer.
             limits: Mapping[str, str] = {}
+            throttled: _Answer | None = None
             if plan.limited:
                 throttled, limits = self._throttle(plan)
-                if throttled is not None:
-                    return await self._send(request, plan, throttled, limits)
+            if plan.latency:
+                await asyncio.sleep(plan.delay())
+            if throttled is not None:
+                return await self._send(request, plan, throttled, limits)
             fault = plan.fault() if plan.draw else None
             if fault == "drop":
                 await request.read()  # the whole request, so that a resend is a true replay
@@ -420,26 +424,36 @@ class Simulator:
         if volume_id in faults.fail_volumes:
             detail = f"Internal error while listing snapshots of volume {volume_id}"
             return 500, self._error_body(500, "InternalServerError", "Internal Server Error", detail), _JSON
+        if volume_id in faults.escape_volumes:
+            return 400, self._error_body(400, "ValidationError", "ValidationError", f"volume_id: {ESCAPES}"), _JSON
         if volume_id in faults.malformed_volumes:
             return 200, b'{"count":1,"snapshots":[{"id":"' + volume_id.encode() + b'","size":,}]', _JSON
         if volume_id in faults.bomb_volumes:
             return 200, gzip_bomb(faults.bomb_bytes), {**_JSON, "Content-Encoding": "gzip"}
-        return self._page(query, plan, huge=faults.huge_body_bytes)
+        if volume_id in faults.huge_volumes:
+            return self._page(query, plan, huge=faults.huge_body_bytes)
+        return self._page(query, plan, hostile=volume_id)
 
-    def _page(self, query: Query, plan: Plan, *, huge: int | None = None) -> _Answer:
+    def _page(self, query: Query, plan: Plan, *, huge: int | None = None, hostile: str | None = None) -> _Answer:
         ordering = self.dataset.ordering(query.volume_id, query.name, query.sort)
+        faults = plan.faults
+        limit = query.limit if faults.max_limit is None else min(query.limit, faults.max_limit)
         start = query.offset
         if query.marker is not None:
             after = ordering.after(query.marker)
             if after is None:
                 raise self._invalid([f"marker: snapshot {query.marker!r} not found in this listing"])
+            if hostile in faults.inclusive_volumes:
+                after -= 1  # the marker's own snapshot first
+            elif hostile in faults.cycle_volumes and after >= 2 * limit:
+                after %= 2 * limit  # past the second page: round to the first again
             start += after
-        faults = plan.faults
-        limit = query.limit if faults.max_limit is None else min(query.limit, faults.max_limit)
         items = ordering.bodies[start : start + limit]
         count = str(len(ordering.ids)).encode() if query.with_count else b"null"
         if huge is not None:
             items = _padded(items, huge)
+        if hostile is not None:
+            items = _hostile_values(items, hostile, faults)
         body = b'{"count":%b,"snapshots":[%b]}' % (count, b",".join(items))
         if faults.churn is not None and items:
             end = min(start + limit, len(ordering.ids))
@@ -504,6 +518,27 @@ def _accepts_gzip(headers: Mapping[str, str]) -> bool:
             except ValueError:
                 return False
     return False
+
+
+def _hostile_values(items: list[bytes], volume_id: str, faults: Faults) -> list[bytes]:
+    """The page's snapshots with the values ``volume_id``'s faults ask for: NUL, huge integers, far dates."""
+    groups = (faults.nul_volumes, faults.big_int_volumes, faults.far_date_volumes)
+    nul, big, far = (volume_id in group for group in groups)
+    if not (nul or big or far):
+        return items
+    changed = []
+    for item in items:
+        snapshot = json.loads(item)
+        if nul:
+            snapshot["name"] = "nul\x00name"
+            snapshot["description"] = "before\x00after"
+            snapshot["metadata"] = {"key\x00": "value\x00"}
+        if big:
+            snapshot["size"] = 2**64 + 1
+        if far:
+            snapshot["created_at"] = "0001-01-01T00:30:00+01:00"
+        changed.append(json.dumps(snapshot, separators=(",", ":")).encode())
+    return changed
 
 
 def _padded(items: list[bytes], size: int) -> list[bytes]:

@@ -19,11 +19,14 @@ import anyio
 from .._exceptions import SinkError
 from .._models import Page, Snapshot
 from .._ranges import RangePage, RangeProgress, RangeStep
+from .._text import printable
 from ._base import CommitListener, VolumeProgress
 
 __all__ = ["Batch", "BatchingSink", "VolumeStep"]
 
 Status = Literal["done", "partial", "failed"]
+#: The longest error text a checkpoint keeps for a failed volume.
+_MAX_ERROR = 2000
 
 
 @dataclasses.dataclass(slots=True)
@@ -132,6 +135,7 @@ class BatchingSink:
         self._opened = False
         self._closed = False
         self._broken: BaseException | None = None
+        self._commit_scope: anyio.CancelScope | None = None
         self._progress: dict[str | None, VolumeProgress] = {}
         #: The account-wide fan-out's committed ranges, for a sink that keeps them (``None``: it does not, and
         #: the account listing is then walked by marker to be resumable).
@@ -166,7 +170,8 @@ class BatchingSink:
     async def fail(self, volume_id: str | None, error: str) -> None:
         """Buffer the failure of a volume; it is committed with the next batch."""
         await self._ensure_open()
-        self._pending.fail(volume_id, error)
+        # A server's text may hold anything: the checkpoint keeps it printable (no NUL) and bounded.
+        self._pending.fail(volume_id, printable(error[:_MAX_ERROR])[:_MAX_ERROR])
         await self._maybe_commit()
 
     async def flush(self) -> None:
@@ -237,15 +242,21 @@ class BatchingSink:
             if not batch:
                 return
             self.in_flight = batch.rows
+            # Shielded: a cancelled crawl still finishes (or fails) the commit it started, never half of it; only
+            # ``abandon`` (a destination that stalls) cancels it, and then none of it is committed.
+            scope = self._commit_scope = anyio.CancelScope(shield=True)
             try:
-                # Shielded: a cancelled crawl still finishes (or fails) the commit it started, never half of it.
-                with anyio.CancelScope(shield=True):
+                with scope:
                     await self._commit_batch(batch)
             except BaseException as exc:
-                self._broken = exc
+                if self._broken is None:
+                    self._broken = exc
                 raise
             finally:
                 self.in_flight = 0
+                self._commit_scope = None
+            if scope.cancel_called:  # given up by ``abandon``, which marked the sink broken
+                raise SinkError(f"a commit of {batch.rows} rows was given up", destination=self.destination)
             for volume, step in batch.steps.items():
                 self._progress[volume] = step.progress(self._progress.get(volume))
             if self.ranges is not None:
@@ -256,6 +267,17 @@ class BatchingSink:
             self._last_commit = self._clock()
         if self.on_commit is not None and (finished := batch.finished):
             await self.on_commit(finished)
+
+    def abandon(self) -> int:
+        """Give up the commit in progress (a destination that stalls) and every later one; return how many rows
+        were taken and will not be committed. What was committed stays, and the checkpoint covers none of the
+        rest, so the next run fetches those again."""
+        uncommitted = self.in_flight + self._pending.rows
+        if self._broken is None:
+            self._broken = SinkError("given up: the destination stalled", destination=self.destination)
+        if self._commit_scope is not None:
+            self._commit_scope.cancel()
+        return uncommitted
 
     async def _open(self) -> Mapping[str | None, VolumeProgress]:
         raise NotImplementedError

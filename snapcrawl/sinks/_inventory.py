@@ -8,10 +8,11 @@ from typing import Final
 
 import structlog
 
-from .._exceptions import ConfigError, SinkError
+from .._exceptions import ConfigError, SinkError, UnfitValueError
+from .._models import Page, Snapshot
 from ._batch import BatchingSink
 from ._runs import RunRecord
-from ._table import crawl_key, quote, validate_table
+from ._table import crawl_key, quote, size_beyond_int64, validate_table
 
 __all__ = ["MAX_ACCOUNT_LENGTH", "InventorySink"]
 
@@ -67,6 +68,17 @@ class InventorySink(BatchingSink):
             self.bind_account(account, endpoint)
         self._now = now or (lambda: dt.datetime.now(dt.UTC))
         self._q = quote(self.table)
+
+    async def write(self, page: Page) -> None:
+        """Take a page, unless a snapshot of it holds a value the table cannot: then :class:`UnfitValueError`, and
+        nothing of the page is taken (the crawl fails that volume; every other volume's rows are committed)."""
+        if page.snapshots and (problem := self.unfit(page.snapshots)) is not None:
+            raise problem
+        await super().write(page)
+
+    def unfit(self, snapshots: list[Snapshot]) -> UnfitValueError | None:
+        """Why the first of ``snapshots`` the table cannot hold does not fit; ``None`` when every one fits."""
+        return size_beyond_int64(snapshots, self.destination)
 
     def bind_account(self, account: str, endpoint: str | None = None) -> None:
         """Write as ``account`` (from ``endpoint``, a host): before the sink is opened, and once."""

@@ -452,10 +452,12 @@ class JsonLinesSink(BatchingSink):
 
     async def _close(self) -> None:
         def close() -> None:
-            if self._file is not None and not self.stdout:
-                self._file.close()
-            if self._checkpoint is not None:
-                self._checkpoint.close()
-            self._file = self._checkpoint = None
+            file, checkpoint, self._file, self._checkpoint = self._file, self._checkpoint, None, None
+            try:
+                if file is not None and not self.stdout:
+                    file.close()  # flushes what is buffered: a full disk shows here
+            finally:
+                if checkpoint is not None:
+                    checkpoint.close()
 
-        await anyio.to_thread.run_sync(close)
+        await self._run(close)  # an OSError (the disk is full) becomes a SinkError

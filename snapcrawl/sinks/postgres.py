@@ -13,22 +13,24 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
+import re
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final, TypeVar
 
 import msgspec
 
-from .._exceptions import ConfigError, SinkError
+from .._exceptions import ConfigError, SinkError, UnfitValueError
+from .._models import Snapshot
 from ._base import VolumeProgress
 from ._batch import Batch
 from ._inventory import InventorySink
 from ._migrate import pg_check_account, pg_check_checkpoint
 from ._ranges import pg_create, pg_delete, pg_load, pg_write
 from ._runs import RunRecord, pg_begin, pg_end
-from ._table import COLUMNS, DEFAULT_TABLE, check_fits
+from ._table import COLUMNS, DEFAULT_TABLE, check_fits, nul_in
 
-__all__ = ["PostgresSink", "redact"]
+__all__ = ["PostgresSink", "check_dsn", "redact"]
 
 T = TypeVar("T")
 
@@ -60,8 +62,15 @@ ACCOUNT: Final = ""  # the account-wide listing's key (volume ids are never empt
 
 
 def redact(dsn: str) -> str:
-    """The connection URL without its password (in the user part or as a ``password`` parameter)."""
-    parts = urllib.parse.urlsplit(dsn)
+    """The connection URL without its password (in the user part or as a ``password`` parameter).
+
+    Never raises: a URL too broken to parse (an unclosed IPv6 bracket) is cut back by pattern instead, so that
+    the error about it can be shown without the password.
+    """
+    try:
+        parts = urllib.parse.urlsplit(dsn)
+    except ValueError:
+        return _PASSWORD_PARAM.sub("", _USER_PASSWORD.sub(r"\1@", dsn))
     netloc = parts.netloc
     if "@" in netloc:
         user, _, host = netloc.rpartition("@")
@@ -70,6 +79,21 @@ def redact(dsn: str) -> str:
         [(k, v) for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True) if k != "password"]
     )
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+_USER_PASSWORD: Final = re.compile(r"(//[^:/@]*):[^@]*@")
+_PASSWORD_PARAM: Final = re.compile(r"[?&]password=[^&#]*")
+
+
+def check_dsn(dsn: str) -> str:
+    """``dsn`` if its host and port can be read, else a :class:`ConfigError` naming the problem (exit 2, before
+    anything is fetched); the message shows the URL without its password."""
+    try:
+        parts = urllib.parse.urlsplit(dsn)
+        parts.port  # noqa: B018 - reading it is the check: a port that is not a number raises
+    except ValueError as exc:
+        raise ConfigError(f"invalid PostgreSQL URL {redact(dsn)!r}: {exc}") from None
+    return dsn
 
 
 def _import_asyncpg() -> Any:
@@ -107,7 +131,7 @@ class PostgresSink(InventorySink):
         endpoint: str | None = None,
     ) -> None:
         super().__init__(
-            redact(dsn),
+            redact(check_dsn(dsn)),
             table=table,
             prune=prune,
             settings=settings,
@@ -137,6 +161,10 @@ class PostgresSink(InventorySink):
             f"SELECT {', '.join(COLUMNS[:-1])}, $2::timestamptz, $3::text, $4::text "
             f"FROM json_to_recordset($1::json) AS r({record}) ON CONFLICT (account, id) DO UPDATE SET {updates}"
         )
+
+    def unfit(self, snapshots: list[Snapshot]) -> UnfitValueError | None:
+        """Besides sizes past 64 bits: a NUL anywhere, which neither text nor jsonb can hold."""
+        return super().unfit(snapshots) or nul_in(snapshots, self.destination)
 
     async def _call(self, call: Callable[[], Awaitable[T]]) -> T:
         """Await a database call; map asyncpg's and the network's errors to :class:`SinkError`."""
@@ -332,6 +360,9 @@ class PostgresSink(InventorySink):
     async def _close(self) -> None:
         if self._conn is not None:
             conn, self._conn = self._conn, None
+            if self._broken is not None:  # a commit failed or was given up: the server rolls it back
+                conn.terminate()
+                return
             try:
                 await conn.close(timeout=5)
             except Exception:  # a broken connection is closed the hard way

@@ -40,36 +40,66 @@ def test_rejects_a_bad_rate() -> None:
         LocalLimiter(0.0)
 
 
+# A gateway decides on arrival; its answers (429s too) come back after 10-30 ms; an evenly paced client still
+# reaches it a little bunched (up to 3 ms late). The figures asserted below are literal, with clear margins.
+JITTER = 0.003
+
+
 @pytest.mark.parametrize(
     ("quota", "burst", "latency"),
-    [(200.0, 20, (0.01, 0.03)), (20.0, 50, (0.1, 0.2)), (800.0, 20, (0.01, 0.03)), (2000.0, 50, (0.005, 0.01))],
+    [(200.0, 20, (0.01, 0.03)), (500.0, 5, (0.01, 0.03)), (800.0, 20, (0.01, 0.03)), (2000.0, 50, (0.005, 0.01))],
 )
 async def test_discovers_the_quota(quota: float, burst: int, latency: tuple[float, float]) -> None:
-    """Without a rate limit, it settles at 95 % or more of a token bucket's rate with at most 2 % throttled."""
+    """Without a rate limit, it settles at 95 % or more of a token bucket's rate with at most 1 % throttled."""
     clock = FakeClock(0.0)
     server = BucketServer([(0.0, quota)], burst=burst)
-    trace = await drive(_limiter(clock), clock, server, seconds=25.0, latency=latency)
+    trace = await drive(_limiter(clock), clock, server, seconds=25.0, latency=latency, before=0.0, jitter=JITTER)
     assert trace.admitted_rate(5.0, 25.0) >= 0.95 * quota
-    assert trace.throttled_share(5.0, 25.0) <= 0.02
+    assert trace.throttled_share(5.0, 25.0) <= 0.01
+
+
+@pytest.mark.parametrize(("quota", "burst"), [(200.0, 20), (800.0, 20)])
+async def test_probes_stay_close_to_the_quota(quota: float, burst: int) -> None:
+    """Probing costs little because it goes only a few per cent above the quota: at most 5 % of the requests
+    are sent while the client goes more than 6 % faster than the quota (none here; with a probe cap ten times too
+    high, 15-24 %)."""
+    clock = FakeClock(0.0)
+    server = BucketServer([(0.0, quota)], burst=burst)
+    trace = await drive(_limiter(clock), clock, server, seconds=25.0, before=0.0, jitter=JITTER)
+    assert trace.sent_over(1.06 * quota, 5.0, 25.0) <= 0.05
+
+
+async def test_discovers_a_slow_quota_with_a_deep_burst() -> None:
+    """20/s with a burst of 50 and 100-200 ms latency: the burst hides a probe for seconds, so probes cost more
+    here, but it still settles at the quota with few throttles."""
+    clock = FakeClock(0.0)
+    server = BucketServer([(0.0, 20.0)], burst=50)
+    trace = await drive(_limiter(clock), clock, server, seconds=25.0, latency=(0.1, 0.2), before=0.0, jitter=JITTER)
+    assert trace.admitted_rate(5.0, 25.0) >= 0.95 * 20.0
+    assert trace.throttled_share(5.0, 25.0) <= 0.05
 
 
 async def test_follows_a_quota_cut() -> None:
-    """When the quota halves, the admitted rate is within 10 % of the new quota 5 s later, and stays there."""
+    """When the quota halves, the admitted rate is within 5 % of the new quota 2 s later, and stays there; the
+    change costs at most 2 % of the requests around it throttled."""
     clock = FakeClock(0.0)
     server = BucketServer([(0.0, 200.0), (10.0, 100.0)], burst=20)
-    trace = await drive(_limiter(clock), clock, server, seconds=20.0)
-    assert trace.admitted_rate(15.0, 20.0) == pytest.approx(100.0, rel=0.1)
-    assert trace.throttled_share(15.0, 20.0) <= 0.02
-    assert _max_in_window([t for t in trace.sent if t >= 15.0], 1.0) <= 110
+    trace = await drive(_limiter(clock), clock, server, seconds=20.0, before=0.0, jitter=JITTER)
+    assert trace.admitted_rate(12.0, 20.0) == pytest.approx(100.0, rel=0.05)
+    assert trace.throttled_share(9.0, 20.0) <= 0.02
+    assert _max_in_window([t for t in trace.sent if t >= 12.0], 1.0) <= 110
 
 
 async def test_finds_a_raised_quota() -> None:
-    """When the quota doubles, the admitted rate reaches 90 % of the new quota within 10 s."""
+    """When the quota doubles, the admitted rate reaches 90 % of the new quota within 3 s, with at most 2 % of
+    the requests throttled over the change."""
     clock = FakeClock(0.0)
     server = BucketServer([(0.0, 100.0), (10.0, 200.0)], burst=20)
-    trace = await drive(_limiter(clock), clock, server, seconds=20.0)
+    trace = await drive(_limiter(clock), clock, server, seconds=20.0, before=0.0, jitter=JITTER)
     assert trace.admitted_rate(8.0, 10.0) <= 105.0
-    assert trace.admitted_rate(18.0, 20.0) >= 0.9 * 200.0
+    assert trace.admitted_rate(12.0, 13.0) >= 0.9 * 200.0
+    assert trace.admitted_rate(13.0, 20.0) >= 0.95 * 200.0
+    assert trace.throttled_share(10.0, 15.0) <= 0.02
 
 
 async def test_told_rate_stays_within_rate_plus_burst() -> None:
@@ -151,6 +181,16 @@ def test_windowed_meter_forgets_an_idle_hour() -> None:
         limiter.on_success(-1.0, {})
     limiter.on_throttle(-1.0, None, {})
     assert limiter.rate is not None and 80.0 <= limiter.rate <= 110.0
+
+
+def test_a_throttle_as_the_very_first_answer_sets_a_rate() -> None:
+    """When the first answer of all is a 429 there is nothing to measure: the limiter still starts from a finite
+    rate (and climbs from it), never from none, which would let every waiting request flood the server."""
+    clock = FakeClock(0.0)
+    limiter = _limiter(clock)
+    limiter.on_throttle(-1.0, 1.0, {})
+    assert limiter.active
+    assert limiter.rate is not None and limiter.rate <= 20.0
 
 
 def test_unlimited_hot_path_rarely_reads_the_clock() -> None:

@@ -84,6 +84,22 @@ async def test_schedule_and_per_second_counts(api: Api, simulator: Simulator) ->
     assert data["per_second"] == [row.as_dict() for row in rows]
 
 
+async def test_quota_decides_on_arrival(api: Api, simulator: Simulator) -> None:
+    """As a gateway does, the bucket judges a request when it arrives, before the latency: a quota cut that comes
+    into force while requests wait out their latency does not throttle them, and a 429 takes the latency too.
+    (Decided after the latency, the second request would meet the cut and an empty bucket.)"""
+    simulator.faults = Faults(rate_limit=1000, rate_burst=1, quota_schedule=((0.3, 0.01),), latency=0.6)
+    started = asyncio.get_running_loop().time()
+    first = asyncio.create_task(api.get({"limit": "1"}))
+    await asyncio.sleep(0.02)  # arrives at 1000/s, long before the cut: a token is back already
+    second = await api.get({"limit": "1"})
+    assert [(await first).status, second.status] == [200, 200]
+    third = await api.get({"limit": "1"})  # after the cut, it takes the token earned at 1000/s before it
+    fourth = await api.get({"limit": "1"})  # and the bucket is empty at 0.01/s
+    assert [third.status, fourth.status] == [200, 429]
+    assert asyncio.get_running_loop().time() - started >= 3 * 0.6  # the 429 waited its latency as well
+
+
 async def test_per_second_counts_without_a_quota(api: Api, simulator: Simulator) -> None:
     """Without a quota the rows still count requests and answers, with a null quota."""
     await api.get({"limit": "1"})
