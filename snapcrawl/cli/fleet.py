@@ -32,7 +32,7 @@ from ..limits import Limiter
 from ..sinks import CommitListener, JsonLinesSink, Sink, VolumeProgress, open_sink, sqlite_path
 from ..sinks._lock import lock_file
 from ..sinks.postgres import redact
-from ._common import EXIT_AUTH, EXIT_FAILURES, EXIT_OK, positive_int
+from ._common import CONCURRENCY, EXIT_AUTH, EXIT_FAILURES, EXIT_OK
 from .progress import StatusLine, status_line
 
 __all__ = ["add_fleet_options", "check_fleet_options", "run_fleet"]
@@ -49,9 +49,9 @@ def add_fleet_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--max-in-flight",
-        type=positive_int,
+        type=CONCURRENCY,
         metavar="N",
-        help="with --config: requests in flight across all accounts (256)",
+        help="with --config: requests in flight across all accounts, 1..10000 (default 256)",
     )
 
 
