@@ -1,6 +1,10 @@
-"""The shared quota on Redis: what a Redis round trip per request costs, and how well processes share a quota.
+"""The shared quota on Redis: what leases cost (Redis commands and latency per request), how well processes
+share a quota, and runs after runs.
 
-``python -m benchmarks.redis_overhead [--seconds S] [--quota Q] [--processes N] [--json FILE]``
+``python -m benchmarks.redis_overhead [--seconds S] [--quota Q] [--processes N] [--only ...] [--json FILE]``
+
+Redis cost is counted as Redis counts it: the growth of ``INFO stats`` ``total_commands_processed`` over a run
+(commands inside scripts included), divided by the requests the server saw.
 
 1. Overhead: the mean time one ``acquire()`` takes, for the local limiter and the Redis one (uncapped, and capped
    far above what is asked so no one waits), from 64 concurrent tasks; and Redis calls per grant.
@@ -10,6 +14,10 @@
      ``Q + burst``, and the share of the quota used;
    - discovering (no rate): the share of the quota used, and the share of requests answered 429;
    - told, with Redis killed 3 s in: every process keeps going (locally, at its share) and finishes.
+3. Runs after runs (``--only runs``): one simulator and one Redis kept across runs. Five told runs in a row
+   (told T, an idle gap, a tiny run, T again, then 2T), against a server quota of 4T; then three discovering runs
+   with idle gaps against a server quota of Q. Each run's rate at the server beside the rate it was told (or the
+   quota), its 429s, and the rate Redis holds after it, side by side.
 
 Each client is this module run as ``drive`` in a subprocess: a minimal request loop (acquire, signed GET, feed
 back the answer), so that the figures are the limiter's, not the crawler's.
@@ -94,9 +102,22 @@ async def overhead(redis_url: str, total: int) -> dict[str, Any]:
     for name, rate in (("redis_uncapped", None), ("redis_capped", 1e7)):
         limiter = RedisLimiter(redis_url, endpoint=f"http://bench/{name}", access_key="k", rate=rate, burst=1000)
         async with limiter:
+            before = _commands(redis_url)
             out[f"{name}_us"] = await _acquire_rate(limiter, total)
+            out[f"{name}_commands_per_grant"] = round((_commands(redis_url) - before - 1) / total, 4)
             out[f"{name}_calls_per_grant"] = round(limiter.stats.redis_calls / max(limiter.stats.granted_shared, 1), 3)
     return out
+
+
+def _commands(redis_url: str) -> int:
+    """Redis's own count of the commands it has processed (scripts' commands included); this INFO is one."""
+    import redis  # noqa: PLC0415 - a benchmark dependency of the redis extra
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return int(client.info("stats")["total_commands_processed"])
+    finally:
+        client.close()
 
 
 # ----------------------------------------------------------------------------------------------------------- drive
@@ -156,6 +177,80 @@ async def drive(args: argparse.Namespace, volumes: list[str]) -> dict[str, Any]:
         "fallbacks": stats.fallbacks,
         "redis_calls": stats.redis_calls,
         "requeued": stats.requeued,
+        "leases": stats.leases,
+        "expired": stats.expired,
+        "waited": stats.waited,
+        "waited_seconds": stats.waited_seconds,
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------- leases
+async def grant_only(args: argparse.Namespace) -> dict[str, Any]:
+    """One process taking grants as fast as the shared limiter allows, no HTTP: the limiter's own figures."""
+    limiter = RedisLimiter(args.redis, endpoint="http://bench/leases", access_key="k", rate=args.rate, burst=BURST)
+    per_second: dict[int, int] = {}
+    async with limiter:
+        deadline = time.monotonic() + args.seconds
+
+        async def worker() -> None:
+            while time.monotonic() < deadline:
+                ticket = await limiter.acquire()
+                second = int(time.time())
+                per_second[second] = per_second.get(second, 0) + 1
+                await anyio.sleep(0.005)  # a request's latency
+                limiter.on_success(ticket, {})
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(IN_FLIGHT):
+                tg.start_soon(worker)
+    stats = limiter.stats
+    return {
+        "per_second": per_second,
+        "granted": stats.granted_shared,
+        "redis_calls": stats.redis_calls,
+        "leases": stats.leases,
+        "expired": stats.expired,
+        "waited": stats.waited,
+        "waited_seconds": stats.waited_seconds,
+    }
+
+
+def leases(*, rate: float, processes: int, seconds: float) -> dict[str, Any]:
+    """``processes`` processes sharing a told ``rate`` through leases, without HTTP: grants per wall-clock second
+    (all processes together), the share of the rate, and Redis commands per grant as Redis counts them."""
+    with redis_server() as (redis_url, _):
+        cmd = [
+            sys.executable, "-m", "benchmarks.redis_overhead", "grant", "--url", "-", "--redis", redis_url,
+            "--seconds", str(seconds), "--volume-file", "-", "--rate", str(rate),
+        ]  # fmt: skip
+        before = _commands(redis_url)
+        clients = [
+            subprocess.Popen(cmd, cwd=REPO_ROOT, env=client_env(), stdout=subprocess.PIPE) for _ in range(processes)
+        ]
+        results = []
+        for client in clients:
+            out, _ = client.communicate(timeout=seconds + 60)
+            results.append(json.loads(out.decode().strip().rpartition("\n")[2]))
+        commands = _commands(redis_url) - before - 1
+    totals: dict[int, int] = {}
+    for result in results:
+        for second, count in result["per_second"].items():
+            totals[int(second)] = totals.get(int(second), 0) + count
+    whole = [totals[second] for second in sorted(totals)][1:-1]  # the first and last seconds are partial
+    granted = sum(result["granted"] for result in results)
+    waited = sum(result["waited"] for result in results)
+    return {
+        "rate": rate,
+        "processes": processes,
+        "per_second": whole,
+        "max_per_second": max(whole, default=0),
+        "limit_per_second": rate + BURST,
+        "of_told": round(sum(whole) / max(len(whole), 1) / rate, 3),
+        "redis_commands_per_grant": round(commands / max(granted, 1), 4),
+        "redis_calls_per_grant": round(sum(r["redis_calls"] for r in results) / max(granted, 1), 4),
+        "waited_share": round(waited / max(granted, 1), 4),
+        "waited_mean_ms": round(1000 * sum(r["waited_seconds"] for r in results) / max(waited, 1), 3),
+        "expired_tokens": sum(r["expired"] for r in results),
     }
 
 
@@ -178,10 +273,12 @@ def share(
         ]  # fmt: skip
         if told:
             cmd += ["--rate", str(quota)]
+        commands_before = _commands(redis_url)
         clients = [
             subprocess.Popen(cmd, cwd=REPO_ROOT, env=client_env(), stdout=subprocess.PIPE) for _ in range(processes)
         ]
         if kill_redis_at is not None:
+            _wait_for_processes(redis_url, processes)  # all in the registry: then Redis goes away mid-crawl
             time.sleep(kill_redis_at)
             redis.kill()
         results = []
@@ -189,6 +286,7 @@ def share(
             out, _ = client.communicate(timeout=seconds + 120)
             last = out.decode().strip().rpartition("\n")[2] if out.strip() else "{}"
             results.append({"exit": client.returncode, **json.loads(last)})
+        commands = _commands(redis_url) - commands_before - 1 if kill_redis_at is None else None
         server = _sim_stats(sim.url)
         if os.environ.get("REDIS_BENCH_DEBUG"):
             print(server["per_second"], file=sys.stderr)
@@ -212,30 +310,144 @@ def share(
         "redis_calls_per_grant": round(
             sum(r.get("redis_calls", 0) for r in results) / max(sum(r.get("granted_shared", 0) for r in results), 1), 3
         ),
+        "redis_commands_per_request": None if commands is None else round(commands / max(requests, 1), 4),
+        "requests_per_second": round(sum(row["requests"] for row in full) / max(len(full), 1), 1),
+        # The Redis round trip added to requests: how many waited for a lease call, and their mean wait.
+        "waited_share": round(sum(r.get("waited", 0) for r in results) / max(requests, 1), 4),
+        "waited_mean_ms": round(
+            1000
+            * sum(r.get("waited_seconds", 0.0) for r in results)
+            / max(sum(r.get("waited", 0) for r in results), 1),
+            3,
+        ),
+        "expired_tokens": sum(r.get("expired", 0) for r in results),
     }
+
+
+def _wait_for_processes(redis_url: str, processes: int, timeout: float = 60.0) -> None:
+    """Until ``processes`` clients are in the quota's registry (a loaded machine starts them slowly)."""
+    import redis  # noqa: PLC0415 - a benchmark dependency of the redis extra
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            keys = client.keys("snapcrawl:quota:*:processes")
+            if keys and client.zcard(keys[0]) >= processes:
+                return
+            time.sleep(0.05)
+    finally:
+        client.close()
+
+
+def _drive_command(sim_url: str, redis_url: str, volume_file: Path, seconds: float, rate: float | None) -> list[str]:
+    cmd = [
+        sys.executable, "-m", "benchmarks.redis_overhead", "drive", "--url", sim_url, "--redis", redis_url,
+        "--seconds", str(seconds), "--volume-file", str(volume_file),
+    ]  # fmt: skip
+    return cmd + (["--rate", str(rate)] if rate is not None else [])
+
+
+def _stored_rate(redis_url: str) -> float | None:
+    """The rate in force that the (one) quota key in Redis holds."""
+    import redis  # noqa: PLC0415 - a benchmark dependency of the redis extra
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = [key for key in client.keys("snapcrawl:quota:*") if not key.endswith(b":processes")]
+        value = client.hget(keys[0], "rate") if keys else None
+        return round(float(value), 1) if value else None
+    finally:
+        client.close()
+
+
+def runs_in_a_row(*, processes: int, seconds: float, told: float, quota: float, workdir: Path) -> dict[str, Any]:
+    """Told runs then discovering runs, one Redis and one simulator each series: the runs side by side."""
+    series: dict[str, Any] = {}
+    told_plan = [  # (name, told rate, seconds, idle seconds before)
+        ("told", told, seconds, 0.0),
+        ("after idle gap", told, seconds, 5.0),
+        ("tiny", told, 0.3, 0.0),
+        ("again", told, seconds, 0.0),
+        ("raised", 2 * told, seconds, 0.0),
+    ]
+    discovering_plan = [(f"discovering {n}", None, seconds, 3.0 if n > 1 else 0.0) for n in (1, 2, 3)]
+    for label, plan, server_quota in (("told", told_plan, 4 * told), ("discovering", discovering_plan, quota)):
+        faults = ["--rate-limit", str(server_quota), "--rate-burst", str(BURST)]
+        rows = []
+        with SimulatorProcess(volumes=200, workdir=workdir, faults=faults) as sim, redis_server() as (redis_url, _):
+            for name, rate, run_seconds, idle in plan:
+                time.sleep(idle)
+                seen = len(_sim_stats(sim.url)["per_second"])
+                cmd = _drive_command(sim.url, redis_url, sim.volume_file, run_seconds, rate)
+                clients = [
+                    subprocess.Popen(cmd, cwd=REPO_ROOT, env=client_env(), stdout=subprocess.PIPE)
+                    for _ in range(processes)
+                ]
+                for client in clients:
+                    client.communicate(timeout=run_seconds + 120)
+                seconds_rows = [row for row in _sim_stats(sim.url)["per_second"][max(seen - 1, 0) :] if row["requests"]]
+                whole = seconds_rows[1:-1]
+                requests = sum(row["requests"] for row in seconds_rows)
+                per_second = sum(row["requests"] for row in whole) / len(whole) if whole else None
+                target = rate if rate is not None else server_quota
+                rows.append({
+                    "run": name,
+                    "told": rate,
+                    "server_quota": server_quota,
+                    "requests": requests,
+                    "per_second": None if per_second is None else round(per_second, 1),
+                    "of_target": None if per_second is None else round(per_second / target, 3),
+                    "throttled_share": round(sum(row["throttled"] for row in seconds_rows) / max(requests, 1), 4),
+                    "rate_in_redis_after": _stored_rate(redis_url),
+                })  # fmt: skip
+        series[label] = rows
+    return series
+
+
+def _print_runs(series: dict[str, Any]) -> None:
+    print(
+        f"{'run':<16}{'told':>8}{'quota':>8}{'requests':>10}{'req/s':>9}{'of told/quota':>15}{'429s':>8}{'stored':>9}"
+    )
+    for rows in series.values():
+        for row in rows:
+            cells = [row["told"], row["server_quota"], row["requests"], row["per_second"], row["of_target"]]
+            told, quota, requests, per_second, share = ("-" if cell is None else cell for cell in cells)
+            print(
+                f"{row['run']:<16}{told!s:>8}{quota!s:>8}{requests!s:>10}{per_second!s:>9}{share!s:>15}"
+                f"{row['throttled_share']:>8.2%}{row['rate_in_redis_after']!s:>9}"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.redis_overhead")
     sub = parser.add_subparsers(dest="command")
-    one = sub.add_parser("drive", help="(internal) one client process")
-    one.add_argument("--url", required=True)
-    one.add_argument("--redis", required=True)
-    one.add_argument("--seconds", type=float, required=True)
-    one.add_argument("--volume-file", required=True)
-    one.add_argument("--rate", type=float)
+    for name in ("drive", "grant"):
+        one = sub.add_parser(name, help="(internal) one client process")
+        one.add_argument("--url", required=True)
+        one.add_argument("--redis", required=True)
+        one.add_argument("--seconds", type=float, required=True)
+        one.add_argument("--volume-file", required=True)
+        one.add_argument("--rate", type=float)
     parser.add_argument("--seconds", type=float, default=12.0)
     parser.add_argument("--quota", type=float, default=200.0)
     parser.add_argument("--processes", type=int, default=4)
     parser.add_argument("--acquires", type=int, default=20_000)
-    parser.add_argument("--only", choices=("overhead", "told", "discovering", "redis-killed"), action="append")
+    parser.add_argument("--told", type=float, default=200.0, help="the told rate of the runs in a row")
+    parser.add_argument("--lease-rate", type=float, default=2000.0, help="the told rate of the leases section")
+    parser.add_argument(
+        "--only", choices=("overhead", "leases", "told", "discovering", "redis-killed", "runs"), action="append"
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the figures here")
     args = parser.parse_args(argv)
+    if args.command == "grant":
+        print("\n" + json.dumps(asyncio.run(grant_only(args))))
+        return 0
     if args.command == "drive":
         volumes = Path(args.volume_file).read_text().split()
         print("\n" + json.dumps(asyncio.run(drive(args, volumes))))
         return 0
-    only = set(args.only or ("overhead", "told", "discovering", "redis-killed"))
+    only = set(args.only or ("overhead", "leases", "told", "discovering", "redis-killed", "runs"))
     report: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -243,6 +455,9 @@ def main(argv: list[str] | None = None) -> int:
             with redis_server() as (url, _):
                 report["overhead"] = asyncio.run(overhead(url, args.acquires))
             print("overhead", report["overhead"], flush=True)
+        if "leases" in only:
+            report["leases"] = leases(rate=args.lease_rate, processes=args.processes, seconds=args.seconds)
+            print("leases", report["leases"], flush=True)
         runs = {"told": (True, None), "discovering": (False, None), "redis-killed": (True, 3.0)}
         for name, (told, kill_at) in runs.items():
             if name in only:
@@ -255,6 +470,11 @@ def main(argv: list[str] | None = None) -> int:
                     workdir=workdir,
                 )
                 print(name, report[name], flush=True)
+        if "runs" in only:
+            report["runs"] = runs_in_a_row(
+                processes=args.processes, seconds=args.seconds, told=args.told, quota=args.quota, workdir=workdir
+            )
+            _print_runs(report["runs"])
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     return 0

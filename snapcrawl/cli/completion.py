@@ -16,7 +16,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     completion = commands.add_parser(
         "completion",
         help="print a completion script for bash or zsh",
-        description="bash: eval \"$(snapcrawl completion bash)\" in ~/.bashrc; zsh: snapcrawl completion zsh > "
+        description='bash: eval "$(snapcrawl completion bash)" in ~/.bashrc; zsh: snapcrawl completion zsh > '
         "a file named _snapcrawl in a directory of $fpath.",
     )
     completion.add_argument("shell", choices=("bash", "zsh"))

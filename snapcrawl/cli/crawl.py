@@ -245,8 +245,8 @@ async def _crawl(crawler: Crawler, volume_ids: Any, args: argparse.Namespace, *,
     echo(summary_text(stats, _shown(args.out), account=account, pruned=pruned))
     if lost:
         echo(
-            f"snapcrawl: gave up a commit the destination did not finish in {GIVE_UP_SECONDS:g} s: {lost[0]} rows "
-            "taken were not committed (the checkpoint does not cover them)"
+            f"snapcrawl: gave up waiting {GIVE_UP_SECONDS:g} s for the destination: {lost[0]} rows taken were not "
+            "committed (the checkpoint does not cover them)"
         )
     failures = result.failures if result is not None else []
     for failure in failures:

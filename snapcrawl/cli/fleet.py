@@ -33,6 +33,7 @@ from ..sinks import CommitListener, JsonLinesSink, Sink, VolumeProgress, open_si
 from ..sinks._lock import lock_file
 from ..sinks.postgres import redact
 from ._common import CONCURRENCY, EXIT_AUTH, EXIT_FAILURES, EXIT_OK
+from .job import open_worker, report_job
 from .progress import StatusLine, status_line
 
 __all__ = ["add_fleet_options", "check_fleet_options", "run_fleet"]
@@ -284,23 +285,22 @@ async def _run_fleet_job(
 ) -> int:
     """One worker of a fleet's distributed job: a queue per account (``JOB:ACCOUNT``), each account's volumes
     crawled with its own credentials and limiter into the shared table, acknowledged as they are committed."""
-    from ..queue import DEFAULT_CLAIM_AFTER, JobQueue, Worker  # noqa: PLC0415 - the redis extra is optional
+    from ..queue import Worker  # noqa: PLC0415 - the redis extra is optional
     from ..sinks import PostgresSink  # noqa: PLC0415 - the postgres extra is optional
-    from .job import report_job  # noqa: PLC0415 - job imports the crawl command, which imports this module
 
     for account in config.accounts:
         if account.volumes is None:
             raise ConfigError(
                 f"--queue distributes volumes: account {account.name!r} of {config.path} needs a 'volumes' file"
             )
-    claim_after = args.claim_after if args.claim_after is not None else DEFAULT_CLAIM_AFTER
     workers: dict[str, Worker] = {}
     for account in config.accounts:
         assert account.volumes is not None  # noqa: S101 - checked above
-        queue = JobQueue(args.queue, f"{args.job}:{account.name}")
-        stack.push_async_callback(queue.aclose)
-        await queue.enqueue(read_volume_ids(account.volumes))
-        workers[account.name] = await stack.enter_async_context(Worker(queue, claim_after=claim_after))
+        # The account's own job, with every job option of the command line (--claim-after, --max-deliveries...).
+        own = argparse.Namespace(**{**vars(args), "job": f"{args.job}:{account.name}"})
+        worker = await open_worker(own, stack, read_volume_ids(account.volumes))
+        assert worker is not None  # noqa: S101 - --queue is given
+        workers[account.name] = worker
 
     def sink_for(account: AccountConfig) -> Sink:
         settings = {"endpoint": account.endpoint, "name": args.name, "sort": args.sort, "job": args.job}

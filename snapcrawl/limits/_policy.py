@@ -22,6 +22,7 @@ share this policy.
 from __future__ import annotations
 
 import collections
+import json
 import math
 
 __all__ = ["AnswerMeter", "RateDiscovery"]
@@ -120,23 +121,38 @@ class RateDiscovery:
         """Count the answer to a request granted at ``ticket``; whether it ended a round (``rate`` may be new)."""
         if ticket < self._since:
             return False  # sent at an earlier rate: it says nothing about this one
+        return self.answers(0 if throttled else 1, 1 if throttled else 0, now, lag=now - ticket)
+
+    def answers(self, ok: int, throttled: int, now: float, *, lag: float = 0.0, first: float | None = None) -> bool:
+        """Count ``ok`` and ``throttled`` answers that had all arrived by ``now``, to requests sent at the current
+        rate; whether they ended a round. ``first`` is when the first of them arrived (default ``now``).
+
+        :meth:`answer` is this for one answer. The Redis limiter's processes report their answers in batches:
+        this is how the one policy hears them.
+        """
+        if ok + throttled <= 0:
+            return False
+        empty = self._ok + self._throttled == 0
+        self._ok += ok
         if throttled:
-            self._throttled += 1
+            self._throttled += throttled
             self._last_throttle = now
             rate, floor = self.rate, self._floor()
             if rate is not None and floor is not None and rate > floor:
                 return self._found(floor, now, found_at=rate)
-            if self._throttled == 1:
-                # The server's bucket ran dry just now: judge the round from here, not diluted by its clean start.
-                self._ok = 0
-                self._first = now
-                self._lag = max(self._lag, now - ticket)
-                return False
-        else:
-            self._ok += 1
-        self._lag = max(self._lag, now - ticket)
+            if self._throttled == throttled:
+                # The server's bucket ran dry just now: judge the round from here, not diluted by its clean start
+                # (from the batch's first answer: the order within a batch is not known).
+                self._ok = ok
+                self._first = now if first is None else first
+                self._lag = max(self._lag, lag)
+                if ok + throttled == 1:
+                    return False
+                empty = False
+        self._lag = max(self._lag, lag)
+        if empty:
+            self._first = now if first is None else first
         if self._ok + self._throttled == 1:
-            self._first = now
             return False
         elapsed = now - self._first
         throttles = self._throttled
@@ -151,7 +167,7 @@ class RateDiscovery:
         if (long_enough and (answers >= enough or elapsed >= self.SLOW_ROUND_SECONDS)) or (
             # Throttles that go on (this answer is one) past FAST_SECONDS: the quota fell. A clump that stopped
             # is as likely a stall that bunched requests; the round's end judges it.
-            throttled
+            throttled > 0
             and throttles >= self.FAST_THROTTLES
             and throttles >= self.FAST_SHARE * answers
             and elapsed >= self.FAST_SECONDS
@@ -193,6 +209,37 @@ class RateDiscovery:
         self._cut = rate < (old if old is not None else answered)
         self.start(max(rate, self.MIN_RATE), now)
         return True
+
+    def to_state(self) -> str:
+        """The policy's memory as JSON, so that it outlives a process: the Redis limiter keeps it in Redis."""
+        state = {}
+        for name in self.__slots__:
+            value = getattr(self, name, None)
+            state[name] = [list(entry) for entry in value] if isinstance(value, collections.deque) else value
+        return json.dumps(state)
+
+    @classmethod
+    def from_state(cls, text: str, *, ceiling: float | None = None) -> RateDiscovery:
+        """A policy with the memory :meth:`to_state` wrote; a fresh one for ``""`` or anything else that is not
+        such a state (it comes from a server: a wrong value is ignored, never trusted)."""
+        policy = cls(ceiling=ceiling)
+        try:
+            state = json.loads(text) if text else {}
+        except ValueError:
+            return policy
+        if not isinstance(state, dict):
+            return policy
+        for name in cls.__slots__:
+            value = state.get(name)
+            default = getattr(policy, name, None)
+            if name == "ceiling" or name not in state:
+                continue
+            if isinstance(default, collections.deque):
+                if isinstance(value, list):
+                    default.extend(tuple(entry) for entry in value if isinstance(entry, list))
+            elif value is None or isinstance(value, int | float):
+                setattr(policy, name, value)
+        return policy
 
     def _floor(self) -> float | None:
         """What a throttle found above stands for: the estimate, or while rising (or doubling at the start) the

@@ -1,29 +1,39 @@
-"""One quota shared by every process through Redis: a GCRA token bucket and a discovered rate, on Redis's clock.
+"""One quota shared by every process through Redis: a GCRA bucket handed out in leases, and one rate.
 
-Every process that uses the same Redis, endpoint and access key calls one Lua script (``EVALSHA``, reloaded on
-``NOSCRIPT``). The script keeps, in one hash:
+Redis keeps only the shared *state* (``lease.lua``): the bucket in GCRA form (the theoretical arrival time
+``tat``), the rate in force and the cap told (``--rate``), the answers of the current round per process, the
+policy's memory, and a registry of the processes alive. The *policy* that sets the rate is Python's
+:class:`~snapcrawl.limits._policy.RateDiscovery`, the local limiter's own: any process whose call shows a round
+that may end runs it and sends the new rate back, applied only if the round is still the one it judged. So the
+Redis path and the local path cannot disagree.
 
-- the bucket in GCRA form (as the ``limits`` library's ``acquire_gcra.lua``): the theoretical arrival time
-  ``tat``; a request may go at ``tat - tolerance`` (``tolerance = (burst - 1) * interval``) and pushes ``tat``
-  one emission interval further. A caller *reserves* its slot and sleeps until it;
-- the rate, shared: told (``rate``, kept 1% under), or discovered from the answers of every process together
-  with the rounds of the ``limits`` branch's rate discovery (``RateDiscovery``): a round of answers that had
-  throttles measures the quota as the rate the server admitted; a clean round probes upwards. So a throttle
-  seen by any process slows all of them, and they never each adapt on their own. Told the quota, only rounds
-  a quarter throttled or more cut the rate (the quota told is wrong); fewer throttles are jitter;
-- a pause that a long ``Retry-After`` asked for, and an ``epoch`` that a large rate change increments:
-  reservations made before it are void, and their holders queue again at the new rate.
+Leases: a process takes tokens in batches sized to its share of the rate (the rate / the processes alive, times
+:attr:`RedisLimiter.LEASE_SECONDS`, no more than it has lately used), one script call each: N consecutive GCRA
+slots, so that all processes together never take more than the rate plus the burst. It spends them at its share
+(one every ``processes / rate`` seconds, from its first slot), so that the processes together send evenly rather
+than each in bunches at the whole rate, and takes the next lease before this one runs out. A token not sent
+within :attr:`RedisLimiter.LATE` seconds (or two of the process's intervals) of its time expires, so that a
+busy process never sends a late bunch; tokens still ahead when the process leaves are given back. The answers
+ride on the next lease call. So a process makes about ``1 / LEASE_SECONDS`` calls a second, whatever its rate.
 
-Cost: the callers of ``acquire`` waiting at the same moment share one script call (a batch of slots), and the
-answers (ok or throttled) ride on the next call, so a process makes at most one Redis round trip per request,
-and fewer under load. A background task keeps a heartbeat set of the processes using the bucket and reports
-throttles that no request carries soon enough. When Redis is unreachable or fails, the limiter fails open to a
-local limiter holding a conservative share of the last known rate (divided by the processes seen alive), warns
-once, and reconnects in the background; ``stats`` counts what happened (as Envoy's global rate limit does).
+Bounds: a told rate, raised or lowered, voids every lease at once (a new epoch); every process notices at its
+next call, within one lease period (``LEASE_SECONDS`` of its tokens, and at most about a second when it is idle).
+A rate cut by the policy does the same.
+
+Across runs: the rate and the policy's memory stay in Redis (a day after the last use). A round with no report
+for :attr:`RedisLimiter.STALE_SECONDS` (an idle gap, a run that ended mid-round) restarts rather than counting the
+gap; a clean round never lowers the rate; so the rate does not decay between runs. A told rate is in force from
+the first call of a run that was told it.
+
+Redis that refuses to work (wrong password, a read-only replica, out of memory) is a :class:`ConfigError` when
+the limiter is entered, as is one that is not there at all. A Redis that goes away later makes the limiter fail
+open: it paces locally at its share of the last rate (divided by the processes last seen alive), warns once,
+and reconnects in the background; ``stats`` counts what happened.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import math
@@ -31,7 +41,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final, Self
 
@@ -39,179 +49,18 @@ import anyio
 import redis.asyncio as aioredis
 import structlog
 from anyio.abc import TaskGroup
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from .. import _redis
 from .._exceptions import ConfigError
-from .._redis_url import check_redis_client
+from ._policy import AnswerMeter, RateDiscovery
 from .local import Clock, LocalLimiter, Sleep
 
-__all__ = ["DEFAULT_KEY_PREFIX", "RedisLimiter", "RedisLimiterStats", "quota_key", "redis_client"]
+__all__ = ["DEFAULT_KEY_PREFIX", "QuotaState", "RedisLimiter", "RedisLimiterStats", "quota_key", "read_quota_state"]
 
-DEFAULT_KEY_PREFIX: Final = "snapcrawl:quota"
+DEFAULT_KEY_PREFIX: Final = _redis.QUOTA_PREFIX
 
 _log = structlog.get_logger("snapcrawl")
-
-# KEYS: the bucket hash, the heartbeat set of processes.
-# ARGV: 1 cap (requests/s, 0 = none), 2 burst, 3 slots to reserve (0 = report only), 4 ok answers and
-#       5 throttled answers to requests granted since the round began, 6 their longest latency (s),
-#       7 pause (s, 0 = none), 8 slots given back, 9 their epoch, 10 process id ('' = no heartbeat),
-#       11 alive seconds, 12 ttl seconds, 13 the round (its start, as replied) the answers were counted for:
-#       answers counted for an earlier round are dropped (they may be to requests sent at an earlier rate).
-# Reply: epoch, rate (0 = none), now, since (start of the round), processes alive (-1 = not asked), then one
-# wait (s) per slot. Floats as strings: Lua numbers turn into Redis integers otherwise.
-_SCRIPT: Final = """
-local key, procs = KEYS[1], KEYS[2]
-local cap, burst, slots = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local ok, thr, lag, pause_for = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local returned, returned_epoch = tonumber(ARGV[8]), tonumber(ARGV[9])
-local proc, alive, ttl, counted_for = ARGV[10], tonumber(ARGV[11]), tonumber(ARGV[12]), ARGV[13]
--- RateDiscovery's constants (snapcrawl/limits/_policy.py).
-local MARGIN, ROUND_SECONDS, ROUND_ANSWERS, SLOW_ROUND = 0.02, 0.2, 20, 0.5
-local FAST_THROTTLES, FAST_SHARE, FAST_SECONDS = 8, 0.25, 0.05
-local PROBE_STEP, PROBE_LIMIT, RISE_SECONDS, FIRST_STEP, MAX_STEP = 0.02, 0.05, 1.0, 0.05, 0.25
-local MAX_GROWTH, MIN_RATE, MAX_CUT, TRUST_SHARE, PACED = 2.0, 0.5, 0.3, 0.75, 0.85
-local HORIZON, REQUEUE_STEP = 2.0, 0.05
-
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local f = {'tat', 'rate', 'since', 'epoch', 'rok', 'rthr', 'rfirst', 'rlag', 'est', 'step', 'top', 'wasthr', 'pause'}
-local v = redis.call('HMGET', key, unpack(f))
-local s = {}
-for i, name in ipairs(f) do s[name] = tonumber(v[i]) or 0 end
-if s.step == 0 then s.step = FIRST_STEP end
-if counted_for ~= tostring(s.since) then ok, thr, lag = 0, 0, 0 end
-
-local function reset_round(at)
-  s.since, s.rok, s.rthr, s.rfirst, s.rlag = at, 0, 0, 0, 0
-end
-
--- Send at `rate` from `at` on; answers to requests granted earlier belong to the old rate.
-local function start(rate, at)
-  rate = math.max(rate, MIN_RATE)
-  if cap > 0 then rate = math.min(rate, cap) end
-  local old = s.rate
-  s.rate = rate
-  reset_round(at)
-  if old > 0 and math.abs(rate - old) > REQUEUE_STEP * old then
-    -- A large change: void the reservations made at the old rate (after a cut they would overshoot, after a
-    -- rise they may lie far ahead); their holders queue again, and the bucket restarts empty at the new rate.
-    s.epoch = s.epoch + 1
-    s.tat = now + ((cap > 0) and (burst - 1) or 0) / rate
-  end
-end
-
-local function conclude(answered)
-  local old = s.rate
-  if PACED * old <= answered and answered <= old / PACED then answered = old end
-  -- Told the quota, a few throttles mean jitter bunched some requests, not a wrong quota: no cut for them.
-  local lone = (s.rthr == 1 and s.wasthr == 0) or (cap > 0 and s.rthr < FAST_SHARE * (s.rok + s.rthr))
-  s.wasthr = (s.rthr > 0) and 1 or 0
-  local rate
-  if lone then
-    rate, s.top = old, 0
-  elseif s.rok == 0 then
-    rate, s.step, s.top = math.min(old, answered) / 2, FIRST_STEP, 0
-  elseif s.rthr > 0 then
-    s.est = answered * s.rok / (s.rok + s.rthr)
-    if s.rthr < TRUST_SHARE * (s.rok + s.rthr) then s.est = math.max(s.est, old * (1 - MAX_CUT)) end
-    rate, s.step, s.top = math.min(s.est * (1 - MARGIN), old), FIRST_STEP, 0
-  elseif s.est == 0 then
-    rate, s.step = old * (1 + s.step), math.min(2 * s.step, MAX_STEP)
-  else
-    local top = s.est * (1 + PROBE_LIMIT)
-    if old < top then
-      rate, s.top = math.min(old + PROBE_STEP * s.est, top), 0
-    else
-      if s.top == 0 then
-        s.top = now
-      elseif now - s.top >= RISE_SECONDS then
-        s.top, s.est, s.step = 0, s.est * (1 + s.step), math.min(2 * s.step, MAX_STEP)
-      end
-      rate = math.max(old, s.est * (1 + PROBE_LIMIT))
-    end
-  end
-  start(math.min(rate, MAX_GROWTH * answered), now)
-end
-
-if returned > 0 and returned_epoch == s.epoch and s.rate > 0 and s.tat > now then
-  s.tat = math.max(now, s.tat - returned / s.rate)
-end
-if s.rate == 0 and cap > 0 then start(cap, now) end
-if cap > 0 and s.rate > cap then s.rate = cap end
-if pause_for > 0 and now + pause_for > s.pause then
-  s.pause = now + pause_for
-  reset_round(s.pause)
-end
-
-if ok + thr > 0 then
-  if s.rfirst == 0 then s.rfirst = now end
-  s.rok, s.rthr, s.rlag = s.rok + ok, s.rthr + thr, math.max(s.rlag, lag)
-end
-local answers, elapsed = s.rok + s.rthr, now - s.rfirst
-if s.rate == 0 then
-  if s.rthr > 0 then
-    -- The first throttle: start from the rate answers came back at lately (the server admitted them).
-    start(answers / math.max(elapsed, 0.1) * (1 - MARGIN), now)
-  elseif s.rfirst > 0 and elapsed > HORIZON then
-    reset_round(0)
-  end
-elseif answers >= 2 then
-  local long_enough = elapsed >= math.max(ROUND_SECONDS, 2 * s.rlag)
-  if (long_enough and (answers >= ROUND_ANSWERS or elapsed >= SLOW_ROUND))
-      or (s.rthr >= FAST_THROTTLES and s.rthr >= FAST_SHARE * answers and elapsed >= FAST_SECONDS) then
-    conclude(answers / elapsed * (answers - 1) / answers)
-  end
-end
-
-local reply = {s.epoch, tostring(s.rate), tostring(now), tostring(s.since), -1}
-if slots > 0 then
-  local rate = s.rate
-  if rate > 0 then
-    local interval = 1 / rate
-    -- A told quota allows its burst; a discovered rate is paced evenly (a burst only finds the server's).
-    local tolerance = ((cap > 0) and (burst - 1) or 0) * interval
-    local tat = s.tat
-    for _ = 1, slots do
-      local base = math.max(tat, now)
-      -- After a pause, resume at the steady rate rather than with a full burst.
-      if s.pause > now then base = math.max(base, s.pause + tolerance) end
-      tat = base + interval
-      reply[#reply + 1] = tostring(math.max(0, base - tolerance - now))
-    end
-    s.tat = tat
-  else
-    for _ = 1, slots do reply[#reply + 1] = tostring(math.max(0, s.pause - now)) end
-  end
-end
-
-local flat = {}
-for _, name in ipairs(f) do
-  flat[#flat + 1] = name
-  flat[#flat + 1] = tostring(s[name])
-end
-redis.call('HSET', key, unpack(flat))
-redis.call('EXPIRE', key, ttl)
-if proc ~= '' then
-  redis.call('ZADD', procs, now, proc)
-  redis.call('ZREMRANGEBYSCORE', procs, '-inf', now - alive)
-  redis.call('EXPIRE', procs, ttl)
-  reply[5] = redis.call('ZCARD', procs)
-end
-return reply
-"""
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-#: The errors that mean "Redis is not there"; any other Redis error (a refused script, a key of another type)
-#: makes the limiter fail open too, but is not expected to pass.
-_UNAVAILABLE: Final = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
 def quota_key(endpoint: str, access_key: str, *, prefix: str = DEFAULT_KEY_PREFIX) -> str:
@@ -220,50 +69,143 @@ def quota_key(endpoint: str, access_key: str, *, prefix: str = DEFAULT_KEY_PREFI
     return f"{prefix}:{endpoint.rstrip('/')}:{digest}"
 
 
-def redis_client(url: str, *, timeout: float = 1.0) -> aioredis.Redis:
-    """A client for ``url`` (``redis://HOST:PORT/DB``) that fails fast: no retries, ``timeout`` per call.
-
-    A slow or dead Redis must cost a request at most ``timeout`` once; the callers decide what happens next.
-    """
-    if not url.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError(f"a Redis URL starts with redis://, rediss:// or unix://, not {url.split(':', 1)[0]!r}")
-    try:
-        return check_redis_client(
-            aioredis.Redis.from_url(
-                url,
-                socket_timeout=timeout,
-                socket_connect_timeout=timeout,
-                retry=Retry(NoBackoff(), 0),
-                health_check_interval=0,
-            )
-        )
-    except ValueError as exc:
-        raise ConfigError(f"invalid Redis URL: {exc}") from None
-
-
 @dataclasses.dataclass(slots=True)
 class RedisLimiterStats:
-    """What the limiter did: script calls, slots granted through Redis and locally, outages, re-queues."""
+    """What the limiter did: script calls, leases and their tokens, grants through Redis and locally, outages."""
 
     redis_calls: int = 0
+    leases: int = 0
+    leased: int = 0
+    expired: int = 0
+    returned: int = 0
     granted_shared: int = 0
     granted_local: int = 0
     requeued: int = 0
     fallbacks: int = 0
     reconnects: int = 0
+    #: Requests that waited for a lease call (the Redis round trip added to them), and their total wait.
+    waited: int = 0
+    waited_seconds: float = 0.0
 
 
-class _Slot:
-    """One caller's place in the next batch of reservations."""
+@dataclasses.dataclass(slots=True)
+class _Lease:
+    """Tokens of the shared bucket, spread at this process's share: token ``k`` may go at ``start + k * interval``
+    and expires ``late`` seconds after that."""
 
-    __slots__ = ("done", "epoch", "error", "lead", "wait")
+    epoch: int
+    start: float  # on our clock
+    interval: float  # the processes alive / the rate
+    late: float
+    count: int
+    next: int = 0
 
-    def __init__(self) -> None:
-        self.done = anyio.Event()
-        self.lead = False
-        self.wait = 0.0
-        self.epoch = 0
-        self.error: BaseException | None = None
+    def left(self) -> int:
+        return self.count - self.next
+
+    def at(self, k: int) -> float:
+        return self.start + k * self.interval
+
+    @property
+    def end(self) -> float:
+        return self.start + self.count * self.interval
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Round:
+    """The answers of the current round, summed over the processes that reported them."""
+
+    ok: int
+    throttled: int
+    lag: float
+    first: float
+    last: float
+    rate: float  # the answers' rate: each process's (count - 1) over its own span, summed
+    processes: int
+
+    @classmethod
+    def of(cls, fields: Mapping[str, float]) -> _Round | None:
+        per: dict[str, dict[str, float]] = collections.defaultdict(dict)
+        for name, value in fields.items():
+            kind, _, process = name.partition(":")
+            per[process][kind] = value
+        if not per:
+            return None
+        ok = int(sum(p.get("o", 0) for p in per.values()))
+        throttled = int(sum(p.get("t", 0) for p in per.values()))
+        spans = [(p.get("o", 0) + p.get("t", 0), p.get("l", 0) - p.get("f", 0)) for p in per.values()]
+        measured = [(count - 1) / span for count, span in spans if span > 0 and count >= 2]
+        rate = sum(measured)
+        lag = max(p.get("g", 0.0) for p in per.values())
+        first = min(p.get("f", math.inf) for p in per.values())
+        last = max(p.get("l", -math.inf) for p in per.values())
+        return cls(ok, throttled, lag, first, last, rate, len(per))
+
+
+def _reports(batches: bytes | str) -> list[tuple[int, int, float, float, float]]:
+    """The round's reports (ok, throttled, first answer, last answer, longest latency), by their last answer."""
+    reports = []
+    for record in _redis.text(batches).split(";"):
+        parts = record.split(",")
+        if len(parts) == 5:
+            ok, thr, first, last, lag = parts
+            reports.append((int(ok), int(thr), float(first), float(last), float(lag)))
+    return sorted(reports, key=lambda report: report[3])
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class QuotaState:
+    """What a quota key holds (``snapcrawl quota status``)."""
+
+    key: str
+    rate: float | None
+    cap: float | None
+    epoch: int
+    processes: tuple[str, ...]
+    estimate: float | None
+    ttl: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "rate": self.rate,
+            "told": self.cap,
+            "estimate": self.estimate,
+            "epoch": self.epoch,
+            "processes": list(self.processes),
+            "expires_in": self.ttl,
+        }
+
+
+async def read_quota_state(client: aioredis.Redis, key: str, *, alive: float) -> QuotaState | None:
+    """What ``key`` holds, or ``None`` if it holds nothing; processes seen in the last ``alive`` seconds."""
+    async with client.pipeline(transaction=True) as pipe:
+        pipe.hgetall(key)
+        pipe.ttl(key)
+        pipe.time()
+        raw, ttl, (seconds, micros) = await pipe.execute()
+    if not raw:
+        return None
+    fields = {_redis.text(name): _redis.text(value) for name, value in raw.items()}
+    now = seconds + micros / 1e6
+    members: Any = await client.zrangebyscore(f"{key}:processes", now - alive, "+inf")
+    policy = RateDiscovery.from_state(fields.get("policy", ""))
+
+    def number(name: str) -> float:
+        try:
+            return float(fields.get(name, 0))
+        except ValueError:
+            return 0.0
+
+    return QuotaState(
+        key=key,
+        rate=number("rate") or None,
+        cap=number("cap") or None,
+        epoch=int(number("epoch")),
+        processes=tuple(_redis.text(m) for m in members),
+        estimate=policy.estimate,
+        ttl=int(ttl),
+    )
 
 
 class RedisLimiter:
@@ -271,16 +213,35 @@ class RedisLimiter:
 
     ``rate`` is the account's quota in requests/s: all processes together stay within it (1% under, as the local
     limiter does) plus ``burst``. Without it, they discover the quota together from throttles. ``key``
-    overrides the bucket's key (default :func:`quota_key` of ``endpoint`` and ``access_key``).
+    overrides the bucket's key (default :func:`quota_key` of ``endpoint`` and ``access_key``). ``client`` is a
+    URL (``env:NAME`` reads it from the environment; the password may come from ``REDISCLI_AUTH``) or a client.
 
-    Use it as an async context manager (it owns the heartbeat and reconnection task), then pass it to
-    ``Crawler(limiter=...)``. ``clock`` and ``sleep`` are seams for tests; Redis's own clock decides the slots.
+    Use it as an async context manager (entering checks that Redis works, and starts the heartbeat), then pass
+    it to ``Crawler(limiter=...)``. ``clock`` and ``sleep`` are seams for tests; ``redis_time=False`` makes the
+    script take the time from ``clock`` too, so that a test can drive the shared policy on a fake clock.
+    ``option`` names the setting in error messages (the CLI's ``--limiter``).
     """
 
-    JITTER_MARGIN: Final = 0.01
+    JITTER_MARGIN: Final = LocalLimiter.JITTER_MARGIN
     MAX_NAP: Final = 0.1
+    #: A lease holds at most this many seconds of the process's share of a told rate; a discovered rate moves
+    #: more, so its leases are shorter (a cut reaches every process sooner).
+    LEASE_SECONDS: Final = 0.5
+    DISCOVERING_LEASE_SECONDS: Final = 0.1
+    #: While no rate is known (discovering, before the first throttle), report this often: the first throttle
+    #: must reach every process before they all overrun the quota.
+    UNPACED_REPORT_SECONDS: Final = 0.05
+    #: Take the next lease when the tokens in hand last less than this (or four round trips to Redis).
+    PREFETCH: Final = 0.02
+    #: A leased token unused this long after its time expires (or two of the process's intervals, if longer):
+    #: a process that fell behind never sends a late bunch.
+    LATE: Final = 0.002
+    #: A round with no report for this long restarts: answers around an idle gap are not a rate.
+    STALE_SECONDS: Final = AnswerMeter.HORIZON
     #: A Retry-After longer than this (seconds) pauses every process, not only the throttled request.
-    LONG_RETRY_AFTER: Final = 3.0
+    LONG_RETRY_AFTER: Final = LocalLimiter.LONG_RETRY_AFTER
+    #: A rate change larger than this share voids the leases granted at the old rate.
+    REQUEUE_STEP: Final = LocalLimiter.REQUEUE_STEP
     #: While Redis is away, a process runs at this share of (the last rate / the processes alive).
     FALLBACK_SHARE: Final = 0.95
     #: A process is counted alive while its last heartbeat is this recent (in heartbeat periods).
@@ -301,6 +262,8 @@ class RedisLimiter:
         heartbeat: float = 1.0,
         clock: Clock = time.monotonic,
         sleep: Sleep = anyio.sleep,
+        redis_time: bool = True,
+        option: str = "limiter",
     ) -> None:
         if rate is not None and not rate > 0:
             raise ConfigError(f"rate must be > 0 requests/s, not {rate}")
@@ -309,31 +272,45 @@ class RedisLimiter:
         if not heartbeat > 0:
             raise ConfigError(f"heartbeat must be > 0 seconds, not {heartbeat}")
         self._owns_client = isinstance(client, str)
-        self._client = redis_client(client) if isinstance(client, str) else client
+        self._client = _redis.client(client, role="limiter", option=option) if isinstance(client, str) else client
+        self._server = _redis.server_of(self._client)
         self.key = key or quota_key(endpoint, access_key)
         self._procs_key = f"{self.key}:processes"
         self.rate_limit = rate
-        self._cap = 0.0 if rate is None else rate * (1 - self.JITTER_MARGIN)
+        self._told = 0.0 if rate is None else rate * (1 - self.JITTER_MARGIN)
         self.burst = burst
-        self._heartbeat = heartbeat
+        self._heartbeat_period = heartbeat
         self._clock = clock
         self._sleep = sleep
+        self._redis_time = redis_time
         self.process_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._script = self._client.register_script(_SCRIPT)
+        self._script = _redis.script(self._client, "lease.lua", registry=True)
         self.stats = RedisLimiterStats()
+        # What the last reply said.
         self._rate: float | None = None
+        self._cap = 0.0
         self._epoch = 0
-        self._offset = 0.0  # Redis time minus our clock, from the last reply
-        self._since = -math.inf  # start of the current round, on our clock
-        self._round = ""  # the same, as the script wrote it: answers are reported for that round
+        self._offset = 0.0  # Redis time minus our clock
+        self._round = ""
+        self._since = -math.inf  # start of the round, on our clock
+        self._paused_until = -math.inf
         self._processes = 1
-        # Reported with the next call: answers of the current round, a long pause, slots given back.
+        # What the next call reports: answers of the round, a long pause, tokens given back, a conclusion.
         self._ok = self._throttled = 0
-        self._lag = self._pause = 0.0
-        self._returned = self._returned_epoch = 0
-        self._queue: list[_Slot] = []
-        self._calling = False
-        self._report = anyio.Event()
+        self._lag = 0.0
+        self._first = self._last = math.nan
+        self._pause = 0.0
+        self._conclusion: tuple[str, float, str, bool] | None = None
+        self._leases: collections.deque[_Lease] = collections.deque()
+        self._spare: list[tuple[float, float, int]] = []  # tokens given back by cancelled callers
+        self._waiting = 0
+        self._taken = 0
+        self._demand = math.inf  # tokens/s lately taken (inf: not measured yet)
+        self._measured_at = (math.nan, 0)
+        self._next_beat = -math.inf
+        self._rtt = 0.0  # a script call's round trip, smoothed
+        self._lock = anyio.Lock()
+        self._beat = _redis.Heartbeat(self._background, min(heartbeat, self.UNPACED_REPORT_SECONDS))
         self._local: LocalLimiter | None = None
         self._warned = False
         self._task_group: TaskGroup | None = None
@@ -356,11 +333,14 @@ class RedisLimiter:
 
     async def __aenter__(self) -> Self:
         try:
-            await self._call(0, heartbeat=True)  # loads the script, joins the heartbeat set
-        except (*_UNAVAILABLE, RedisError) as exc:
-            self._fall_back(exc)
+            await self._call(0, tell=True, heartbeat=True)  # loads the script, tells the rate, joins the registry
+        except (RedisError, OSError) as exc:
+            if self._owns_client:
+                await self._client.aclose()
+            error = _redis.as_error(exc, server=self._server, doing=f"the shared quota {self.key}")
+            raise ConfigError(str(error)) from None
         self._task_group = await anyio.create_task_group().__aenter__()
-        self._task_group.start_soon(self._background)
+        self._task_group.start_soon(self._beat.run)
         return self
 
     async def __aexit__(
@@ -370,47 +350,135 @@ class RedisLimiter:
             self._task_group.cancel_scope.cancel()
             await self._task_group.__aexit__(exc_type, exc, tb)
             self._task_group = None
-        with anyio.CancelScope(shield=True):
-            with anyio.move_on_after(1.0):
-                try:
-                    if self._local is None:
-                        await self._client.zrem(self._procs_key, self.process_id)
-                except (*_UNAVAILABLE, RedisError):
-                    pass  # leaving the heartbeat set is a courtesy: the entry expires anyway
-            if self._owns_client:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
+            try:
+                if self._local is None:
+                    # Give back the tokens still ahead, report the last answers, and leave the registry.
+                    await self._call(0, returned=self._unused())
+                    await self._client.zrem(self._procs_key, self.process_id)
+            except (RedisError, OSError):
+                pass  # a courtesy: unused tokens expire, the registry entry ages out
+        if self._owns_client:
+            with anyio.CancelScope(shield=True):
                 await self._client.aclose()
 
+    # ------------------------------------------------------------------------------------------------ acquire
     async def acquire(self) -> float:
         """Wait until one request may be sent; return the (local clock) time it was granted."""
         while True:
             if self._local is not None:
                 return await self._acquire_local()
-            try:
-                wait, epoch = await self._reserve()
-            except (*_UNAVAILABLE, RedisError) as exc:  # a refused script too: pace locally, do not fail
-                self._fall_back(exc)
+            now = self._clock()
+            if now < self._paused_until:
+                await self._sleep(min(self._paused_until - now, self.MAX_NAP))
                 continue
-            if wait > 0:
-                deadline = self._clock() + wait
-                try:
-                    # Short naps, so that a cut seen by any process reaches callers that are already waiting.
-                    while (left := deadline - self._clock()) > 0 and epoch == self._epoch:
-                        await self._sleep(min(left, self.MAX_NAP))
-                except BaseException:
-                    self._give_back(epoch)
-                    raise
-            if epoch == self._epoch:
+            if self._rate is None:  # nothing to pace yet: every process goes, and reports its answers
+                self._taken += 1
                 self.stats.granted_shared += 1
-                return self._clock()
-            self.stats.requeued += 1  # the rate was cut while we waited: queue again at the new one
+                return now
+            token = self._take(now)
+            if token is None:
+                await self._refill()
+                continue
+            allowed, expiry, epoch = token
+            try:
+                # Short naps, so that a void lease (a cut, a told rate) reaches callers that are already waiting.
+                while (left := allowed - self._clock()) > 1e-6 and epoch == self._epoch:
+                    await self._sleep(min(left, self.MAX_NAP))
+            except BaseException:
+                if epoch == self._epoch:
+                    self._spare.append(token)
+                raise
+            if epoch != self._epoch:
+                self.stats.requeued += 1
+                continue
+            now = self._clock()
+            if now > expiry:  # woke too late (a busy process): sending now would bunch with the next ones
+                self.stats.expired += 1
+                continue
+            self._taken += 1
+            self.stats.granted_shared += 1
+            return now
 
+    def _take(self, now: float) -> tuple[float, float, int] | None:
+        """The next usable token (its time, its expiry, its epoch); expired and void ones are dropped."""
+        while self._spare:
+            token = self._spare.pop()
+            if token[2] == self._epoch and token[1] >= now:
+                return token
+        leases = self._leases
+        while leases:
+            lease = leases[0]
+            if lease.epoch != self._epoch:
+                leases.popleft()
+                continue
+            late = now - lease.late - lease.start
+            if late > 0:  # tokens whose time passed unused too long ago: never send them in a bunch
+                skip = min(math.ceil(late / lease.interval), lease.count) - lease.next
+                if skip > 0:
+                    lease.next += skip
+                    self.stats.expired += skip
+            if lease.next >= lease.count:
+                leases.popleft()
+                continue
+            at = lease.at(lease.next)
+            lease.next += 1
+            if self._low(now):
+                self._beat.poke()  # take the next lease before this one runs out
+            return at, at + lease.late, lease.epoch
+        return None
+
+    async def _refill(self) -> None:
+        """No token left: take a lease (one call at a time; callers queued behind it find its tokens)."""
+        self._waiting += 1
+        self.stats.waited += 1
+        started = time.perf_counter()
+        try:
+            async with self._lock:
+                if self._local is not None or self._rate is None or self._has_tokens():
+                    return
+                try:
+                    await self._call(self._want())
+                except (RedisError, OSError) as exc:
+                    self._fall_back(exc)
+        finally:
+            self._waiting -= 1
+            self.stats.waited_seconds += time.perf_counter() - started
+
+    def _has_tokens(self) -> bool:
+        return bool(self._spare) or any(lease.left() and lease.epoch == self._epoch for lease in self._leases)
+
+    def _want(self) -> int:
+        """The next lease's size: this process's share of ``LEASE_SECONDS``, no more than it lately used."""
+        if self._rate is None:
+            return 0
+        seconds = self._lease_seconds()
+        most = max(1, math.ceil(self._rate / self._processes * seconds))
+        if math.isinf(self._demand):
+            return most
+        return min(most, max(self._waiting, math.ceil(self._demand * seconds * 1.25), 1))
+
+    def _lease_seconds(self) -> float:
+        return self.LEASE_SECONDS if self._cap else self.DISCOVERING_LEASE_SECONDS
+
+    def _unused(self) -> int:
+        """Tokens of this epoch whose slot is still ahead: given back rather than wasted."""
+        now = self._clock()
+        count = 0
+        for lease in self._leases:
+            if lease.epoch == self._epoch:
+                ahead = lease.count - max(lease.next, math.ceil((now - lease.start) / lease.interval))
+                count += max(ahead, 0)
+        return count
+
+    # ------------------------------------------------------------------------------------------------ answers
     def on_success(self, ticket: float, headers: Mapping[str, str]) -> None:
         """Count the answer for the shared rate discovery (reported with the next call)."""
         if self._local is not None:
             self._local.on_success(ticket, headers)
         elif ticket >= self._since:
+            self._count(ticket)
             self._ok += 1
-            self._lag = max(self._lag, self._clock() - ticket)
 
     def on_throttle(self, ticket: float, retry_after: float | None, headers: Mapping[str, str]) -> float:
         """Count the throttle for every process (reported at once); this request waits as the server asked.
@@ -420,125 +488,193 @@ class RedisLimiter:
         if self._local is not None:
             return self._local.on_throttle(ticket, retry_after, headers)
         if ticket >= self._since:
+            self._count(ticket)
             self._throttled += 1
-            self._lag = max(self._lag, self._clock() - ticket)
         if retry_after is not None and retry_after > self.LONG_RETRY_AFTER:
             self._pause = max(self._pause, retry_after)
-        self._report.set()
+        self._beat.poke()
         return retry_after or 0.0
 
-    def _give_back(self, epoch: int) -> None:
-        """A caller cancelled while waiting: return its slot with the next call (if no cut voided it already)."""
-        if epoch != self._epoch:
-            return
-        if self._returned_epoch != epoch:
-            self._returned, self._returned_epoch = 0, epoch
-        self._returned += 1
-        self._report.set()
+    def _count(self, ticket: float) -> None:
+        now = self._clock()
+        if self._ok + self._throttled == 0:
+            self._first = now
+        self._last = now
+        self._lag = max(self._lag, now - ticket)
 
-    async def _reserve(self) -> tuple[float, int]:
-        """One slot: callers arriving while a call is in flight share the next call (one batch)."""
-        slot = _Slot()
-        self._queue.append(slot)
-        if self._calling:
-            try:
-                await slot.done.wait()
-            except BaseException:
-                if slot in self._queue:
-                    self._queue.remove(slot)
-                if slot.lead:  # it was to make the next call: hand that on
-                    self._calling = False
-                    self._hand_on()
-                elif slot.done.is_set() and slot.error is None:
-                    self._give_back(slot.epoch)
-                raise
-            if not slot.lead:
-                if slot.error is not None:
-                    raise slot.error
-                return slot.wait, slot.epoch
-        await self._call_for_queue()
-        if slot.error is not None:
-            raise slot.error
-        return slot.wait, slot.epoch
+    async def report(self) -> None:
+        """Report the answers counted so far now, and apply what the policy concludes from them (tests use it;
+        the heartbeat does it within ``LEASE_SECONDS``)."""
+        async with self._lock:
+            if self._local is None:
+                try:
+                    await self._call(0)
+                except (RedisError, OSError) as exc:
+                    self._fall_back(exc)
 
-    async def _call_for_queue(self) -> None:
-        """Reserve a slot for every queued caller in one script call; then hand the lead to the next batch."""
-        self._calling = True
-        batch, self._queue = self._queue, []
-        try:
-            waits, epoch = await self._call(len(batch))
-        except BaseException as exc:
-            for slot in batch:
-                slot.error = exc
-                slot.done.set()
-            raise
-        finally:
-            self._calling = False
-            self._hand_on()
-        for slot, wait in zip(batch, waits, strict=True):
-            slot.wait, slot.epoch = wait, epoch
-            slot.done.set()
+    # ------------------------------------------------------------------------------------------------ the call
+    async def _call(self, wanted: int, *, tell: bool = False, heartbeat: bool = False, returned: int = 0) -> None:
+        """One script call carrying what is to be reported; then again at once if the policy ended the round."""
+        for _ in range(2):
+            await self._call_once(wanted, tell=tell, heartbeat=heartbeat, returned=returned)
+            if self._conclusion is None:
+                return
+            wanted = returned = 0
+            tell = heartbeat = False
 
-    def _hand_on(self) -> None:
-        """Callers queued during a call: the first of them makes the next one."""
-        if self._queue and not self._calling:
-            self._calling = True
-            self._queue[0].lead = True
-            self._queue[0].done.set()
-
-    async def _call(self, slots: int, *, heartbeat: bool = False) -> tuple[list[float], int]:
-        """One script call, carrying what is to be reported. Returns the waits of ``slots`` slots, and the epoch."""
-        ok, throttled, lag, pause = self._ok, self._throttled, self._lag, self._pause
-        returned, returned_epoch = self._returned, self._returned_epoch
-        self._ok = self._throttled = self._returned = 0
+    async def _call_once(self, wanted: int, *, tell: bool, heartbeat: bool, returned: int) -> None:
+        ok, throttled, lag, first, pause = self._ok, self._throttled, self._lag, self._first, self._pause
+        last = self._last
+        conclusion, self._conclusion = self._conclusion, None
+        self._ok = self._throttled = 0
         self._lag = self._pause = 0.0
+        self._first = math.nan
+        now = self._clock()
+        heartbeat = heartbeat or now >= self._next_beat
+        round_, rate, state, void = conclusion or ("", 0.0, "", False)
         args: list[Any] = [
-            repr(self._cap),
-            self.burst,
-            slots,
+            self.process_id,
+            wanted,
+            returned,
+            self._epoch,
             ok,
             throttled,
             repr(lag),
-            repr(pause),
-            returned,
-            returned_epoch,
-            self.process_id if heartbeat else "",
-            repr(self.ALIVE_PERIODS * self._heartbeat),
-            self.KEY_TTL,
+            repr(first + self._offset if ok + throttled else 0.0),
             self._round,
+            int(tell),
+            repr(self._told),
+            self.burst,
+            repr(pause),
+            int(heartbeat),
+            repr(self.ALIVE_PERIODS * self._heartbeat_period),
+            self.KEY_TTL,
+            round_,
+            repr(rate),
+            state,
+            int(void),
+            repr(self.STALE_SECONDS),
+            "" if self._redis_time else repr(now),
+            repr(last + self._offset if ok + throttled else 0.0),
         ]
         self.stats.redis_calls += 1
         try:
-            # Shielded (the socket timeout bounds it): a reservation made in Redis must not go unaccounted for.
+            # Shielded (the socket timeout bounds it): a lease granted in Redis must not go unaccounted for.
             with anyio.CancelScope(shield=True):
                 reply = await self._script(keys=[self.key, self._procs_key], args=args)
         except BaseException:
-            # Not reported after all: keep it for the next call.
-            self._ok += ok
+            self._ok += ok  # not reported after all: keep it for the next call
             self._throttled += throttled
             self._lag, self._pause = max(self._lag, lag), max(self._pause, pause)
-            if returned_epoch == self._returned_epoch:
-                self._returned += returned
+            if ok + throttled and not first > self._first:
+                self._first = first
+            if ok + throttled and math.isnan(self._last):
+                self._last = last
             raise
-        received = self._clock()
-        epoch, rate, now, since, processes = int(reply[0]), float(reply[1]), float(reply[2]), float(reply[3]), reply[4]
-        self._offset = now - received
-        self._since = since - self._offset if since else -math.inf
-        if self._round != (round_ := _text(reply[3])):
-            self._round = round_
+        if heartbeat:
+            self._next_beat = now + self._heartbeat_period
+        self._rtt += (max(self._clock() - now, 0.0) - self._rtt) / 8
+        if returned:
+            self.stats.returned += returned
+        self._apply(reply, now=self._clock())
+
+    def _apply(self, reply: Sequence[Any], *, now: float) -> None:
+        """Take in what the script answered: the rate, the round, a lease; then judge the round."""
+        epoch, rate, cap, redis_now, since, round_, processes, pause, base, leased, tolerance, state, batches, *flat = (
+            reply
+        )
+        offset = float(redis_now) - now
+        self._offset = offset
+        round_text = _redis.text(round_)
+        if round_text != self._round:
+            self._round = round_text
             self._ok = self._throttled = 0  # counted for the round before: no longer reported
             self._lag = 0.0
-        self._rate = rate or None
-        self._epoch = max(self._epoch, epoch)
-        if processes >= 0:
+            self._first = math.nan
+        self._since = float(since) - offset
+        self._rate = float(rate) or None
+        self._cap = float(cap)
+        self._beat.period = self._beat_period()
+        self._paused_until = float(pause) - offset
+        if int(epoch) != self._epoch:
+            self._epoch = int(epoch)
+            self._leases.clear()
+            self._spare.clear()
+        if int(processes) >= 0:
             self._processes = max(int(processes), 1)
-        return [float(wait) for wait in reply[5:]], epoch
+        if int(leased) > 0:
+            # Spread at this process's share, from its first slot (less the burst's tolerance), after the tokens
+            # it holds: the processes together send at the rate, none in bunches at the whole rate.
+            interval = self._processes / float(rate)
+            start = float(base) - offset - float(tolerance)
+            ends = [lease.end for lease in self._leases if lease.epoch == self._epoch and lease.left()]
+            start = max([start, *ends])
+            late = max(self.LATE, 2 * interval)
+            self._leases.append(_Lease(self._epoch, start, interval, late, int(leased)))
+            self.stats.leases += 1
+            self.stats.leased += int(leased)
+            self._measure(now)
+        fields = {_redis.text(flat[i]): float(flat[i + 1]) for i in range(0, len(flat), 2)}
+        self._judge(float(redis_now), float(since), round_text, _redis.text(state), _Round.of(fields), batches=batches)
 
+    def _beat_period(self) -> float:
+        """How often the background reports: often while nothing paces the processes, else once a lease."""
+        if self._rate is None:
+            return min(self._heartbeat_period, self.UNPACED_REPORT_SECONDS)
+        return min(self._heartbeat_period, self._lease_seconds())
+
+    def _measure(self, now: float) -> None:
+        """How many tokens a second this process has lately taken: the next leases are no larger than that."""
+        then, taken = self._measured_at
+        if not math.isnan(then) and now - then >= self._lease_seconds():
+            self._demand = (self._taken - taken) / (now - then)
+            self._measured_at = (now, self._taken)
+        elif math.isnan(then):
+            self._measured_at = (now, self._taken)
+
+    def _judge(
+        self, now: float, since: float, round_: str, state: str, answers: _Round | None, *, batches: bytes | str
+    ) -> None:
+        """Run the policy on the round's answers, all processes' together; a conclusion goes with the next call."""
+        if answers is None:
+            return
+        policy = RateDiscovery.from_state(state, ceiling=self._cap or None)
+        rate = self._rate
+        # Several processes: judge the round once each has had the time to report in it (every process reports
+        # at least once a period), so that the first reports are not read as the whole rate.
+        if self._processes > 1 and now - since < self._beat_period():
+            return
+        if rate is None:
+            if not answers.throttled:
+                return
+            # The first throttle: start from the rate answers came back at lately (the server admitted them), all
+            # processes' answers over the round, as the local limiter's meter does (not over less than its
+            # MIN_SPAN: the first answers come back together).
+            count = answers.ok + answers.throttled
+            answered = count / max(answers.last - answers.first, AnswerMeter.MIN_SPAN)
+            policy.start(answered * (1 - RateDiscovery.MARGIN), now)
+        else:
+            # The reports as the policy would have heard their answers: in the order of their last answers. One
+            # answer a report is exactly the local path.
+            policy.start(rate, since)
+            if not any(
+                policy.answers(ok, thr, last, lag=lag, first=first) for ok, thr, first, last, lag in _reports(batches)
+            ):
+                return
+        new = policy.rate
+        if new is None:
+            return
+        void = rate is None or abs(new - rate) > self.REQUEUE_STEP * rate
+        self._conclusion = (round_, new, policy.to_state(), void)
+        if rate is None or new < rate:
+            _log.debug("rate.decreased", rate=round(new, 2), key=self.key, shared=True)
+
+    # ------------------------------------------------------------------------------------------------ failing open
     def _fall_back(self, exc: BaseException) -> None:
         """Redis is away: pace this process alone, at its share of the last known rate."""
         if self._local is not None:
             return
-        last = self._rate or self._cap or None
+        last = self._rate or self._told or None
         # Conservative: the processes no longer see each other's bursts, nor who has left or joined.
         share = None if last is None else last / self._processes * self.FALLBACK_SHARE
         # The local limiter keeps its own margin under the cap it is given: give it what undoes it.
@@ -546,9 +682,12 @@ class RedisLimiter:
         # The burst is shared too: together the processes stay within the quota plus one burst.
         burst = max(1, self.burst // self._processes)
         self._local = LocalLimiter(cap, burst=burst, clock=self._clock, sleep=self._sleep)
+        self._leases.clear()
+        self._spare.clear()
         self.stats.fallbacks += 1
         event = "limiter.redis_unavailable"
-        fields = {"error": type(exc).__name__, "rate": share and round(share, 2), "processes": self._processes}
+        reason = _redis.refusal(exc) or type(exc).__name__
+        fields = {"error": reason, "rate": share and round(share, 2), "processes": self._processes}
         if not self._warned:
             self._warned = True
             _log.warning(event, hint="pacing locally at a share of the last known rate; reconnecting", **fields)
@@ -564,17 +703,28 @@ class RedisLimiter:
         return self._clock()
 
     async def _background(self) -> None:
-        """Heartbeats, reports that no request carried, and reconnection while failing open."""
-        while True:
-            with anyio.move_on_after(self._heartbeat):
-                await self._report.wait()
-            self._report = anyio.Event()
+        """Reports, heartbeats and the next lease ahead of need; reconnection while failing open."""
+        async with self._lock:
+            now = self._clock()
+            prefetch = self._rate is not None and self._local is None and self._waiting == 0 and self._low(now)
+            due = self._ok + self._throttled > 0 or self._pause > 0 or now >= self._next_beat
+            if self._local is None and not (prefetch or due):
+                return
             try:
-                await self._call(0, heartbeat=True)
-            except (*_UNAVAILABLE, RedisError) as exc:  # a script error too: keep going locally, do not fail
+                await self._call(self._want() if prefetch else 0, heartbeat=self._local is not None)
+            except (RedisError, OSError) as exc:
                 self._fall_back(exc)
-                continue
+                return
             if self._local is not None:
                 self._local = None
                 self.stats.reconnects += 1
                 _log.info("limiter.redis_restored", key=self.key, rate=self._rate and round(self._rate, 2))
+
+    def _low(self, now: float) -> bool:
+        """Whether the tokens in hand run out before a call made now would be back (then take the next lease now:
+        a caller should not wait for Redis; at low rates it waits for its slot anyway)."""
+        end = -math.inf
+        for lease in self._leases:
+            if lease.epoch == self._epoch and lease.left():
+                end = max(end, lease.at(lease.count - 1))
+        return end - now < max(self.PREFETCH, 4 * self._rtt)

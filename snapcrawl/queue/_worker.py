@@ -24,10 +24,11 @@ import anyio
 import structlog
 from anyio.abc import TaskGroup
 
+from .. import _redis
 from .._exceptions import ConfigError
 from .._models import Page
 from ..sinks import CommitListener, Sink, VolumeProgress
-from ._job import GROUP, WORKER_ALIVE_SECONDS, JobQueue, _mapped, _text
+from ._job import GROUP, WORKER_ALIVE_SECONDS, WORKER_KEEP_SECONDS, JobQueue
 
 __all__ = ["DEFAULT_CLAIM_AFTER", "Worker"]
 
@@ -65,7 +66,7 @@ class Worker:
         self.ack_every = ack_every
         self.poll = min(poll, claim_after / 2)
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self._heartbeat_every = min(claim_after / 3, WORKER_ALIVE_SECONDS / 3)
+        self._heartbeat = _redis.Heartbeat(self._beat, min(claim_after / 3, WORKER_ALIVE_SECONDS / 3))
         self._held: dict[str, str] = {}  # volume -> stream entry id, handed to the crawler, not yet acknowledged
         self._seen: set[str] = set()  # volumes handed to this worker's crawler (it crawls an id once)
         self._done_before: set[str] = set()  # done in the output already, by the sink's own progress
@@ -80,9 +81,9 @@ class Worker:
 
     async def __aenter__(self) -> Self:
         await self.queue.ensure_group()
-        await self._heartbeat()
+        await self._heartbeat_once()
         self._task_group = await anyio.create_task_group().__aenter__()
-        self._task_group.start_soon(self._beat)
+        self._task_group.start_soon(self._heartbeat.run)
         return self
 
     async def __aexit__(
@@ -92,9 +93,12 @@ class Worker:
             self._task_group.cancel_scope.cancel()
             await self._task_group.__aexit__(exc_type, exc, tb)
             self._task_group = None
-        # Leaving the set is a courtesy: the entry ages out anyway.
+        # No longer alive, but seen now (so job status can tell a finished worker from none ever). A courtesy: the
+        # entry ages out of "alive" anyway.
         with anyio.CancelScope(shield=True), anyio.move_on_after(2.0), contextlib.suppress(Exception):
-            await self.queue.client.zrem(self.queue.keys.workers, self.name)
+            seconds, micros = await self.queue.client.time()
+            gone = seconds + micros / 1e6 - WORKER_ALIVE_SECONDS - 1
+            await self.queue.client.zadd(self.queue.keys.workers, {self.name: gone})
 
     def sink(self, inner: Sink) -> Sink:
         """Wrap the crawl's sink: acknowledge volumes once committed, requeue the failed ones."""
@@ -108,8 +112,7 @@ class Worker:
         while True:
             entries = await self._claim() or await self._read()
             if entries:
-                async with _mapped("take volumes"):
-                    decisions = await self.queue.take(entries, self._seen)
+                decisions = await self.queue.take(entries, self._seen)
                 for (entry_id, volume), decision in zip(entries, decisions, strict=True):
                     if decision == "dead":
                         _log.warning("volume.dead_lettered", job=self.queue.job, volume_id=volume)
@@ -126,19 +129,21 @@ class Worker:
             # Nothing to take: commit what is finished (its acknowledgement may be all the job waits for).
             await self._sink.flush()
             if (await self.queue.status()).complete:
+                await self.queue.finish()  # its keys expire after the queue's keep_finished
                 return
 
     async def _read(self) -> list[tuple[str, str]]:
         """New entries of the stream, waiting up to ``poll`` seconds for some."""
-        async with _mapped("read the stream"):
+        async with self.queue.mapped("read the stream"):
             reply: Any = await self.queue.client.xreadgroup(
                 GROUP, self.name, {self.queue.keys.stream: ">"}, count=self.batch, block=int(self.poll * 1000)
             )
-        return [(_text(entry_id), _volume(fields)) for _, messages in reply or () for entry_id, fields in messages]
+        text = _redis.text
+        return [(text(entry_id), _volume(fields)) for _, messages in reply or () for entry_id, fields in messages]
 
     async def _claim(self) -> list[tuple[str, str]]:
         """Entries another worker has left unacknowledged for longer than ``claim_after``."""
-        async with _mapped("claim stale volumes"):
+        async with self.queue.mapped("claim stale volumes"):
             cursor, messages, *_ = await self.queue.client.xautoclaim(
                 self.queue.keys.stream,
                 GROUP,
@@ -147,8 +152,8 @@ class Worker:
                 start_id=self._claim_cursor,
                 count=self.batch,
             )
-        self._claim_cursor = _text(cursor)
-        entries = [(_text(entry_id), _volume(fields)) for entry_id, fields in messages if fields]
+        self._claim_cursor = _redis.text(cursor)
+        entries = [(_redis.text(entry_id), _volume(fields)) for entry_id, fields in messages if fields]
         if entries:
             self.claimed += len(entries)
             _log.info("volumes.claimed", job=self.queue.job, count=len(entries))
@@ -168,29 +173,27 @@ class Worker:
         if outcome == "dead":
             _log.warning("volume.dead_lettered", job=self.queue.job, volume_id=volume, error=error)
 
-    async def _heartbeat(self) -> None:
+    async def _heartbeat_once(self) -> None:
+        """This worker is alive, and the volumes it holds are its own (no other worker claims them)."""
         queue = self.queue
-        async with _mapped("heartbeat"):
+        async with queue.mapped("heartbeat"):
             await queue.heartbeat_script(
                 keys=[queue.keys.workers, queue.keys.stream],
-                args=[GROUP, self.name, str(WORKER_ALIVE_SECONDS), *self._held.values()],
+                args=[GROUP, self.name, WORKER_ALIVE_SECONDS, WORKER_KEEP_SECONDS, *self._held.values()],
             )
 
     async def _beat(self) -> None:
-        """Keep this worker alive in the job's eyes, and the volumes it holds its own."""
-        while True:
-            await anyio.sleep(self._heartbeat_every)
-            try:
-                await self._heartbeat()
-            except Exception as exc:  # a missed beat is not fatal: the next read tells
-                _log.warning("worker.heartbeat_failed", job=self.queue.job, error=str(exc))
+        try:
+            await self._heartbeat_once()
+        except Exception as exc:  # a missed beat is not fatal: the next read tells
+            _log.warning("worker.heartbeat_failed", job=self.queue.job, error=str(exc))
 
 
 def _volume(fields: Mapping[bytes | str, bytes | str]) -> str:
     value = fields.get(b"v", fields.get("v"))
     if value is None:
         raise ConfigError("a job stream entry without a volume id: is this key a snapcrawl job?")
-    return _text(value)
+    return _redis.text(value)
 
 
 class AckingSink:

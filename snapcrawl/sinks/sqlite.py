@@ -315,6 +315,14 @@ class SqliteSink(InventorySink):
 
         await self._run(finish)
 
+    def abandon(self) -> int:
+        """Give up as :meth:`BatchingSink.abandon` does, and interrupt SQLite's call in progress (waiting for another
+        program's lock, say), which a worker thread cannot be cancelled out of; its transaction is rolled back."""
+        uncommitted = super().abandon()
+        if self._db is not None:
+            self._db.interrupt()
+        return uncommitted
+
     async def _begin_run(self, started_at: dt.datetime) -> int:
         db, account = cast(sqlite3.Connection, self._db), self._need_account()
         return await self._run(

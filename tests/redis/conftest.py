@@ -98,6 +98,12 @@ class RedisServer:
         self.process = None
 
 
+@pytest.fixture
+def nowhere() -> str:
+    """A Redis URL where nothing listens: a port just freed on loopback."""
+    return f"redis://127.0.0.1:{_free_port()}/0"
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """A redis-server shared by the session (tests flush it); stopped afterwards."""

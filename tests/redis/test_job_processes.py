@@ -133,5 +133,5 @@ async def test_killed_worker_the_others_finish(
         check=True,
         timeout=60,
     ).stdout.decode()
-    assert f"complete, {VOLUMES} volumes" in status
+    assert f"finished, keys expire in 7.0 d, {VOLUMES} volumes" in status
     assert f"done         {VOLUMES}" in status

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio
 import pytest
@@ -11,6 +13,7 @@ import redis.asyncio as aioredis
 from snapcrawl._exceptions import ConfigError, TransportError
 from snapcrawl._models import Page
 from snapcrawl.queue import JobQueue, Worker
+from snapcrawl.queue._job import GROUP
 from snapcrawl.sinks import Sink, VolumeProgress
 
 from .memory import MemorySink
@@ -206,10 +209,12 @@ def test_bad_job_names_and_urls(redis_client: aioredis.Redis) -> None:
         JobQueue(redis_client, "job", max_deliveries=0)
 
 
-async def test_unreachable_queue_is_a_transport_error() -> None:
+async def test_unreachable_queue_is_a_transport_error(nowhere: str) -> None:
     """No Redis behind the queue URL: a TransportError saying what the queue was doing."""
-    queue = JobQueue("redis://127.0.0.1:1/0", "job")
-    with pytest.raises(TransportError, match="job queue unreachable"):
+    queue = JobQueue(nowhere, "job")
+    with pytest.raises(
+        TransportError, match=re.escape(f"Redis at {nowhere[8:]} unreachable (job job: create the job)")
+    ):
         await queue.enqueue(["a"])
     await queue.aclose()
 
@@ -219,3 +224,54 @@ async def test_worker_needs_the_acking_sink(queue: JobQueue) -> None:
     async with Worker(queue) as worker:
         with pytest.raises(ConfigError, match=r"worker\.sink"):
             await anext(worker.volumes())
+
+
+async def test_finished_job_expires_and_retry_brings_it_back(redis_client: aioredis.Redis) -> None:
+    """A finished job's keys expire after keep_finished; retrying its dead letters un-finishes it (no expiry),
+    and a worker started on it crawls them, and it finishes again."""
+    queue = JobQueue(redis_client, "weekly", max_deliveries=1, keep_finished=300)
+    await queue.enqueue(VOLUMES[:4])
+    async with Worker(queue, poll=0.1) as worker:
+        await _crawl_all(worker, worker.sink(MemorySink()), fail=frozenset({VOLUMES[1]}))
+    status = await queue.status()
+    assert status.state == "finished"
+    assert status.expires_in is not None
+    assert 290 <= status.expires_in <= 300
+    for key in queue.keys.all():
+        assert await redis_client.ttl(key) in (-2, *range(290, 301)), key  # every key that exists expires
+    assert await queue.retry() == [VOLUMES[1]]
+    assert await redis_client.ttl(queue.keys.volumes) == -1
+    status = await queue.status()
+    assert (status.state, status.pending, dict(status.failed)) == ("abandoned", 1, {})
+    async with Worker(queue, poll=0.1) as worker:
+        assert await _crawl_all(worker, worker.sink(MemorySink())) == [VOLUMES[1]]
+    status = await queue.status()
+    assert (status.state, status.done, status.expires_in is not None) == ("finished", 4, True)
+
+
+async def test_unfinished_job_never_expires(queue: JobQueue, redis_client: aioredis.Redis) -> None:
+    """A job with volumes left keeps its keys (abandoned, it waits for a worker or job delete)."""
+    await queue.enqueue(VOLUMES[:2])
+    assert not await queue.finish()
+    assert await redis_client.ttl(queue.keys.volumes) == -1
+
+
+@pytest.mark.parametrize("most", [1, 3])
+async def test_max_deliveries_is_the_dead_letter_count(redis_client: aioredis.Redis, most: int) -> None:
+    """A volume that fails in every worker is crawled max_deliveries times, then dead-lettered with its error."""
+    queue = JobQueue(redis_client, f"stubborn{most}", max_deliveries=most)
+    await queue.enqueue(["bad"])
+    crawls, decisions = 0, []
+    for n in range(most + 2):
+        reply: Any = await redis_client.xreadgroup(GROUP, f"worker{n}", {queue.keys.stream: ">"}, count=1)
+        if not reply:
+            break
+        entry_id, _ = reply[0][1][0]
+        decision = (await queue.take([(entry_id.decode(), "bad")], set()))[0]
+        decisions.append(decision)
+        if decision == "crawl":
+            crawls += 1
+            decisions.append(await queue.fail(entry_id.decode(), "bad", "500"))
+    assert crawls == most
+    assert decisions == ["crawl", "requeued"] * (most - 1) + ["crawl", "dead"]
+    assert dict((await queue.status()).failed) == {"bad": "500"}
