@@ -262,7 +262,8 @@ async def test_a_killed_fleet_resumes_every_account(
     assert process.returncode is None, "the fleet ended before it could be killed: make the accounts slower"
     process.kill()
     with anyio.fail_after(10):
-        await process.wait()
+        status = await process.wait()
+    assert status == -9, "the fleet ended on its own before the kill: make the accounts slower"
     committed_pages = await committed()
     assert set(committed_pages) == {"a", "b"}
 
