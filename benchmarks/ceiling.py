@@ -1,7 +1,8 @@
 """The ceiling: the least work that does the job on snapcrawl's stack (aiohttp + msgspec).
 
 One pooled session (connector limit = concurrency), HMAC key schedule computed once and copied per request,
-typed msgspec decoding into :class:`snapcrawl.SnapshotPage`, one reused encoder writing JSON Lines a page at a
+typed msgspec decoding into Structs of its own that keep timestamps as the strings the server sent (pinned here, so
+that snapcrawl's own model can change without moving the ceiling), one reused encoder writing JSON Lines a page at a
 time, ``concurrency`` worker tasks pulling volume ids from one shared iterator. No limiter, no retries, no logging.
 
 It sends the very requests snapcrawl sends, so that the two do equal work: marker paging with ``limit`` and
@@ -27,13 +28,34 @@ import aiohttp
 import msgspec
 from yarl import URL
 
-from snapcrawl import DEFAULT_API_VERSION, SnapshotPage
+from snapcrawl import DEFAULT_API_VERSION
 
 from .naive import Counts, client_main, run_client
 
 __all__ = ["crawl", "main", "run"]
 
-_decoder = msgspec.json.Decoder(SnapshotPage)
+
+class _Snapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """snapcrawl's Snapshot fields, timestamps left as strings: the least work that still checks the shape."""
+
+    id: str
+    volume_id: str
+    size: int
+    created_at: str
+    updated_at: str | None = None
+    status: str | None = None
+    name: str | None = None
+    description: str | None = None
+    metadata: dict[str, object] | str | None = None
+    user_id: str | None = None
+
+
+class _Page(msgspec.Struct, frozen=True, kw_only=True):
+    snapshots: list[_Snapshot]
+    count: int | None = None
+
+
+_decoder = msgspec.json.Decoder(_Page)
 _encoder = msgspec.json.Encoder()
 
 

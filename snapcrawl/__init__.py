@@ -17,6 +17,17 @@ from ._config import (
     resolve_endpoint,
 )
 from ._crawler import Crawler, CrawlStream
+from ._events import (
+    Event,
+    Hooks,
+    RateChanged,
+    RequestSent,
+    ResponseReceived,
+    RetryScheduled,
+    Throttled,
+    VolumeDone,
+    VolumeFailed,
+)
 from ._exceptions import (
     ApiError,
     AuthError,
@@ -32,9 +43,8 @@ from ._exceptions import (
     TransportError,
     UnfitValueError,
 )
-from ._hooks import Hooks
-from ._models import Page, Snapshot, SnapshotPage
-from ._run import CrawlResult, VolumeFailure
+from ._models import Page, Snapshot, SnapshotPage, VolumeFailure
+from ._run import CrawlResult
 from ._signing import Signer, encode_query, make_signature
 from ._stats import CrawlStats
 from ._transport import AiohttpTransport, Response, Transport
@@ -63,13 +73,18 @@ __all__ = [
     "Crawler",
     "Credentials",
     "DecodeError",
+    "Event",
     "Hooks",
     "Limiter",
     "NotFoundError",
     "Page",
     "PaginationError",
+    "RateChanged",
+    "RequestSent",
     "Response",
+    "ResponseReceived",
     "RetryPolicy",
+    "RetryScheduled",
     "ServerError",
     "Signer",
     "Sink",
@@ -77,10 +92,13 @@ __all__ = [
     "SnapcrawlError",
     "Snapshot",
     "SnapshotPage",
+    "Throttled",
     "ThrottledError",
     "Transport",
     "TransportError",
     "UnfitValueError",
+    "VolumeDone",
+    "VolumeFailed",
     "VolumeFailure",
     "VolumeProgress",
     "encode_query",

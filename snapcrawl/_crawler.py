@@ -32,9 +32,9 @@ from ._config import (
     resolve_endpoint,
 )
 from ._config import api_version as api_version_info
+from ._events import Hooks, Subscribers, log_hooks
 from ._exceptions import ConfigError
 from ._fetch import PageFetcher, Sleep
-from ._hooks import Hooks
 from ._identity import default_account, endpoint_host
 from ._models import Page, Snapshot
 from ._run import CrawlResult, CrawlRun, CrawlSettings, ServerHints, VolumeFailure, check_volume_id
@@ -174,8 +174,8 @@ class Crawler:
     ``endpoint`` and ``credentials`` default to the environment and ``~/.scpconf`` (see :func:`load_credentials`
     and :func:`resolve_endpoint`). ``concurrency`` bounds requests in flight; ``rate_limit``/``burst`` cap the
     request rate (no cap by default: the crawler discovers the server's quota from its throttling), or pass a
-    ``limiter`` (for example one shared through Redis). ``hooks`` receive every request, retry, throttle, rate
-    change and volume outcome.
+    ``limiter`` (for example one shared through Redis). ``hooks`` (one :class:`Hooks`, or several) receive an
+    event for every request, retry, throttle, rate change and volume outcome.
 
     HTTP settings: ``proxy`` and ``trust_env`` (``HTTP(S)_PROXY``, ``NO_PROXY``, ``.netrc``), ``ssl_context`` or
     ``ca_bundle`` (a PEM file), ``verify_tls``, ``user_agent`` and extra ``headers``; or pass ``session``, an
@@ -209,7 +209,7 @@ class Crawler:
         headers: Mapping[str, str] | None = None,
         session: aiohttp.ClientSession | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-        hooks: Hooks | None = None,
+        hooks: Hooks | Iterable[Hooks] | None = None,
         transport: Transport | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
@@ -255,7 +255,8 @@ class Crawler:
         self.timeout = timeout
         self.verify_tls = verify_tls
         self.max_body_bytes = max_body_bytes
-        self.hooks = hooks or Hooks()
+        #: Every subscriber to this crawler's events, in the order they are called.
+        self.hooks: tuple[Hooks, ...] = () if hooks is None else (hooks,) if isinstance(hooks, Hooks) else tuple(hooks)
         #: Every finished crawl's counts added up: a fixed size, however many crawls run.
         self.stats = CrawlStats()
         self._limiter = limiter
@@ -331,7 +332,7 @@ class Crawler:
             # at a sixth of the cost per request (1.3 µs against 7.8 µs measured here).
             in_flight=anyio.Semaphore(self.concurrency, fast_acquire=True),
             retry=self.retry,
-            hooks=self.hooks,
+            events=Subscribers([*self.hooks, log_hooks()]),
             sleep=self._sleep,
             wall_clock=self._wall_clock,
         )
@@ -355,7 +356,7 @@ class Crawler:
         api_version_info(self.api_version, sort=sort)
         settings = CrawlSettings(page_size=self.page_size, concurrency=self.concurrency, name=name, sort=sort)
         run = CrawlRun(
-            fetcher=fetcher, settings=settings, deliver=deliver, sink=sink, hooks=self.hooks, hints=self._hints
+            fetcher=fetcher, settings=settings, deliver=deliver, sink=sink, events=fetcher.events, hints=self._hints
         )
         run.on_end = self.stats.add
         return run

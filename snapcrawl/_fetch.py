@@ -8,7 +8,6 @@ server's ``Date`` shows the local clock is off (the skew is then measured and co
 
 from __future__ import annotations
 
-import logging
 import math
 import random
 import time
@@ -20,8 +19,8 @@ import structlog
 
 from ._config import RetryPolicy
 from ._errors import error_for_response, http_date
+from ._events import RateChanged, RequestSent, ResponseReceived, RetryScheduled, Subscribers, Throttled, log_hooks
 from ._exceptions import ApiError, SnapcrawlError, detach
-from ._hooks import Hooks, fire
 from ._models import SnapshotPage, decode_page
 from ._signing import Signer
 from ._stats import CrawlStats
@@ -51,7 +50,7 @@ class PageFetcher:
         limiter: Limiter,
         in_flight: anyio.Semaphore,
         retry: RetryPolicy,
-        hooks: Hooks | None = None,
+        events: Subscribers | None = None,
         sleep: Sleep = anyio.sleep,
         wall_clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
@@ -62,18 +61,12 @@ class PageFetcher:
         self._transport = transport
         self._in_flight = in_flight
         self._retry = retry
-        self._hooks = hooks or Hooks()
+        #: Who listens to this fetcher's events (hooks, logging, OpenTelemetry): the crawler's, shared by its runs.
+        self.events = events or Subscribers([log_hooks()])
         self._sleep = sleep
         self._wall_clock = wall_clock
         self._rng = rng or random.Random()
         self._log = structlog.get_logger("snapcrawl").bind()
-        # Per-request events cost a call and a dict even when filtered out: ask once whether anyone listens. An
-        # application that has not configured structlog gets its default, which prints everything to stdout: it
-        # is spared a line per request (but still sees retries, failures and the crawl's start and end).
-        is_enabled_for = getattr(self._log, "is_enabled_for", None)
-        self._log_requests = structlog.is_configured() and (
-            is_enabled_for is None or bool(is_enabled_for(logging.DEBUG))
-        )
         self._accepted = False  # whether the server has accepted this crawler's signature at least once
         self._rate = limiter.rate
 
@@ -87,46 +80,54 @@ class PageFetcher:
         Raises a :class:`SnapcrawlError` naming the volume and page.
         """
         url = f"{self.url}?{query}" if query else self.url
-        limiter = self.limiter
+        limiter, events, transport, in_flight = self.limiter, self.events, self._transport, self._in_flight
         attempt = 0
         resent_401 = False
         response: Response | None = None
         decoded: SnapshotPage | None = None
         while True:
             delay: float | None = None
-            async with self._in_flight:
+            # The awaited acquire checks for cancellation even when a slot is free (a tenth of this method's time):
+            # that check is what keeps a stopped crawl from sending one more request, so it stays.
+            async with in_flight:
                 # Until there is a cap or a throttle the limiter has nothing to say: skip the call.
                 ticket = await limiter.acquire() if limiter.active else -math.inf
                 signed_offset = self.signer.clock_offset
                 headers = self.signer.headers("GET", url)  # now, and never the same signature twice
-                try:
-                    response = await self._send(url, headers, volume_id, page, stats)
+                if events.request_sent:
+                    events.emit(events.request_sent, RequestSent(volume_id=volume_id, page=page))
+                started = time.perf_counter()
+                try:  # awaited here, not in a helper coroutine: one frame less on every resume
+                    response = await transport.get(url, headers)
                 except SnapcrawlError as exc:
+                    exc.volume_id, exc.page = volume_id, page
+                    self._answered(stats, volume_id, page, status=None, elapsed=time.perf_counter() - started)
                     error: SnapcrawlError = exc
                 else:
+                    elapsed = time.perf_counter() - started
+                    self._answered(
+                        stats, volume_id, page, status=response.status, elapsed=elapsed, size=len(response.body)
+                    )
                     if response.status == 200:
-                        self._accepted = True
-                        limiter.on_success(ticket, response.headers)
-                        if limiter.active:  # no cap and no throttle yet: no rate to have changed
-                            self._rate_changed()
                         try:
-                            decoded = decode_page(response.body, volume_id=volume_id, page=page)
+                            decoded = self._decoded(response, ticket, volume_id, page, stats)
                         except SnapcrawlError as exc:
                             error = exc
                         else:
-                            stats.pages += 1
                             return decoded
                     else:
-                        error, delay = self._api_error(response, ticket, volume_id, page, stats)
-                        if response.status == 401:
-                            if not resent_401 and self._worth_resending(response, signed_offset):
-                                resent_401 = True
-                                continue
-                            if self.signer.clock_offset:
-                                error.message += (
-                                    f"; the local clock was {self.signer.clock_offset:+.0f} s off the server's and "
-                                    "correcting for that did not help"
-                                )
+                        error, delay, resend = self._refused(
+                            response,
+                            ticket,
+                            volume_id,
+                            page,
+                            stats,
+                            signed_offset=signed_offset,
+                            may_resend=not resent_401,
+                        )
+                        if resend:
+                            resent_401 = True
+                            continue
             if not error.retryable or attempt >= self._retry.max_retries:
                 raise error
             response = decoded = None  # nothing of the failed answer is held while waiting
@@ -134,31 +135,55 @@ class PageFetcher:
             attempt += 1
             await self._wait_to_retry(attempt, delay, error, volume_id=volume_id, page=page, stats=stats)
 
-    async def _send(
-        self, url: str, headers: dict[str, str], volume_id: str | None, page: int, stats: CrawlStats
-    ) -> Response:
-        """Send one signed attempt; count it, time it and tell the hooks."""
-        hooks = self._hooks
-        if hooks.on_request is not None:
-            fire(hooks.on_request, volume_id, page)
-        started = time.perf_counter()
-        try:
-            response = await self._transport.get(url, headers)
-        except SnapcrawlError as exc:
-            exc.volume_id, exc.page = volume_id, page
-            stats.requests += 1
-            if hooks.on_response is not None:
-                fire(hooks.on_response, volume_id, page, None, time.perf_counter() - started)
-            raise
-        elapsed = time.perf_counter() - started
+    def _decoded(
+        self, response: Response, ticket: float, volume_id: str | None, page: int, stats: CrawlStats
+    ) -> SnapshotPage:
+        """A 200: feed the limiter, then decode and count the page (a :class:`DecodeError` is raised)."""
+        self._accepted = True
+        limiter = self.limiter
+        limiter.on_success(ticket, response.headers)
+        if limiter.active:  # no cap and no throttle yet: no rate to have changed
+            self._rate_changed()
+        decoded = decode_page(response.body, volume_id=volume_id, page=page)
+        stats.pages += 1
+        return decoded
+
+    def _refused(
+        self,
+        response: Response,
+        ticket: float,
+        volume_id: str | None,
+        page: int,
+        stats: CrawlStats,
+        *,
+        signed_offset: float,
+        may_resend: bool,
+    ) -> tuple[ApiError, float | None, bool]:
+        """A non-200 answer: its error, this request's wait if throttled, and whether to resend it now (a 401 that
+        may be a fluke, once). A 401 not resent says so when the local clock had been corrected, since that did
+        not help."""
+        error, delay = self._api_error(response, ticket, volume_id, page, stats)
+        if response.status == 401:
+            if may_resend and self._worth_resending(response, signed_offset):
+                return error, delay, True
+            if self.signer.clock_offset:
+                error.message += (
+                    f"; the local clock was {self.signer.clock_offset:+.0f} s off the server's and "
+                    "correcting for that did not help"
+                )
+        return error, delay, False
+
+    def _answered(
+        self, stats: CrawlStats, volume_id: str | None, page: int, *, status: int | None, elapsed: float, size: int = 0
+    ) -> None:
+        """Count one attempt (``status`` ``None``: no answer came), time it, and tell whoever listens."""
         stats.requests += 1
-        stats.bytes += len(response.body)
-        stats.latency.record(elapsed)
-        if hooks.on_response is not None:
-            fire(hooks.on_response, volume_id, page, response.status, elapsed)
-        if self._log_requests:
-            self._log.debug("request", volume_id=volume_id, page=page, status=response.status)
-        return response
+        if status is not None:
+            stats.bytes += size
+            stats.latency.record(elapsed)
+        if listeners := self.events.response_received:
+            event = ResponseReceived(volume_id=volume_id, page=page, status=status, seconds=elapsed, size=size)
+            self.events.emit(listeners, event)
 
     async def _wait_to_retry(
         self,
@@ -173,16 +198,9 @@ class PageFetcher:
         stats.retries += 1
         if delay is None:
             delay = self._backoff(attempt)
-        fire(self._hooks.on_retry, volume_id, page, attempt, delay, error)
-        self._log.info(
-            "request.retry",
-            volume_id=volume_id,
-            page=page,
-            attempt=attempt,
-            status=getattr(error, "status", None),
-            error=type(error).__name__,
-            delay=round(delay, 3),
-        )
+        if listeners := self.events.retry_scheduled:
+            event = RetryScheduled(volume_id=volume_id, page=page, attempt=attempt, delay=delay, error=error)
+            self.events.emit(listeners, event)
         await self._sleep(delay)
 
     def _api_error(
@@ -194,8 +212,8 @@ class PageFetcher:
         if response.status == 429 or (response.status == 503 and error.retry_after is not None):
             stats.throttled += 1
             delay = self.limiter.on_throttle(ticket, error.retry_after, response.headers)
-            if self._hooks.on_throttle is not None:
-                fire(self._hooks.on_throttle, volume_id, page, error.retry_after)
+            if listeners := self.events.throttled:
+                self.events.emit(listeners, Throttled(volume_id=volume_id, page=page, retry_after=error.retry_after))
         else:
             self.limiter.on_success(ticket, response.headers)
         self._rate_changed()
@@ -205,8 +223,8 @@ class PageFetcher:
         rate = self.limiter.rate
         if rate != self._rate:
             self._rate = rate
-            self._log.debug("rate.changed", rate=rate)
-            fire(self._hooks.on_rate_change, rate)
+            if listeners := self.events.rate_changed:
+                self.events.emit(listeners, RateChanged(rate=rate))
 
     def _backoff(self, attempt: int) -> float:
         """Full jitter: uniform in [0, min(cap, base * 2**(attempt-1))]."""

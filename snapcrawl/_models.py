@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from typing import Any, Final
@@ -9,10 +10,10 @@ from typing import Any, Final
 import msgspec
 from msgspec.structs import force_setattr
 
-from ._exceptions import DecodeError
+from ._exceptions import DecodeError, SnapcrawlError
 from ._text import shorten
 
-__all__ = ["ErrorBody", "Page", "Snapshot", "SnapshotPage", "decode_error_body", "decode_page"]
+__all__ = ["ErrorBody", "Page", "Snapshot", "SnapshotPage", "VolumeFailure", "decode_error_body", "decode_page"]
 
 
 class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
@@ -67,6 +68,21 @@ class Page(msgspec.Struct, frozen=True):
     def marker(self) -> str | None:
         """The id of the page's last snapshot: where the listing goes on from."""
         return self.snapshots[-1].id if self.snapshots else None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class VolumeFailure:
+    """A volume the crawl gave up on: its id (``None`` for the account-wide listing), the error, and how many
+    of its pages had already been delivered."""
+
+    volume_id: str | None
+    error: SnapcrawlError
+    pages_done: int
+
+    @property
+    def where(self) -> str:
+        """``volume <id>``, or ``account listing``."""
+        return "account listing" if self.volume_id is None else f"volume {self.volume_id}"
 
 
 class SnapshotPage(msgspec.Struct, frozen=True, kw_only=True):

@@ -21,10 +21,10 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from ._errors import query_option
+from ._events import Subscribers, VolumeDone, VolumeFailed, log_hooks
 from ._exceptions import AuthError, BadRequestError, ConfigError, SnapcrawlError, UnfitValueError, detach
 from ._fetch import PageFetcher
-from ._hooks import Hooks, fire
-from ._models import Page, SnapshotPage
+from ._models import Page, SnapshotPage, VolumeFailure
 from ._stats import CrawlStats
 from ._text import has_controls, printable, shorten
 from ._walk import PageCursor, note_repeats, walk
@@ -40,21 +40,6 @@ ID_BATCH: Final = 256
 SAME_FIRST_PAGE_400: Final = 3
 
 Deliver = Callable[[Page], Awaitable[None]]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class VolumeFailure:
-    """A volume the crawl gave up on: its id (``None`` for the account-wide listing), the error, and how many
-    of its pages had already been delivered."""
-
-    volume_id: str | None
-    error: SnapcrawlError
-    pages_done: int
-
-    @property
-    def where(self) -> str:
-        """``volume <id>``, or ``account listing``."""
-        return "account listing" if self.volume_id is None else f"volume {self.volume_id}"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -95,7 +80,7 @@ class CrawlRun:
         settings: CrawlSettings,
         deliver: Deliver,
         sink: Sink | None = None,
-        hooks: Hooks | None = None,
+        events: Subscribers | None = None,
         hints: ServerHints | None = None,
     ) -> None:
         self.fetcher = fetcher
@@ -103,7 +88,7 @@ class CrawlRun:
         self._write = deliver
         self.deliver = deliver if sink is None else self._deliver_fitting
         self.sink = sink
-        self.hooks = hooks or Hooks()
+        self.events = events or Subscribers([log_hooks()])
         self.hints = hints or ServerHints()
         self.stats = CrawlStats()
         self.failures: list[VolumeFailure] = []
@@ -160,14 +145,15 @@ class CrawlRun:
         failure = VolumeFailure(volume_id, detach(error), pages_done)
         self.failures.append(failure)
         self.stats.volumes_failed += 1
-        self.log.warning("volume.failed", where=failure.where, pages_done=pages_done, error=str(error))
-        fire(self.hooks.on_volume_failed, failure)
+        if listeners := self.events.volume_failed:
+            self.events.emit(listeners, VolumeFailed(failure=failure))
 
     def done(self, volume_id: str | None, snapshots: int) -> None:
         """Record that a listing completed."""
         self._succeeded = True
         self.stats.volumes_done += 1
-        fire(self.hooks.on_volume_done, volume_id, snapshots)
+        if listeners := self.events.volume_done:
+            self.events.emit(listeners, VolumeDone(volume_id=volume_id, snapshots=snapshots))
 
     def cursor(self, volume_id: str | None) -> PageCursor:
         """A fresh cursor for one listing, with what this crawler knows of the server's page cap."""

@@ -1,4 +1,4 @@
-"""OpenTelemetry metrics for a crawler, through its :class:`~snapcrawl.Hooks` (``pip install 'snapcrawl[otel]'``).
+"""OpenTelemetry metrics for a crawler: a subscriber to its events (``pip install 'snapcrawl[otel]'``).
 
 Names follow OpenTelemetry's HTTP client semantic conventions where one exists:
 
@@ -17,13 +17,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from ._exceptions import ConfigError, SnapcrawlError
-from ._hooks import Hooks
+from ._events import Hooks, RateChanged, ResponseReceived, RetryScheduled, Throttled, VolumeDone, VolumeFailed
+from ._exceptions import ConfigError
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import Meter, MeterProvider
-
-    from ._run import VolumeFailure
 
 __all__ = ["otel_hooks"]
 
@@ -31,7 +29,8 @@ __all__ = ["otel_hooks"]
 def otel_hooks(endpoint: str, *, meter_provider: MeterProvider | None = None) -> Hooks:
     """Hooks that record a crawler's requests, retries, throttles, rate and volumes as OpenTelemetry metrics.
 
-    ``endpoint`` gives ``server.address``; ``meter_provider`` defaults to the global one.
+    ``endpoint`` gives ``server.address``; ``meter_provider`` defaults to the global one. Pass them with your own
+    hooks as ``Crawler(hooks=[otel_hooks(endpoint), mine])``.
     """
     try:
         from opentelemetry import metrics  # noqa: PLC0415 - optional dependency
@@ -58,24 +57,27 @@ def otel_hooks(endpoint: str, *, meter_provider: MeterProvider | None = None) ->
             found = by_status[status] = base | extra
         return found
 
-    def on_response(volume_id: str | None, page: int, status: int | None, seconds: float) -> None:
-        duration.record(seconds, attributes(status))
+    def on_response(event: ResponseReceived) -> None:
+        duration.record(event.seconds, attributes(event.status))
 
-    def on_retry(volume_id: str | None, page: int, attempt: int, delay: float, error: SnapcrawlError) -> None:
+    def on_retry(event: RetryScheduled) -> None:
         retries.add(1, base)
 
-    def on_throttle(volume_id: str | None, page: int, retry_after: float | None) -> None:
+    def on_throttle(event: Throttled) -> None:
         throttles.add(1, base)
 
-    def on_rate_change(value: float | None) -> None:
-        if value is not None:
-            rate.set(value, base)
+    def on_rate_change(event: RateChanged) -> None:
+        if event.rate is not None:
+            rate.set(event.rate, base)
 
-    def on_volume_done(volume_id: str | None, snapshots: int) -> None:
-        volumes.add(1, base | {"snapcrawl.outcome": "done"})
+    done = base | {"snapcrawl.outcome": "done"}
+    failed = base | {"snapcrawl.outcome": "failed"}
 
-    def on_volume_failed(failure: VolumeFailure) -> None:
-        volumes.add(1, base | {"snapcrawl.outcome": "failed"})
+    def on_volume_done(event: VolumeDone) -> None:
+        volumes.add(1, done)
+
+    def on_volume_failed(event: VolumeFailed) -> None:
+        volumes.add(1, failed)
 
     return Hooks(
         on_response=on_response,

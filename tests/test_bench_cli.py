@@ -122,11 +122,23 @@ def test_bench_without_hdrhistogram_names_the_extra(
 
 
 def test_progress_text() -> None:
-    """The live line names the step, the rate, the counts and the latest second's p99."""
+    """The live line names the step, the rate against its target, in flight, the last second's p50/p99, errors."""
     from snapcrawl.bench import Live  # noqa: PLC0415
     from snapcrawl.cli.bench import progress_text  # noqa: PLC0415
 
-    live = Live(elapsed=2.0, target_rps=300.0, sent=600, completed=599, in_flight=1, throttled=2, failed=0, p99_ms=3.9)
+    live = Live(
+        elapsed=2.0,
+        target_rps=300.0,
+        sent=600,
+        completed=599,
+        in_flight=1,
+        throttled=2,
+        failed=5,
+        p99_ms=3.9,
+        rate=297.0,
+        p50_ms=1.2,
+    )
     text = progress_text(live)
-    assert "@300/s" in text and "sent 600" in text and "in flight 1" in text and "p99 (last s) 3.9 ms" in text
-    assert progress_text(dataclasses.replace(live, step=4)).startswith("step 4 @300/s")
+    assert "297 req/s (target 300)" in text and "in flight 1" in text
+    assert "last s p50 1.2 ms p99 3.9 ms" in text and "errors 5" in text and "429s 2" in text
+    assert progress_text(dataclasses.replace(live, step=4)).startswith("step 4 ")

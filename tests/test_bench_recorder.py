@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from snapcrawl.bench._recorder import Recorder, is_failure, spectrum_levels
+from snapcrawl.bench._hist import spectrum_levels
+from snapcrawl.bench._recorder import Recorder, is_failure
 
 
 @pytest.mark.parametrize("seconds", [0.000001, 0.000037, 0.0021, 0.75, 13.0, 1234.5, 3599.0])
@@ -22,7 +23,7 @@ def test_corrected_and_uncorrected_latency_differ_by_the_wait_before_sending() -
     recorder = Recorder(0.0)
     recorder.on_done(intended=0.0, sent=1.0, done=1.002, status=200, error=None)
     assert recorder.latency().max == pytest.approx(1002, rel=0.01)
-    assert recorder.latency_uncorrected().max == pytest.approx(2, rel=0.01)
+    assert recorder.uncorrected.value_at(100.0) == pytest.approx(2, rel=0.01)
 
 
 def test_counts_statuses_throttles_and_failures() -> None:
@@ -65,9 +66,11 @@ def test_a_second_is_summarised_once_all_its_requests_are_answered() -> None:
     recorder.on_send(intended=1.5, at=1.5, lag=0.0, held_back=False)
     recorder.on_done(intended=0.5, sent=0.5, done=1.6, status=200, error=None)
     first = recorder._seconds[0]
-    assert first.latencies == []
-    assert first.summary == (pytest.approx(1100, rel=0.01),) * 4
-    assert recorder.recent_p99() == pytest.approx(1100, rel=0.01)
+    assert first.intended is None and first.actual is None
+    assert first.saved is not None
+    row = first.row(0, None)
+    assert (row.p50_ms, row.p90_ms, row.p99_ms, row.max_ms) == (pytest.approx(1100, rel=0.01),) * 4
+    assert recorder.recent() == (1, pytest.approx(1100, rel=0.01), pytest.approx(1100, rel=0.01))
 
 
 def test_held_back_sends_and_scheduling_lag_are_recorded() -> None:
@@ -90,7 +93,7 @@ def test_spectrum_levels_halve_the_distance_to_100() -> None:
     recorder = Recorder(0.0)
     for i in range(1, 1001):
         recorder.on_done(intended=0.0, sent=0.0, done=i / 1000, status=200, error=None)
-    points = recorder.spectrum()
+    points = recorder.corrected.spectrum()
     assert points[-1][0] == 100.0
     assert points[-1][1] == pytest.approx(1000, rel=0.01)
     assert [value for _, value in points] == sorted(value for _, value in points)

@@ -7,6 +7,7 @@ import time
 import anyio
 import pytest
 
+from snapcrawl.bench._ramp import Profile
 from snapcrawl.bench._schedule import Slots, closed_loop, open_loop
 
 
@@ -42,7 +43,7 @@ class Sends:
 async def test_open_loop_sends_on_a_schedule_computed_from_the_start() -> None:
     """Request i is due at start + i/R exactly, so the schedule cannot drift however late the sends are."""
     sends = Sends()
-    await open_loop(sends, rate=2000.0, duration=0.1, max_in_flight=1000, on_start=sends.on_start)
+    await open_loop(sends, times=Profile.constant(2000.0, 0.1).times(), max_in_flight=1000, on_start=sends.on_start)
     assert len(sends.calls) == 200
     assert sends.start is not None
     for i, (intended, ready, held_back) in enumerate(sends.calls):
@@ -58,7 +59,7 @@ async def test_send_never_goes_before_its_intended_time() -> None:
     async def send(intended: float, ready: float, held_back: bool) -> None:
         seen.append((intended, time.monotonic()))
 
-    await open_loop(send, rate=500.0, duration=0.05, max_in_flight=10)
+    await open_loop(send, times=Profile.constant(500.0, 0.05).times(), max_in_flight=10)
     assert len(seen) == 25
     assert all(actual >= intended for intended, actual in seen)
 
@@ -78,7 +79,7 @@ async def test_cap_holds_sends_back_but_keeps_their_intended_times() -> None:
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(release_after_third_is_due)
-        await open_loop(sends, rate=rate, duration=0.01, max_in_flight=2, on_start=sends.on_start)
+        await open_loop(sends, times=Profile.constant(rate, 0.01).times(), max_in_flight=2, on_start=sends.on_start)
     assert sends.start is not None
     assert len(sends.calls) == 10
     assert sends.most_in_flight == 2
@@ -93,7 +94,7 @@ async def test_drain_cancels_requests_that_outlive_it() -> None:
     """With a drain, requests still in flight after it are cancelled and the loop returns."""
     sends = Sends()
     sends.gate = anyio.Event()  # never set: no request ends on its own
-    await open_loop(sends, rate=1000.0, duration=0.005, max_in_flight=100, drain=0.01)
+    await open_loop(sends, times=Profile.constant(1000.0, 0.005).times(), max_in_flight=100, drain=0.01)
     assert len(sends.calls) == 5
     assert sends.cancelled == 5
 

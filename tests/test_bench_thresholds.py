@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from snapcrawl import ConfigError
-from snapcrawl.bench import BenchReport, Latency, Threshold
+from snapcrawl.bench import BenchReport, Latency, Threshold, summary
+from snapcrawl.bench._hist import Histogram
+from snapcrawl.bench._report import Histograms
 
 
 def _report(*, p99: float = 20.0, failed: int = 0, throttled: int = 0, requests: int = 1000) -> BenchReport:
@@ -55,7 +58,10 @@ def test_parse(text: str, metric: str, limit: float) -> None:
         ("p99>500", "needs a time unit"),
         ("errors>1", "percentage"),
         ("rps<100ms", "plain number"),
-        ("p42>1ms", "unknown metric 'p42'"),
+        ("p100.5>1ms", "expected a percentile in"),
+        ("p0>1ms", "expected a percentile in"),
+        ("latency>1ms", "unknown metric 'latency'"),
+        ("p95>2m", "expected METRIC>VALUE"),
         ("p99 is big", "expected METRIC>VALUE"),
     ],
 )
@@ -77,3 +83,59 @@ def test_check_against_a_report() -> None:
     assert result.breached
     assert result.value == pytest.approx(0.03)
     assert Threshold.parse("rps<150").check(report).breached
+
+
+def _measured(latencies_ms: list[float]) -> BenchReport:
+    """A report whose saved histogram holds exactly ``latencies_ms``."""
+    histogram = Histogram()
+    for value in latencies_ms:
+        histogram.record(round(value * 1000))
+    saved = histogram.save()
+    return msgspec.structs.replace(
+        _report(), histograms=Histograms(corrected=saved, uncorrected=saved, lag=Histogram().save())
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "metric", "limit"),
+    [("p95>100ms", "p95", 100.0), ("p99.99 < 2s", "p99.99", 2000.0), ("p75>=250us", "p75", 0.25)],
+)
+def test_any_percentile_parses(text: str, metric: str, limit: float) -> None:
+    """pNN and pNN.N name any percentile, with a time unit."""
+    threshold = Threshold.parse(text)
+    assert (threshold.metric, threshold.limit) == (metric, pytest.approx(limit))
+
+
+def test_any_percentile_is_measured_from_the_saved_histogram() -> None:
+    """p95 and p75 of 1..100 ms are 95 and 75 ms (within HDR precision), not a neighbouring fixed column."""
+    report = _measured([float(ms) for ms in range(1, 101)])
+    assert Threshold.parse("p95>1ms").measure(report) == pytest.approx(95.0, rel=0.001)
+    assert Threshold.parse("p75>1ms").measure(report) == pytest.approx(75.0, rel=0.001)
+    assert Threshold.parse("p95>94ms").check(report).breached
+    assert not Threshold.parse("p95>96ms").check(report).breached
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("p99 > 0.5s", "0.6s"),
+        ("p99>500ms", "600ms"),
+        ("p99>100000us", "600000us"),
+        ("throttled>2%", "3%"),
+        ("errors>1%", "0.5%"),
+        ("rps<100", "100"),
+    ],
+)
+def test_values_are_printed_in_the_conditions_unit(text: str, shown: str) -> None:
+    """A value is shown in the unit its condition was written in: seconds stay seconds, a percent a percent."""
+    report = _report(p99=600.0, failed=5, throttled=30)
+    result = Threshold.parse(text).check(report)
+    assert result.shown == shown
+    assert f"threshold {text!r}: {shown} ->" in summary(msgspec.structs.replace(report, thresholds=[result]))
+
+
+def test_an_slo_is_missed_when_its_condition_does_not_hold() -> None:
+    """--slo passes a step when it holds: meet() is breached exactly when check() would not be."""
+    report = _report(p99=600.0)
+    assert Threshold.parse("p99<500ms", option="--slo").meet(report).breached
+    assert not Threshold.parse("p99<1s", option="--slo").meet(report).breached

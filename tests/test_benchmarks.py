@@ -8,7 +8,7 @@ from importlib.machinery import ModuleSpec
 
 import pytest
 
-from benchmarks import ceiling, naive
+from benchmarks import ceiling, naive, own_cpu
 from benchmarks._harness import expected_requests, pages_per_volume
 from benchmarks._main import main, missing_modules
 from snapcrawl import Crawler
@@ -74,3 +74,13 @@ def test_missing_pyinstrument_stops_the_run_naming_the_extra(
         main(["--only", "profile"])
     assert exited.value.code == 2
     assert "pip install '.[benchmarks]'" in capsys.readouterr().err
+
+
+def test_own_cpu_compares_snapcrawl_with_its_floor(capsys: pytest.CaptureFixture[str]) -> None:
+    """``benchmarks.own_cpu`` crawls a canned transport in subprocesses and reports snapcrawl against the floor."""
+    assert own_cpu.main(["--rounds", "1", "--volumes", "40", "--per-page", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("40 volumes, 3 snapshots each")
+    rows = {line.split()[0]: line.split() for line in lines[1:]}
+    assert set(rows) == {"floor", "snapcrawl"}
+    assert float(rows["floor"][1]) > 0 and float(rows["snapcrawl"][1]) > 0 and "own" in rows["snapcrawl"]

@@ -360,7 +360,7 @@ async def test_no_request_lines_from_unconfigured_structlog(simulator: Simulator
     """An application that never configured structlog is not flooded with one line per request."""
     structlog.reset_defaults()
     async with _crawler(simulator) as crawler:
-        assert crawler._fetcher is not None and not crawler._fetcher._log_requests
+        assert crawler._fetcher is not None and not crawler._fetcher.events.response_received
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
     async with _crawler(simulator) as crawler:
-        assert crawler._fetcher is not None and crawler._fetcher._log_requests
+        assert crawler._fetcher is not None and crawler._fetcher.events.response_received

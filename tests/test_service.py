@@ -11,7 +11,7 @@ import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from snapcrawl import Crawler, Hooks, Page, RetryPolicy, SnapcrawlError, VolumeFailure
+from snapcrawl import Crawler, Page, RetryPolicy, VolumeFailure
 from snapcrawl.otel import otel_hooks
 from snapcrawl.simulator import Faults, Simulator
 from tests.helpers import collect
@@ -112,52 +112,6 @@ async def test_abandoned_rate_limited_crawls_do_not_slow_the_next(simulator: Sim
     # 20 requests at 20/s with a burst of 1: the last one waits about (20 - 1) / 20 s; no abandoned debt on top.
     longest = max(waits.values(), default=0.0)
     assert longest < 2.0, f"a request waited {longest:.1f} s: abandoned reservations were kept"
-
-
-async def test_hooks_fire_as_documented(simulator: Simulator) -> None:
-    """Every hook fires once per event it documents, with matching counts."""
-    poison = simulator.dataset.volume_ids[1]
-    simulator.faults = Faults(fail_volumes=frozenset({poison}), error_rate=0.2, rate_limit=400, rate_burst=5)
-    seen: Counter[str] = Counter()
-    statuses: Counter[int | None] = Counter()
-    rates: list[float | None] = []
-    failed: list[VolumeFailure] = []
-    done: list[str | None] = []
-
-    def on_retry(volume_id: str | None, page: int, attempt: int, delay: float, error: SnapcrawlError) -> None:
-        assert attempt >= 1 and delay >= 0 and isinstance(error, SnapcrawlError)
-        seen["retry"] += 1
-
-    hooks = Hooks(
-        on_request=lambda volume_id, page: seen.update(["request"]),
-        on_response=lambda volume_id, page, status, seconds: statuses.update([status]),
-        on_retry=on_retry,
-        on_throttle=lambda volume_id, page, retry_after: seen.update(["throttle"]),
-        on_rate_change=rates.append,
-        on_volume_done=lambda volume_id, snapshots: done.append(volume_id),
-        on_volume_failed=failed.append,
-    )
-    ids = simulator.dataset.volume_ids[:120]
-    async with _crawler(simulator, hooks=hooks, concurrency=32, retry=PATIENT) as crawler:
-        result = await crawler.crawl_into(ids, lambda page: None)
-    stats = result.stats
-    assert seen["request"] == stats.requests == sum(statuses.values())
-    assert seen["retry"] == stats.retries > 0
-    assert seen["throttle"] == stats.throttled == statuses[429] > 0
-    assert statuses[503] > 0 and rates  # throttling changed the rate
-    assert [f.volume_id for f in failed] == [poison] and failed == result.failures
-    assert sorted(done) == sorted(v for v in ids if v != poison)
-
-
-async def test_a_broken_hook_never_breaks_the_crawl(simulator: Simulator) -> None:
-    """A hook that raises is logged and ignored; the crawl completes."""
-
-    def broken(volume_id: str | None, page: int) -> None:
-        raise RuntimeError("exporter down")
-
-    async with _crawler(simulator, hooks=Hooks(on_request=broken)) as crawler:
-        snapshots, failures = await collect(crawler, simulator.dataset.volume_ids[:10])
-    assert not failures and len(snapshots) == sum(simulator.dataset.count(v) for v in simulator.dataset.volume_ids[:10])
 
 
 async def test_opentelemetry_metrics(simulator: Simulator) -> None:

@@ -5,7 +5,9 @@
     report = await snapcrawl.bench.run(BenchConfig(endpoint=url, rate=500, duration=10))
     print(report.latency_ms.p99, report.achieved_rps)
 
-Needs the ``bench`` extra (hdrhistogram); ``plot`` needs the ``plot`` extra (matplotlib).
+Several processes: ``await run_workers(dataclasses.replace(config, workers=4))``; saved runs (``--save``,
+``--json``) merge with ``merge(load_reports(paths))``. Needs the ``bench`` extra (hdrhistogram); ``plot``
+needs the ``plot`` extra (matplotlib).
 """
 
 from ._client import Live
@@ -18,11 +20,14 @@ from ._config import (
     DEFAULT_STEP_DURATION,
     BenchConfig,
 )
+from ._merge import load_reports, merge, rejudge
 from ._plot import plot, require_matplotlib
-from ._report import BenchReport, Latency, Second, Step, ThresholdResult, encode_report
+from ._ramp import Profile
+from ._report import BenchReport, Latency, Second, Step, ThresholdResult, decode_report, encode_report
 from ._run import LAG_WARNING_MS, run
 from ._summary import summary
 from ._thresholds import Threshold
+from ._workers import run_workers
 
 __all__ = [
     "DEFAULT_BUDGET",
@@ -36,13 +41,19 @@ __all__ = [
     "BenchReport",
     "Latency",
     "Live",
+    "Profile",
     "Second",
     "Step",
     "Threshold",
     "ThresholdResult",
+    "decode_report",
     "encode_report",
+    "load_reports",
+    "merge",
     "plot",
+    "rejudge",
     "require_matplotlib",
     "run",
+    "run_workers",
     "summary",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Final
 
@@ -12,17 +13,19 @@ from .._exceptions import AuthError, SnapcrawlError
 from .._signing import Signer, encode_query
 from .._transport import Transport
 from ._config import BenchConfig
+from ._ramp import Profile
 from ._recorder import Recorder
 from ._schedule import closed_loop, open_loop
 
-__all__ = ["UNANSWERED", "Client", "Live", "achieved", "check_credentials"]
+__all__ = ["UNANSWERED", "Client", "Live", "check_credentials"]
 
 UNANSWERED: Final = "no answer when the step ended"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Live:
-    """The run so far, handed to a progress callback about twice a second; ``p99_ms`` is of the latest second."""
+    """The run so far, handed to a progress callback about twice a second; ``rate``, ``p50_ms`` and ``p99_ms``
+    are of the answers in the last whole second."""
 
     elapsed: float
     target_rps: float | None
@@ -33,6 +36,8 @@ class Live:
     failed: int
     p99_ms: float
     step: int | None = None
+    rate: float = 0.0
+    p50_ms: float = 0.0
 
 
 def _first_page_urls(endpoint: str, config: BenchConfig) -> tuple[str, ...]:
@@ -73,11 +78,17 @@ class Client:
         self.urls = _first_page_urls(endpoint, config)
         self.recorder = Recorder(clock())
         self.target: float | None = None
+        self.profile: Profile | None = None
+        self.concurrency: int | None = None
         self.step: int | None = None
+        self.share = (0, 1)
+        #: The ``clock()`` time workers agreed to start at: the open loop's zero, so a late start shows as lag.
+        self.zero: float | None = None
         self._next = 0
+        self._targets: list[float] = []
 
     def _begin(self, start: float) -> None:
-        self.recorder = Recorder(start)
+        self.recorder = Recorder(start, targets=self._targets)
 
     async def send(self, intended: float, ready: float, held_back: bool) -> None:
         """Sign and send the next first-page request now; record it against ``intended``."""
@@ -98,38 +109,50 @@ class Client:
 
     # -- load models ------------------------------------------------------------------------------------------
 
-    async def open(self, rate: float, duration: float, *, drain: float | None = None) -> Recorder:
-        """An open loop at ``rate`` for ``duration`` seconds; its recorder."""
-        self.target = rate
+    async def open(self, profile: Profile, *, drain: float | None = None) -> Recorder:
+        """An open loop on ``profile`` (this worker's share of it); its recorder."""
+        of = self.share[1]
+        self.profile = profile
+        self.target = profile.total / profile.duration / of
+        self._targets = profile.second_targets(math.ceil(profile.duration), share=of)
         await open_loop(
             self.send,
-            rate=rate,
-            duration=duration,
+            times=profile.times(share=self.share),
             max_in_flight=self.config.max_in_flight,
             drain=drain,
             clock=self.clock,
             on_start=self._begin,
+            start=self.zero,
         )
+        self.zero = None  # an agreed start holds for the first load phase only
         return self.recorder
 
     async def closed(self, concurrency: int, duration: float) -> Recorder:
         """A closed loop of ``concurrency`` workers for ``duration`` seconds; its recorder."""
+        self.profile, self._targets, self.concurrency = None, [], concurrency
         await closed_loop(self.send, concurrency=concurrency, duration=duration, clock=self.clock, on_start=self._begin)
         return self.recorder
 
     def live(self) -> Live:
         """The current phase so far."""
         recorder = self.recorder
+        elapsed = self.clock() - recorder.start
+        target, profile = self.target, self.profile
+        if profile is not None:  # where a ramp is now
+            target = profile.rate_at(min(elapsed, profile.duration - 1e-9)) / self.share[1]
+        rate, p50, p99 = recorder.recent()
         return Live(
-            elapsed=self.clock() - recorder.start,
-            target_rps=self.target,
+            elapsed=elapsed,
+            target_rps=target,
             sent=recorder.sent,
             completed=recorder.completed,
             in_flight=recorder.sent - recorder.completed,
             throttled=recorder.throttled,
             failed=recorder.failed,
-            p99_ms=recorder.recent_p99(),
+            p99_ms=p99,
             step=self.step,
+            rate=rate,
+            p50_ms=p50,
         )
 
     async def report_progress(self, progress: Callable[[Live], None]) -> None:
@@ -137,12 +160,6 @@ class Client:
         while True:
             await anyio.sleep(0.5)
             progress(self.live())
-
-
-def achieved(recorder: Recorder) -> float:
-    """Requests completed per second, from the first due time to the last answer."""
-    elapsed = recorder.last_done - recorder.start
-    return recorder.completed / elapsed if elapsed > 0 else 0.0
 
 
 def check_credentials(recorder: Recorder) -> None:

@@ -1,8 +1,8 @@
 """The find-max search run against an endpoint: open-loop steps at the rates :class:`RateSearch` picks.
 
-A step passes with at most ``max_failed`` of its requests throttled or failed and, given an SLO, its p99 under
-it. A step that failed for reasons of the bench's own (it fell behind, or stalled and then sent a burst) is run
-once more before it counts.
+A step passes with at most ``max_failed`` of its requests throttled or failed and every ``--slo`` objective met
+(``p99<200ms``, ``p95<50ms``, ``mean<20ms``...). A step that failed for reasons of the bench's own (it fell
+behind, or stalled and then sent a burst) is run once more before it counts.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import msgspec
 import structlog
 
 from .._exceptions import SnapcrawlError
-from ._client import Client, achieved, check_credentials
+from ._client import Client, check_credentials
 from ._config import BenchConfig
+from ._ramp import Profile
 from ._recorder import Recorder
 from ._report import Step
 from ._search import RateSearch
@@ -58,7 +59,7 @@ async def find_max(client: Client, config: BenchConfig) -> tuple[Recorder, RateS
             notes.append(f"find-max stopped at its {config.budget:g} s budget before it reached its precision")
             break
         client.step = len(steps) + 1
-        recorder = await client.open(rate, config.step_duration, drain=drain)
+        recorder = await client.open(Profile.constant(rate, config.step_duration), drain=drain)
         check_credentials(recorder)
         step = judge(config, rate, recorder)
         if (excuse := bench_excuse(step, config.max_failed)) and repeated != rate:
@@ -93,21 +94,23 @@ def judge(config: BenchConfig, rate: float, recorder: Recorder) -> Step:
     """Whether the endpoint sustained ``rate`` in this step, and why not."""
     requests = recorder.completed
     throttled, failed = recorder.throttled, recorder.failed
-    p99 = recorder.latency().p99
+    p99 = recorder.latency_at(99.0)
     lag = recorder.scheduling_lag()
+    slo = [objective.meet(recorder) for objective in config.slos]
+    missed = [result for result in slo if result.breached]
     if not requests:
         passed, reason = False, "no request in a step this short"
     elif lag.p50 > CLIENT_BOUND_MS:
         passed, reason = False, "client-bound"
     elif throttled + failed > config.max_failed * requests:
         passed, reason = False, f"{(throttled + failed) / max(1, requests):.1%} throttled or failed"
-    elif config.slo_p99_ms is not None and p99 > config.slo_p99_ms:
-        passed, reason = False, f"p99 {p99:.1f} ms over the {config.slo_p99_ms:g} ms SLO"
+    elif missed:
+        passed, reason = False, "; ".join(f"SLO {result.condition!r} missed: {result.shown}" for result in missed)
     else:
         passed, reason = True, "sustained"
     return Step(
         target_rps=rate,
-        achieved_rps=achieved(recorder),
+        achieved_rps=recorder.achieved_rps,
         requests=requests,
         throttled=throttled,
         failed=failed,
@@ -116,6 +119,7 @@ def judge(config: BenchConfig, rate: float, recorder: Recorder) -> Step:
         scheduling_lag_max_ms=lag.max,
         passed=passed,
         reason=reason,
+        slo=slo,
     )
 
 

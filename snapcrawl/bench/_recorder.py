@@ -3,24 +3,24 @@
 Latency is kept twice, as wrk2 does: from each request's *intended* send time (what a user arriving on schedule
 would have waited, so a stalled server shows) and from its actual send time. A third histogram holds the
 scheduling lag, how late the bench itself sent each request, so its own delays are not mistaken for the server's.
-Values are whole microseconds in histograms of 3 significant digits: at most 0.1% off from 1 µs to an hour.
+Each second of the timeline has its own pair of histograms, of the requests due in it; once every such request
+has been answered they are encoded (a fraction of a millisecond: a percentile would walk the counts for ten) and
+let go, so memory stays bounded by the seconds with requests in flight, and saved timelines merge exactly. A
+closing second is also added into the whole run's histograms (a bulk add, cheaper than recording each request
+twice more). The seconds' percentiles are read from the encoded histograms when the timeline is built.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Final
+from collections.abc import Sequence
 
-from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]  # no stubs upstream
+from ._hist import Histogram, micros
+from ._report import Latency, SavedHistogram, Second
+from ._units import DEFAULT_PERCENTILES
 
-from ._report import Latency, Second
-
-__all__ = ["HIGHEST_US", "Recorder", "is_failure", "spectrum_levels"]
-
-HIGHEST_US: Final = 3_600_000_000  # an hour
-_DIGITS: Final = 3
-_TIMELINE_LEVELS: Final = (50.0, 90.0, 99.0)
+__all__ = ["Recorder", "is_failure"]
 
 
 def is_failure(status: int) -> bool:
@@ -28,57 +28,10 @@ def is_failure(status: int) -> bool:
     return status >= 400 and status != 429
 
 
-def spectrum_levels(ticks_per_half: int = 5, deepest: float = 99.9999) -> list[float]:
-    """Percentiles spaced as HdrHistogram plots them: ``ticks_per_half`` between 0, 50, 75, 87.5, ... and 100."""
-    levels: list[float] = []
-    k = 0
-    while (level := 100.0 * (1.0 - 0.5 ** (k / ticks_per_half))) < deepest:
-        levels.append(round(level, 6))
-        k += 1
-    return [*levels, 100.0]
-
-
-def _micros(seconds: float) -> int:
-    return min(HIGHEST_US, max(1, round(seconds * 1_000_000)))
-
-
-class _Histogram:
-    """An HDR histogram of microseconds plus the exact sum (hdrhistogram's own mean walks every bucket)."""
-
-    __slots__ = ("hdr", "total")
-
-    def __init__(self) -> None:
-        self.hdr = HdrHistogram(1, HIGHEST_US, _DIGITS)
-        self.total = 0
-
-    def record(self, micros: int) -> None:
-        self.hdr.record_value(micros)
-        self.total += micros
-
-    def latency(self) -> Latency:
-        """p50, p90, p99, p99.9, max and mean, in milliseconds."""
-        count = self.hdr.get_total_count()
-        if not count:
-            return Latency(p50=0.0, p90=0.0, p99=0.0, p99_9=0.0, max=0.0, mean=0.0)
-        values = self.hdr.get_percentile_to_value_dict([50.0, 90.0, 99.0, 99.9])
-        return Latency(
-            p50=values[50.0] / 1000,
-            p90=values[90.0] / 1000,
-            p99=values[99.0] / 1000,
-            p99_9=values[99.9] / 1000,
-            max=self.hdr.get_max_value() / 1000,
-            mean=self.total / count / 1000,
-        )
-
-
 class _Second:
-    """One second of the run: what was sent and completed in it, and the latencies of the requests due in it.
+    """One second of the run: what was sent and completed in it, and the latencies of the requests due in it."""
 
-    A second's latencies are summarised (and let go) once every request due in it has been answered and a later
-    second has begun, so memory stays bounded by the seconds with requests in flight.
-    """
-
-    __slots__ = ("answered", "completed", "due", "errors", "latencies", "sent", "status", "summary")
+    __slots__ = ("actual", "answered", "completed", "due", "errors", "intended", "saved", "sent", "status")
 
     def __init__(self) -> None:
         self.sent = 0
@@ -87,33 +40,73 @@ class _Second:
         self.status: Counter[int] = Counter()
         self.due = 0
         self.answered = 0
-        self.latencies: list[int] = []
-        self.summary: tuple[float, float, float, float] | None = None
+        self.intended: Histogram | None = None
+        self.actual: Histogram | None = None
+        self.saved: tuple[str, str] | None = None
 
-    def close(self) -> None:
-        """Turn the latencies into p50, p90, p99 and max, and let the list go."""
-        if self.latencies:
-            self.summary = _summarise(self.latencies)
-        self.latencies = []
+    def record(self, corrected: int, uncorrected: int) -> None:
+        if self.intended is None or self.actual is None:
+            self.intended, self.actual = Histogram(), Histogram()
+        self.intended.record(corrected)
+        self.actual.record(uncorrected)
+        self.answered += 1
+
+    def close(self, corrected: Histogram, uncorrected: Histogram) -> None:
+        """Add the histograms into the whole run's, encode them (with any closed before), and let them go."""
+        intended, actual = self.intended, self.actual
+        if intended is None or actual is None:
+            return
+        corrected.add(intended)
+        uncorrected.add(actual)
+        if self.saved is not None:  # answers that came after an early close (a timeline read mid-run)
+            intended.add(Histogram.load(SavedHistogram(hdr=self.saved[0], sum_us=0)))
+            actual.add(Histogram.load(SavedHistogram(hdr=self.saved[1], sum_us=0)))
+        self.saved = (intended.save().hdr, actual.save().hdr)
+        self.intended = self.actual = None
+
+    def row(self, index: int, target: float | None) -> Second:
+        """This (closed) second as a timeline row, its percentiles read from the encoded histograms."""
+        hdr, hdr_actual = self.saved or ("", "")
+        intended = Histogram.load(SavedHistogram(hdr=hdr, sum_us=0)).values_at((50.0, 90.0, 99.0, 100.0))
+        actual = Histogram.load(SavedHistogram(hdr=hdr_actual, sum_us=0)).values_at((50.0, 99.0))
+        return Second(
+            second=index,
+            sent=self.sent,
+            completed=self.completed,
+            status={str(code): n for code, n in sorted(self.status.items())},
+            errors=self.errors,
+            p50_ms=intended[50.0],
+            p90_ms=intended[90.0],
+            p99_ms=intended[99.0],
+            max_ms=intended[100.0],
+            due=self.due,
+            target_rps=target,
+            actual_p50_ms=actual[50.0],
+            actual_p99_ms=actual[99.0],
+            hdr=hdr,
+            hdr_actual=hdr_actual,
+        )
 
 
-def _summarise(latencies: list[int]) -> tuple[float, float, float, float]:
-    """p50, p90, p99 and max in milliseconds, exactly (nearest rank)."""
-    values = sorted(latencies)
-    picks = [values[max(0, math.ceil(level / 100 * len(values)) - 1)] / 1000 for level in _TIMELINE_LEVELS]
-    return picks[0], picks[1], picks[2], values[-1] / 1000
+def _nearest_rank(values: list[int], level: float) -> float:
+    """The ``level`` percentile of ``values`` (µs, sorted) in milliseconds, by nearest rank."""
+    return values[max(0, math.ceil(level / 100 * len(values)) - 1)] / 1000
 
 
 class Recorder:
-    """Records every request of one run; times are ``time.monotonic()`` seconds, ``start`` the run's zero."""
+    """Records every request of one run; times are ``time.monotonic()`` seconds, ``start`` the run's zero.
+
+    ``targets`` are the schedule's intended requests per second (open loop), for the timeline.
+    """
 
     __slots__ = (
+        "_corrected",
         "_last_due",
         "_recent",
         "_recent_second",
         "_seconds",
+        "_uncorrected",
         "completed",
-        "corrected",
         "errors",
         "held_back",
         "lag",
@@ -121,14 +114,15 @@ class Recorder:
         "sent",
         "start",
         "status",
-        "uncorrected",
+        "targets",
     )
 
-    def __init__(self, start: float) -> None:
+    def __init__(self, start: float, *, targets: Sequence[float] = ()) -> None:
         self.start = start
-        self.corrected = _Histogram()
-        self.uncorrected = _Histogram()
-        self.lag = _Histogram()
+        self.targets = list(targets)
+        self._corrected = Histogram()
+        self._uncorrected = Histogram()
+        self.lag = Histogram()
         self.status: Counter[int] = Counter()
         self.errors: Counter[str] = Counter()
         self.sent = 0
@@ -137,7 +131,7 @@ class Recorder:
         self.last_done = start
         self._seconds: list[_Second] = []
         self._last_due = 0
-        # Latencies completed in the latest second and the one before it, for live progress.
+        # Latencies (µs) and failures completed in the latest second and the one before it, for the live view.
         self._recent: tuple[list[int], list[int]] = ([], [])
         self._recent_second = 0
 
@@ -152,7 +146,7 @@ class Recorder:
         """Request due at ``intended`` goes out at ``at``, ``lag`` s after it could have; ``held_back`` by the cap."""
         self.sent += 1
         self.held_back += held_back
-        self.lag.record(_micros(lag))
+        self.lag.record(micros(lag))
         self._seconds[self._index(at)].sent += 1
         due = self._index(intended)
         self._seconds[due].due += 1
@@ -160,9 +154,8 @@ class Recorder:
 
     def on_done(self, *, intended: float, sent: float, done: float, status: int | None, error: str | None) -> None:
         """A request ended at ``done``: an answer with ``status``, or ``error`` (a transport failure)."""
-        corrected = _micros(done - intended)
-        self.corrected.record(corrected)
-        self.uncorrected.record(_micros(done - sent))
+        corrected = micros(done - intended)
+        uncorrected = micros(done - sent)
         self.completed += 1
         self.last_done = max(self.last_done, done)
         finished = self._seconds[self._index(done)]
@@ -175,10 +168,9 @@ class Recorder:
             finished.status[status] += 1
         due_index = self._index(intended)
         due = self._seconds[due_index]
-        due.latencies.append(corrected)
-        due.answered += 1
+        due.record(corrected, uncorrected)
         if due.answered == due.due and due_index < self._last_due:
-            due.close()
+            due.close(self._corrected, self._uncorrected)
         self._note_recent(done, corrected)
 
     def _note_recent(self, done: float, corrected: int) -> None:
@@ -191,6 +183,22 @@ class Recorder:
 
     # -- reading ------------------------------------------------------------------------------------------------
 
+    def _close_all(self) -> None:
+        for second in self._seconds:
+            second.close(self._corrected, self._uncorrected)
+
+    @property
+    def corrected(self) -> Histogram:
+        """Latency from the intended send, of every request answered so far."""
+        self._close_all()
+        return self._corrected
+
+    @property
+    def uncorrected(self) -> Histogram:
+        """Latency from the actual send, of every request answered so far."""
+        self._close_all()
+        return self._uncorrected
+
     @property
     def throttled(self) -> int:
         """Answers that were 429."""
@@ -201,50 +209,46 @@ class Recorder:
         """Transport errors plus answers that were neither success nor throttle."""
         return sum(self.errors.values()) + sum(n for status, n in self.status.items() if is_failure(status))
 
-    def latency(self) -> Latency:
-        """Percentiles from the intended send times."""
-        return self.corrected.latency()
+    @property
+    def requests(self) -> int:
+        """Requests that ended (answered, failed, or cut at the end of a step)."""
+        return self.completed
 
-    def latency_uncorrected(self) -> Latency:
-        """Percentiles from the actual send times."""
-        return self.uncorrected.latency()
+    @property
+    def achieved_rps(self) -> float:
+        """Requests completed per second, from the first due time to the last answer."""
+        elapsed = self.last_done - self.start
+        return self.completed / elapsed if elapsed > 0 else 0.0
+
+    def latency_at(self, level: float) -> float:
+        """Any percentile (ms) of latency from the intended send."""
+        return self.corrected.value_at(level)
+
+    def latency_mean(self) -> float:
+        """Mean latency (ms) from the intended send."""
+        return self.corrected.mean()
+
+    def latency(self, levels: Sequence[float] = DEFAULT_PERCENTILES) -> Latency:
+        """Percentiles from the intended send times."""
+        return self.corrected.latency(levels)
 
     def scheduling_lag(self) -> Latency:
         """How late the bench sent requests against when it could have: its own delay, not the server's."""
-        return self.lag.latency()
+        return self.lag.latency(())
 
-    def recent_p99(self) -> float:
-        """p99 (ms) of what completed in the last whole second: cheap enough for live progress."""
+    def recent(self) -> tuple[int, float, float]:
+        """Answers in the last whole second, and their p50 and p99 (ms): cheap enough for the live view."""
         previous, current = self._recent
-        values = previous or current
-        return _summarise(values)[2] if values else 0.0
-
-    def spectrum(self, *, corrected: bool = True) -> list[tuple[float, float]]:
-        """``(percentile, milliseconds)`` points of the whole distribution, for the percentile plot."""
-        histogram = (self.corrected if corrected else self.uncorrected).hdr
-        if not histogram.get_total_count():
-            return []
-        values = histogram.get_percentile_to_value_dict(spectrum_levels())
-        return [(level, value / 1000) for level, value in sorted(values.items())]
+        values = sorted(previous or current)
+        if not values:
+            return 0, 0.0, 0.0
+        return len(values), _nearest_rank(values, 50.0), _nearest_rank(values, 99.0)
 
     def timeline(self) -> list[Second]:
         """Per second since ``start``: sent, completed and answers by status then; latency of the requests due then."""
-        rows = []
-        for index, second in enumerate(self._seconds):
-            if second.latencies:
-                second.close()
-            p50, p90, p99, high = second.summary or (0.0, 0.0, 0.0, 0.0)
-            rows.append(
-                Second(
-                    second=index,
-                    sent=second.sent,
-                    completed=second.completed,
-                    status={str(code): n for code, n in sorted(second.status.items())},
-                    errors=second.errors,
-                    p50_ms=p50,
-                    p90_ms=p90,
-                    p99_ms=p99,
-                    max_ms=high,
-                )
-            )
-        return rows
+        targets = self.targets
+        self._close_all()
+        return [
+            second.row(index, targets[index] if index < len(targets) else None)
+            for index, second in enumerate(self._seconds)
+        ]

@@ -1,6 +1,7 @@
 """Load models: an open loop on a fixed schedule (wrk2, k6's constant-arrival-rate) and a closed loop.
 
-The open loop's request ``i`` is due at ``start + i / rate``, computed from the start, never by adding up sleeps,
+The open loop's request ``i`` is due at ``start + times[i]`` (see :class:`~._ramp.Profile`), computed from the
+start, never by adding up sleeps,
 so the schedule cannot drift and a slow server cannot slow it down. A send held back by the in-flight cap goes as
 soon as a slot frees, and keeps its intended time. The event loop's timers fire up to a millisecond late (epoll
 and libuv round to milliseconds), so the scheduler sleeps until about 1.5 ms before a send and yields in a loop
@@ -10,7 +11,7 @@ for the rest: its own lag stays far below a millisecond, at the price of a busy 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Final, Protocol
 
 import anyio
@@ -67,19 +68,19 @@ class Slots:
 async def open_loop(
     send: Send,
     *,
-    rate: float,
-    duration: float,
+    times: Iterable[float],
     max_in_flight: int,
     drain: float | None = None,
     clock: Callable[[], float] = time.monotonic,
     on_start: Callable[[float], None] | None = None,
+    start: float | None = None,
 ) -> None:
-    """Send ``floor(rate * duration)`` requests at ``start + i / rate``, however the server answers.
+    """Send a request at ``start + t`` for each ``t`` of ``times`` (ascending), however the server answers.
 
     Returns once every request has ended; with ``drain``, requests still in flight that long after the last send
-    are cancelled (``send`` records them). ``on_start`` gets the schedule's zero before the first send.
+    are cancelled (``send`` records them). ``on_start`` gets the schedule's zero before the first send: ``start``
+    (a ``clock()`` time agreed with other workers, so that a late start counts as lag) or now.
     """
-    count = int(rate * duration + 1e-9)
     slots = Slots(max_in_flight)
 
     async def one(intended: float, ready: float, held_back: bool) -> None:
@@ -89,12 +90,12 @@ async def open_loop(
             slots.give()
 
     async with anyio.create_task_group() as tg:
-        start = clock()
+        start = clock() if start is None else start
         if on_start is not None:
             on_start(start)
         back_to_back = 0
-        for i in range(count):
-            due = start + i / rate
+        for offset in times:
+            due = start + offset
             if (delay := due - clock()) > SPIN_SECONDS:
                 await anyio.sleep(delay - SPIN_SECONDS)
             if clock() < due:

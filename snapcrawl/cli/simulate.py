@@ -60,6 +60,13 @@ def _add_simulator_options(parser: argparse.ArgumentParser) -> None:
     )
     faults.add_argument("--latency", metavar="S[:S2]", help="fixed latency, or a uniform range, in seconds")
     faults.add_argument(
+        "--latency-per-in-flight",
+        type=bounded(0, 60),
+        default=0.0,
+        metavar="S",
+        help="S more seconds of latency for each other request in flight: latency grows with load",
+    )
+    faults.add_argument(
         "--pause", action="append", default=[], metavar="AT:FOR", help="stall the whole server (repeatable)"
     )
     faults.add_argument("--fail-volume", action="append", default=[], metavar="ID", help="always 500 (repeatable)")

@@ -20,8 +20,8 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from .._config import DEFAULT_API_VERSION, DEFAULT_RETRY, RetryPolicy
 from .._crawler import Crawler
+from .._events import Hooks
 from .._exceptions import SnapcrawlError
-from .._hooks import Hooks
 from .._models import Page
 from .._run import VolumeFailure
 from .._stats import CrawlStats

@@ -74,6 +74,7 @@ def faults_from_args(args: argparse.Namespace) -> Faults:
             reject_replays=args.reject_replays,
             gzip=args.gzip,
             max_limit=args.max_limit,
+            latency_per_in_flight=args.latency_per_in_flight,
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None

@@ -68,7 +68,8 @@ class Faults(msgspec.Struct, frozen=True, kw_only=True):
     (before year 1 in UTC), and ``escape_volumes`` answer 400 with terminal escape sequences (:data:`ESCAPES`) in
     the detail. ``churn`` changes the data as it is listed; ``reject_replays`` answers 401 to
     a (timestamp, signature) pair seen before; ``gzip`` compresses bodies for clients that accept it;
-    ``max_limit`` caps the page size whatever the client asks.
+    ``max_limit`` caps the page size whatever the client asks. ``latency_per_in_flight`` (seconds) adds that much
+    latency for each other request in flight on arrival: latency grows with load, as a saturating server's does.
     """
 
     rate_limit: float | None = None
@@ -100,6 +101,7 @@ class Faults(msgspec.Struct, frozen=True, kw_only=True):
     reject_replays: bool = False
     gzip: bool = False
     max_limit: int | None = None
+    latency_per_in_flight: float = 0.0
 
     def __post_init__(self) -> None:
         for name in _VOLUME_SETS:
@@ -129,6 +131,8 @@ class Faults(msgspec.Struct, frozen=True, kw_only=True):
             )
         if self.stall_seconds < 0:
             raise ValueError(f"stall_seconds must be >= 0, not {self.stall_seconds}")
+        if not self.latency_per_in_flight >= 0:
+            raise ValueError(f"latency_per_in_flight must be >= 0 seconds, not {self.latency_per_in_flight}")
         if self.rate_limit is not None and not self.rate_limit > 0:
             raise ValueError(f"rate_limit must be > 0 or None, not {self.rate_limit}")
         if self.rate_burst < 1:

@@ -284,8 +284,8 @@ class Simulator:
             throttled: _Answer | None = None
             if plan.limited:
                 throttled, limits = self._throttle(plan)
-            if plan.latency:
-                await asyncio.sleep(plan.delay())
+            if plan.latency or plan.faults.latency_per_in_flight:
+                await asyncio.sleep(plan.delay() + plan.faults.latency_per_in_flight * (stats.in_flight - 1))
             if throttled is not None:
                 return await self._send(request, plan, throttled, limits)
             fault = plan.fault() if plan.draw else None

@@ -14,10 +14,14 @@ from snapcrawl import (
     CrawlStream,
     Hooks,
     Page,
+    RateChanged,
+    RetryScheduled,
     SnapcrawlError,
     Snapshot,
+    VolumeFailed,
     VolumeFailure,
 )
+from snapcrawl.otel import otel_hooks
 
 
 async def crawl_volumes(crawler: Crawler, ids: list[str]) -> list[Snapshot]:
@@ -40,10 +44,18 @@ async def crawl_into_a_function(crawler: Crawler) -> int:
 
 
 def hooks() -> Hooks:
-    def on_retry(volume_id: str | None, page: int, attempt: int, delay: float, error: SnapcrawlError) -> None:
-        del volume_id, page, attempt, delay, error
+    def on_retry(event: RetryScheduled) -> None:
+        assert_type(event.error, SnapcrawlError)
+        assert_type(event.delay, float)
 
-    return Hooks(on_retry=on_retry, on_rate_change=lambda rate: None)
+    def on_rate_change(event: RateChanged) -> None:
+        assert_type(event.rate, float | None)
+
+    return Hooks(on_retry=on_retry, on_rate_change=on_rate_change, on_volume_failed=lambda e: print(e.failure.where))
+
+
+async def many_hooks(endpoint: str, failed: list[VolumeFailed]) -> Crawler:
+    return Crawler(endpoint=endpoint, hooks=[hooks(), otel_hooks(endpoint), Hooks(on_volume_failed=failed.append)])
 
 
 async def list_one(crawler: Crawler) -> list[str]:
