@@ -239,7 +239,9 @@ async def test_a_killed_fleet_resumes_every_account(
     argv += ["--page-size", "10", "--no-progress", "--prune"]
     for sim in slow_accounts.values():
         sim.stats.reset()
-    process = await anyio.open_process(argv, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp_path / "stderr.txt"
+    with log.open("wb") as stderr:
+        process = await anyio.open_process(argv, env=_env(), stdout=subprocess.DEVNULL, stderr=stderr)
 
     async def committed() -> dict[str, int]:
         """Each account's committed fan-out ranges: its checkpoint, found by the account it carries."""
@@ -259,7 +261,7 @@ async def test_a_killed_fleet_resumes_every_account(
             if min(counts.get("a", 0), counts.get("b", 0)) >= 10:
                 break
             await anyio.sleep(0.02)
-    assert process.returncode is None, "the fleet ended before it could be killed: make the accounts slower"
+    assert process.returncode is None, f"the fleet ended before it could be killed: {log.read_text()}"
     process.kill()
     with anyio.fail_after(10):
         status = await process.wait()
