@@ -21,11 +21,12 @@ from typing import Any
 
 import anyio
 
-from snapcrawl import AiohttpTransport, Crawler, Credentials, Response, Transport
+from snapcrawl import AiohttpTransport, Crawler, Credentials, Transport
 from snapcrawl.cli._common import configure_logging as cli_logging
 from snapcrawl.cli._common import use_uvloop
 from snapcrawl.simulator import DEMO_CREDENTIALS
 from snapcrawl.sinks import open_sink
+from snapcrawl.transport import Response
 
 __all__ = ["RecordingTransport", "crawl", "main", "max_in_window", "rates"]
 

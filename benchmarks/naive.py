@@ -2,7 +2,7 @@
 
 aiohttp, one task per volume under ``asyncio.gather``, an ``asyncio.Semaphore`` for concurrency, ``json.loads``
 into dicts, ``json.dumps`` per line, marker paging until a short page, no retries. It signs like SCP's SDK
-(with snapcrawl's :func:`~snapcrawl.make_signature`, since the simulator checks every signature).
+(with snapcrawl's :func:`~snapcrawl.signing.make_signature`, since the simulator checks every signature).
 
     python -m benchmarks.naive --endpoint URL --volumes FILE --out FILE [--page-size 100] [--concurrency 64]
 """
@@ -22,7 +22,8 @@ from typing import Any, TextIO
 import aiohttp
 import yarl
 
-from snapcrawl import DEFAULT_API_VERSION, encode_query, make_signature
+from snapcrawl import DEFAULT_API_VERSION
+from snapcrawl.signing import encode_query, make_signature
 from snapcrawl.simulator import DEMO_CREDENTIALS
 
 __all__ = ["Counts", "client_main", "client_parser", "crawl", "credentials_from_env", "main", "run", "run_client"]

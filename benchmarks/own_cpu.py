@@ -83,7 +83,8 @@ def _child(kind: str, volumes: int, per_page: int, repeats: int) -> float:
     import anyio  # noqa: PLC0415
     import structlog  # noqa: PLC0415
 
-    from snapcrawl import Crawler, Credentials, Response  # noqa: PLC0415
+    from snapcrawl import Crawler, Credentials  # noqa: PLC0415
+    from snapcrawl.transport import Response  # noqa: PLC0415
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     ids, bodies = _bodies(volumes, per_page)

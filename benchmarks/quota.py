@@ -47,8 +47,8 @@ from yarl import URL
 
 from snapcrawl._config import DEFAULT_API_VERSION
 from snapcrawl._signing import Signer
-from snapcrawl.limits import Limiter, LocalLimiter, TokenBucket
-from snapcrawl.limits.local import Clock, Sleep
+from snapcrawl.limits import Limiter, LocalLimiter
+from snapcrawl.limits.local import Clock, Sleep, TokenBucket
 from snapcrawl.simulator import DEMO_CREDENTIALS, STATS_PATH
 
 from ._cubic import AdaptiveRateLimiter

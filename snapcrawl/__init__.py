@@ -1,16 +1,16 @@
 """snapcrawl: crawl the Samsung Cloud Platform "List snapshots" API fast, and without losing a snapshot.
 
 Start with :class:`Crawler`; :mod:`snapcrawl.simulator` is a local SCP server to test against, and
-:mod:`snapcrawl.sinks` holds the destinations (JSON Lines, SQLite, PostgreSQL).
+:mod:`snapcrawl.sinks` holds the destinations (JSON Lines, SQLite, PostgreSQL). Request signing for a client of
+your own is :mod:`snapcrawl.signing`; the HTTP seam, with its :class:`~snapcrawl.transport.Response`, is
+:mod:`snapcrawl.transport`.
 """
 
 from importlib import metadata as _metadata
 
 from ._config import (
-    API_VERSIONS,
     DEFAULT_API_VERSION,
     DEFAULT_RETRY,
-    ApiVersion,
     Credentials,
     RetryPolicy,
     load_credentials,
@@ -43,13 +43,12 @@ from ._exceptions import (
     TransportError,
     UnfitValueError,
 )
-from ._models import Page, Snapshot, SnapshotPage, VolumeFailure
+from ._models import Page, Snapshot, VolumeFailure
 from ._run import CrawlResult
-from ._signing import Signer, encode_query, make_signature
 from ._stats import CrawlStats
-from ._transport import AiohttpTransport, Response, Transport
+from ._transport import AiohttpTransport, Transport
 from .limits import Limiter
-from .sinks import Sink, VolumeProgress
+from .sinks import Sink
 
 try:
     # One source for the version: the installed distribution's metadata, which pyproject.toml writes.
@@ -58,12 +57,10 @@ except _metadata.PackageNotFoundError:  # imported from a source tree that was n
     __version__ = "0+unknown"
 
 __all__ = [
-    "API_VERSIONS",
     "DEFAULT_API_VERSION",
     "DEFAULT_RETRY",
     "AiohttpTransport",
     "ApiError",
-    "ApiVersion",
     "AuthError",
     "BadRequestError",
     "ConfigError",
@@ -81,17 +78,14 @@ __all__ = [
     "PaginationError",
     "RateChanged",
     "RequestSent",
-    "Response",
     "ResponseReceived",
     "RetryPolicy",
     "RetryScheduled",
     "ServerError",
-    "Signer",
     "Sink",
     "SinkError",
     "SnapcrawlError",
     "Snapshot",
-    "SnapshotPage",
     "Throttled",
     "ThrottledError",
     "Transport",
@@ -100,9 +94,6 @@ __all__ = [
     "VolumeDone",
     "VolumeFailed",
     "VolumeFailure",
-    "VolumeProgress",
-    "encode_query",
     "load_credentials",
-    "make_signature",
     "resolve_endpoint",
 ]

@@ -174,13 +174,16 @@ def load_credentials(*, environ: Mapping[str, str] | None = None, config_dir: Pa
 
 
 def _check_url(url: str, origin: str) -> str:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # a broken IPv6 host: "http://[::1"
+        raise ConfigError(f"endpoint from {origin} is not a URL ({exc})") from None
+    if parts.username or parts.password:  # checked first: no later message may echo a password
+        raise ConfigError(f"endpoint from {origin} must not hold credentials: {parts.scheme}://{parts.hostname}...")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"endpoint from {origin} must be an http(s) URL with a host, not {url!r}")
     if parts.query or parts.fragment:
         raise ConfigError(f"endpoint from {origin} must not have a query or fragment: {url!r}")
-    if parts.username or parts.password:
-        raise ConfigError(f"endpoint from {origin} must not hold credentials: {parts.scheme}://{parts.hostname}...")
     # Sign what goes on the wire: HTTP libraries send the host in lower case and drop a default port, so the
     # endpoint is normalised the same way before it is ever signed.
     try:

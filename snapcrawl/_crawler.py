@@ -37,7 +37,7 @@ from ._exceptions import ConfigError
 from ._fetch import PageFetcher, Sleep
 from ._identity import default_account, endpoint_host
 from ._models import Page, Snapshot
-from ._run import CrawlResult, CrawlRun, CrawlSettings, ServerHints, VolumeFailure, check_volume_id
+from ._run import CrawlResult, CrawlRun, CrawlSettings, ServerHints, VolumeFailure, check_volume_id, check_volume_ids
 from ._signing import Signer
 from ._stats import CrawlStats
 from ._transport import DEFAULT_MAX_BODY_BYTES, AiohttpTransport, HttpOptions, Transport
@@ -258,7 +258,7 @@ class Crawler:
         #: Every subscriber to this crawler's events, in the order they are called.
         self.hooks: tuple[Hooks, ...] = () if hooks is None else (hooks,) if isinstance(hooks, Hooks) else tuple(hooks)
         #: Every finished crawl's counts added up: a fixed size, however many crawls run.
-        self.stats = CrawlStats()
+        self.stats = CrawlStats(clock=clock)
         self._limiter = limiter
         self._transport = transport
         self._http = HttpOptions(
@@ -354,7 +354,9 @@ class Crawler:
     ) -> CrawlRun:
         fetcher = self._require_open()
         api_version_info(self.api_version, sort=sort)
-        settings = CrawlSettings(page_size=self.page_size, concurrency=self.concurrency, name=name, sort=sort)
+        settings = CrawlSettings(
+            page_size=self.page_size, concurrency=self.concurrency, name=name, sort=sort, clock=self._clock
+        )
         run = CrawlRun(
             fetcher=fetcher, settings=settings, deliver=deliver, sink=sink, events=fetcher.events, hints=self._hints
         )
@@ -386,7 +388,7 @@ class Crawler:
             with_count=with_count,
             cap=self._hints.page_cap,
         )
-        stats = CrawlStats()
+        stats = CrawlStats(clock=self._clock)
         pages = walk(fetcher.fetch, cursor, stats)
         try:
             async with aclosing(pages):
@@ -416,8 +418,7 @@ class Crawler:
             raise ConfigError("the crawl stream was not entered")
 
         run = self._run(name=name, sort=sort, deliver=unset, sink=None)
-        if isinstance(volume_ids, str | bytes):
-            raise ConfigError("volume_ids must be an iterable of volume ids, not a single string")
+        check_volume_ids(volume_ids)
         return CrawlStream(run, volume_ids, buffer_pages or self.concurrency)
 
     async def crawl_into(
@@ -438,8 +439,7 @@ class Crawler:
         ``sink``) is raised once every worker has stopped. Cancelling the calling task cancels the crawl.
         Pass ``stats`` to watch this crawl's counts while it runs (a progress display).
         """
-        if isinstance(volume_ids, str | bytes):
-            raise ConfigError("volume_ids must be an iterable of volume ids, not a single string")
+        check_volume_ids(volume_ids)
         real_sink: Sink | None = None
         if callable(sink) and not hasattr(sink, "write"):
             callback = sink

@@ -33,8 +33,8 @@ AUTH_HINT: Final = (
     "SCP rejects signatures whose timestamp is more than a few minutes off"
 )
 
-#: Query parameters the crawler sends on the user's behalf, and the option that sets each.
-_QUERY_OPTIONS: Final = {"sort": "--sort", "name": "--name", "limit": "--page-size", "with_count": "with_count"}
+#: Query parameters the crawler sends on the user's behalf, and the crawler's parameter that sets each.
+_QUERY_OPTIONS: Final = {"sort": "sort", "name": "name", "limit": "page_size", "with_count": "with_count"}
 
 
 def http_date(value: str | None) -> float | None:

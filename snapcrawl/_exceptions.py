@@ -19,10 +19,15 @@
 Errors raised while crawling carry the ``volume_id`` (``None`` for the account-wide listing) and the 1-based
 ``page`` they concern, and mention both in their message. ``retryable`` tells whether the same request may
 succeed later (throttling, 500/502/503/504, transport failures, a garbled body). No error holds a secret.
+
+Messages name parameters as the library spells them (``sort``, ``page_size``), never command-line flags: an error
+about a setting lists it in ``options``, and :meth:`SnapcrawlError.render` spells each one another way (the CLI
+passes its flags, ``--sort``, in one place).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 from ._text import shorten
@@ -49,19 +54,38 @@ class SnapcrawlError(Exception):
 
     retryable: bool = False
 
-    def __init__(self, message: str, *, volume_id: str | None = None, page: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
+    def __init__(
+        self, message: str, *, volume_id: str | None = None, page: int | None = None, options: tuple[str, ...] = ()
+    ) -> None:
+        # ``{option}`` in ``message`` stands for each parameter in ``options``, spelled when rendered.
+        self._template = message
+        #: The parameters this error is about (``("sort",)``), named in its message.
+        self.options = options
+        self.message = self._spelled(str) if options else message
+        super().__init__(self.message)
         self.volume_id = volume_id
         self.page = page
 
-    def __str__(self) -> str:
+    def _spelled(self, spell: Callable[[str], str]) -> str:
+        if not self.options:
+            return self.message
+        text = self._template
+        for option in self.options:
+            text = text.replace(f"{{{option}}}", spell(option))
+        return text
+
+    def render(self, spell: Callable[[str], str]) -> str:
+        """The message with each of ``options`` spelled by ``spell`` (``str`` gives ``str(self)``)."""
+        message = self._spelled(spell)
         where = []
         if self.volume_id is not None:
             where.append(f"volume {self.volume_id}")
         if self.page is not None:
             where.append(f"page {self.page}")
-        return f"{self.message} ({', '.join(where)})" if where else self.message
+        return f"{message} ({', '.join(where)})" if where else message
+
+    def __str__(self) -> str:
+        return self.render(str)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self)!r})"
@@ -157,8 +181,10 @@ class SinkError(SnapcrawlError):
     was buffered is not committed, and a resumed crawl fetches it again.
     """
 
-    def __init__(self, message: str, *, destination: str, volume_id: str | None = None) -> None:
-        super().__init__(f"{destination}: {message}", volume_id=volume_id)
+    def __init__(
+        self, message: str, *, destination: str, volume_id: str | None = None, options: tuple[str, ...] = ()
+    ) -> None:
+        super().__init__(f"{destination}: {message}", volume_id=volume_id, options=options)
         self.destination = destination
 
 

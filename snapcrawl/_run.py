@@ -11,6 +11,7 @@ import collections
 import contextlib
 import dataclasses
 import itertools
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import aclosing
 from typing import Final
@@ -22,7 +23,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from ._errors import query_option
 from ._events import Subscribers, VolumeDone, VolumeFailed, log_hooks
-from ._exceptions import AuthError, BadRequestError, ConfigError, SnapcrawlError, UnfitValueError, detach
+from ._exceptions import AuthError, BadRequestError, ConfigError, SinkError, SnapcrawlError, UnfitValueError, detach
 from ._fetch import PageFetcher
 from ._models import Page, SnapshotPage, VolumeFailure
 from ._stats import CrawlStats
@@ -59,6 +60,8 @@ class CrawlSettings:
     name: str | None = None
     sort: str | None = None
     with_count: bool = True
+    #: The crawler's monotonic clock: the run's stats are timed by it.
+    clock: Callable[[], float] = time.monotonic
 
 
 class ServerHints:
@@ -90,7 +93,7 @@ class CrawlRun:
         self.sink = sink
         self.events = events or Subscribers([log_hooks()])
         self.hints = hints or ServerHints()
-        self.stats = CrawlStats()
+        self.stats = CrawlStats(clock=settings.clock)
         self.failures: list[VolumeFailure] = []
         self.fatal: SnapcrawlError | None = None
         self.progress: Mapping[str | None, VolumeProgress] = {}
@@ -110,7 +113,7 @@ class CrawlRun:
     async def run(self, volume_ids: Iterable[object] | AsyncIterable[object] | None) -> None:
         """Crawl every volume (or the account, for ``None``); errors end up in ``fatal``, never raised."""
         stats, settings = self.stats, self.settings
-        stats.started_at = anyio.current_time()
+        stats.started_at = stats.clock()
         self.log.info(
             "crawl.start", scope="account" if volume_ids is None else "volumes", concurrency=settings.concurrency
         )
@@ -127,7 +130,7 @@ class CrawlRun:
         except SnapcrawlError as exc:
             self.fatal = exc
         finally:
-            stats.ended_at = anyio.current_time()
+            stats.ended_at = stats.clock()
             self.log.info("crawl.end", failures=len(self.failures), **stats.as_dict())
             if self.on_end is not None:
                 self.on_end(stats)
@@ -186,7 +189,7 @@ class CrawlRun:
 
         try:
             count = await self._walk(cursor, fallbacks, delivered_before, seen)
-        except AuthError as exc:
+        except (AuthError, SinkError) as exc:  # a broken destination commits nothing more: stop, not fail
             self.stop(exc)
         except BadRequestError as exc:
             await self.rejected(volume_id, exc, cursor)
@@ -256,14 +259,19 @@ class CrawlRun:
     async def fail_listing(self, volume_id: str | None, error: SnapcrawlError, pages_done: int) -> None:
         self.fail(volume_id, error, pages_done)
         if self.sink is not None:
-            await self.sink.fail(volume_id, str(error))
+            try:
+                await self.sink.fail(volume_id, str(error))
+            except SinkError as exc:
+                self.stop(exc)
 
     async def rejected(self, volume_id: str | None, error: BadRequestError, cursor: PageCursor) -> None:
         """A 400: about this volume, or about the query every volume shares (then the crawl stops, exit 2)."""
         first_page = cursor.page == 1 and cursor.marker is None
         if first_page and (option := query_option(error, cursor.params())) is not None:
-            value = {"--sort": self.settings.sort, "--name": self.settings.name}.get(option, self.settings.page_size)
-            self.stop(ConfigError(f"the server rejected {option} {value!r}: {error.detail or error}"))
+            value = {"sort": self.settings.sort, "name": self.settings.name}.get(option, self.settings.page_size)
+            self.stop(
+                ConfigError(f"the server rejected {{{option}}} {value!r}: {error.detail or error}", options=(option,))
+            )
             return
         if first_page and not self._succeeded:
             detail = error.detail or str(error.status)
@@ -274,8 +282,7 @@ class CrawlRun:
         await self.fail_listing(volume_id, error, cursor.page - 1)
 
     async def _crawl_volumes(self, volume_ids: Iterable[object] | AsyncIterable[object]) -> None:
-        if isinstance(volume_ids, str | bytes):
-            raise ConfigError("volume_ids must be an iterable of volume ids, not a single string")
+        check_volume_ids(volume_ids)
         with contextlib.ExitStack() as streams:  # closed however the crawl ends
             async with anyio.create_task_group() as tg:
                 ids: Iterator[object] | _Feed
@@ -380,6 +387,12 @@ class _Feed:
                 except (anyio.EndOfStream, anyio.ClosedResourceError):
                     self._ended = True
         return ready.popleft()
+
+
+def check_volume_ids(volume_ids: object) -> None:
+    """Refuse a single string where an iterable of ids belongs: iterating it would crawl one volume per character."""
+    if isinstance(volume_ids, str | bytes):
+        raise ConfigError("volume_ids must be an iterable of volume ids, not a single string")
 
 
 def check_volume_id(volume_id: object) -> ConfigError | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["CrawlStats", "LatencyHistogram"]
@@ -59,6 +60,8 @@ class CrawlStats:
     """What one crawl has done so far (or, as ``Crawler.stats``, every finished crawl of a crawler added up).
 
     ``snapshots_expected`` is the server's ``count`` for an account-wide listing: a hint for progress and ETA.
+    ``started_at`` and ``ended_at`` are readings of ``clock`` (the crawler's injectable monotonic clock), which
+    ``elapsed`` reads too, so that a faked clock gives faked durations.
     """
 
     requests: int = 0
@@ -80,6 +83,7 @@ class CrawlStats:
     started_at: float | None = None
     ended_at: float | None = None
     latency: LatencyHistogram = dataclasses.field(default_factory=LatencyHistogram, repr=False)
+    clock: Callable[[], float] = dataclasses.field(default=time.monotonic, repr=False, compare=False)
 
     _COUNTERS = (
         "requests",
@@ -112,7 +116,7 @@ class CrawlStats:
         """Seconds spent crawling."""
         if self.started_at is None:
             return 0.0
-        end = self.ended_at if self.ended_at is not None else time.monotonic()
+        end = self.ended_at if self.ended_at is not None else self.clock()
         return end - self.started_at
 
     @property

@@ -22,7 +22,7 @@ yields pages, so a volume's crawl, a seam of the account listing and ``list_snap
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
-from typing import Literal, Protocol
+from typing import Protocol
 
 import structlog
 
@@ -32,9 +32,7 @@ from ._signing import encode_query, query_escape
 from ._stats import CrawlStats
 from ._text import shorten
 
-__all__ = ["Fetch", "PageCursor", "Paging", "Seen", "note_repeats", "walk"]
-
-Paging = Literal["marker", "offset"]
+__all__ = ["Fetch", "PageCursor", "Seen", "note_repeats", "walk"]
 
 #: Earlier ids tried as a marker, newest first, before a walk whose marker was deleted starts over.
 MAX_MARKER_FALLBACKS = 4
@@ -89,10 +87,8 @@ class PageCursor:
         "inclusive",
         "marker",
         "name",
-        "offset",
         "page",
         "page_size",
-        "paging",
         "seen",
         "sort",
         "volume_id",
@@ -104,19 +100,15 @@ class PageCursor:
         *,
         volume_id: str | None,
         page_size: int,
-        paging: Paging = "marker",
         name: str | None = None,
         sort: str | None = None,
         with_count: bool = True,
         marker: str | None = None,
-        offset: int = 0,
         cap: int | None = None,
     ) -> None:
         self.volume_id = volume_id
         self.page_size = page_size
-        self.paging = paging
         self.marker = marker
-        self.offset = offset
         self.cap = cap
         self.page = 1
         self.seen = 0
@@ -135,7 +127,7 @@ class PageCursor:
         self.name = name
         self.sort = sort
         self.with_count = with_count
-        # The encoded query around the one parameter that changes: keys sort as limit, marker, name, offset,
+        # The encoded query around the one parameter that changes: keys sort as limit, marker, name,
         # sort, volume_id, with_count, so a page's query is one join, not a sort and escape of everything.
         self._head = f"limit={page_size}"
         self._name = "" if name is None else f"&name={query_escape(name)}"
@@ -149,20 +141,14 @@ class PageCursor:
         for key, value in (("volume_id", self.volume_id), ("name", self.name), ("sort", self.sort)):
             if value is not None:
                 params[key] = value
-        if self.paging == "marker":
-            if self.marker is not None:
-                params["marker"] = self.marker
-        elif self.offset:
-            params["offset"] = str(self.offset)
+        if self.marker is not None:
+            params["marker"] = self.marker
         return params
 
     def query(self) -> str:
         """The encoded query of the next page, exactly as ``encode_query(self.params())``."""
-        if self.paging == "marker":
-            marker = "" if self.marker is None else f"&marker={query_escape(self.marker)}"
-            return f"{self._head}{marker}{self._name}{self._tail}"
-        offset = f"&offset={self.offset}" if self.offset else ""
-        return f"{self._head}{self._name}{offset}{self._tail}"
+        marker = "" if self.marker is None else f"&marker={query_escape(self.marker)}"
+        return f"{self._head}{marker}{self._name}{self._tail}"
 
     def offset_query(self, offset: int) -> str:
         """The encoded query of the page at ``offset``, with no marker (for the account-wide fan-out)."""
@@ -196,7 +182,7 @@ class PageCursor:
             return False
         length = len(snapshots)
         marker = self.marker
-        if marker is not None and snapshots[0].id == marker and self.paging == "marker":
+        if marker is not None and snapshots[0].id == marker:
             # The snapshot the walk stands on, again first: the server's marker is inclusive, not a broken cursor.
             self.inclusive += 1
             snapshots = snapshots[1:]
@@ -210,10 +196,13 @@ class PageCursor:
             fresh = self._drop_repeats(snapshots, delivered)
         self.fresh = fresh
         self.marker = page.snapshots[-1].id
-        self.offset += length
         self.seen += len(fresh)
         self.page += 1
         full = length >= (self.cap or self.page_size)
+        if full and length == 1 and page.snapshots[0].id == marker:
+            # A page of one that holds only its inclusive marker can never move on: ask for two from now on.
+            self.page_size = 2
+            self._head = "limit=2"
         if fresh:
             self._stalled, self._allowance, self._relisting = 0, MAX_STALLED_PAGES, False
         elif full:

@@ -24,8 +24,9 @@ import anyio
 from aiohttp import web
 from aioresponses import aioresponses
 
-from snapcrawl import Page, Response
+from snapcrawl import Page
 from snapcrawl.sinks import VolumeProgress
+from snapcrawl.transport import Response
 
 __all__ = [
     "Aioresponses",

@@ -15,7 +15,8 @@ from urllib.parse import parse_qs
 import anyio
 import anyio.lowlevel
 
-from snapcrawl import BadRequestError, Snapshot, SnapshotPage
+from snapcrawl import BadRequestError, Snapshot
+from snapcrawl._models import SnapshotPage
 from snapcrawl._stats import CrawlStats
 
 NOW = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
@@ -42,6 +43,7 @@ class LivingListing:
         self.churn = churn
         self.requests = 0
         self.rejected_markers = 0
+        self.markers: list[str | None] = []  # the marker of each request, in order (None: from the start)
 
     def new_id(self) -> str:
         self._next += 1
@@ -71,7 +73,8 @@ class LivingListing:
         if self.cap is not None:
             limit = min(limit, self.cap)
         start = int(params.get("offset", 0))
-        if (marker := params.get("marker")) is not None:
+        self.markers.append(marker := params.get("marker"))
+        if marker is not None:
             if marker not in self.order:
                 self.rejected_markers += 1
                 raise BadRequestError(

@@ -28,7 +28,7 @@ async def test_four_panels_with_legends_beside_them(simulator: Simulator) -> Non
     )
     report = await run(config)
     figure = _figure(report)
-    FigureCanvasAgg(figure).draw()
+    FigureCanvasAgg(figure).draw()  # type: ignore[no-untyped-call]  # matplotlib leaves draw() unannotated
     axes = figure.get_axes()
     assert [ax.get_title().split(":")[-1].strip() for ax in axes] == [
         "latency over time",
@@ -45,4 +45,6 @@ async def test_four_panels_with_legends_beside_them(simulator: Simulator) -> Non
     styles = {line.get_label(): line.get_linestyle() for line in latency.get_lines()}
     assert styles["p99 from intended send"] != styles["p99 from actual send"]
     assert "target" in [line.get_label() for line in rate.get_lines()]
-    assert {"200", "429"} <= {text.get_text() for text in status.get_legend().get_texts()}
+    status_legend = status.get_legend()
+    assert status_legend is not None
+    assert {"200", "429"} <= {text.get_text() for text in status_legend.get_texts()}

@@ -9,9 +9,11 @@ from urllib.parse import parse_qs, urlsplit
 import anyio
 import pytest
 
-from snapcrawl import AuthError, ConfigError, Credentials, Response, TransportError, make_signature
+from snapcrawl import AuthError, ConfigError, Credentials, TransportError
 from snapcrawl.bench import LAG_WARNING_MS, BenchConfig, BenchReport, Live, Step, encode_report, run
 from snapcrawl.bench._findmax import bench_excuse
+from snapcrawl.signing import make_signature
+from snapcrawl.transport import Response
 
 CREDENTIALS = Credentials(access_key="bench-access", secret_key="bench-secret")
 ENDPOINT = "http://127.0.0.1:9"

@@ -10,7 +10,7 @@ import pytest
 
 from benchmarks import ceiling, naive, own_cpu
 from benchmarks._harness import expected_requests, pages_per_volume
-from benchmarks._main import main, missing_modules
+from benchmarks._main import MEASUREMENTS, RENAMED, main, missing_modules
 from snapcrawl import Crawler
 from snapcrawl._models import Page
 from snapcrawl.simulator import Simulator
@@ -55,13 +55,15 @@ async def test_hand_written_clients_do_the_same_work(simulator: Simulator, clien
         concurrency=16,
     )
     assert (counts.requests, counts.snapshots) == (expected_requests(dataset, PAGE_SIZE), dataset.total)
-    assert out.getvalue().count(b"\n" if client is ceiling else "\n") == dataset.total
+    written = out.getvalue()
+    lines = written.count(b"\n") if isinstance(written, bytes) else written.count("\n")
+    assert lines == dataset.total
 
 
 def test_missing_pyinstrument_stops_the_run_naming_the_extra(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Without pyinstrument, the profile measurement fails at once and says which extra to install."""
+    """Without pyinstrument, the overhead measurement fails at once and says which extra to install."""
     real = importlib.util.find_spec
 
     def find_spec(name: str, package: str | None = None) -> ModuleSpec | None:
@@ -69,11 +71,31 @@ def test_missing_pyinstrument_stops_the_run_naming_the_extra(
 
     monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     assert missing_modules(["throughput", "memory"]) == []
-    assert missing_modules(["throughput", "profile"]) == ["pyinstrument"]
+    assert missing_modules(["throughput", "overhead"]) == ["pyinstrument"]
+    with pytest.raises(SystemExit) as exited:
+        main(["--only", "overhead"])
+    assert exited.value.code == 2
+    assert "pip install '.[benchmarks]'" in capsys.readouterr().err
+
+
+def test_measurement_names_are_their_modules() -> None:
+    """``--only NAME`` runs ``benchmarks/NAME.py``: each measurement comes from the module it is named for."""
+    for name, measurement in MEASUREMENTS.items():
+        assert measurement.measure.__module__ == f"benchmarks.{name}"
+        assert measurement.render.__module__ == f"benchmarks.{name}"
+    assert set(RENAMED.values()) <= MEASUREMENTS.keys()
+
+
+def test_old_measurement_names_still_select_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--only profile`` still selects the overhead measurement (and so needs pyinstrument), and says the new name."""
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, package=None: None)
     with pytest.raises(SystemExit) as exited:
         main(["--only", "profile"])
     assert exited.value.code == 2
-    assert "pip install '.[benchmarks]'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--only overhead" in err and "the overhead measurement needs pyinstrument" in err
 
 
 def test_own_cpu_compares_snapcrawl_with_its_floor(capsys: pytest.CaptureFixture[str]) -> None:

@@ -29,7 +29,7 @@ def test_list_one_volume(env: Simulator, tmp_path: Path) -> None:
     assert set(rows[0]) == {
         "id", "volume_id", "size", "created_at", "updated_at", "status", "name", "description", "metadata", "user_id",
     }  # fmt: skip
-    sizes = [row["size"] for row in rows]
+    sizes = [int(str(row["size"])) for row in rows]
     assert sizes == sorted(sizes)
 
 

@@ -178,6 +178,20 @@ def test_output_with_a_file_destination_exits_2(
     assert env.stats.requests == 0 and not out.exists()
 
 
+def test_output_with_a_database_destination_names_it_without_its_password(
+    env: Simulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--fields` with a database `--out`: the usage error names the destination, never its password, and does not
+    call a database JSON Lines."""
+    dsn = "postgresql://crawler:hunter2@127.0.0.1:1/snapshots"
+    assert main(["crawl", "--volume", "v", "--out", dsn, "--fields", "id"]) == 2
+    err = capsys.readouterr().err
+    assert "hunter2" not in err
+    assert "--fields" in err and "127.0.0.1:1/snapshots" in err
+    assert "JSON Lines" not in err and "--output jsonl" not in err
+    assert env.stats.requests == 0
+
+
 # -- --summary-json -----------------------------------------------------------------------------------------------
 
 

@@ -48,6 +48,36 @@ def test_writing_into_a_closed_pipe_exits_0_quietly(env: Simulator, command: lis
     assert "Traceback" not in result.stderr and "snapcrawl: failed" not in result.stderr
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["list", "--volume", "{volume}"],
+        ["list", "--volume", "{volume}", "--output", "table"],
+        ["crawl", "--volume", "{volume}", "--output", "csv"],
+        ["completion", "bash"],
+    ],
+    ids=["list", "list-table", "crawl-csv", "completion"],
+)
+def test_a_full_stdout_is_a_failure_not_a_traceback(env: Simulator, command: list[str]) -> None:
+    """Stdout on a full disk (/dev/full): `snapcrawl: failed: ...` and exit 1, as for a full --out file."""
+    volume = max(env.dataset.volume_ids, key=env.dataset.count)
+    argv = [part.format(volume=volume) for part in command]
+    with open("/dev/full", "wb") as full:
+        result = subprocess.run(  # noqa: S603 - our own interpreter and arguments
+            [sys.executable, "-m", "snapcrawl.cli", *argv],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=50,
+            check=False,
+            env=os.environ.copy(),
+        )
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr, result.stderr
+    assert result.stderr.splitlines()[-1] == "snapcrawl: failed: No space left on device", result.stderr
+
+
 @given(st.text())
 def test_redact_never_raises_and_never_shows_a_password(dsn: str) -> None:
     """Whatever the text, redaction returns a string without the password it held."""

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from snapcrawl import API_VERSIONS, ConfigError, Credentials, RetryPolicy, load_credentials, resolve_endpoint
-from snapcrawl._config import api_version
+from snapcrawl import ConfigError, Credentials, RetryPolicy, load_credentials, resolve_endpoint
+from snapcrawl._config import API_VERSIONS, api_version
 
 
 def _write(directory: Path, name: str, data: object) -> None:
@@ -116,11 +116,21 @@ def test_bad_regions(region: str, environment: str | None, match: str, tmp_path:
         resolve_endpoint(region=region, environment=environment, environ={}, config_dir=tmp_path)
 
 
-@pytest.mark.parametrize("url", ["ftp://x", "127.0.0.1:8765", "http://x/?a=1"])
+@pytest.mark.parametrize("url", ["ftp://x", "127.0.0.1:8765", "http://x/?a=1", "http://[::1", "http://[::1]:8765]"])
 def test_bad_endpoint_urls(url: str) -> None:
     """Endpoints must be plain http(s) URLs."""
     with pytest.raises(ConfigError, match="endpoint"):
         resolve_endpoint(url, environ={})
+
+
+@pytest.mark.parametrize(
+    "url", ["http://user:hunter2@x/?a=1", "ftp://user:hunter2@x", "http://user:hunter2@x:port", "http://user:hunter2@x"]
+)
+def test_bad_endpoint_urls_never_show_a_password(url: str) -> None:
+    """Whatever is wrong with an endpoint that holds credentials, the error does not repeat the password."""
+    with pytest.raises(ConfigError, match="endpoint") as raised:
+        resolve_endpoint(url, environ={})
+    assert "hunter2" not in str(raised.value)
 
 
 def test_no_endpoint(tmp_path: Path) -> None:

@@ -112,9 +112,12 @@ def test_account_fan_out_costs_one_overlap_per_page_when_nothing_moves() -> None
     assert listing.requests == 11
 
 
-@pytest.mark.parametrize("deleted", [1, 2, 3, 5])
+@pytest.mark.parametrize("deleted", [1, 2, 3, 4, 5])
 def test_resumed_walk_whose_markers_were_deleted(deleted: int) -> None:
-    """A resumed volume whose recorded marker (and fallbacks) were deleted neither fails nor repeats a snapshot."""
+    """A resumed volume whose recorded marker (and fallbacks) were deleted neither fails nor repeats a snapshot.
+
+    It steps back to the newest recorded id that still exists, trying each in turn; with none left, it starts over.
+    """
     listing = LivingListing(30)
     already = listing.order[:10]  # an earlier run delivered these; its last page was already[5:10]
     markers = tuple(reversed(already[5:10]))
@@ -129,13 +132,16 @@ def test_resumed_walk_whose_markers_were_deleted(deleted: int) -> None:
         lambda: _walk(listing, cursor, fallback_markers=markers[1:], delivered_before=delivered_before)
     )
     _check(listing, [*already, *delivered])
-    assert listing.rejected_markers >= 1
+    assert listing.rejected_markers == deleted
+    stepped_back_to = markers[deleted] if deleted < len(markers) else None
+    assert listing.markers[: deleted + 1] == [*markers[:deleted], stepped_back_to]
 
 
 def test_lost_marker_steps_back_instead_of_starting_over() -> None:
     """When the marker is deleted, the walk goes on after an earlier id, not from the first page."""
     listing = LivingListing(40)
     victim: list[str] = []
+    first_page = listing.order[:10]
 
     def delete_next_marker_once(living: LivingListing, served: list[str]) -> None:
         if served and not victim and len(served) == 10:
@@ -147,3 +153,6 @@ def test_lost_marker_steps_back_instead_of_starting_over() -> None:
     _check(listing, delivered)
     assert listing.rejected_markers == 1
     assert listing.requests == 1 + 1 + 4  # first page, the rejected one, then the rest from the step back
+    # It stepped back to the id listed just before the lost one, and went on from there.
+    assert victim == [first_page[-1]]
+    assert listing.markers[:3] == [None, first_page[-1], first_page[-2]]

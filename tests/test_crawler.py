@@ -285,6 +285,8 @@ async def _usage_errors(simulator: Simulator) -> None:
     async with _crawler(simulator) as crawler:
         with pytest.raises(ConfigError, match="not a single string"):
             crawler.crawl("vol-1")
+        with pytest.raises(ConfigError, match="not a single string"):
+            await crawler.crawl_into(b"vol-1", lambda page: None)
         with pytest.raises(ConfigError, match=r"async with crawler\.crawl"):
             async for _ in crawler.crawl(["v"]):
                 pass
@@ -311,7 +313,7 @@ async def test_snapshots_are_typed(simulator: Simulator) -> None:
     """The stream yields Snapshot structs with timezone-aware timestamps."""
     async with _crawler(simulator) as crawler:
         snaps, _ = await collect(crawler, _busiest(simulator, 1))
-    assert snaps and all(isinstance(s, Snapshot) and s.created_at.tzinfo is not None for s in snaps)
+    assert snaps and all(type(s) is Snapshot and s.created_at.tzinfo is not None for s in snaps)
 
 
 @pytest.fixture(scope="module")
@@ -364,3 +366,23 @@ async def test_no_request_lines_from_unconfigured_structlog(simulator: Simulator
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
     async with _crawler(simulator) as crawler:
         assert crawler._fetcher is not None and crawler._fetcher.events.response_received
+
+
+async def test_stats_are_timed_by_the_crawlers_clock(simulator: Simulator) -> None:
+    """A crawl's start, end and elapsed time, and the crawler's totals, are all readings of the injected clock."""
+    offset = 1_000_000.0
+    readings: list[float] = []
+
+    def clock() -> float:
+        readings.append(time.monotonic() + offset)
+        return readings[-1]
+
+    async with _crawler(simulator, clock=clock) as crawler:
+        result = await crawler.crawl_into(_busiest(simulator, 2), lambda page: None)
+        async for _ in crawler.list_snapshots(_busiest(simulator, 1)[0]):
+            pass
+    stats = result.stats
+    assert stats.started_at is not None and stats.ended_at is not None
+    assert {stats.started_at, stats.ended_at} <= set(readings)
+    assert 0 <= stats.elapsed == stats.ended_at - stats.started_at < offset
+    assert crawler.stats.started_at == stats.started_at and 0 <= crawler.stats.elapsed < offset

@@ -7,8 +7,9 @@ from collections import Counter
 import anyio
 import pytest
 
-from snapcrawl import Crawler, Credentials, PaginationError, Response
+from snapcrawl import Crawler, Credentials, PaginationError
 from snapcrawl._models import Page
+from snapcrawl.transport import Response
 
 from .fakes import FakeClock, FakeTransport, ok, page_body, query_of, snapshot
 

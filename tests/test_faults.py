@@ -13,8 +13,9 @@ import anyio
 import msgspec
 import pytest
 
-from snapcrawl import Crawler, Credentials, DecodeError, Response, RetryPolicy, VolumeFailure
+from snapcrawl import Crawler, Credentials, DecodeError, RetryPolicy, VolumeFailure
 from snapcrawl.simulator import Faults, Simulator, run_in_thread
+from snapcrawl.transport import Response
 
 from .fakes import FakeClock, FakeTransport, snapshot
 from .helpers import collect

@@ -23,16 +23,14 @@ from snapcrawl import (
     NotFoundError,
     RetryPolicy,
     ServerError,
-    Signer,
     ThrottledError,
     TransportError,
-    encode_query,
-    make_signature,
 )
 from snapcrawl._errors import parse_retry_after
 from snapcrawl._fetch import PageFetcher
 from snapcrawl._stats import CrawlStats
 from snapcrawl.limits.local import LocalLimiter
+from snapcrawl.signing import Signer, encode_query, make_signature
 from tests.fakes import Aioresponses, FakeClock
 
 ENDPOINT = "http://scp.test"

@@ -14,7 +14,8 @@ import structlog
 from hypothesis import given
 from hypothesis import strategies as st
 
-from snapcrawl import AuthError, ConfigError, Crawler, Credentials, encode_query
+from snapcrawl import AuthError, ConfigError, Crawler, Credentials
+from snapcrawl.signing import encode_query
 from snapcrawl.simulator import Faults, Simulator
 from tests.helpers import collect
 

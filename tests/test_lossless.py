@@ -38,8 +38,9 @@ def _busy(sim: Simulator, n: int) -> list[str]:
 
 def _check(sim: Simulator, mark: int, snapshots: list[Snapshot], volume_ids: list[str] | None = None) -> None:
     got = Counter(s.id for s in snapshots)
-    throughout = set().union(*(sim.dataset.existed_throughout(mark, v) for v in volume_ids or [None]))
-    ever = set().union(*(sim.dataset.ever_existed(mark, v) for v in volume_ids or [None]))
+    scopes: list[str | None] = [*volume_ids] if volume_ids else [None]
+    throughout = set().union(*(sim.dataset.existed_throughout(mark, v) for v in scopes))
+    ever = set().union(*(sim.dataset.ever_existed(mark, v) for v in scopes))
     duplicates = [i for i, n in got.items() if n > 1]
     assert duplicates == [], f"{len(duplicates)} snapshots delivered more than once, e.g. {duplicates[:3]}"
     missing = throughout - got.keys()
@@ -175,10 +176,10 @@ async def test_non_string_ids_fail_alone(living: Simulator) -> None:
 
 
 async def test_query_rejected_by_the_server_stops_the_crawl(living: Simulator) -> None:
-    """A sort the server rejects fails the whole crawl once, as a ConfigError naming --sort, not every volume."""
+    """A sort the server rejects fails the whole crawl once, as a ConfigError naming sort, not every volume."""
     living.stats.reset()
     async with Crawler(endpoint=living.url, credentials=living.credentials, concurrency=4) as crawler:
-        with pytest.raises(ConfigError, match=r"--sort 'colour:asc'"):
+        with pytest.raises(ConfigError, match=r"^the server rejected sort 'colour:asc'"):
             await collect(crawler, living.dataset.volume_ids, sort="colour:asc")
     assert living.stats.requests <= 8  # not one per volume
 

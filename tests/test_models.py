@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
-from snapcrawl import DecodeError, Snapshot, SnapshotPage
-from snapcrawl._models import decode_error_body, decode_page
+from snapcrawl import DecodeError, Snapshot
+from snapcrawl._models import SnapshotPage, decode_error_body, decode_page
 from snapcrawl.sinks.jsonl import encode_snapshots
 
 BASE = {"id": "s1", "volume_id": "v1", "size": 10, "created_at": "2025-07-22T09:00:00Z"}

@@ -20,12 +20,12 @@ from snapcrawl import (
     Credentials,
     DecodeError,
     PaginationError,
-    Response,
     RetryPolicy,
     ServerError,
     Snapshot,
 )
 from snapcrawl._walk import MAX_STALLED_PAGES
+from snapcrawl.transport import Response
 
 from .fakes import (
     FakeClock,

@@ -178,7 +178,7 @@ def test_state_needs_an_output_file(simulator: Simulator, tmp_path: Path) -> Non
     argv.remove("--out")
     argv.remove(str(tmp_path / "out.jsonl"))
     result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30, check=False)  # noqa: S603
-    assert result.returncode == 2 and "--state needs --out" in result.stderr
+    assert result.returncode == 2 and "--state needs --out to be a file" in result.stderr
 
 
 # -- resume edge cases, through the command line against a server that fails chosen queries -------------------

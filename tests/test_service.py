@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import gc
 import tracemalloc
-from collections import Counter
+from collections import defaultdict
 
 import anyio
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader, NumberDataPoint
 
 from snapcrawl import Crawler, Page, RetryPolicy, VolumeFailure
 from snapcrawl.otel import otel_hooks
@@ -94,7 +94,9 @@ async def test_cancelled_crawls_leave_memory_flat(simulator: Simulator) -> None:
 
 async def test_abandoned_rate_limited_crawls_do_not_slow_the_next(simulator: Simulator) -> None:
     """After five crawls at 20 req/s abandoned early, a fresh crawl of 20 volumes waits ~1 s in all, not 16 s."""
-    waits: Counter[int] = Counter()  # seconds each task asked to sleep, summed (the limiter naps in slices)
+    waits: defaultdict[int, float] = defaultdict(
+        float
+    )  # seconds each task asked to sleep, summed (the limiter naps in slices)
 
     async def recording_sleep(seconds: float) -> None:
         waits[anyio.get_current_task().id] += seconds
@@ -124,14 +126,16 @@ async def test_opentelemetry_metrics(simulator: Simulator) -> None:
     data = reader.get_metrics_data()
     assert data is not None
     metrics = {m.name: m for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
-    durations = metrics["http.client.request.duration"].data.data_points
+    durations = [
+        p for p in metrics["http.client.request.duration"].data.data_points if isinstance(p, HistogramDataPoint)
+    ]
     by_status = {p.attributes["http.response.status_code"]: p.count for p in durations}  # type: ignore[index]
     assert sum(by_status.values()) == result.stats.requests and by_status[503] > 0
     assert all(p.attributes["server.address"] == "127.0.0.1" for p in durations)  # type: ignore[index]
-    retries = metrics["snapcrawl.client.retries"].data.data_points
-    assert sum(p.value for p in retries) == result.stats.retries  # type: ignore[attr-defined]
-    volumes = metrics["snapcrawl.client.volumes"].data.data_points
-    assert sum(p.value for p in volumes) == 50  # type: ignore[attr-defined]
+    retries = [p for p in metrics["snapcrawl.client.retries"].data.data_points if isinstance(p, NumberDataPoint)]
+    assert sum(p.value for p in retries) == result.stats.retries
+    volumes = [p for p in metrics["snapcrawl.client.volumes"].data.data_points if isinstance(p, NumberDataPoint)]
+    assert sum(p.value for p in volumes) == 50
 
 
 @pytest.mark.parametrize("source", ["list", "generator", "async"])

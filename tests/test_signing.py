@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from snapcrawl import Credentials, Signer, encode_query, make_signature
+from snapcrawl import Credentials
+from snapcrawl.signing import Signer, encode_query, make_signature
 
 VECTORS_FILE = Path(__file__).resolve().parents[2] / "shared" / "scp" / "signature-vectors.json"
 # A copy kept in the repo so the tests do not depend on the layout around it.

@@ -8,8 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from snapcrawl import PaginationError, Snapshot, SnapshotPage, encode_query
-from snapcrawl._walk import MAX_STALLED_PAGES, PageCursor, Paging
+from snapcrawl import PaginationError, Snapshot
+from snapcrawl._models import SnapshotPage
+from snapcrawl._walk import MAX_STALLED_PAGES, PageCursor
+from snapcrawl.signing import encode_query
 
 NOW = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 
@@ -34,12 +36,13 @@ def test_marker_paging_follows_last_id() -> None:
     assert cursor.seen == 5
 
 
-def test_offset_paging() -> None:
-    """Offset paging advances by the number of snapshots received."""
-    cursor = PageCursor(volume_id=None, page_size=2, paging="offset", with_count=False)
+def test_offset_query_drops_the_marker() -> None:
+    """The account fan-out's query for a page at an offset carries the offset and no marker."""
+    cursor = PageCursor(volume_id=None, page_size=2, with_count=False)
     assert "offset" not in cursor.params() and cursor.params()["with_count"] == "false"
     assert cursor.advance(_page(["a", "b"]))
-    assert cursor.params()["offset"] == "2" and "marker" not in cursor.params()
+    assert cursor.offset_query(4) == "limit=2&offset=4&with_count=false"
+    assert cursor.offset_query(0) == "limit=2&with_count=false"
 
 
 def test_stops_on_empty_page() -> None:
@@ -127,6 +130,26 @@ def test_inclusive_marker_drops_the_repeated_first_snapshot() -> None:
     assert (cursor.inclusive, cursor.duplicates) == (4, 0)
 
 
+@pytest.mark.parametrize("page_size", [1, 2, 3])
+def test_inclusive_marker_completes_at_any_page_size(page_size: int) -> None:
+    """An inclusive server, walked with pages of one: a page holding only the marker is no progress, so the cursor
+    asks for one more snapshot per page from then on, and the walk completes instead of failing as a loop."""
+    ids = list("abcdefg")
+    cursor = PageCursor(volume_id="v", page_size=page_size)
+    delivered: list[str] = []
+    more = True
+    for _ in range(30):
+        params = cursor.params()
+        start = ids.index(params["marker"]) if "marker" in params else 0  # the marker's own snapshot first
+        more = cursor.advance(_page(ids[start : start + int(params["limit"])], count=len(ids)))
+        delivered += [s.id for s in cursor.fresh]
+        if not more:
+            break
+    assert not more
+    assert delivered == ids
+    assert cursor.duplicates == 0
+
+
 def test_a_page_ending_on_its_marker_is_no_progress() -> None:
     """A full page of ids already delivered, ending on the marker it was asked from, counts as stalled."""
     cursor = PageCursor(volume_id="v", page_size=2)
@@ -156,7 +179,6 @@ def test_a_restart_may_relist_what_was_delivered() -> None:
     volume_id=st.one_of(st.none(), st.text(min_size=1)),
     name=st.one_of(st.none(), st.text()),
     sort=st.one_of(st.none(), st.sampled_from(["name:asc", "created_at:desc"])),
-    paging=st.sampled_from(["marker", "offset"]),
     with_count=st.booleans(),
     marker=st.one_of(st.none(), st.text(min_size=1)),
     offset=st.integers(min_value=0, max_value=10**6),
@@ -165,14 +187,14 @@ def test_query_is_the_encoded_params(
     volume_id: str | None,
     name: str | None,
     sort: str | None,
-    paging: Paging,
     with_count: bool,
     marker: str | None,
     offset: int,
 ) -> None:
     """The fast per-page query is byte for byte the Go-style encoding of the parameters."""
     cursor = PageCursor(
-        volume_id=volume_id, page_size=100, paging=paging, name=name, sort=sort, with_count=with_count,
-        marker=marker, offset=offset,
+        volume_id=volume_id, page_size=100, name=name, sort=sort, with_count=with_count, marker=marker
     )  # fmt: skip
     assert cursor.query() == encode_query(cursor.params())
+    fan_out = {key: value for key, value in cursor.params().items() if key != "marker"}
+    assert cursor.offset_query(offset) == encode_query(fan_out | ({"offset": str(offset)} if offset else {}))

@@ -1,5 +1,10 @@
 """The ``snapcrawl`` command: ``list``, ``crawl``, ``demo``, ``bench``, ``simulate``, ``job`` and ``completion``.
 
+Each command module has a ``register``: :mod:`.crawl` registers ``list``, ``crawl`` and ``demo``, which share their
+options; :mod:`.job` registers ``job`` and also holds the crawl's distributed options (``--limiter``, ``--queue``);
+:mod:`.bench`, :mod:`.simulate` and :mod:`.completion` one command each. :mod:`._common`, :mod:`.formats` and
+:mod:`.progress` are shared by several.
+
 The only place that configures structlog. Exit status: 0 all complete, 1 some volumes failed, 2 usage or
 configuration error, 3 credentials rejected, 130/143 interrupted by SIGINT/SIGTERM. Never a traceback for these.
 """
@@ -21,7 +26,7 @@ from . import bench, completion, crawl, job, migrate, quota, simulate
 from ._common import EXIT_AUTH, EXIT_FAILURES, EXIT_OK, EXIT_USAGE, Parser, configure_logging, echo, use_uvloop
 from .progress import status_line
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "flag", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for command in (crawl, bench, simulate, job, quota, migrate, completion):
         command.register(commands)
+    parser.set_defaults(root_parser=parser)  # for `completion`, which describes the whole command line
     return parser
 
 
@@ -51,13 +57,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return EXIT_OK
         if isinstance(exc, ConfigError):
-            echo(f"snapcrawl: error: {exc}")
+            echo(f"snapcrawl: error: {exc.render(flag)}")
             return EXIT_USAGE
         if isinstance(exc, AuthError):
-            echo(f"snapcrawl: {exc}")
+            echo(f"snapcrawl: {exc.render(flag)}")
             return EXIT_AUTH
-        if isinstance(exc, SnapcrawlError):
-            echo(f"snapcrawl: failed: {exc}")
+        if isinstance(exc, SnapcrawlError | OSError):
+            echo(f"snapcrawl: failed: {exc.render(flag) if isinstance(exc, SnapcrawlError) else _os_failure(exc)}")
             return EXIT_FAILURES
         if isinstance(exc, KeyboardInterrupt):
             print("snapcrawl: interrupted", file=sys.stderr)
@@ -66,8 +72,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     return status
 
 
+#: Library parameters that no flag sets (the CLI always sends them): named as they are.
+_NO_FLAG: Final = frozenset({"with_count"})
+
+
+def flag(option: str) -> str:
+    """The flag that sets the library parameter ``option`` (``page_size`` -> ``--page-size``): errors name
+    parameters, and this is the one place the command line turns them into its own spelling."""
+    return option if option in _NO_FLAG else "--" + option.replace("_", "-")
+
+
 #: Which error of several (workers failing at once) decides the exit status: the first kind listed wins.
-_PRECEDENCE: Final = (BrokenPipeError, KeyboardInterrupt, ConfigError, AuthError, SinkError, SnapcrawlError)
+_PRECEDENCE: Final = (BrokenPipeError, KeyboardInterrupt, ConfigError, AuthError, SinkError, SnapcrawlError, OSError)
 
 
 def _leading(raised: BaseException) -> BaseException:
@@ -87,6 +103,16 @@ def _leading(raised: BaseException) -> BaseException:
     if not all(isinstance(leaf, _PRECEDENCE) for leaf in leaves):
         return exc  # something unforeseen: shown whole
     return min(leaves, key=lambda leaf: next(i for i, kind in enumerate(_PRECEDENCE) if isinstance(leaf, kind)))
+
+
+def _os_failure(exc: OSError) -> str:
+    """An I/O error of the host (stdout on a full disk) in one line, never a traceback; if stdout is what failed,
+    it is pointed at /dev/null so that Python's own flush at exit does not report it a second time."""
+    try:
+        sys.stdout.flush()
+    except OSError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc.strerror or exc)
 
 
 def _stdout_gone() -> bool:

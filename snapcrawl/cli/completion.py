@@ -28,8 +28,7 @@ async def _cmd_completion(args: argparse.Namespace) -> int:
         import shtab  # noqa: PLC0415 - the completion extra is optional
     except ImportError:
         raise ConfigError("snapcrawl completion needs shtab: pip install 'snapcrawl[completion]'") from None
-    from . import build_parser  # noqa: PLC0415 - the parser is built on demand, as the command line builds it
-
-    script: str = shtab.complete(build_parser(), shell=args.shell)
+    # The whole command line's parser, handed down by build_parser: importing it from here would run back up.
+    script: str = shtab.complete(args.root_parser, shell=args.shell)
     sys.stdout.write(script if script.endswith("\n") else script + "\n")
     return 0

@@ -37,6 +37,7 @@ from ._common import (
     echo,
     make_crawler,
 )
+from ._signals import stop_on_signal
 from .fleet import add_fleet_options, check_fleet_options, run_fleet
 from .formats import FormattedSink, SnapshotFormatter, add_output_options
 from .job import add_distributed_options, check_distributed_options, make_crawl_crawler, open_job_sink, run_job
@@ -154,7 +155,8 @@ def _printed(args: argparse.Namespace) -> FormattedSink | None:
     if output == "jsonl" and fields is None:
         return None
     if args.out not in (None, "-"):
-        raise ConfigError(f"--output {output} and --fields print to stdout (--out -); --out {args.out} is JSON Lines")
+        what = "--fields" if output == "jsonl" else f"--output {output}"
+        raise ConfigError(f"{what} prints to stdout (--out -), not to --out {_shown(args.out)}")
     if args.state is not None:
         raise ConfigError("--state resumes a JSON Lines file; it cannot resume what --output prints to stdout")
     return FormattedSink(SnapshotFormatter(sys.stdout.buffer, output, fields, terminal=sys.stdout.isatty()))
@@ -176,11 +178,7 @@ async def _watch_signals(
 ) -> None:
     """On SIGINT or SIGTERM, remember it and cancel the crawl so that it can stop cleanly; should a commit still
     hold it after :data:`GIVE_UP_SECONDS` (a stalled database), give that commit up."""
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            caught.append(signum)
-            scope.cancel()
-            break
+    await stop_on_signal(scope, caught)
     await _give_up_after(sink, lost)
 
 

@@ -33,6 +33,7 @@ from ..sinks import CommitListener, JsonLinesSink, Sink, VolumeProgress, open_si
 from ..sinks._lock import lock_file
 from ..sinks.postgres import redact
 from ._common import CONCURRENCY, EXIT_AUTH, EXIT_FAILURES, EXIT_OK
+from ._signals import stop_on_signal
 from .job import open_worker, report_job
 from .progress import StatusLine, status_line
 
@@ -269,7 +270,7 @@ async def _crawl(
     try:
         async with anyio.create_task_group() as tg:
             scope = anyio.CancelScope()
-            tg.start_soon(_watch, scope, caught)
+            tg.start_soon(stop_on_signal, scope, caught)
             if show_progress:
                 tg.start_soon(_progress, fleet.outcomes, status)
             with scope:
@@ -322,14 +323,6 @@ async def _run_fleet_job(
     for worker in workers.values():
         status = max(status, await report_job(worker))
     return status
-
-
-async def _watch(scope: anyio.CancelScope, caught: list[int]) -> None:
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            caught.append(signum)
-            scope.cancel()
-            return
 
 
 def _report(outcomes: Mapping[str, AccountOutcome], out: str | None, caught: list[int]) -> int:

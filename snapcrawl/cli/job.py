@@ -23,6 +23,7 @@ from .._exceptions import ConfigError
 from .._identity import default_account, endpoint_host
 from ..sinks import Sink
 from ._common import CLAIM_AFTER, EXIT_FAILURES, EXIT_OK, bounded, echo, make_crawler
+from ._signals import stop_on_signal
 from .progress import plural, times
 
 if TYPE_CHECKING:
@@ -164,8 +165,8 @@ def _print_limiter_summary(limiter: RedisLimiter) -> None:
     stats = limiter.stats
     outage = f", Redis unavailable {times(stats.fallbacks)}" if stats.fallbacks else ""
     print(
-        f"snapcrawl: shared quota {limiter.key}: {stats.granted_shared} requests paced through Redis in "
-        f"{stats.redis_calls} calls ({stats.leases} leases), {stats.granted_local} locally{outage}",
+        f"snapcrawl: shared quota {limiter.key}: {plural(stats.granted_shared, 'request')} paced through Redis in "
+        f"{plural(stats.redis_calls, 'call')} ({plural(stats.leases, 'lease')}), {stats.granted_local} locally{outage}",
         file=sys.stderr,
     )
 
@@ -232,7 +233,7 @@ async def run_job(
     try:
         async with crawler, anyio.create_task_group() as tg:
             scope = anyio.CancelScope()
-            tg.start_soon(_watch_signals, scope, caught)
+            tg.start_soon(stop_on_signal, scope, caught)
             with scope:  # the crawl tells the sink complete() if it ran to its end: the job is done
                 await crawler.crawl_into(worker.volumes(), acking, name=args.name, sort=args.sort)
             tg.cancel_scope.cancel()
@@ -247,15 +248,6 @@ async def run_job(
         )
         return 128 + caught[0]
     return await report_job(worker)
-
-
-async def _watch_signals(scope: anyio.CancelScope, caught: list[int]) -> None:
-    """On SIGINT or SIGTERM, remember it and cancel the crawl so that it can stop cleanly."""
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            caught.append(signum)
-            scope.cancel()
-            return
 
 
 async def report_job(worker: Worker) -> int:
@@ -353,10 +345,10 @@ async def _cmd_delete(args: argparse.Namespace) -> int:
         status = await queue.status()
         if status.workers and not args.force:
             raise ConfigError(
-                f"job {args.job} has {len(status.workers)} workers alive: stop them first, or add --force"
+                f"job {args.job} has {plural(len(status.workers), 'worker')} alive: stop them first, or add --force"
             )
         deleted = await queue.delete()
-    print(f"snapcrawl: job {args.job} deleted ({deleted} keys)", file=sys.stderr)
+    print(f"snapcrawl: job {args.job} deleted ({plural(deleted, 'key')})", file=sys.stderr)
     return EXIT_OK
 
 
@@ -367,7 +359,7 @@ async def _cmd_retry(args: argparse.Namespace) -> int:
     missing = sorted(set(args.volume) - set(requeued))
     print(f"snapcrawl: job {args.job}: {plural(len(requeued), 'dead-lettered volume')} requeued", file=sys.stderr)
     for volume in missing:
-        echo(f"snapcrawl: error: volume {volume} is not dead-lettered in job {args.job}")
+        echo(f"snapcrawl: volume {volume} is not dead-lettered in job {args.job}: not requeued")
     if requeued and not status.workers:
         print(f"snapcrawl: no worker is alive: run a crawl with --job {args.job} to crawl them", file=sys.stderr)
     return EXIT_FAILURES if missing else EXIT_OK

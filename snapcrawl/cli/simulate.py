@@ -69,6 +69,13 @@ def _add_simulator_options(parser: argparse.ArgumentParser) -> None:
     faults.add_argument(
         "--pause", action="append", default=[], metavar="AT:FOR", help="stall the whole server (repeatable)"
     )
+    faults.add_argument(
+        "--maintenance",
+        action="append",
+        default=[],
+        metavar="AT:FOR",
+        help="answer every request 503 with Retry-After for FOR seconds (repeatable)",
+    )
     faults.add_argument("--fail-volume", action="append", default=[], metavar="ID", help="always 500 (repeatable)")
     faults.add_argument("--malformed-volume", action="append", default=[], metavar="ID", help="malformed JSON")
     faults.add_argument("--huge-volume", action="append", default=[], metavar="ID", help="a page over 8 MiB")

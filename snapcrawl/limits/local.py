@@ -244,7 +244,7 @@ class LocalLimiter:
                 measured = self._answers / AnswerMeter.MIN_SPAN
             self.active = True
             self._policy.start(measured * (1 - RateDiscovery.MARGIN), now)
-            self._apply(now, reason="throttled")
+            self._apply(reason="throttled")
             self.bucket.drain()  # the server's bucket is empty: do not empty ours into it
             self._look(headers, now)
         if retry_after is None:
@@ -267,7 +267,7 @@ class LocalLimiter:
         if throttled or self._answers >= self._next_look:  # a throttle's headers are worth reading at once
             self._look(headers, now)
         if self._policy.answer(ticket, now, throttled=throttled):
-            self._apply(now, reason="throttled" if self._policy.throttled else "probing")
+            self._apply(reason="throttled" if self._policy.throttled else "probing")
 
     def _look(self, headers: Mapping[str, str], now: float) -> None:
         """Sample the answer rate and read the rate-limit headers (every ``LOOK_EVERY`` answers, and throttles)."""
@@ -287,11 +287,11 @@ class LocalLimiter:
             self._policy.ceiling = cap
             self._policy.start(cap, now)
             self.active = True
-            self._apply(now, reason="announced")
+            self._apply(reason="announced")
         if quota.remaining is not None and quota.remaining < 1 and (quota.reset or 0.0) > self.LONG_RETRY_AFTER:
             self.pause(now + (quota.reset or 0.0))
 
-    def _apply(self, now: float, *, reason: str) -> None:
+    def _apply(self, *, reason: str) -> None:
         """Put the policy's rate into the bucket; log cuts at once and rises in steps of ``LOG_GROWTH``."""
         rate = self._policy.rate
         current = self.bucket.rate

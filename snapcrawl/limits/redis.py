@@ -200,7 +200,8 @@ async def read_quota_state(client: aioredis.Redis, key: str, *, alive: float) ->
     return QuotaState(
         key=key,
         rate=number("rate") or None,
-        cap=number("cap") or None,
+        # The key holds the cap the processes pace at, 1% under --rate; status shows the rate as it was told.
+        cap=round(number("cap") / (1 - RedisLimiter.JITTER_MARGIN), 6) or None,
         epoch=int(number("epoch")),
         processes=tuple(_redis.text(m) for m in members),
         estimate=policy.estimate,

@@ -30,7 +30,7 @@ from .._models import Page
 from ..sinks import CommitListener, Sink, VolumeProgress
 from ._job import GROUP, WORKER_ALIVE_SECONDS, WORKER_KEEP_SECONDS, JobQueue
 
-__all__ = ["DEFAULT_CLAIM_AFTER", "Worker"]
+__all__ = ["DEFAULT_CLAIM_AFTER", "AckingSink", "Worker"]
 
 DEFAULT_CLAIM_AFTER: Final = 60.0
 

@@ -15,7 +15,7 @@ import anyio
 
 from .._exceptions import ConfigError
 from .dataset import Churn
-from .faults import Faults, parse_pause, parse_quota_schedule
+from .faults import Faults, parse_maintenance, parse_pause, parse_quota_schedule
 from .server import Simulator
 
 __all__ = ["faults_from_args", "run"]
@@ -74,6 +74,7 @@ def faults_from_args(args: argparse.Namespace) -> Faults:
             reject_replays=args.reject_replays,
             gzip=args.gzip,
             max_limit=args.max_limit,
+            maintenance=tuple(step for text in args.maintenance for step in parse_maintenance(text)),
             latency_per_in_flight=args.latency_per_in_flight,
         )
     except ValueError as exc:
@@ -111,7 +112,10 @@ async def run(args: argparse.Namespace) -> int:
     try:
         if args.volume_file:
             ids = "".join(f"{volume_id}\n" for volume_id in sim.dataset.volume_ids)
-            await anyio.Path(args.volume_file).write_text(ids, encoding="utf-8")
+            try:
+                await anyio.Path(args.volume_file).write_text(ids, encoding="utf-8")
+            except OSError as exc:
+                raise ConfigError(f"cannot write --volume-file {args.volume_file!r}: {exc.strerror}") from None
         creds = sim.credentials
         print(f"SCP simulator serving {args.volumes} volumes at {sim.url}  (Ctrl-C stops it)", flush=True)
         print(f"export SCP_ENDPOINT={sim.url}", flush=True)

@@ -25,6 +25,7 @@ __all__ = [
     "NO_FAULTS",
     "Faults",
     "Plan",
+    "parse_maintenance",
     "parse_pause",
     "parse_quota_schedule",
 ]
@@ -70,6 +71,9 @@ class Faults(msgspec.Struct, frozen=True, kw_only=True):
     a (timestamp, signature) pair seen before; ``gzip`` compresses bodies for clients that accept it;
     ``max_limit`` caps the page size whatever the client asks. ``latency_per_in_flight`` (seconds) adds that much
     latency for each other request in flight on arrival: latency grows with load, as a saturating server's does.
+    ``maintenance`` ``((at, for), ...)`` answers every request 503 with a ``Retry-After`` (in ``retry_after`` form,
+    ``seconds`` if that is ``none``) saying when the window ends, ``for`` seconds from ``at`` seconds after the first
+    request, as a gateway announces maintenance.
     """
 
     rate_limit: float | None = None
@@ -102,6 +106,7 @@ class Faults(msgspec.Struct, frozen=True, kw_only=True):
     gzip: bool = False
     max_limit: int | None = None
     latency_per_in_flight: float = 0.0
+    maintenance: Steps = ()
 
     def __post_init__(self) -> None:
         for name in _VOLUME_SETS:
@@ -109,14 +114,15 @@ class Faults(msgspec.Struct, frozen=True, kw_only=True):
             if isinstance(value, str):
                 raise TypeError(f"{name} must be a collection of volume ids, not a string")
             force_setattr(self, name, frozenset(value))
-        for name in ("quota_schedule", "pause"):
+        for name in ("quota_schedule", "pause", "maintenance"):
             force_setattr(self, name, tuple((float(at), float(value)) for at, value in getattr(self, name)))
         self._check_rates()
         _check_steps("quota_schedule", self.quota_schedule, "rate", strictly_positive=True)
         _check_steps("pause", self.pause, "duration", strictly_positive=False)
+        _check_steps("maintenance", self.maintenance, "duration", strictly_positive=False)
         low, high = self.latency if isinstance(self.latency, tuple) else (self.latency, self.latency)
-        if not 0.0 <= low <= high:
-            raise ValueError(f"latency must be >= 0 seconds, or a (low, high) range, not {self.latency!r}")
+        if not 0.0 <= low <= high < math.inf:
+            raise ValueError(f"latency must be finite seconds >= 0, or a (low, high) range, not {self.latency!r}")
         for name in ("huge_body_bytes", "bomb_bytes"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, not {getattr(self, name)}")
@@ -180,6 +186,11 @@ def parse_pause(text: str) -> Steps:
     return _parse_steps(text, "pause", "AT:FOR")
 
 
+def parse_maintenance(text: str) -> Steps:
+    """Parse ``AT:FOR[,AT:FOR...]`` (seconds since the first request : seconds of maintenance)."""
+    return _parse_steps(text, "maintenance", "AT:FOR")
+
+
 class _Bucket:
     """A token bucket of at most ``burst`` tokens, starting full, refilled at the rate given to each take."""
 
@@ -221,6 +232,7 @@ class Plan:
         "faults",
         "latency",
         "limited",
+        "maintenance",
         "origin",
         "pauses",
         "rng",
@@ -243,6 +255,7 @@ class Plan:
         self.latency = faults.latency
         self.volumes = frozenset().union(*(getattr(faults, name) for name in _VOLUME_SETS))
         self.pauses = tuple((at, at + length) for at, length in faults.pause if length > 0)
+        self.maintenance = tuple((at, at + length) for at, length in faults.maintenance if length > 0)
 
     def arrive(self, now: float) -> None:
         """Note a request's arrival: the first one starts this plan's clock."""
@@ -282,14 +295,11 @@ class Plan:
 
     def pause_end(self, now: float) -> float | None:
         """The ``time.monotonic()`` at which a pause covering ``now`` ends, or ``None`` if none does."""
-        if not self.pauses or self.origin is None:
-            return None
-        elapsed, end = now - self.origin, None
-        for start, stop in self.pauses:  # pauses may touch: follow them to the last one's end
-            if start <= elapsed < stop:
-                elapsed = stop
-                end = self.origin + stop
-        return end
+        return _window_end(self.pauses, self.origin, now)
+
+    def maintenance_end(self, now: float) -> float | None:
+        """The ``time.monotonic()`` at which a maintenance window covering ``now`` ends, or ``None`` if none does."""
+        return _window_end(self.maintenance, self.origin, now)
 
     def delay(self) -> float:
         """The latency of one answer."""
@@ -307,3 +317,18 @@ class Plan:
         if roll < html:
             return "html"
         return "truncate" if roll < truncate else "stall" if roll < stall else None
+
+
+def _window_end(windows: Steps, origin: float | None, now: float) -> float | None:
+    """The end of the ``(start, stop)`` window (seconds after ``origin``) covering ``now``, or ``None``.
+
+    Windows may touch: they are followed to the last one's end.
+    """
+    if not windows or origin is None:
+        return None
+    elapsed, end = now - origin, None
+    for start, stop in windows:
+        if start <= elapsed < stop:
+            elapsed = stop
+            end = origin + stop
+    return end

@@ -3,7 +3,8 @@
 ::
 
     arrive (stats, plan clock) -> wait out a pause -> note a replayed signature
-      -> quota, decided on arrival as gateways do (429 + Retry-After; rate-limit headers on every answer)
+      -> maintenance window (503 + Retry-After), or else the quota, decided on arrival as gateways do
+         (429 + Retry-After; rate-limit headers on every answer)
       -> latency -> random fault (drop/503/502/stall/truncate)
       -> route: "/" versions | /v1/snapshots: authenticate (signature, skew, replay) -> parse query -> page
       -> churn after the page -> wait out a pause that began meanwhile -> gzip -> send
@@ -281,13 +282,13 @@ class Simulator:
             replayed = plan.faults.reject_replays and self._replayed(request)
             # The quota decides on arrival, as a gateway does, and its 429 takes the same latency as any answer.
             limits: Mapping[str, str] = {}
-            throttled: _Answer | None = None
-            if plan.limited:
-                throttled, limits = self._throttle(plan)
+            early = self._maintenance(plan) if plan.maintenance else None
+            if early is None and plan.limited:
+                early, limits = self._throttle(plan)
             if plan.latency or plan.faults.latency_per_in_flight:
                 await asyncio.sleep(plan.delay() + plan.faults.latency_per_in_flight * (stats.in_flight - 1))
-            if throttled is not None:
-                return await self._send(request, plan, throttled, limits)
+            if early is not None:
+                return await self._send(request, plan, early, limits)
             fault = plan.fault() if plan.draw else None
             if fault == "drop":
                 await request.read()  # the whole request, so that a resend is a true replay
@@ -345,13 +346,20 @@ class Simulator:
         limits = ratelimit_headers(faults.ratelimit_headers, rate, tokens) if faults.ratelimit_headers != "none" else {}
         if not wait:
             return None, limits
-        headers = dict(_JSON)
-        if faults.retry_after == "seconds":
-            headers["Retry-After"] = str(max(1, math.ceil(wait)))
-        elif faults.retry_after == "http-date":
-            headers["Retry-After"] = email.utils.formatdate(math.ceil(time.time() + wait), usegmt=True)
+        headers = {**_JSON, **_retry_after(faults.retry_after, wait)}
         detail = f"Too many requests: over {rate:g} requests per second"
         return (429, self._error_body(429, "TooManyRequests", "Too Many Requests", detail), headers), limits
+
+    def _maintenance(self, plan: Plan) -> _Answer | None:
+        """The 503 of a maintenance window covering now, whose ``Retry-After`` says when it ends (never omitted)."""
+        now = time.monotonic()
+        if (end := plan.maintenance_end(now)) is None:
+            return None
+        wait = end - now
+        form = "seconds" if plan.faults.retry_after == "none" else plan.faults.retry_after
+        detail = "Down for maintenance: retry after the time given in Retry-After"
+        body = self._error_body(503, "ServiceUnavailable", "Service Unavailable", detail)
+        return 503, body, {**_JSON, **_retry_after(form, wait)}
 
     def _route(self, request: web.Request, plan: Plan, *, replayed: bool) -> _Answer:
         path = request.path
@@ -505,6 +513,15 @@ class Simulator:
             for info in VERSIONS.values()
         ]
         return msgspec.json.encode({"versions": versions})
+
+
+def _retry_after(form: str, wait: float) -> dict[str, str]:
+    """A ``Retry-After`` header for ``wait`` seconds in ``form`` (``seconds`` or ``http-date``); none for ``none``."""
+    if form == "seconds":
+        return {"Retry-After": str(max(1, math.ceil(wait)))}
+    if form == "http-date":
+        return {"Retry-After": email.utils.formatdate(math.ceil(time.time() + wait), usegmt=True)}
+    return {}
 
 
 def _accepts_gzip(headers: Mapping[str, str]) -> bool:

@@ -55,7 +55,10 @@ class InventorySink(BatchingSink):
         self.prune = prune
         self.settings = dict(settings or {})
         if prune and self.settings.get("name"):
-            raise ConfigError("--prune with a name filter would delete every snapshot the filter leaves out")
+            raise ConfigError(
+                "{prune} with a {name} filter would delete every snapshot the filter leaves out",
+                options=("prune", "name"),
+            )
         #: Rows deleted by pruning, in this run.
         self.pruned = 0
         #: When this crawl started (kept in the checkpoint, so a resumed crawl keeps it); set when opened.

@@ -57,7 +57,9 @@ def open_sink(
     if out is not None and "://" in out:
         scheme = out.partition("://")[0].lower()
         if state is not None:
-            raise ConfigError("--state is for JSON Lines output: a database keeps its checkpoint in itself")
+            raise ConfigError(
+                "{state} is for JSON Lines output: a database keeps its checkpoint in itself", options=("state",)
+            )
         if scheme == "sqlite":
             sink = SqliteSink(
                 sqlite_path(out),
@@ -87,8 +89,8 @@ def open_sink(
             )
     else:
         if prune:
-            raise ConfigError("--prune needs a database destination (sqlite:/// or postgresql://)")
+            raise ConfigError("{prune} needs a database destination (sqlite:/// or postgresql://)", options=("prune",))
         if table != DEFAULT_TABLE:
-            raise ConfigError("--table needs a database destination (sqlite:/// or postgresql://)")
+            raise ConfigError("{table} needs a database destination (sqlite:/// or postgresql://)", options=("table",))
         sink = JsonLinesSink(out or "-", state=state, settings=settings, batch_rows=batch_rows, max_rows=max_rows)
     return sink

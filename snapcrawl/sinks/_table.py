@@ -53,8 +53,9 @@ def check_fits(table: str, problems: list[str], destination: str) -> None:
     if problems:
         raise SinkError(
             f"table {table} does not fit snapshots: {'; '.join(problems)}; "
-            "use another --table, or drop or fix this one (snapcrawl never alters a table)",
+            "use another {table}, or drop or fix this one (snapcrawl never alters a table)",
             destination=destination,
+            options=("table",),
         )
 
 

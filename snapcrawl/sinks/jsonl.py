@@ -143,13 +143,6 @@ class Checkpoint:
         ).fetchone()
         return None if row is None else VolumeState(*row)
 
-    def states(self) -> dict[str | None, VolumeState]:
-        """Every volume's recorded state (``None``: the whole account)."""
-        rows = self._db.execute("SELECT volume_id, status, marker, pages FROM volumes").fetchall()
-        return {
-            (None if v == ACCOUNT_KEY else v): VolumeState(status, marker, pages) for v, status, marker, pages in rows
-        }
-
     def progress(self) -> dict[str | None, VolumeProgress]:
         """Every volume's recorded progress, with its fallback markers (newest first)."""
         return {
@@ -315,7 +308,9 @@ class JsonLinesSink(BatchingSink):
     ) -> None:
         self.stdout = str(out) == "-"
         if self.stdout and state is not None:
-            raise ConfigError("--state needs --out FILE: a resumed crawl appends to that file")
+            raise ConfigError(
+                "{state} needs {out} to be a file: a resumed crawl appends to it", options=("state", "out")
+            )
         super().__init__(
             "stdout" if self.stdout else str(out),
             batch_rows=batch_rows,

@@ -6,7 +6,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from snapcrawl.limits import TokenBucket
+from snapcrawl.limits.local import TokenBucket
 from tests.fakes import FakeClock
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from multidict import CIMultiDict
 
-from snapcrawl.limits import Quota, read_quota
+from snapcrawl.limits import Quota
+from snapcrawl.limits._headers import read_quota
 
 NOW = 1_800_000_000.0
 

@@ -10,7 +10,7 @@ import itertools
 
 import pytest
 
-from snapcrawl.limits import RateDiscovery
+from snapcrawl.limits._policy import RateDiscovery
 
 
 def _round(policy: RateDiscovery, *, start: float, rate: float, pattern: str) -> float:

@@ -109,7 +109,7 @@ def test_job_delete(redis_server: RedisServer, capsys: pytest.CaptureFixture[str
     client.zadd(JobKeys.for_job("nightly").workers, {"host:1:alive": seconds})
     argv = ["job", "delete", "--queue", redis_server.url, "--job", "nightly"]
     assert main(argv) == 2
-    assert "1 workers alive" in capsys.readouterr().err
+    assert "1 worker alive" in capsys.readouterr().err
     assert main([*argv, "--force"]) == 0
     assert client.keys("snapcrawl:job:nightly:*") == []
     client.close()

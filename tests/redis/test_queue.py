@@ -116,7 +116,8 @@ async def test_volumes_of_a_dead_worker_are_claimed(queue: JobQueue) -> None:
     """Volumes a worker took and never acknowledged are claimed by another after claim_after."""
     await queue.enqueue(VOLUMES[:10])
     # The first worker takes a batch and dies: no acknowledgement, no heartbeat.
-    entries = await queue.client.xreadgroup("workers", "dead-worker", {queue.keys.stream: ">"}, count=4)
+    # redis-py types the reply for RESP3 (a dict); this client speaks RESP2: a list of [stream, entries].
+    entries: Any = await queue.client.xreadgroup("workers", "dead-worker", {queue.keys.stream: ">"}, count=4)
     assert len(entries[0][1]) == 4
     async with Worker(queue, claim_after=0.3, poll=0.1, batch=4) as survivor:
         taken = await _crawl_all(survivor, survivor.sink(MemorySink()))

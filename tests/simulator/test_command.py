@@ -139,8 +139,24 @@ def test_busy_port_exits_2() -> None:
 
 @pytest.mark.parametrize(
     "flags",
-    [("--quota-schedule", "10:5,5:1"), ("--pause", "3"), ("--error-rate", "2"), ("--tls-key", "key.pem")],
-    ids=["schedule-backwards", "pause-without-duration", "rate-above-one", "key-without-cert"],
+    [
+        ("--quota-schedule", "10:5,5:1"),
+        ("--pause", "3"),
+        ("--error-rate", "2"),
+        ("--tls-key", "key.pem"),
+        ("--latency", "inf"),
+        ("--latency", "0:inf"),
+        ("--volume-file", "/nonexistent-dir/ids.txt"),
+    ],
+    ids=[
+        "schedule-backwards",
+        "pause-without-duration",
+        "rate-above-one",
+        "key-without-cert",
+        "latency-inf",
+        "latency-range-inf",
+        "volume-file-unwritable",
+    ],
 )
 def test_bad_fault_flags_exit_2(flags: tuple[str, str]) -> None:
     """Fault values that cannot be honoured are usage errors, reported before serving."""

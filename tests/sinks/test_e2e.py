@@ -18,7 +18,7 @@ import pytest
 
 from snapcrawl import Crawler
 from snapcrawl.simulator import Churn, Faults, Simulator, run_in_thread
-from snapcrawl.sinks import open_sink
+from snapcrawl.sinks import SqliteSink, open_sink
 
 from .driver import crawl_into_sink, crawl_settings
 
@@ -126,7 +126,8 @@ async def test_interrupted_json_lines_crawl_resumes_with_each_snapshot_once(
     with anyio.CancelScope() as scope:
 
         async def stop_after_first_commit(volumes: object) -> None:
-            heard.extend(volumes)  # type: ignore[call-overload]
+            assert isinstance(volumes, list)
+            heard.extend(volumes)
             scope.cancel()
 
         first.on_commit = stop_after_first_commit
@@ -164,4 +165,4 @@ async def test_account_wide_crawls_with_prune_into_sqlite(living_simulator: Simu
         assert max(ids.values()) == 1
         tables.append(set(ids))
     assert sim.dataset.existed_throughout(since) <= tables[1] <= sim.dataset.ever_existed(since)
-    assert sink.pruned == len(tables[0] - tables[1])  # what the second crawl did not see, and only that
+    assert isinstance(sink, SqliteSink) and sink.pruned == len(tables[0] - tables[1])  # what crawl 2 did not see

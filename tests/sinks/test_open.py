@@ -14,8 +14,9 @@ from snapcrawl.sinks.postgres import redact
 def test_each_form_of_out_opens_its_sink(tmp_path: Path) -> None:
     """A file or -, SQLAlchemy-style SQLite URLs, and libpq URLs each pick their sink."""
     assert isinstance(open_sink(str(tmp_path / "out.jsonl")), JsonLinesSink)
-    assert open_sink("-").stdout
-    assert open_sink(None).stdout
+    for out in ("-", None):
+        sink = open_sink(out)
+        assert isinstance(sink, JsonLinesSink) and sink.stdout
     relative = open_sink("sqlite:///inventory.db")
     assert isinstance(relative, SqliteSink)
     assert relative.path == Path("inventory.db")
@@ -30,14 +31,14 @@ def test_each_form_of_out_opens_its_sink(tmp_path: Path) -> None:
         ("sqlite:///x.db", {"table": 'x"; DROP TABLE y; --'}, "invalid table name"),
         ("sqlite:///x.db", {"table": "1st"}, "invalid table name"),
         ("sqlite:///x.db", {"table": "snapcrawl_progress"}, "reserved"),
-        ("sqlite:///x.db", {"state": "state.db"}, "--state is for JSON Lines"),
+        ("sqlite:///x.db", {"state": "state.db"}, "^state is for JSON Lines"),
         ("sqlite:///x.db", {"prune": True, "settings": {"name": "nightly"}}, "name filter"),
         ("sqlite://", {}, "invalid SQLite URL"),
         ("sqlite:///:memory:", {}, "invalid SQLite URL"),
         ("mysql://db/x", {}, "unknown destination scheme mysql://"),
-        ("out.jsonl", {"prune": True}, "--prune needs a database"),
-        ("out.jsonl", {"table": "other"}, "--table needs a database"),
-        ("-", {"state": "state.db"}, "--state needs --out FILE"),
+        ("out.jsonl", {"prune": True}, "^prune needs a database"),
+        ("out.jsonl", {"table": "other"}, "^table needs a database"),
+        ("-", {"state": "state.db"}, "^state needs out to be a file"),
     ],
 )
 def test_bad_destinations_are_config_errors(out: str, options: dict[str, object], message: str) -> None:
