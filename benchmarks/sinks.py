@@ -85,10 +85,10 @@ class Destinations:
         if kind == "jsonl":
             return open_sink(str(self.workdir / f"{name}.jsonl"))
         if kind == "sqlite":
-            return open_sink(f"sqlite:///{self.workdir / 'bench.db'}", table=name)
+            return open_sink(f"sqlite:///{self.workdir / 'bench.db'}", table=name, account="bench")
         if self.postgres is None:
             raise SystemExit("postgres: no server (pass --postgres URL, or install the Debian package postgresql)")
-        return open_sink(self.postgres, table=name)
+        return open_sink(self.postgres, table=name, account="bench")
 
 
 async def _crawl(sim: SimulatorProcess, sink: Any, args: argparse.Namespace) -> int:

@@ -9,7 +9,11 @@ delivered. The last page is followed by a marker walk when it was full. Ids alre
 each snapshot appears once: the consistency contract of :mod:`._walk` holds at the cost of one overlapping
 snapshot per page, plus a short walk per seam that moved.
 
-A destination that resumes (a sink with progress) gets one walk by marker instead, whose position it can record.
+A database destination (a sink with ``ranges``) commits each fan-out page, and each seam walk's pages, as
+the progress of a *range* (:mod:`._ranges`). A rerun fetches the first page again, fans out over the pages no
+range covers yet, and checks every seam as above, old ranges and new alike; it walks only the seams not known to
+join, and skips those already repaired: it fetches what is missing, concurrently. Another destination that
+resumes (JSON Lines with a state file) gets one walk by marker instead, whose position it can record.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import anyio
 
 from ._exceptions import AuthError, BadRequestError, SnapcrawlError
 from ._models import Page, Snapshot
+from ._ranges import RangePage, RangeProgress
 from ._walk import MAX_MARKER_FALLBACKS, PageCursor, walk
 
 if TYPE_CHECKING:
@@ -53,11 +58,21 @@ class _Owners:
 async def crawl_account(run: CrawlRun) -> None:
     """List every snapshot of the account once, whatever changes meanwhile."""
     sink = run.sink
-    if None in run.progress or (sink is not None and getattr(sink, "resumable", False)):
+    ranges: dict[int, RangeProgress] | None = getattr(sink, "ranges", None) if sink is not None else None
+    state = run.progress.get(None)
+    by_marker = ranges is None or (state is not None and not ranges)  # no ranges kept (or none from that run)
+    if by_marker and (state is not None or (sink is not None and getattr(sink, "resumable", False))):
         await run.walk_listing(None, seen=set())
         return
+    if state is not None and state.status == "done":
+        run.stats.volumes_skipped += 1
+        return
+    crawl = _AccountCrawl(run, ranged=ranges is not None)
+    if ranges:
+        assert sink is not None  # noqa: S101 - ranges come from a sink
+        crawl.resume(ranges, await sink.delivered_ids(None))
     try:
-        await _AccountCrawl(run).crawl()
+        await crawl.crawl()
     except* AuthError as group:
         first = group.exceptions[0]
         assert isinstance(first, AuthError)  # noqa: S101 - except* matched AuthError alone
@@ -67,13 +82,31 @@ async def crawl_account(run: CrawlRun) -> None:
 class _AccountCrawl:
     """One fan-out over the account's pages, and the repair of its seams."""
 
-    def __init__(self, run: CrawlRun) -> None:
+    def __init__(self, run: CrawlRun, *, ranged: bool = False) -> None:
         self.run = run
         self.page_of: dict[str, int] = {}  # every id delivered -> the fan-out page (or seam) that delivered it
         self.firsts: dict[int, str] = {}  # fan-out page -> its first id, as fetched
         self.tails: dict[int, list[str]] = {}  # fan-out page -> its last ids, newest first
         self.full: dict[int, bool] = {}
         self.length = run.settings.page_size  # the page length the server gives
+        self.ranged = ranged  # whether pages go out as :class:`RangePage`, for the sink's range checkpoint
+        self.closed: set[int] = set()  # ranges whose seam an earlier run repaired
+        self.number = 0  # page numbers of seam walks (after every fan-out page's)
+
+    def resume(self, ranges: dict[int, RangeProgress], committed: set[str]) -> None:
+        """Start from what an earlier run committed: its ranges, and every id it delivered (skipped from now on)."""
+        page_of = self.page_of
+        page_of.update(dict.fromkeys(committed, -1))  # delivered, but where in the listing is unknown
+        for index, state in ranges.items():
+            tails = list(state.markers[: MAX_MARKER_FALLBACKS + 1]) or ([state.first] if state.first else [])
+            if state.first is None or not tails:
+                continue
+            self.firsts[index], self.tails[index], self.full[index] = state.first, tails, state.full
+            for snapshot_id in (state.first, *tails):
+                page_of[snapshot_id] = index
+            if state.closed:
+                self.closed.add(index)
+        self.run.log.info("account.resume", ranges=len(ranges), closed=len(self.closed), committed=len(committed))
 
     async def deliver(self, index: int, snapshots: list[Snapshot]) -> None:
         """Note fan-out page ``index``, and hand on those of its snapshots no page delivered yet."""
@@ -85,8 +118,12 @@ class _AccountCrawl:
         fresh = [s for s in snapshots if s.id not in page_of]
         for snapshot in fresh:
             page_of[snapshot.id] = index
-        if fresh:
-            self.run.stats.snapshots += len(fresh)
+        self.run.stats.snapshots += len(fresh)
+        if self.ranged and snapshots:  # the range is recorded even when every id in it was delivered before
+            first, full, tail = snapshots[0].id, self.full[index], tuple(self.tails[index])
+            page = RangePage(None, index + 1, fresh, last=False, range=index, first=first, full=full, tail=tail)
+            await self.run.deliver(page)
+        elif fresh:
             await self.run.deliver(Page(None, index + 1, fresh, last=False))
 
     async def crawl(self) -> None:
@@ -111,16 +148,19 @@ class _AccountCrawl:
         if more and first.count is not None and self.length >= 2:
             step = self.length - 1
             pages = math.ceil(max(first.count - self.length, 0) / step)
-            indexes = iter(range(1, pages + 1))
+            missing = [index for index in range(1, pages + 1) if index not in self.firsts]  # a rerun's gaps
+            indexes = iter(missing)
             async with anyio.create_task_group() as tg:
-                for _ in range(min(run.settings.concurrency, pages)):
+                for _ in range(min(run.settings.concurrency, len(missing))):
                     tg.start_soon(self._fetch_pages, cursor, indexes, step)
+        pages = max([pages, *self.firsts])
+        self.number = pages + 2
         if more and (error := await self._repair()) is not None:
             await run.fail_listing(None, error, len(self.firsts))
             return
         if cursor.cap is not None:
             run.hints.page_cap = cursor.cap
-        await run.deliver(Page(None, pages + 2, [], last=True))
+        await run.deliver(Page(None, self.number + 1, [], last=True))
         run.done(None, len(self.page_of))
 
     async def _fetch_pages(self, cursor: PageCursor, indexes: Iterator[int], step: int) -> None:
@@ -142,8 +182,8 @@ class _AccountCrawl:
         fetched = sorted(self.firsts)
         seams = []
         for position, index in enumerate(fetched):
-            if not self.full[index]:
-                continue  # a short page: when it was fetched, the listing ended there
+            if not self.full[index] or index in self.closed:
+                continue  # a short page: when it was fetched, the listing ended there (or repaired before)
             following = fetched[position + 1] if position + 1 < len(fetched) else None
             if following is None or self.firsts[following] != self.tails[index][0]:
                 seams.append(index)
@@ -187,4 +227,13 @@ class _AccountCrawl:
             async for page in pages:
                 if page.snapshots:  # the seam's end is not the listing's: never ``last``
                     run.stats.snapshots += len(page.snapshots)
-                    await run.deliver(Page(None, page.number, page.snapshots, last=False))
+                    await run.deliver(self._seam_page(index, page.snapshots))
+        if self.ranged:
+            await run.deliver(self._seam_page(index, [], closed=True))
+
+    def _seam_page(self, index: int, snapshots: list[Snapshot], *, closed: bool = False) -> Page:
+        """A page of the seam after fan-out page ``index``: with a database, it moves that range on."""
+        self.number += 1
+        if self.ranged:
+            return RangePage(None, self.number, snapshots, last=False, range=index, closed=closed)
+        return Page(None, self.number, snapshots, last=False)

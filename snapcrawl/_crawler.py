@@ -34,6 +34,7 @@ from ._config import api_version as api_version_info
 from ._events import Hooks, Subscribers, log_hooks
 from ._exceptions import ConfigError
 from ._fetch import PageFetcher, Sleep
+from ._identity import default_account, endpoint_host
 from ._log import get_logger
 from ._models import Page, Snapshot
 from ._run import CrawlResult, CrawlRun, CrawlSettings, ServerHints, VolumeFailure, check_volume_id, check_volume_ids
@@ -449,12 +450,33 @@ class Crawler:
         else:
             real_sink = sink  # type: ignore[assignment]
             deliver = real_sink.write  # type: ignore[union-attr]
+            target: object = real_sink
+            while (inner := getattr(target, "inner", None)) is not None:  # through wrappers (a job's acking sink)
+                target = inner
+            if getattr(target, "account", "") is None:  # a database sink not told its account: this crawl's
+                target.bind_account(  # type: ignore[attr-defined]
+                    default_account(self.endpoint, self.credentials.access_key), endpoint_host(self.endpoint)
+                )
         run = self._run(name=name, sort=sort, deliver=deliver, sink=real_sink)
         if stats is not None:
             run.stats = stats
-        await run.run(volume_ids)
-        if run.fatal is not None:
-            raise run.fatal
-        if real_sink is not None:
-            await real_sink.complete()  # ran to its end: a database crawl is not resumed by the next run
+        begin_run = getattr(real_sink, "begin_run", None)  # a database records each crawl in snapcrawl_runs
+        if begin_run is not None:
+            await begin_run()
+        ended = False
+        try:
+            await run.run(volume_ids)
+            if run.fatal is not None:
+                raise run.fatal
+            if real_sink is not None:
+                await real_sink.complete()  # ran to its end: a database crawl is not resumed by the next run
+            ended = True
+        finally:
+            if begin_run is not None:
+                with anyio.CancelScope(shield=True):
+                    await real_sink.end_run(  # type: ignore[union-attr]
+                        complete=ended and not run.failures,
+                        snapshots=run.stats.snapshots,
+                        failed=[failure.volume_id for failure in run.failures],
+                    )
         return run.result

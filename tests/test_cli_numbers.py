@@ -12,7 +12,13 @@ from snapcrawl.cli import build_parser
 from snapcrawl.cli._common import Bounded
 
 #: What the options that are required (or must come along) need, so that only the number under test is wrong.
-REQUIRED = {"--volume": "vol-1", "--queue": "redis://127.0.0.1:1/0", "--job": "j", "--limiter": "redis://127.0.0.1:1/0"}
+REQUIRED = {
+    "--volume": "vol-1",
+    "--queue": "redis://127.0.0.1:1/0",
+    "--job": "j",
+    "--limiter": "redis://127.0.0.1:1/0",
+    "--out": "sqlite:///unused.db",
+}
 HOSTILE = ["nan", "NaN", "inf", "-inf", "0", "-1", "1e30", "99999999999999999999999", "1e-300", "", "x"]
 
 

@@ -23,7 +23,7 @@ import anyio
 
 from .. import __version__
 from .._exceptions import AuthError, ConfigError, SinkError, SnapcrawlError, unwrap_group
-from . import bench, completion, crawl, job, quota, simulate
+from . import bench, completion, crawl, job, migrate, quota, simulate
 from ._common import EXIT_AUTH, EXIT_FAILURES, EXIT_OK, EXIT_USAGE, Parser, configure_logging, echo, use_uvloop
 from .progress import status_line
 
@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="snapcrawl", description="Crawl the SCP Virtual Server 'List snapshots' API.")
     parser.add_argument("--version", action="version", version=f"snapcrawl {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for command in (crawl, bench, simulate, job, quota, completion):
+    for command in (crawl, bench, simulate, job, quota, migrate, completion):
         command.register(commands)
     parser.set_defaults(root_parser=parser)  # for `completion`, which describes the whole command line
     return parser

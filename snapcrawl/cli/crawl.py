@@ -41,6 +41,7 @@ from ._common import (
 )
 from ._ids import read_ids, read_ids_as_they_come
 from ._signals import stop_on_signal
+from .fleet import add_fleet_options, check_fleet_options, run_fleet
 from .formats import FormattedSink, SnapshotFormatter, add_output_options
 from .job import add_distributed_options, check_distributed_options, make_crawl_crawler, open_job_sink, run_job
 from .progress import Progress, status_line, summary_record, summary_text
@@ -66,6 +67,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add_connection_options(many)
     _add_crawl_options(many)
     add_distributed_options(many)
+    add_fleet_options(many)
 
     demo = commands.add_parser("demo", help="crawl the built-in simulator, started in-process")
     demo.add_argument(
@@ -375,11 +377,14 @@ async def _cmd_list(args: argparse.Namespace) -> int:
 
 
 async def _cmd_crawl(args: argparse.Namespace) -> int:
+    check_fleet_options(args)
     check_distributed_options(args)
     _check_distinct(args)
     if args.queue is not None and (args.summary_json is not None or args.output != "jsonl" or args.fields is not None):
         raise ConfigError("--summary-json, --output and --fields do not apply to --queue workers")
     async with contextlib.AsyncExitStack() as distributed:  # the shared limiter (--limiter), if any
+        if args.config is not None:  # many accounts at once (--config)
+            return await run_fleet(args, distributed)
         with contextlib.ExitStack() as stack:
             volume_ids, total = _volume_source(args, stack)
             crawler = await make_crawl_crawler(args, distributed)

@@ -20,6 +20,7 @@ import anyio
 from .._config import load_credentials, resolve_endpoint
 from .._crawler import Crawler
 from .._exceptions import ConfigError
+from .._identity import default_account, endpoint_host
 from ..sinks import Sink
 from ._common import CLAIM_AFTER, EXIT_FAILURES, EXIT_OK, bounded, echo, make_crawler
 from ._signals import stop_on_signal
@@ -204,7 +205,16 @@ def open_job_sink(args: argparse.Namespace, crawler: Crawler) -> Sink:
     from ..sinks import PostgresSink  # noqa: PLC0415 - the postgres extra is optional
 
     settings = {"endpoint": crawler.endpoint, "name": args.name, "sort": args.sort, "job": args.job}
-    return PostgresSink(args.out, table=args.table, prune=args.prune, settings=settings, shared=True)
+    account = default_account(crawler.endpoint, crawler.credentials.access_key)
+    return PostgresSink(
+        args.out,
+        table=args.table,
+        prune=args.prune,
+        settings=settings,
+        shared=True,
+        account=account,
+        endpoint=endpoint_host(crawler.endpoint),
+    )
 
 
 async def run_job(

@@ -211,6 +211,11 @@ class AckingSink:
         self.on_commit: CommitListener | None = None
         inner.on_commit = self._committed
 
+    @property
+    def inner(self) -> Sink:
+        """The sink it wraps (``Crawler.crawl_into`` binds a database sink's account through it)."""
+        return self._inner
+
     async def _committed(self, volume_ids: Sequence[str | None]) -> None:
         await self._worker.acknowledge([volume for volume in volume_ids if volume is not None])
         if self.on_commit is not None:

@@ -18,6 +18,7 @@ import anyio
 
 from .._exceptions import SinkError
 from .._models import Page, Snapshot
+from .._ranges import RangePage, RangeProgress, RangeStep
 from .._text import printable
 from ._base import CommitListener, VolumeProgress
 
@@ -50,6 +51,8 @@ class Batch:
     pages: list[Page] = dataclasses.field(default_factory=list)
     steps: dict[str | None, VolumeStep] = dataclasses.field(default_factory=dict)
     rows: int = 0
+    #: The account-wide fan-out's ranges this batch moves on (see :mod:`snapcrawl._ranges`).
+    ranges: dict[int, RangeStep] = dataclasses.field(default_factory=dict)
 
     def add(self, page: Page) -> None:
         """Take a page: its rows, and the step it makes for its volume."""
@@ -61,6 +64,8 @@ class Batch:
         step.error = None
         if page.snapshots:
             step.markers = tuple(snapshot.id for snapshot in reversed(page.snapshots))
+        if isinstance(page, RangePage):
+            self.ranges.setdefault(page.range, RangeStep()).add(page)
 
     def fail(self, volume_id: str | None, error: str) -> None:
         """Note a failed volume; the rows it delivered stay."""
@@ -132,6 +137,9 @@ class BatchingSink:
         self._broken: BaseException | None = None
         self._commit_scope: anyio.CancelScope | None = None
         self._progress: dict[str | None, VolumeProgress] = {}
+        #: The account-wide fan-out's committed ranges, for a sink that keeps them (``None``: it does not, and
+        #: the account listing is then walked by marker to be resumable).
+        self.ranges: dict[int, RangeProgress] | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.destination!r})"
@@ -251,6 +259,9 @@ class BatchingSink:
                 raise SinkError(f"a commit of {batch.rows} rows was given up", destination=self.destination)
             for volume, step in batch.steps.items():
                 self._progress[volume] = step.progress(self._progress.get(volume))
+            if self.ranges is not None:
+                for index, range_step in batch.ranges.items():
+                    self.ranges[index] = range_step.progress(self.ranges.get(index))
             self.rows += batch.rows
             self.commits += 1
             self._last_commit = self._clock()

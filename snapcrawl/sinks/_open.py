@@ -41,12 +41,17 @@ def open_sink(
     batch_rows: int = 5_000,
     max_rows: int = 20_000,
     resume_finished: bool = False,
+    account: str | None = None,
+    endpoint: str | None = None,
+    lock: bool = True,
 ) -> AnySink:
     """The sink for an ``--out`` value; nothing is opened until its first use (``load_progress``).
 
     ``settings`` (endpoint, name filter, sort) identify the crawl in its checkpoint. A database keeps its
     checkpoint itself, so ``state`` (and ``resume_finished``, see :class:`JsonLinesSink`) are for JSON Lines
-    only; ``table`` and ``prune`` are for databases only.
+    only; ``table`` and ``prune`` are for databases only. ``account`` and ``endpoint`` (a host) tag a database's
+    rows; without them, ``Crawler.crawl_into`` binds the crawl's own (see :func:`snapcrawl.fleet.default_account`).
+    ``lock=False``: the caller holds a SQLite file's lock (a fleet, for its accounts' sinks).
     """
     validate_table(table)
     sink: AnySink
@@ -62,11 +67,26 @@ def open_sink(
             )
         if scheme == "sqlite":
             sink = SqliteSink(
-                sqlite_path(out), table=table, prune=prune, settings=settings, batch_rows=batch_rows, max_rows=max_rows
+                sqlite_path(out),
+                table=table,
+                prune=prune,
+                settings=settings,
+                batch_rows=batch_rows,
+                max_rows=max_rows,
+                account=account,
+                endpoint=endpoint,
+                lock=lock,
             )
         elif scheme in ("postgresql", "postgres"):
             sink = PostgresSink(
-                out, table=table, prune=prune, settings=settings, batch_rows=batch_rows, max_rows=max_rows
+                out,
+                table=table,
+                prune=prune,
+                settings=settings,
+                batch_rows=batch_rows,
+                max_rows=max_rows,
+                account=account,
+                endpoint=endpoint,
             )
         else:
             raise ConfigError(

@@ -25,6 +25,9 @@ from .._models import Snapshot
 from ._base import VolumeProgress
 from ._batch import Batch
 from ._inventory import InventorySink
+from ._migrate import pg_check_account, pg_check_checkpoint
+from ._ranges import pg_create, pg_delete, pg_load, pg_write
+from ._runs import RunRecord, pg_begin, pg_end
 from ._table import COLUMNS, DEFAULT_TABLE, check_fits, nul_in
 
 __all__ = ["PostgresSink", "check_dsn", "redact"]
@@ -47,7 +50,8 @@ TYPES: Final = {
 }
 _NOT_NULL: Final = frozenset({"volume_id", "size", "created_at", "crawled_at"})
 _CHECKPOINT: Final = (
-    "CREATE TABLE IF NOT EXISTS snapcrawl_crawls (crawl text PRIMARY KEY, started_at timestamptz NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS snapcrawl_crawls (crawl text PRIMARY KEY, started_at timestamptz NOT NULL,"
+    " account text NOT NULL)",
     "CREATE TABLE IF NOT EXISTS snapcrawl_progress ("
     " crawl text NOT NULL, volume text NOT NULL,"
     " status text NOT NULL CHECK (status IN ('partial', 'done', 'failed')),"
@@ -123,6 +127,8 @@ class PostgresSink(InventorySink):
         clock: Callable[[], float] | None = None,
         now: Callable[[], dt.datetime] | None = None,
         shared: bool = False,
+        account: str | None = None,
+        endpoint: str | None = None,
     ) -> None:
         super().__init__(
             redact(check_dsn(dsn)),
@@ -134,6 +140,8 @@ class PostgresSink(InventorySink):
             commit_interval=commit_interval,
             clock=clock,
             now=now,
+            account=account,
+            endpoint=endpoint,
         )
         self._asyncpg = _import_asyncpg()
         #: Whether the workers of a distributed job write the table together (they share its lock).
@@ -149,8 +157,9 @@ class PostgresSink(InventorySink):
         # The batch goes in as one JSON array: msgspec encodes it in C and the server parses it, so the client's
         # event loop (and its GIL) stays free for the crawl.
         self._upsert = (
-            f"INSERT INTO {q} ({columns}) SELECT {', '.join(COLUMNS[:-1])}, $2::timestamptz "  # noqa: S608
-            f"FROM json_to_recordset($1::json) AS r({record}) ON CONFLICT (id) DO UPDATE SET {updates}"
+            f"INSERT INTO {q} ({columns}, account, endpoint) "  # noqa: S608
+            f"SELECT {', '.join(COLUMNS[:-1])}, $2::timestamptz, $3::text, $4::text "
+            f"FROM json_to_recordset($1::json) AS r({record}) ON CONFLICT (account, id) DO UPDATE SET {updates}"
         )
 
     def unfit(self, snapshots: list[Snapshot]) -> UnfitValueError | None:
@@ -182,6 +191,7 @@ class PostgresSink(InventorySink):
         return self._conn
 
     async def _open(self) -> Mapping[str | None, VolumeProgress]:
+        self._need_account()
         self._conn = await self._call(
             lambda: self._asyncpg.connect(
                 self._dsn, timeout=self._connect_timeout, command_timeout=self._command_timeout
@@ -196,9 +206,13 @@ class PostgresSink(InventorySink):
     async def _prepare(self) -> dict[str | None, VolumeProgress]:
         db = self._db
         lock = "pg_try_advisory_lock_shared" if self.shared else "pg_try_advisory_lock"
-        if not await db.fetchval(f"SELECT {lock}(hashtextextended($1, 0))", f"snapcrawl:{self.table}"):
+        # One crawl of an account at a time: crawls of other accounts (a fleet's) write the same table alongside.
+        if not await db.fetchval(
+            f"SELECT {lock}(hashtextextended($1, 0))", f"snapcrawl:{self.table}:{self._need_account()}"
+        ):
             raise BusyError(
-                f"table {self.table} is in use by another snapcrawl run; wait for it to end (or stop it)",
+                f"table {self.table} is in use by another snapcrawl run of account {self.account}; "
+                "wait for it to end (or stop it)",
                 destination=self.destination,
             )
         async with db.transaction():
@@ -206,15 +220,23 @@ class PostgresSink(InventorySink):
             await db.execute("SELECT pg_advisory_xact_lock(hashtextextended('snapcrawl:schema', 0))")
             for statement in _CHECKPOINT:
                 await db.execute(statement)
+            await pg_create(db)
+            await pg_check_checkpoint(db, self.destination)
             await self._ensure_table(db)
             started = await db.fetchval("SELECT started_at FROM snapcrawl_crawls WHERE crawl = $1", self._key)
             if started is None:
                 started = self._now()
-                await db.execute("INSERT INTO snapcrawl_crawls (crawl, started_at) VALUES ($1, $2)", self._key, started)
+                await db.execute(
+                    "INSERT INTO snapcrawl_crawls (crawl, started_at, account) VALUES ($1, $2, $3)",
+                    self._key,
+                    started,
+                    self.account,
+                )
             self.started_at = started
             rows = await db.fetch(
                 "SELECT volume, status, markers, pages FROM snapcrawl_progress WHERE crawl = $1", self._key
             )
+            self.ranges = await pg_load(db, self._key)
         return {
             row["volume"] or None: VolumeProgress(row["status"], tuple(row["markers"]), row["pages"]) for row in rows
         }
@@ -231,25 +253,30 @@ class PostgresSink(InventorySink):
         }
         if not found:
             columns = ", ".join(
-                f"{column} {kind}" + (" PRIMARY KEY" if column == "id" else " NOT NULL" if column in _NOT_NULL else "")
+                f"{column} {kind}" + (" NOT NULL" if column in _NOT_NULL or column == "id" else "")
                 for column, kind in TYPES.items()
             )
-            await db.execute(f"CREATE TABLE {self._q} ({columns})")
-            await db.execute(f'CREATE INDEX "{self.table}_volume_id_idx" ON {self._q} (volume_id)')
+            await db.execute(
+                f"CREATE TABLE {self._q} ({columns}, account text NOT NULL, endpoint text NOT NULL, "
+                "PRIMARY KEY (account, id))"
+            )
+            await db.execute(f'CREATE INDEX "{self.table}_account_volume_idx" ON {self._q} (account, volume_id)')
             return
         problems = [
             f"{column} is {found[column]}, not {kind}" if column in found else f"{column} is missing"
             for column, kind in TYPES.items()
             if found.get(column) != kind
         ]
+        if not problems:  # a snapshots table, but of snapcrawl 0.2? Then the error names the migration.
+            pg_check_account(found, self.table, self.destination)
         primary = await db.fetchval(
             "SELECT array_agg(a.attname::text) FROM pg_index i JOIN pg_attribute a "
             "ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) WHERE i.indrelid = to_regclass($1) "
             "AND i.indisprimary",
             self._q,
         )
-        if primary != ["id"]:
-            problems.append("id is not its primary key")
+        if sorted(primary or []) != ["account", "id"]:
+            problems.append("(account, id) is not its primary key")
         check_fits(self.table, problems, self.destination)
 
     async def _commit_batch(self, batch: Batch) -> None:
@@ -263,7 +290,7 @@ class PostgresSink(InventorySink):
         pruned = 0
         async with db.transaction():
             if latest:
-                await db.execute(self._upsert, _json.encode(latest).decode(), crawled_at)
+                await db.execute(self._upsert, _json.encode(latest).decode(), crawled_at, self.account, self.endpoint)
             # One statement each, whatever the number of volumes: a round trip per volume would dominate.
             steps = [
                 {"volume": volume or ACCOUNT, "status": step.status, "markers": step.markers, "pages": step.pages,
@@ -280,12 +307,19 @@ class PostgresSink(InventorySink):
                 self._key,
                 _json.encode(steps).decode(),
             )
+            await pg_write(db, self._key, batch.ranges)
             if self.prune and (completed := batch.completed):
                 if None in completed:
-                    status = await db.execute(f"DELETE FROM {self._q} WHERE crawled_at < $1", started)  # noqa: S608
+                    status = await db.execute(
+                        f"DELETE FROM {self._q} WHERE account = $1 AND crawled_at < $2",  # noqa: S608
+                        self.account,
+                        started,
+                    )
                 else:
                     status = await db.execute(
-                        f"DELETE FROM {self._q} WHERE volume_id = ANY ($1::text[]) AND crawled_at < $2",  # noqa: S608
+                        f"DELETE FROM {self._q} WHERE account = $1 AND volume_id = ANY ($2::text[]) "  # noqa: S608
+                        "AND crawled_at < $3",
+                        self.account,
                         completed,
                         started,
                     )
@@ -296,11 +330,11 @@ class PostgresSink(InventorySink):
         """The ids this crawl committed for ``volume_id`` (the whole table's, for the account)."""
         await self._ensure_open()
         if volume_id is None:
-            query = f"SELECT id FROM {self._q} WHERE crawled_at >= $1"  # noqa: S608
-            args: list[object] = [self.started_at]
+            query = f"SELECT id FROM {self._q} WHERE account = $1 AND crawled_at >= $2"  # noqa: S608
+            args: list[object] = [self.account, self.started_at]
         else:
-            query = f"SELECT id FROM {self._q} WHERE volume_id = $1 AND crawled_at >= $2"  # noqa: S608
-            args = [volume_id, self.started_at]
+            query = f"SELECT id FROM {self._q} WHERE account = $1 AND volume_id = $2 AND crawled_at >= $3"  # noqa: S608
+            args = [self.account, volume_id, self.started_at]
         async with self._lock:
             rows = await self._call(lambda: self._db.fetch(query, *args))
         return {row[0] for row in rows}
@@ -309,9 +343,19 @@ class PostgresSink(InventorySink):
         async def finish() -> None:
             async with self._db.transaction():
                 await self._db.execute("DELETE FROM snapcrawl_progress WHERE crawl = $1", self._key)
+                await pg_delete(self._db, self._key)
                 await self._db.execute("DELETE FROM snapcrawl_crawls WHERE crawl = $1", self._key)
 
         await self._call(finish)
+
+    async def _begin_run(self, started_at: dt.datetime) -> int:
+        account = self._need_account()
+        return await self._call(
+            lambda: pg_begin(self._db, account=account, endpoint=self.endpoint, table=self.table, started_at=started_at)
+        )
+
+    async def _end_run(self, run: int, record: RunRecord) -> None:
+        await self._call(lambda: pg_end(self._db, run, record))
 
     async def _close(self) -> None:
         if self._conn is not None:

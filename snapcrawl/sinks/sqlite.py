@@ -26,6 +26,9 @@ from ._base import VolumeProgress
 from ._batch import Batch
 from ._inventory import InventorySink
 from ._lock import lock_file
+from ._migrate import ACCOUNT_COLUMNS, sqlite_check_account, sqlite_check_checkpoint
+from ._ranges import sqlite_create, sqlite_delete, sqlite_load, sqlite_write
+from ._runs import RunRecord, sqlite_begin, sqlite_end
 from ._table import COLUMNS, DEFAULT_TABLE, check_fits, utc_text
 
 __all__ = ["SqliteSink"]
@@ -51,7 +54,8 @@ _CHECKPOINT: Final = (
     """
 CREATE TABLE IF NOT EXISTS snapcrawl_crawls (
     crawl      TEXT PRIMARY KEY,
-    started_at TIMESTAMP NOT NULL
+    started_at TIMESTAMP NOT NULL,
+    account    TEXT NOT NULL
 )""",
     """
 CREATE TABLE IF NOT EXISTS snapcrawl_progress (
@@ -113,8 +117,13 @@ class SqliteSink(InventorySink):
         commit_interval: float = 0.5,
         clock: Callable[[], float] | None = None,
         now: Callable[[], dt.datetime] | None = None,
+        account: str | None = None,
+        endpoint: str | None = None,
+        lock: bool = True,
     ) -> None:
         self.path = Path(path)
+        #: Whether to take the file's lock; ``False`` when the caller holds it for several sinks (a fleet).
+        self.lock = lock
         super().__init__(
             f"sqlite:///{self.path}",
             table=table,
@@ -125,14 +134,17 @@ class SqliteSink(InventorySink):
             commit_interval=commit_interval,
             clock=clock,
             now=now,
+            account=account,
+            endpoint=endpoint,
         )
         self._db: sqlite3.Connection | None = None
         self._lock_fd: int | None = None
         updates = ", ".join(f"{column} = excluded.{column}" for column in COLUMNS[1:])
         # executemany in a worker thread: SQLite does its part with the GIL released, so the crawl goes on.
+        columns = (*COLUMNS, *ACCOUNT_COLUMNS)  # each row's account and endpoint follow the snapshot's fields
         self._upsert = (
-            f"INSERT INTO {self._q} ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "  # noqa: S608
-            f"ON CONFLICT (id) DO UPDATE SET {updates}"
+            f"INSERT INTO {self._q} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "  # noqa: S608
+            f"ON CONFLICT (account, id) DO UPDATE SET {updates}"
         )
 
     async def _run(self, call: Callable[[], T]) -> T:
@@ -153,12 +165,14 @@ class SqliteSink(InventorySink):
             raise
 
     def _open_checked(self) -> dict[str | None, VolumeProgress]:
+        self._need_account()
         if sqlite3.sqlite_version_info < (3, 24):
             raise SinkError(
                 f"SQLite {sqlite3.sqlite_version} is too old: 3.24 or later is needed (upserts)",
                 destination=self.destination,
             )
-        self._lock_fd = lock_file(self.path, destination=self.destination)
+        if self.lock:
+            self._lock_fd = lock_file(self.path, destination=self.destination)
         self._db = db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
         # A new database gets 8 KiB pages (rows are about 400 bytes): about 25% less CPU a row than 4 KiB; an
         # existing one keeps its own. 32 MiB of cache holds the id and volume_id indexes: about 10% less again.
@@ -170,13 +184,15 @@ class SqliteSink(InventorySink):
         try:
             for statement in _CHECKPOINT:
                 db.execute(statement)
+            sqlite_create(db)
+            sqlite_check_checkpoint(db, self.destination)
             self._ensure_table(db)
             row = db.execute("SELECT started_at FROM snapcrawl_crawls WHERE crawl = ?", (self._key,)).fetchone()
             if row is None:
                 self.started_at = self._now()
                 db.execute(
-                    "INSERT INTO snapcrawl_crawls (crawl, started_at) VALUES (?, ?)",
-                    (self._key, utc_text(self.started_at)),
+                    "INSERT INTO snapcrawl_crawls (crawl, started_at, account) VALUES (?, ?, ?)",
+                    (self._key, utc_text(self.started_at), self.account),
                 )
             else:
                 self.started_at = dt.datetime.fromisoformat(row[0])
@@ -186,6 +202,7 @@ class SqliteSink(InventorySink):
                     "SELECT volume, status, markers, pages FROM snapcrawl_progress WHERE crawl = ?", (self._key,)
                 )
             }
+            self.ranges = sqlite_load(db, self._key)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
@@ -201,19 +218,24 @@ class SqliteSink(InventorySink):
         }
         if not found:
             columns = ", ".join(
-                f"{column} {kind}" + (" PRIMARY KEY" if column == "id" else " NOT NULL" if column in _NOT_NULL else "")
+                f"{column} {kind}" + (" NOT NULL" if column in _NOT_NULL or column == "id" else "")
                 for column, kind in TYPES.items()
             )
-            db.execute(f"CREATE TABLE {self._q} ({columns})")
-            db.execute(f'CREATE INDEX "{self.table}_volume_id_idx" ON {self._q} (volume_id)')
+            db.execute(
+                f"CREATE TABLE {self._q} ({columns}, account TEXT NOT NULL, endpoint TEXT NOT NULL, "
+                "PRIMARY KEY (account, id))"
+            )
+            db.execute(f'CREATE INDEX "{self.table}_account_volume_idx" ON {self._q} (account, volume_id)')
             return
         problems = [
             f"{column} is {found[column][0] or 'untyped'}, not {kind}" if column in found else f"{column} is missing"
             for column, kind in TYPES.items()
             if column not in found or found[column][0] != kind
         ]
-        if "id" in found and found["id"][2] != 1:
-            problems.append("id is not its primary key")
+        if not problems:  # a snapshots table, but of snapcrawl 0.2? Then the error names the migration.
+            sqlite_check_account(found, self.table, self.destination)
+        if {name for name, (_, _, pk) in found.items() if pk} != {"account", "id"}:
+            problems.append("(account, id) is not its primary key")
         check_fits(self.table, problems, self.destination)
 
     async def _commit_batch(self, batch: Batch) -> None:
@@ -225,7 +247,9 @@ class SqliteSink(InventorySink):
         pruned = 0
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany(self._upsert, _rows(list(batch.latest().values()), crawled_at))
+            account, endpoint = self.account, self.endpoint
+            rows = _rows(list(batch.latest().values()), crawled_at)
+            db.executemany(self._upsert, [(*row, account, endpoint) for row in rows])
             db.executemany(
                 "INSERT INTO snapcrawl_progress (crawl, volume, status, markers, pages, error) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (crawl, volume) DO UPDATE SET status = excluded.status, "
@@ -236,15 +260,19 @@ class SqliteSink(InventorySink):
                     for volume, step in batch.steps.items()
                 ],
             )
+            sqlite_write(db, self._key, batch.ranges)
             if self.prune:
                 since = utc_text(started)
                 for volume in batch.completed:
                     if volume is None:
-                        cursor = db.execute(f"DELETE FROM {self._q} WHERE crawled_at < ?", (since,))  # noqa: S608
+                        cursor = db.execute(
+                            f"DELETE FROM {self._q} WHERE account = ? AND crawled_at < ?",  # noqa: S608
+                            (account, since),
+                        )
                     else:
                         cursor = db.execute(
-                            f"DELETE FROM {self._q} WHERE volume_id = ? AND crawled_at < ?",  # noqa: S608
-                            (volume, since),
+                            f"DELETE FROM {self._q} WHERE account = ? AND volume_id = ? AND crawled_at < ?",  # noqa: S608
+                            (account, volume, since),
                         )
                     pruned += cursor.rowcount
             db.execute("COMMIT")
@@ -262,11 +290,14 @@ class SqliteSink(InventorySink):
         def query() -> set[str]:
             db = cast(sqlite3.Connection, self._db)
             if volume_id is None:
-                rows = db.execute(f"SELECT id FROM {self._q} WHERE crawled_at >= ?", (since,))  # noqa: S608
+                rows = db.execute(
+                    f"SELECT id FROM {self._q} WHERE account = ? AND crawled_at >= ?",  # noqa: S608
+                    (self.account, since),
+                )
             else:
                 rows = db.execute(
-                    f"SELECT id FROM {self._q} WHERE volume_id = ? AND crawled_at >= ?",  # noqa: S608
-                    (volume_id, since),
+                    f"SELECT id FROM {self._q} WHERE account = ? AND volume_id = ? AND crawled_at >= ?",  # noqa: S608
+                    (self.account, volume_id, since),
                 )
             return {row[0] for row in rows}
 
@@ -279,6 +310,7 @@ class SqliteSink(InventorySink):
             with db:
                 db.execute("BEGIN IMMEDIATE")
                 db.execute("DELETE FROM snapcrawl_progress WHERE crawl = ?", (self._key,))
+                sqlite_delete(db, self._key)
                 db.execute("DELETE FROM snapcrawl_crawls WHERE crawl = ?", (self._key,))
 
         await self._run(finish)
@@ -290,6 +322,16 @@ class SqliteSink(InventorySink):
         if self._db is not None:
             self._db.interrupt()
         return uncommitted
+
+    async def _begin_run(self, started_at: dt.datetime) -> int:
+        db, account = cast(sqlite3.Connection, self._db), self._need_account()
+        return await self._run(
+            lambda: sqlite_begin(db, account=account, endpoint=self.endpoint, table=self.table, started_at=started_at)
+        )
+
+    async def _end_run(self, run: int, record: RunRecord) -> None:
+        db = cast(sqlite3.Connection, self._db)
+        await self._run(lambda: sqlite_end(db, run, record))
 
     async def _close(self) -> None:
         await anyio.to_thread.run_sync(self._close_sync)

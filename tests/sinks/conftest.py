@@ -128,7 +128,8 @@ class Inventory:
         self.url = url
 
     def sink(self, **options: Any) -> SqliteSink | PostgresSink:
-        """A new sink on this database (a new run)."""
+        """A new sink on this database (a new run), writing as account ``acct`` unless told otherwise."""
+        options.setdefault("account", "acct")
         if self.kind == "sqlite":
             return SqliteSink(sqlite_path(self.url), **options)
         return PostgresSink(self.url, **options)

@@ -14,7 +14,7 @@ from .conftest import page, snapshots
 
 async def test_a_page_larger_than_the_batch_is_committed_at_once(tmp_path: Path) -> None:
     """With the commit interval never reached (a clock that stands still), rows at or over ``batch_rows`` commit."""
-    sink = SqliteSink(tmp_path / "inventory.db", batch_rows=2, max_rows=10, clock=lambda: 0.0)
+    sink = SqliteSink(tmp_path / "inventory.db", batch_rows=2, max_rows=10, clock=lambda: 0.0, account="acct")
     await sink.load_progress()
     await sink.write(page("v1", 1, snapshots("v1", 1)))
     assert (sink.commits, sink.buffered) == (0, 1)  # under the batch: it waits
@@ -33,7 +33,7 @@ def test_database_sinks_resume(tmp_path: Path) -> None:
 async def test_a_writer_cancelled_mid_commit_leaves_the_commit_whole(tmp_path: Path) -> None:
     """Cancelling the task whose write started a commit (a crawl stopped by Ctrl-C) neither breaks the sink nor
     loses the bookkeeping of the commit: it finishes, and the sink goes on."""
-    sink = SqliteSink(tmp_path / "inventory.db", batch_rows=1, max_rows=10)
+    sink = SqliteSink(tmp_path / "inventory.db", batch_rows=1, max_rows=10, account="acct")
     await sink.load_progress()
     commit_batch = sink._commit_batch
     started = anyio.Event()

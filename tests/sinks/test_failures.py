@@ -24,7 +24,7 @@ async def _fill(sink: SqliteSink | JsonLinesSink, volumes: int) -> None:
 async def test_bad_credentials_are_named_without_the_password(postgres_server: str) -> None:
     """A refused password is a SinkError naming the database, and the password appears nowhere."""
     url = postgres_server.replace(PASSWORD, "wrong-password-1234") + "/postgres"
-    sink = PostgresSink(url)
+    sink = PostgresSink(url, account="acct")
     with pytest.raises(SinkError, match="credentials refused") as caught:
         await sink.load_progress()
     await sink.aclose()
@@ -38,7 +38,9 @@ async def test_unreachable_database_is_a_clear_error() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # bound but not listening: connections are refused
-        sink = PostgresSink(f"postgresql://crawler:s3cret@127.0.0.1:{port}/inventory", connect_timeout=5)
+        sink = PostgresSink(
+            f"postgresql://crawler:s3cret@127.0.0.1:{port}/inventory", connect_timeout=5, account="acct"
+        )
         with pytest.raises(SinkError, match="cannot connect") as caught:
             await sink.load_progress()
     assert f"postgresql://crawler@127.0.0.1:{port}/inventory" in str(caught.value)
@@ -47,7 +49,7 @@ async def test_unreachable_database_is_a_clear_error() -> None:
 
 async def test_read_only_database_file(read_only_dir: Path) -> None:
     """A database on a read-only filesystem is refused before the crawl starts."""
-    sink = SqliteSink(read_only_dir / "inventory.db")
+    sink = SqliteSink(read_only_dir / "inventory.db", account="acct")
     with pytest.raises(SinkError, match="Read-only file system") as caught:
         await sink.load_progress()
     await sink.aclose()
@@ -65,7 +67,7 @@ async def test_read_only_output_file(read_only_dir: Path) -> None:
 async def test_full_disk_keeps_what_was_committed(tiny_disk: Path) -> None:
     """When the disk fills up, the sink fails with a SinkError, commits nothing more, and loses no commit."""
     path = tiny_disk / "inventory.db"
-    sink = SqliteSink(path, batch_rows=50, max_rows=100)
+    sink = SqliteSink(path, batch_rows=50, max_rows=100, account="acct")
     await sink.load_progress()
     with pytest.raises(SinkError, match="full") as caught:
         await _fill(sink, 1000)

@@ -81,6 +81,20 @@ async def list_one(crawler: Crawler) -> list[str]:
     return [snapshot.id async for snapshot in crawler.list_snapshots("vol-1", with_count=False)]
 
 
+async def crawl_a_fleet(path: str) -> dict[str, bool]:
+    from snapcrawl.fleet import AccountOutcome, AccountPage, Fleet, load_fleet  # noqa: PLC0415 - typing only
+    from snapcrawl.sinks import open_sink  # noqa: PLC0415 - typing only
+
+    fleet = Fleet(load_fleet(path, only=["prod"]).accounts, max_in_flight=64)
+    async with fleet.stream() as pages:
+        async for tagged in pages:
+            assert_type(tagged, AccountPage)
+            assert_type(tagged.page, Page)
+    outcomes = await Fleet(fleet.accounts).crawl_into(lambda account: open_sink("out.jsonl", account=account.name))
+    assert_type(outcomes, dict[str, AccountOutcome])
+    return {name: outcome.ok for name, outcome in outcomes.items()}
+
+
 def version() -> str:
     import snapcrawl  # noqa: PLC0415
 
