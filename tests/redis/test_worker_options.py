@@ -141,3 +141,14 @@ async def test_a_failed_heartbeat_is_a_warning_not_the_end_of_the_worker(monkeyp
     with capture_logs() as logs:
         await worker._beat()
     assert [log["event"] for log in logs if log["log_level"] == "warning"] == ["worker.heartbeat_failed"]
+
+
+async def test_by_default_a_worker_takes_16_volumes_at_a_time(redis_client: aioredis.Redis) -> None:
+    """A worker reads 16 entries per round trip by default: few enough that a dead worker's share waits little
+    for claim_after, many enough that the stream is not read once per volume."""
+    queue = JobQueue(redis_client, "batched")
+    await queue.enqueue(VOLUMES[:20])
+    async with Worker(queue) as worker:
+        worker.sink(MemorySink())
+        assert await anext(worker.volumes()) == VOLUMES[0]
+        assert (await queue.status()).in_progress == 16  # read from the stream, held by this worker
