@@ -11,6 +11,7 @@ from snapcrawl import ConfigError, TransportError
 from snapcrawl._models import Page
 from snapcrawl.queue import JobQueue, Worker
 from snapcrawl.queue._job import WORKER_ALIVE_SECONDS
+from snapcrawl.queue._worker import AckingSink
 from snapcrawl.sinks import VolumeProgress
 
 from ..logs import capture_logs
@@ -152,3 +153,11 @@ async def test_by_default_a_worker_takes_16_volumes_at_a_time(redis_client: aior
         worker.sink(MemorySink())
         assert await anext(worker.volumes()) == VOLUMES[0]
         assert (await queue.status()).in_progress == 16  # read from the stream, held by this worker
+
+
+def test_the_acking_sink_exposes_the_sink_it_wraps() -> None:
+    """``Crawler.crawl_into`` reaches a database sink through the worker's wrapper to bind its account."""
+    inner = MemorySink()
+    wrapper = Worker(NO_QUEUE).sink(inner)
+    assert isinstance(wrapper, AckingSink)
+    assert wrapper.inner is inner
