@@ -7,7 +7,7 @@ from typing import Any, cast
 
 import pytest
 
-from snapcrawl.cli.job import _print_limiter_summary
+from snapcrawl.cli._distributed import _print_limiter_summary
 
 
 @pytest.mark.parametrize(
