@@ -110,7 +110,7 @@ TARGETS = (
     Target(
         "worker",
         ("snapcrawl/queue/_worker.py",),
-        ("tests/redis/test_queue.py", "tests/redis/test_distributed.py", "tests/redis/test_worker_options.py"),
+        ("tests/queue/test_queue.py", "tests/queue/test_distributed.py", "tests/queue/test_worker_options.py"),
     ),
 )
 

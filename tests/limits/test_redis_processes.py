@@ -18,8 +18,7 @@ import pytest
 import redis
 
 from snapcrawl.simulator import DEMO_CREDENTIALS, Faults, Simulator, run_in_thread
-
-from .conftest import RedisServer
+from tests.redis_server import RedisServer
 
 PROCESSES = 4
 VOLUMES = 80

@@ -18,9 +18,8 @@ import pytest
 import redis.asyncio
 
 from snapcrawl.simulator import DEMO_CREDENTIALS, Faults, Simulator, run_in_thread
+from tests.redis_server import RedisServer
 from tests.sinks.pgserver import postgres_bindir, temporary_server
-
-from .conftest import RedisServer
 
 WORKERS = 3
 VOLUMES = 90

@@ -15,8 +15,8 @@ import pytest
 
 from snapcrawl import Credentials
 from snapcrawl.simulator import Faults, Simulator, run_in_thread
+from tests.redis_server import RedisServer
 
-from .conftest import RedisServer
 from .test_job_processes import database, postgres  # noqa: F401 - fixtures: a PostgreSQL server, a fresh database
 
 KEYS = {

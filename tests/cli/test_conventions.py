@@ -28,7 +28,7 @@ from snapcrawl.cli.formats import SnapshotFormatter, escape_controls
 from snapcrawl.cli.progress import summary_text, times
 from snapcrawl.simulator import Faults, Simulator
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _server_rows(sim: Simulator, volume_id: str) -> dict[str, dict[str, Any]]:

@@ -11,8 +11,7 @@ import redis
 from snapcrawl.cli import main
 from snapcrawl.queue import JobKeys, JobQueue
 from snapcrawl.simulator.faults import ESCAPES
-
-from .conftest import RedisServer
+from tests.redis_server import RedisServer
 
 
 def _enqueue(url: str, job: str, volumes: list[str]) -> None:

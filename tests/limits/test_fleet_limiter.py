@@ -15,8 +15,7 @@ import redis.asyncio as aioredis
 from snapcrawl import Credentials
 from snapcrawl.limits.redis import quota_key
 from snapcrawl.simulator import Simulator, run_in_thread
-
-from .conftest import RedisServer
+from tests.redis_server import RedisServer
 
 KEYS = {
     "a": Credentials(access_key="AK-red-a", secret_key="sa"),

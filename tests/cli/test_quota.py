@@ -13,8 +13,7 @@ import redis
 from snapcrawl.cli import main
 from snapcrawl.limits.redis import RedisLimiter, quota_key
 from snapcrawl.simulator import DEMO_CREDENTIALS, run_in_thread
-
-from .conftest import RedisServer
+from tests.redis_server import RedisServer
 
 ENDPOINT = "http://127.0.0.1:9"
 

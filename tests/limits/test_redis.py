@@ -14,9 +14,9 @@ import redis.asyncio as aioredis
 from snapcrawl._exceptions import ConfigError
 from snapcrawl.limits import Limiter, LocalLimiter
 from snapcrawl.limits.redis import RedisLimiter, quota_key, read_quota_state
+from tests.redis_server import RedisServer
 
 from ..logs import capture_logs
-from .conftest import RedisServer
 
 ACCESS_KEY = "AKIA-very-secret-access-key"
 ENDPOINT = "http://127.0.0.1:9"

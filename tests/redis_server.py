@@ -1,4 +1,9 @@
-"""A real ``redis-server`` on a free loopback port, persistence off; skipped outside CI when it is not installed."""
+"""A real ``redis-server`` on a free loopback port, persistence off; skipped outside CI when it is not installed.
+
+A pytest plugin that ``tests/conftest.py`` loads, so that the tests of any package (limits, queue, cli) can ask
+for a Redis server: the server is a fixture, not a folder. The ``redis`` client (an extra) is imported only when a
+fixture is used.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,12 @@ import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
-import redis
-import redis.asyncio as aioredis
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
 
 _PACKAGE_HINT = "redis-server not found: install the Debian package redis-server (apt-get install redis-server)"
 
@@ -77,6 +84,8 @@ class RedisServer:
         raise RuntimeError("redis-server did not start")
 
     def _wait_ready(self) -> bool:
+        import redis  # noqa: PLC0415 - the redis extra, only once a server is asked for
+
         client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=1.0)
         try:
             for _ in range(200):
@@ -125,6 +134,8 @@ def own_redis_server() -> Iterator[RedisServer]:
 @pytest.fixture
 async def redis_client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
     """A client of the shared server, flushed before the test."""
+    import redis.asyncio as aioredis  # noqa: PLC0415 - the redis extra, only once a client is asked for
+
     client = aioredis.Redis.from_url(redis_server.url)
     await client.flushdb()
     yield client
