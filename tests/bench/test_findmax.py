@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks._harness import ALL_CPUS, SimulatorProcess
+from benchmarks.helpers.harness import ALL_CPUS, SimulatorProcess
 from snapcrawl.bench import BenchConfig, run, summary
 from snapcrawl.simulator import DEMO_CREDENTIALS, Faults
 

@@ -1,6 +1,6 @@
 """Several ``snapcrawl crawl`` processes sharing one quota through Redis, also when Redis dies mid-crawl.
 
-How close to the quota they get is measured in ``benchmarks/redis_overhead.py``; these tests check that they
+How close to the quota they get is measured in ``benchmarks/studies/redis_overhead.py``; these tests check that they
 share it (together they send at about the quota, not four times it) and that every process completes its crawl.
 """
 

@@ -1,6 +1,6 @@
 """snapcrawl as a library, crawling volumes to a JSON Lines file as ``snapcrawl crawl`` does, and reporting on it.
 
-    python -m benchmarks.drive --endpoint URL --volumes FILE --out FILE --report FILE
+    python -m benchmarks.clients.drive --endpoint URL --volumes FILE --out FILE --report FILE
         [--concurrency 64] [--page-size 100] [--rate R --burst B] [--timestamps]
 
 ``--timestamps`` wraps the transport to record when each request started and ended, for the steady-state rate
@@ -128,7 +128,7 @@ async def crawl(
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.drive", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.clients.drive", description=__doc__.splitlines()[0])
     parser.add_argument("--endpoint", required=True, metavar="URL")
     parser.add_argument("--volumes", required=True, type=Path, metavar="FILE")
     parser.add_argument("--out", required=True, type=Path, metavar="FILE")

@@ -1,6 +1,6 @@
 """The baseline: snapcrawl's limiter before rate discovery (botocore's adaptive mode), as the Limiter protocol.
 
-Kept verbatim but for the method signatures, so ``benchmarks.quota`` can set it side by side with the new one.
+Kept verbatim but for the method signatures, so ``benchmarks.studies.quota`` can set it side by side with the new one.
 
 The adaptation is botocore's CUBIC scheme (``botocore/retries/adaptive.py``, ``standard.py``; CUBIC as in
 RFC 8312): on a throttle the rate drops to ``beta`` (0.7) times the measured sending rate; on success it grows

@@ -1,6 +1,6 @@
 """The import graph of ``snapcrawl/``, read with :mod:`ast`: its circles, and a picture for docs/architecture.md.
 
-    python -m benchmarks.import_graph [--out docs/import-graph.png]
+    python -m benchmarks.helpers.import_graph [--out docs/import-graph.png]
 
 Every import counts, those inside functions and under ``TYPE_CHECKING`` included: a lazy import is still a
 dependency, and one that runs back up is what makes a circle. ``tests/test_import_graph.py`` holds the package to
@@ -17,7 +17,7 @@ from pathlib import Path
 
 __all__ = ["PACKAGE", "circles", "collapse", "imports", "main", "render"]
 
-PACKAGE = Path(__file__).resolve().parent.parent / "snapcrawl"
+PACKAGE = Path(__file__).resolve().parents[2] / "snapcrawl"
 
 Graph = Mapping[str, set[str]]
 
@@ -188,7 +188,9 @@ def render(graph: Graph, out: Path, *, title: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Print the circles and draw the picture."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.import_graph", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.helpers.import_graph", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--out", type=Path, default=PACKAGE.parent / "docs" / "import-graph.png")
     args = parser.parse_args(argv)
     graph = imports()

@@ -39,7 +39,7 @@ __all__ = [
     "volumes_for_requests",
 ]
 
-REPO_ROOT: Final = Path(__file__).resolve().parent.parent
+REPO_ROOT: Final = Path(__file__).resolve().parents[2]
 #: The CPUs this process may use when it starts; the runner then moves itself to the server's CPU.
 ALL_CPUS: Final = frozenset(os.sched_getaffinity(0))
 _TWO: Final = len(ALL_CPUS) >= 2

@@ -10,8 +10,8 @@ import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from ..helpers.harness import CLIENT_CPUS, REPO_ROOT, SERVER_CPUS
 from ._bench import Plan
-from ._harness import CLIENT_CPUS, REPO_ROOT, SERVER_CPUS
 
 __all__ = ["Render", "machine_info", "render", "table"]
 

@@ -1,6 +1,6 @@
 """Peak RSS of ``snapcrawl crawl`` against a hostile server whose every page is 30 MiB, at the default concurrency.
 
-    python -m benchmarks.big_pages [--volumes 128] [--page-mib 30] [--concurrency 64] [--json FILE]
+    python -m benchmarks.studies.big_pages [--volumes 128] [--page-mib 30] [--concurrency 64] [--json FILE]
 
 Every volume of a ``snapcrawl simulate`` subprocess (``--huge-volume``, ``--huge-body-bytes``) answers one valid
 page padded past ``--page-mib`` MiB; the crawl writes them to a JSON Lines file in a temporary directory. Each
@@ -21,7 +21,7 @@ from typing import Final
 
 from snapcrawl.simulator import Dataset
 
-from ._harness import CLIENT_CPUS, SimulatorProcess, run_pinned
+from ..helpers.harness import CLIENT_CPUS, SimulatorProcess, run_pinned
 
 __all__ = ["BOUND_MB", "main"]
 
@@ -32,7 +32,7 @@ BOUND_MB: Final = 400.0
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the measurement; exit 1 if the peak passes :data:`BOUND_MB`."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.big_pages", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.studies.big_pages", description=__doc__.splitlines()[0])
     parser.add_argument("--volumes", type=int, default=128, help="volumes, each one huge page (default 128)")
     parser.add_argument("--page-mib", type=int, default=30, help="MiB per page (default 30)")
     parser.add_argument("--concurrency", type=int, default=64, help="the crawl's --concurrency (default 64)")

@@ -1,6 +1,6 @@
 """3. Rate-limit accuracy: snapcrawl at ``rate``/``burst``, its achieved rate and the busiest one-second window.
 
-Measured twice: with the simulator in the client's process (:mod:`benchmarks.ratelimit`; arrivals timestamped
+Measured twice: with the simulator in the client's process (:mod:`benchmarks.clients.ratelimit`; arrivals timestamped
 where the quota would be enforced, but the shared interpreter lock bunches them), and with the simulator in its
 own process, as a real server would see the requests (its counters read over loopback).
 """
@@ -14,9 +14,9 @@ from typing import Any
 
 from snapcrawl.simulator import STATS_PATH
 
+from ..helpers.harness import ALL_CPUS, run_pinned, volumes_for_requests
 from ._bench import TARGETS, Bench, Plan, log, verdict
 from ._clients import drive_run
-from ._harness import ALL_CPUS, run_pinned, volumes_for_requests
 
 __all__ = ["measure", "render"]
 
@@ -34,7 +34,7 @@ def measure(bench: Bench) -> None:
     volumes = volumes_for_requests(int(plan.rate * plan.rate_seconds), plan.page_size, plan.seed)
     out, report = bench.workdir / "ratelimit.jsonl", bench.workdir / "ratelimit.report.json"
     cmd = [
-        sys.executable, "-m", "benchmarks.ratelimit", "--volumes", str(volumes), "--seed", str(plan.seed),
+        sys.executable, "-m", "benchmarks.clients.ratelimit", "--volumes", str(volumes), "--seed", str(plan.seed),
         "--rate", str(plan.rate), "--burst", str(plan.burst), "--concurrency", str(plan.concurrency),
         "--page-size", str(plan.page_size), "--out", str(out), "--report", str(report),
     ]  # fmt: skip

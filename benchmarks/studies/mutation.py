@@ -1,18 +1,18 @@
 """Mutation testing of the modules that guard data and quota, with cosmic-ray's operators, run by hand.
 
     python -m pip install '.[dev,mutation]'
-    python -m benchmarks.mutation [--only walk,fetch,...] [--per-module 30] [--seed 0] [--json PATH]
+    python -m benchmarks.studies.mutation [--only walk,fetch,...] [--per-module 30] [--seed 0] [--json PATH]
 
 A whole-module run would take days, so each module gets a sample of its mutation *sites* (a few dozen, the same
 ones for the same code and ``--seed``), one operator drawn per site, plus the hand-made mutants in
-``benchmarks/mutants/*.diff`` (the plausible bugs that once survived the suite). Each mutant runs against the
+``benchmarks/studies/mutants/*.diff`` (the plausible bugs that once survived the suite). Each mutant runs against the
 test files that cover its module only, in a copy of the tree that is first on ``PYTHONPATH`` (so tests that
 start ``snapcrawl`` subprocesses run the mutant too), with bytecode caching off. A mutant is killed when those
 tests fail, or run over budget: four times the unmutated run's CPU seconds plus 15 (a busy loop), or ten times
 its wall time plus 60 s (a deadlock); generous, since the machine is shared and a slow run is no kill.
 
 A survivor is either killed by a new test, or listed with the reason it cannot change behaviour in
-``benchmarks/mutation_equivalents.toml`` (matched by module and by the changed line, before and after). The kill
+``benchmarks/studies/mutation_equivalents.toml`` (matched by module and by the changed line, before and after). The kill
 rate per module is killed / (mutants - equivalent); the run exits 1 below ``--target`` (95%).
 """
 
@@ -39,7 +39,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EQUIVALENTS = REPO / "benchmarks" / "mutation_equivalents.toml"
 CURATED = REPO / "benchmarks" / "mutants"
 #: What the copy of the tree needs for the tests to run (pyproject.toml: pytest's settings).
@@ -235,7 +235,7 @@ def _is_log_line(line: str) -> bool:
 
 
 def curated(targets: Sequence[Target]) -> list[Mutant]:
-    """The hand-made mutants (``benchmarks/mutants/*.diff``) whose files belong to ``targets``."""
+    """The hand-made mutants (``benchmarks/studies/mutants/*.diff``) whose files belong to ``targets``."""
     owner = {module: target for target in targets for module in target.modules}
     found = []
     for path in sorted(CURATED.glob("*.diff")):
@@ -390,11 +390,11 @@ def report(mutants: list[Mutant]) -> list[dict[str, Any]]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.mutation", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.studies.mutation", description=__doc__.split("\n")[0])
     parser.add_argument("--only", help="comma-separated targets: " + ",".join(t.name for t in TARGETS))
     parser.add_argument("--per-module", type=int, default=30, metavar="N", help="sampled mutants per module")
     parser.add_argument("--seed", type=int, default=0, help="which sites are sampled")
-    parser.add_argument("--no-curated", action="store_true", help="leave out benchmarks/mutants/*.diff")
+    parser.add_argument("--no-curated", action="store_true", help="leave out benchmarks/studies/mutants/*.diff")
     parser.add_argument("--list", action="store_true", help="print the sampled mutants and stop")
     parser.add_argument("--target", type=float, default=0.95, help="the kill rate below which it exits 1")
     parser.add_argument("--json", type=Path, metavar="PATH", help="write the outcome of every mutant there")

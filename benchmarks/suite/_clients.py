@@ -1,7 +1,8 @@
 """Running one client on the client CPU against a simulator, and reading back what it did.
 
-A *client* is one of :data:`CLIENTS`, run through :mod:`benchmarks._timed` (so its clock starts after its imports);
-:func:`drive_run` runs snapcrawl as a library through :mod:`benchmarks.drive`, with request timestamps.
+A *client* is one of :data:`CLIENTS`, run through :mod:`benchmarks.suite._timed` (so its clock starts after its
+imports); :func:`drive_run` runs snapcrawl as a library through :mod:`benchmarks.clients.drive`, with request
+timestamps.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
+from ..helpers.harness import CLIENT_CPUS, REPO_ROOT, SimulatorProcess, client_env, core_seconds, run_pinned
 from ._bench import Bench
-from ._harness import CLIENT_CPUS, REPO_ROOT, SimulatorProcess, client_env, core_seconds, run_pinned
 
 __all__ = ["BASELINE", "CLIENTS", "client_run", "drive_run", "interference"]
 
@@ -44,7 +45,7 @@ def _client_command(
         args += ["--loop", "asyncio"]
     if client.startswith("snapcrawl"):
         client = "snapcrawl"
-    return [sys.executable, "-m", "benchmarks._timed", "--report", str(report), *timed, client, *args]
+    return [sys.executable, "-m", "benchmarks.suite._timed", "--report", str(report), *timed, client, *args]
 
 
 def _baseline_path(bench: Bench) -> Path:
@@ -70,7 +71,7 @@ def client_run(
     timed: Sequence[str] = (),
     timeout: float | None = None,
 ) -> dict[str, Any]:
-    """Run one client (through ``benchmarks._timed``) on the client CPU against ``sim``, check its output, and
+    """Run one client (through ``benchmarks.suite._timed``) on the client CPU against ``sim``, check its output, and
     return its numbers; ``ok`` is false if it failed or lost or duplicated a snapshot."""
     plan = bench.plan
     total = sim.dataset().total
@@ -146,12 +147,13 @@ def interference(run: dict[str, Any]) -> str:
 def drive_run(
     bench: Bench, sim: SimulatorProcess, name: str, *, timeout: float, extra: Sequence[str] = ()
 ) -> tuple[dict[str, Any], float]:
-    """Run ``benchmarks.drive --timestamps`` on the client CPU against ``sim``; its report, the server's CPU s."""
+    """Run ``benchmarks.clients.drive --timestamps`` on the client CPU against ``sim``; its report, the server's CPU
+    s."""
     plan = bench.plan
     slug = re.sub(r"[^\w.-]+", "-", name)
     out, report = bench.workdir / f"{slug}.jsonl", bench.workdir / f"{slug}.report.json"
     cmd = [
-        sys.executable, "-m", "benchmarks.drive", "--endpoint", sim.url, "--volumes", str(sim.volume_file),
+        sys.executable, "-m", "benchmarks.clients.drive", "--endpoint", sim.url, "--volumes", str(sim.volume_file),
         "--out", str(out), "--report", str(report), "--concurrency", str(plan.concurrency),
         "--page-size", str(plan.page_size), "--timestamps", *extra,
     ]  # fmt: skip

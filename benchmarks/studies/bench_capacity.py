@@ -1,6 +1,7 @@
 """How much load ``snapcrawl bench`` itself can generate: the open-loop rates one worker (and N workers) hold.
 
-    python -m benchmarks.bench_capacity [--rates 2000,4000,5000,6000] [--seconds 10] [--workers 1,2] [--json FILE]
+    python -m benchmarks.studies.bench_capacity [--rates 2000,4000,5000,6000] [--seconds 10] [--workers 1,2]
+        [--json FILE]
 
 ``snapcrawl simulate`` runs in its own process pinned to one core (:data:`SERVER_CPUS`); ``snapcrawl bench
 --rate R`` runs pinned to the other (:data:`CLIENT_CPUS`) with one worker, or over every core with several (on a
@@ -23,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from ._harness import ALL_CPUS, CLIENT_CPUS, SERVER_CPUS, SimulatorProcess, client_env, core_seconds, run_pinned
+from ..helpers.harness import ALL_CPUS, CLIENT_CPUS, SERVER_CPUS, SimulatorProcess, client_env, core_seconds, run_pinned
 
 __all__ = ["main", "measure_rate"]
 
@@ -97,7 +98,9 @@ def _table(rows: Sequence[dict[str, Any]]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Measure each rate with each worker count, print the table, write the JSON."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_capacity", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.studies.bench_capacity", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--rates", default="2000,4000,5000,6000", help="open-loop rates to try, comma-separated")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each run")
     parser.add_argument("--workers", default="1,2", help="worker counts to try, comma-separated")

@@ -1,13 +1,13 @@
 """Run one crawl client once its imports are done, and write what it did as JSON.
 
-    python -m benchmarks._timed --report FILE [--profile DIR] {snapcrawl,naive,ceiling} ARGS...
+    python -m benchmarks.suite._timed --report FILE [--profile DIR] {snapcrawl,naive,ceiling} ARGS...
 
 ``snapcrawl`` is the command line exactly as ``snapcrawl crawl ARGS`` runs it; ``naive`` and ``ceiling`` are
 the modules of that name. The clock and the CPU clock start after the imports, so interpreter start-up is not
 counted against any client. The report holds the exit code, ``elapsed`` and ``cpu`` seconds, and the requests
 and snapshots counted (for the command line, read from its summary line, with the file it was imported from).
 ``--profile DIR`` runs the client under pyinstrument, writes ``profile.txt`` and ``profile.html`` there, and adds a
-per-request breakdown (see :mod:`benchmarks._profile`) to the report.
+per-request breakdown (see :mod:`benchmarks.suite._profile`) to the report.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def _snapcrawl() -> Callable[[list[str]], dict[str, Any]]:
 
 
 def _module(name: str) -> Callable[[list[str]], dict[str, Any]]:
-    module = importlib.import_module(f"benchmarks.{name}")
+    module = importlib.import_module(f"benchmarks.clients.{name}")
 
     def run(args: list[str]) -> dict[str, Any]:
         counts = module.run(args)
@@ -66,7 +66,7 @@ def _module(name: str) -> Callable[[list[str]], dict[str, Any]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the client, write the report, exit with the client's exit code."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks._timed")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.suite._timed")
     parser.add_argument("--report", required=True, type=Path)
     parser.add_argument("--profile", type=Path, metavar="DIR")
     parser.add_argument("client", choices=("snapcrawl", "naive", "ceiling"))

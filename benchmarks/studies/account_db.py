@@ -1,6 +1,7 @@
 """The whole-account listing into a database against the same listing into JSON Lines, side by side.
 
-    python -m benchmarks.account_db [--volumes 8000] [--latency 0.05] [--rate 200] [--repeats 3] [--postgres URL]
+    python -m benchmarks.studies.account_db [--volumes 8000] [--latency 0.05] [--rate 200] [--repeats 3]
+        [--postgres URL]
 
 The issue's case: ``snapcrawl crawl --out DEST --prune --rate 200`` (no volumes: the account-wide listing)
 against a simulator answering in ``--latency`` seconds, run as a user runs it (the CLI, in a subprocess) into a
@@ -27,7 +28,7 @@ from pathlib import Path
 from snapcrawl.simulator import DEMO_CREDENTIALS
 from tests.sinks.pgserver import temporary_server
 
-from ._harness import SimulatorProcess
+from ..helpers.harness import SimulatorProcess
 
 
 def _run(url: str, out: str, *, rate: float) -> tuple[float, float]:
@@ -56,7 +57,7 @@ def _postgres(url: str | None) -> Iterator[str]:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the comparison and print one line per destination."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.account_db", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.studies.account_db", description=__doc__.split("\n")[0])
     parser.add_argument("--volumes", type=int, default=8000)
     parser.add_argument("--latency", type=float, default=0.05, help="seconds per answer (default 0.05)")
     parser.add_argument("--rate", type=float, default=200.0, help="the client's --rate (default 200)")

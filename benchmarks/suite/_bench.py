@@ -11,11 +11,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from ._harness import SimulatorProcess, count_lines_and_ids
+from ..helpers.harness import SimulatorProcess, count_lines_and_ids
 
 __all__ = ["FULL", "QUICK", "RESULTS", "TARGETS", "Bench", "Plan", "log", "verdict"]
 
-RESULTS: Final = Path(__file__).resolve().parent / "results"
+RESULTS: Final = Path(__file__).resolve().parents[1] / "results"
 TARGETS: Final = {
     "vs_ceiling": 1.0,
     "vs_naive": 1.15,

@@ -1,6 +1,6 @@
 """Rate-limit accuracy: snapcrawl with ``rate_limit``/``burst`` against a simulator in this same process.
 
-    python -m benchmarks.ratelimit --volumes N --rate 300 --burst 10 --out FILE --report FILE
+    python -m benchmarks.clients.ratelimit --volumes N --rate 300 --burst 10 --out FILE --report FILE
 
 The simulator (``run_in_thread``) timestamps every request's arrival, so the achieved rate and the busiest
 one-second window are measured where the quota would be enforced.
@@ -25,7 +25,7 @@ __all__ = ["main"]
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Crawl the simulator's volumes at the given rate and write what the server saw as JSON."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.ratelimit", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.clients.ratelimit", description=__doc__.splitlines()[0])
     parser.add_argument("--volumes", type=int, required=True)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rate", type=float, default=300.0)

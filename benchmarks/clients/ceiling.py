@@ -9,7 +9,7 @@ It sends the very requests snapcrawl sends, so that the two do equal work: marke
 ``with_count=true``, ending on an empty or short page (as snapcrawl's walk does: ``count`` goes stale while data
 changes), so a volume whose count is a multiple of the page size costs one empty page here too.
 
-    python -m benchmarks.ceiling --endpoint URL --volumes FILE --out FILE [--page-size 100] [--concurrency 64]
+    python -m benchmarks.clients.ceiling --endpoint URL --volumes FILE --out FILE [--page-size 100] [--concurrency 64]
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ async def crawl(
 
 def run(argv: Sequence[str]) -> Counts:
     """Parse ``argv`` and crawl (credentials from ``SCP_ACCESS_KEY``/``SCP_SECRET_KEY``, else the demo ones)."""
-    return run_client("python -m benchmarks.ceiling", __doc__, argv, crawl, binary=True)
+    return run_client("python -m benchmarks.clients.ceiling", __doc__, argv, crawl, binary=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,7 +7,7 @@ copied HMAC state, decode into Structs that keep timestamps as strings), and the
 cost. Each checkout runs in its own subprocess, interleaved round by round, and the minimum over repeats is kept,
 which other load on the machine disturbs far less than wall time.
 
-    python -m benchmarks.own_cpu [--baseline DIR] [--rounds 5] [--volumes 4000] [--per-page 8]
+    python -m benchmarks.studies.own_cpu [--baseline DIR] [--rounds 5] [--volumes 4000] [--per-page 8]
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ def _measure(source: Path | None, kind: str, args: argparse.Namespace) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     """Interleave the floor, this checkout and (with ``--baseline``) another one; print the medians."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.own_cpu", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.studies.own_cpu", description=__doc__.split("\n")[0])
     parser.add_argument("--baseline", type=Path, help="another checkout of snapcrawl, measured alongside")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--volumes", type=int, default=4000)
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         print(f"{_child(args.child, args.volumes, args.per_page, repeats=3):.2f}")
         return 0
-    here = Path(__file__).resolve().parent.parent
+    here = Path(__file__).resolve().parents[2]
     clients: dict[str, tuple[Path | None, str]] = {"floor": (here, "floor"), "snapcrawl": (here, "snapcrawl")}
     if args.baseline is not None:
         clients["baseline"] = (args.baseline.resolve(), "snapcrawl")

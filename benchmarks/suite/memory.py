@@ -9,8 +9,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from ..helpers.harness import CLIENT_CPUS, run_pinned
 from ._bench import TARGETS, Bench, Plan, log, verdict
-from ._harness import CLIENT_CPUS, run_pinned
 
 __all__ = ["measure", "render"]
 

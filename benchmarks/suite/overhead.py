@@ -1,6 +1,6 @@
 """4. Per-request CPU of ``snapcrawl crawl`` and where it goes: a pyinstrument profile of the throughput run.
 
-The profiled run's shares (by library, by snapcrawl function; see :mod:`benchmarks._profile`) are scaled to the
+The profiled run's shares (by library, by snapcrawl function; see :mod:`benchmarks.suite._profile`) are scaled to the
 unprofiled CPU time per request (the median of 1., or a run of its own), since pyinstrument's own overhead
 inflates every call. Needs pyinstrument, from the ``benchmarks`` extra.
 """

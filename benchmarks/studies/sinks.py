@@ -1,6 +1,6 @@
 """Sink throughput: snapshots per second into JSON Lines, SQLite and PostgreSQL, with and without the crawl.
 
-    python -m benchmarks.sinks [--volumes 8000] [--repeats 3] [--dest jsonl,sqlite,postgres] [--postgres URL]
+    python -m benchmarks.studies.sinks [--volumes 8000] [--repeats 3] [--dest jsonl,sqlite,postgres] [--postgres URL]
 
 Two measures per destination, best of ``--repeats`` after one warm-up:
 
@@ -41,7 +41,7 @@ from snapcrawl.sinks import AnySink, open_sink
 from tests.sinks.driver import crawl_into_sink
 from tests.sinks.pgserver import temporary_server
 
-from ._harness import SimulatorProcess
+from ..helpers.harness import SimulatorProcess
 
 DESTINATIONS = ("null", "jsonl", "sqlite", "postgres")
 
@@ -157,7 +157,7 @@ def _postgres(url: str | None) -> Iterator[str | None]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.sinks", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.studies.sinks", description=__doc__.split("\n\n")[0])
     parser.add_argument("--volumes", type=int, default=10_000, help="simulator volumes (about 10 snapshots each)")
     parser.add_argument(
         "--scope",

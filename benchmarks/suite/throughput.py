@@ -11,9 +11,9 @@ from __future__ import annotations
 import statistics
 from typing import Any, Final
 
+from ..helpers.harness import expected_requests
 from ._bench import TARGETS, Bench, Plan, log, verdict
 from ._clients import BASELINE, CLIENTS, client_run, interference
-from ._harness import expected_requests
 from ._report import table
 
 __all__ = ["measure", "render"]

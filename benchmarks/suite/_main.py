@@ -2,7 +2,7 @@
 
 Each measurement is a module with ``measure(bench)`` and ``render(results, plan)``; :data:`MEASUREMENTS` lists
 them in the order they run and are reported, each under its module's name, so ``--only NAME`` runs
-``benchmarks/NAME.py``.
+``benchmarks/suite/NAME.py``.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Final, NamedTuple
 
+from ..helpers.harness import ALL_CPUS, SERVER_CPUS
 from . import latency, memory, overhead, rate_accuracy, throughput
 from ._bench import FULL, QUICK, RESULTS, Bench, log
-from ._harness import ALL_CPUS, SERVER_CPUS
 from ._report import Render, machine_info, render
 
 __all__ = ["MEASUREMENTS", "NEEDS", "RENAMED", "Measurement", "main", "missing_modules"]

@@ -4,7 +4,7 @@ aiohttp, one task per volume under ``asyncio.gather``, an ``asyncio.Semaphore`` 
 into dicts, ``json.dumps`` per line, marker paging until a short page, no retries. It signs like SCP's SDK
 (with snapcrawl's :func:`~snapcrawl.signing.make_signature`, since the simulator checks every signature).
 
-    python -m benchmarks.naive --endpoint URL --volumes FILE --out FILE [--page-size 100] [--concurrency 64]
+    python -m benchmarks.clients.naive --endpoint URL --volumes FILE --out FILE [--page-size 100] [--concurrency 64]
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ def run_client(prog: str, doc: str | None, argv: Sequence[str], crawl: Crawl, *,
 
 def run(argv: Sequence[str]) -> Counts:
     """Parse ``argv`` and crawl (credentials from ``SCP_ACCESS_KEY``/``SCP_SECRET_KEY``, else the demo ones)."""
-    return run_client("python -m benchmarks.naive", __doc__, argv, crawl, binary=False)
+    return run_client("python -m benchmarks.clients.naive", __doc__, argv, crawl, binary=False)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """2. Latency hiding: requests/s with simulated latency, against the bound concurrency / mean latency.
 
-snapcrawl runs as a library (:mod:`benchmarks.drive`, crawling as the CLI does) with request timestamps, for the
+snapcrawl runs as a library (:mod:`benchmarks.clients.drive`, crawling as the CLI does) with request timestamps, for the
 steady-state rate and the mean number of requests in flight; the ceiling client at the same concurrency is the
 reference for what the stack can do against the same server.
 """
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from ..helpers.harness import volumes_for_requests
 from ._bench import TARGETS, Bench, Plan, log, verdict
 from ._clients import client_run, drive_run
-from ._harness import volumes_for_requests
 from ._report import table
 
 __all__ = ["measure", "render"]
@@ -88,6 +88,6 @@ def render(cases: list[dict[str, Any]], plan: Plan) -> list[str]:
         "   bound = concurrency / mean latency; in flight = mean requests in flight (Little's law); p50 as the"
     )
     lines.append(
-        "   client saw it; ceiling = benchmarks/ceiling.py, same server and concurrency (the stack's own limit)"
+        "   client saw it; ceiling = benchmarks/clients/ceiling.py, same server and concurrency (the stack's own limit)"
     )
     return lines
