@@ -40,8 +40,8 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
-EQUIVALENTS = REPO / "benchmarks" / "mutation_equivalents.toml"
-CURATED = REPO / "benchmarks" / "mutants"
+EQUIVALENTS = Path(__file__).resolve().parent / "mutation_equivalents.toml"
+CURATED = Path(__file__).resolve().parent / "mutants"
 #: What the copy of the tree needs for the tests to run (pyproject.toml: pytest's settings).
 TREE = ("snapcrawl", "tests", "benchmarks", "pyproject.toml", "README.md", "docs")
 
