@@ -154,7 +154,7 @@ class _AccountCrawl:
                 for _ in range(min(run.settings.concurrency, len(missing))):
                     tg.start_soon(self._fetch_pages, cursor, indexes, step)
         pages = max([pages, *self.firsts])
-        self.number = pages + 2
+        self.number = pages + 1  # the last fan-out page's number: seam walks and the closing page come after it
         if more and (error := await self._repair()) is not None:
             await run.fail_listing(None, error, len(self.firsts))
             return

@@ -1,4 +1,5 @@
-"""The import graph of snapcrawl/, read with ast by benchmarks/import_graph.py (which draws docs/import-graph.png)."""
+"""The import graph of snapcrawl/, read with ast by benchmarks/helpers/import_graph.py (which draws
+docs/import-graph.png)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.import_graph import circles, collapse, imports
+from benchmarks.helpers.import_graph import circles, collapse, imports
 
 #: The crawl core's circle: _run imports the account strategy inside run(), and _account uses CrawlRun. The
 #: redesign of issue 21 removes it (the facade picks the strategy); strict, so the mark goes the day it does.
