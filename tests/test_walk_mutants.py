@@ -1,0 +1,29 @@
+"""Edges of the pagination state machine that mutation testing found untested (issue 24)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from snapcrawl import PaginationError, Snapshot
+from snapcrawl._models import SnapshotPage
+from snapcrawl._walk import MAX_STALLED_PAGES, PageCursor
+
+NOW = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+
+
+def _page(ids: list[str], count: int | None = None) -> SnapshotPage:
+    return SnapshotPage(snapshots=[Snapshot(id=i, volume_id="v", size=1, created_at=NOW) for i in ids], count=count)
+
+
+def test_a_stalled_first_page_counts_once() -> None:
+    """A resumed walk whose server caps pages at one and repeats the marker stalls from its very first page: it
+    gets exactly MAX_STALLED_PAGES such pages before the loop is declared, not one fewer."""
+    cursor = PageCursor(volume_id="v", page_size=1, marker="a", cap=1)
+    for _ in range(MAX_STALLED_PAGES):
+        assert cursor.advance(_page(["a"]))
+        assert cursor.fresh == []
+    with pytest.raises(PaginationError, match=f"{MAX_STALLED_PAGES + 1} full pages in a row"):
+        cursor.advance(_page(["a"]))
+
