@@ -27,3 +27,11 @@ def test_a_stalled_first_page_counts_once() -> None:
     with pytest.raises(PaginationError, match=f"{MAX_STALLED_PAGES + 1} full pages in a row"):
         cursor.advance(_page(["a"]))
 
+
+def test_an_id_repeated_within_a_new_page_is_delivered_once() -> None:
+    """A page whose ids are all new to the walk but repeat within the page delivers each once, counting the rest."""
+    cursor = PageCursor(volume_id="v", page_size=3)
+    assert cursor.advance(_page(["x", "y", "x"]))
+    assert [s.id for s in cursor.fresh] == ["x", "y"]
+    assert cursor.duplicates == 1 and cursor.seen == 2
+
