@@ -6,9 +6,9 @@ import datetime as dt
 
 import pytest
 
-from snapcrawl import PaginationError, Snapshot
+from snapcrawl import CrawlStats, PaginationError, Snapshot
 from snapcrawl._models import SnapshotPage
-from snapcrawl._walk import MAX_STALLED_PAGES, PageCursor
+from snapcrawl._walk import MAX_STALLED_PAGES, PageCursor, note_repeats
 
 NOW = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 
@@ -35,3 +35,13 @@ def test_an_id_repeated_within_a_new_page_is_delivered_once() -> None:
     assert [s.id for s in cursor.fresh] == ["x", "y"]
     assert cursor.duplicates == 1 and cursor.seen == 2
 
+
+def test_note_repeats_counts_dropped_duplicates_once() -> None:
+    """What the cursor dropped reaches the stats, and the cursor's count is reset so it is not counted twice."""
+    cursor = PageCursor(volume_id="v", page_size=3)
+    cursor.advance(_page(["x", "y", "x"]))
+    stats = CrawlStats()
+    note_repeats(cursor, stats)
+    assert stats.duplicates_dropped == 1 and cursor.duplicates == 0
+    note_repeats(cursor, stats)
+    assert stats.duplicates_dropped == 1
