@@ -74,3 +74,23 @@ def test_a_server_rejecting_every_marker_fails_the_walk_after_its_restarts() -> 
     anyio.run(crawl)
     # Every round: the first page again, its next marker and the earlier ids (all rejected); then one start-over.
     assert listing.markers.count(None) == MAX_RESTARTS + 1
+
+
+def test_pages_of_many_step_back_to_the_4th_id_before_the_lost_marker() -> None:
+    """With pages longer than the fallbacks, all 4 fallbacks come from the last page: the 4th is the 5th id from its
+    end, not the last id of the page before (which would re-list a whole page for nothing)."""
+    listing = LivingListing(30)
+    order = list(listing.order)
+    lost = order[20 - MAX_MARKER_FALLBACKS : 20]  # the marker and the 3 ids listed just before it
+
+    def delete_after_page_2(living: LivingListing, served: list[str]) -> None:
+        if served == order[10:20]:
+            for snapshot_id in lost:
+                living.delete(snapshot_id)
+
+    listing.churn = delete_after_page_2
+    stats = CrawlStats()
+    pages = anyio.run(lambda: _pages(listing.fetch, 10, stats))
+    assert [s.id for page in pages for s in page.snapshots] == order
+    assert listing.markers[2:7] == [order[19], order[18], order[17], order[16], order[15]]
+    assert stats.marker_recoveries == 1
