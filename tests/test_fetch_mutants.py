@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import AsyncIterator, Iterator, Mapping
 
@@ -87,4 +88,13 @@ async def test_bytes_and_latency_count_answers_only(mocked: aioresponses, transp
             QUERY, volume_id="v1", page=1, stats=only_drops
         )
     assert only_drops.requests == 1 and only_drops.bytes == 0 and only_drops.latency.percentile(0.5) is None
+
+
+async def test_an_unpaced_request_answers_for_no_round(mocked: aioresponses, transport: AiohttpTransport) -> None:
+    """A request sent while the limiter was idle gets a ticket older than any round (``-inf``): should a throttle
+    start the limiter while it is in flight, its answer says nothing about the rate set after it was sent."""
+    mocked.get(WIRE_URL, body=PAGE)
+    limiter = TicketLimiter(FakeClock())
+    await _fetcher(transport, limiter).fetch(QUERY, volume_id="v1", page=1, stats=CrawlStats())
+    assert limiter.tickets == [-math.inf]
 
