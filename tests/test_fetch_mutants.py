@@ -98,3 +98,15 @@ async def test_an_unpaced_request_answers_for_no_round(mocked: aioresponses, tra
     await _fetcher(transport, limiter).fetch(QUERY, volume_id="v1", page=1, stats=CrawlStats())
     assert limiter.tickets == [-math.inf]
 
+
+async def test_a_quota_announced_by_a_200_is_reported(mocked: aioresponses, transport: AiohttpTransport) -> None:
+    """The first 200 carries the server's quota: the idle limiter takes it as its cap, and listeners hear the rate."""
+    mocked.get(WIRE_URL, body=PAGE, headers={"X-RateLimit-Limit": "10", "X-RateLimit-Remaining": "9"})
+    rates: list[float | None] = []
+    clock = FakeClock()
+    limiter = LocalLimiter(None, clock=clock, sleep=clock.sleep)
+    fetcher = _fetcher(transport, limiter, hooks=Hooks(on_rate_change=lambda event: rates.append(event.rate)))
+    await fetcher.fetch(QUERY, volume_id="v1", page=1, stats=CrawlStats())
+    assert limiter.active and limiter.rate is not None
+    assert rates == [limiter.rate]
+
