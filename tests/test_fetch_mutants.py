@@ -11,7 +11,7 @@ import anyio
 import pytest
 from aioresponses import aioresponses
 
-from snapcrawl import AiohttpTransport, Credentials, Hooks, RetryPolicy, TransportError
+from snapcrawl import AiohttpTransport, Credentials, Hooks, RetryPolicy, ServerError, TransportError
 from snapcrawl._events import Subscribers
 from snapcrawl._fetch import PageFetcher
 from snapcrawl._stats import CrawlStats
@@ -110,3 +110,13 @@ async def test_a_quota_announced_by_a_200_is_reported(mocked: aioresponses, tran
     assert limiter.active and limiter.rate is not None
     assert rates == [limiter.rate]
 
+
+async def test_more_than_256_retries_end(mocked: aioresponses, transport: AiohttpTransport) -> None:
+    """``max_retries`` has no upper bound: past CPython's cached small ints the count is still compared by value."""
+    mocked.get(WIRE_URL, status=503, repeat=True)
+    clock = FakeClock()
+    stats = CrawlStats()
+    fetcher = _fetcher(transport, LocalLimiter(None, clock=clock, sleep=clock.sleep), retries=300)
+    with anyio.fail_after(10), pytest.raises(ServerError):
+        await fetcher.fetch(QUERY, volume_id="v1", page=1, stats=stats)
+    assert stats.requests == 301
