@@ -66,7 +66,12 @@ TARGETS = (
     Target(
         "walk",
         ("snapcrawl/_walk.py",),
-        ("tests/test_walk.py", "tests/test_consistency.py", "tests/test_walk_recovery.py"),
+        (
+            "tests/test_walk.py",
+            "tests/test_walk_mutants.py",
+            "tests/test_consistency.py",
+            "tests/test_walk_recovery.py",
+        ),
     ),
     Target(
         "account",
@@ -85,6 +90,7 @@ TARGETS = (
             "tests/test_fetch.py",
             "tests/test_fetch_retry_after.py",
             "tests/test_fetch_accounting.py",
+            "tests/test_fetch_mutants.py",
             "tests/test_error_mapping.py",
         ),
     ),
