@@ -18,7 +18,7 @@ import anyio
 
 from .._crawler import Crawler
 from .._exceptions import AuthError, ConfigError, SinkError, unwrap_group
-from .._run import CrawlResult, VolumeFailure
+from .._models import CrawlResult, VolumeFailure
 from .._stats import CrawlStats
 from ..sinks import DEFAULT_TABLE, AnySink, open_sink, sqlite_path
 from ..sinks._partial import PartialFile
