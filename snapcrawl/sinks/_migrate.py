@@ -22,6 +22,7 @@ import anyio.to_thread
 from .._exceptions import ConfigError, SinkError
 from ._lock import lock_file
 from ._table import COLUMNS, quote, validate_table
+from ._urls import redact, sqlite_path
 
 __all__ = [
     "ACCOUNT_COLUMNS",
@@ -181,8 +182,6 @@ async def migrate_table(out: str, *, table: str, account: str, endpoint: str) ->
 
     Holds the same lock a crawl holds, so it never runs under one.
     """
-    from ._open import sqlite_path  # noqa: PLC0415 - _open imports the sinks, which import this module
-    from .postgres import redact  # noqa: PLC0415 - as above
 
     validate_table(table)
     scheme = out.partition("://")[0].lower()
