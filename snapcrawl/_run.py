@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from contextlib import aclosing
 from typing import Final
 
 import anyio
@@ -22,9 +21,9 @@ from ._events import Subscribers, VolumeDone, VolumeFailed, log_hooks
 from ._exceptions import AuthError, BadRequestError, ConfigError, SinkError, SnapcrawlError, UnfitValueError, detach
 from ._fetch import PageFetcher
 from ._log import get_logger
-from ._models import CrawlResult, Page, SnapshotPage, VolumeFailure
+from ._models import CrawlResult, Page, VolumeFailure
 from ._stats import CrawlStats
-from ._walk import Fetch, PageCursor, note_repeats, walk
+from ._walk import Fetch, PageCursor, walk_into
 from .sinks import Sink, VolumeProgress
 
 __all__ = ["CrawlRun", "CrawlSettings", "Deliver", "ServerHints", "Strategy"]
@@ -182,7 +181,15 @@ class CrawlRun:
                 return await sink.delivered_ids(volume_id)
 
         try:
-            count = await self._walk(cursor, fallbacks, delivered_before, seen)
+            count = await walk_into(
+                self.fetcher.fetch,
+                cursor,
+                self.stats,
+                self.deliver,
+                fallback_markers=fallbacks,
+                delivered_before=delivered_before,
+                seen=seen,
+            )
         except (AuthError, SinkError) as exc:  # a broken destination commits nothing more: stop, not fail
             self.stop(exc)
         except BadRequestError as exc:
@@ -191,46 +198,6 @@ class CrawlRun:
             await self.fail_listing(volume_id, exc, cursor.page - 1)
         else:
             self.done(volume_id, count, cap=cursor.cap)
-
-    async def _walk(
-        self,
-        cursor: PageCursor,
-        fallbacks: tuple[str, ...],
-        delivered_before: Callable[[], Awaitable[set[str]]] | None,
-        seen: set[str] | None,
-    ) -> int:
-        """Deliver the listing's pages; return how many snapshots it had.
-
-        Most volumes fit in one page: that page is fetched and delivered here, and only a listing with more
-        pages (or one resumed mid-way) goes through :func:`walk`'s generator, which costs a little per volume.
-        """
-        stats, deliver, volume_id = self.stats, self.deliver, cursor.volume_id
-        first: tuple[int, SnapshotPage, bool] | None = None
-        if cursor.marker is None and seen is None:
-            answer = await self.fetcher.fetch(cursor.query(), volume_id=volume_id, page=1, stats=stats)
-            more = cursor.advance(answer)
-            if not more:
-                fresh = cursor.fresh
-                if cursor.duplicates:
-                    note_repeats(cursor, stats)
-                await deliver(Page(volume_id, 1, fresh, True))
-                return len(fresh)
-            first = (1, answer, more)
-        count = 0
-        pages = walk(
-            self.fetcher.fetch,
-            cursor,
-            stats,
-            fallback_markers=fallbacks,
-            delivered_before=delivered_before,
-            seen=seen,
-            first=first,
-        )
-        async with aclosing(pages):
-            async for page in pages:
-                count += len(page.snapshots)
-                await deliver(page)
-        return count
 
     async def deliver(self, page: Page) -> None:
         """Hand ``page`` on (to the sink, or the stream): the one place the crawl's snapshots are counted."""
