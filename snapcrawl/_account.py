@@ -31,7 +31,7 @@ from ._ranges import RangePage, RangeProgress
 from ._walk import MAX_MARKER_FALLBACKS, Fetch, PageCursor, walk
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Mapping
+    from collections.abc import Awaitable, Iterable, Iterator, Mapping
 
     from ._stats import CrawlStats
     from .sinks import Sink, VolumeProgress
@@ -73,7 +73,7 @@ class AccountRun(Protocol):
         """A fresh cursor for a listing."""
         ...
 
-    async def deliver(self, page: Page) -> None:
+    def deliver(self, page: Page) -> Awaitable[None]:
         """Hand a page on (and count it)."""
         ...
 
