@@ -49,6 +49,6 @@ def docs(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def mutation(session: nox.Session) -> None:
-    """The sampled mutation run over the modules that guard data and quota (``python -m benchmarks.mutation``)."""
+    """The sampled mutation run over the modules that guard data and quota (``benchmarks.studies.mutation``)."""
     session.install(".[dev,mutation]")
-    session.run("python", "-m", "benchmarks.mutation", *session.posargs)
+    session.run("python", "-m", "benchmarks.studies.mutation", *session.posargs)

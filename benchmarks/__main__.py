@@ -1,7 +1,7 @@
-"""``python -m benchmarks``: see :mod:`benchmarks._main`."""
+"""``python -m benchmarks``: the suite, see :mod:`benchmarks.suite._main`."""
 
 import sys
 
-from ._main import main
+from .suite._main import main
 
 sys.exit(main())

@@ -214,7 +214,7 @@ class _AccountCrawl:
                 for _ in range(min(run.concurrency, len(missing))):
                     tg.start_soon(self._fetch_pages, cursor, indexes, step)
         pages = max([pages, *self.firsts])
-        self.number = pages + 1  # seam pages, then the closing one, come after the last fan-out page (pages + 1)
+        self.number = pages + 1  # the last fan-out page's number: seam walks and the closing page come after it
         if more and (error := await self._repair()) is not None:
             await run.fail_listing(None, error, len(self.firsts))
             return

@@ -1,4 +1,5 @@
-"""Shared fixtures: one simulator for the whole session, reset before every test that uses it."""
+"""Shared fixtures: one simulator for the whole session, reset before every test that uses it; a Redis server
+(:mod:`tests.redis_server`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ import structlog
 from hypothesis import HealthCheck, settings
 
 from snapcrawl.simulator import NO_FAULTS, Simulator, run_in_thread
+
+#: Servers other than the simulator, as fixtures any test folder can use.
+pytest_plugins = ("tests.redis_server",)
 
 # Hypothesis' default 200 ms deadline (and its too-slow health check) fail healthy examples on a busy 2-core
 # machine: the per-test timeout bounds runtime instead. HYPOTHESIS_PROFILE picks another registered profile.

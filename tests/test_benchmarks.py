@@ -8,9 +8,10 @@ from importlib.machinery import ModuleSpec
 
 import pytest
 
-from benchmarks import ceiling, naive, own_cpu
-from benchmarks._harness import expected_requests, pages_per_volume
-from benchmarks._main import MEASUREMENTS, RENAMED, main, missing_modules
+from benchmarks.clients import ceiling, naive
+from benchmarks.helpers.harness import expected_requests, pages_per_volume
+from benchmarks.studies import own_cpu
+from benchmarks.suite._main import MEASUREMENTS, RENAMED, main, missing_modules
 from snapcrawl import Crawler
 from snapcrawl._models import Page
 from snapcrawl.simulator import Simulator
@@ -79,10 +80,10 @@ def test_missing_pyinstrument_stops_the_run_naming_the_extra(
 
 
 def test_measurement_names_are_their_modules() -> None:
-    """``--only NAME`` runs ``benchmarks/NAME.py``: each measurement comes from the module it is named for."""
+    """``--only NAME`` runs ``benchmarks/suite/NAME.py``: each measurement comes from the module it is named for."""
     for name, measurement in MEASUREMENTS.items():
-        assert measurement.measure.__module__ == f"benchmarks.{name}"
-        assert measurement.render.__module__ == f"benchmarks.{name}"
+        assert measurement.measure.__module__ == f"benchmarks.suite.{name}"
+        assert measurement.render.__module__ == f"benchmarks.suite.{name}"
     assert set(RENAMED.values()) <= MEASUREMENTS.keys()
 
 
@@ -99,7 +100,7 @@ def test_old_measurement_names_still_select_with_a_warning(
 
 
 def test_own_cpu_compares_snapcrawl_with_its_floor(capsys: pytest.CaptureFixture[str]) -> None:
-    """``benchmarks.own_cpu`` crawls a canned transport in subprocesses and reports snapcrawl against the floor."""
+    """``benchmarks.studies.own_cpu`` crawls a canned transport in subprocesses: snapcrawl against the floor."""
     assert own_cpu.main(["--rounds", "1", "--volumes", "40", "--per-page", "3"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("40 volumes, 3 snapshots each")

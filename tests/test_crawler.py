@@ -196,7 +196,7 @@ async def test_rate_limit_holds_over_the_crawl(simulator: Simulator) -> None:
 
     Counted at the server over the whole crawl, so that a loaded machine's scheduling jitter (which bunches
     arrivals within a second) cannot make it flaky; the exact one-second-window property of the bucket is
-    tested on a fake clock in tests/limits, and measured across processes in benchmarks/quota.py.
+    tested on a fake clock in tests/limits, and measured across processes in benchmarks/studies/quota.py.
     """
     async with _crawler(simulator, rate_limit=150, burst=10, page_size=5) as crawler:
         await collect(crawler, simulator.dataset.volume_ids)

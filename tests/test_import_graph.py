@@ -1,10 +1,11 @@
-"""The import graph of snapcrawl/, read with ast by benchmarks/import_graph.py (which draws docs/import-graph.png)."""
+"""The import graph of snapcrawl/, read with ast by benchmarks/helpers/import_graph.py (which draws
+docs/import-graph.png)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.import_graph import circles, collapse, imports
+from benchmarks.helpers.import_graph import circles, collapse, imports
 
 
 def test_the_reader_sees_every_kind_of_import(tmp_path: Path) -> None:

@@ -223,7 +223,7 @@ def test_a_second_writer_of_a_sqlite_database_exits_2(
 ) -> None:
     """A SQLite database another run is writing is exit 2, naming it."""
     db = tmp_path / "inv.db"
-    holder = SqliteSink(db)
+    holder = SqliteSink(db, account="other")
     anyio.run(_held, holder)
     try:
         assert _crawl("--out", f"sqlite:///{db}") == 2

@@ -107,8 +107,8 @@ def test_fragment_marker_is_read() -> None:
 
 @pytest.fixture(scope="module")
 def redis_url() -> Iterator[str]:
-    """A throwaway redis-server (tests/redis's), for the programs that read REDIS_URL."""
-    from tests.redis.conftest import RedisServer, _redis_server_binary  # noqa: PLC0415 - only when a block needs it
+    """A throwaway redis-server (tests/redis_server.py), for the programs that read REDIS_URL."""
+    from tests.redis_server import RedisServer, _redis_server_binary  # noqa: PLC0415 - only when a block needs it
 
     server = RedisServer(_redis_server_binary())
     server.start()

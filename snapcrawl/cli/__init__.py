@@ -1,9 +1,19 @@
-"""The ``snapcrawl`` command: ``list``, ``crawl``, ``demo``, ``bench``, ``simulate``, ``job`` and ``completion``.
+"""The ``snapcrawl`` command: one module per command, each with a ``register``.
 
-Each command module has a ``register``: :mod:`.crawl` registers ``list``, ``crawl`` and ``demo``, which share their
-options; :mod:`.job` registers ``job`` and also holds the crawl's distributed options (``--limiter``, ``--queue``);
-:mod:`.bench`, :mod:`.simulate` and :mod:`.completion` one command each. :mod:`._common`, :mod:`.formats` and
-:mod:`.progress` are shared by several.
+- ``list`` (:mod:`.list`): one volume's snapshots to stdout or a file.
+- ``crawl`` (:mod:`.crawl`): many volumes, or the whole account, into a file or a database; its options beyond
+  one process (``--limiter``, ``--queue``) are in :mod:`._distributed`, its many accounts (``--config``) in
+  :mod:`.fleet`.
+- ``demo`` (:mod:`.demo`): a crawl of the built-in simulator, started in-process.
+- ``simulate`` (:mod:`.simulate`): the built-in simulator, served until interrupted.
+- ``bench`` (:mod:`.bench`): load-test an endpoint, and re-report saved runs.
+- ``job`` (:mod:`.job`): the state and life of distributed jobs.
+- ``quota`` (:mod:`.quota`): the shared quota a ``--limiter`` keeps.
+- ``migrate`` (:mod:`.migrate`): a 0.2 table given the account columns, explicitly.
+- ``completion`` (:mod:`.completion`): the shell completion script.
+
+Shared by several: :mod:`._crawling` (a crawl into an output, for ``crawl`` and ``demo``), :mod:`._common`,
+:mod:`.formats` and :mod:`.progress`.
 
 The only place that configures logging (the library only logs). Exit status: 0 all complete, 1 some volumes
 failed, 2 usage or configuration error (or a destination in use by another run), 3 credentials rejected,
@@ -23,7 +33,8 @@ import anyio
 
 from .. import __version__
 from .._exceptions import AuthError, ConfigError, SinkError, SnapcrawlError, unwrap_group
-from . import bench, completion, crawl, job, migrate, quota, simulate
+from . import bench, completion, crawl, demo, job, migrate, quota, simulate
+from . import list as list_
 from ._common import EXIT_AUTH, EXIT_FAILURES, EXIT_OK, EXIT_USAGE, Parser, configure_logging, echo, use_uvloop
 from .progress import status_line
 
@@ -35,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="snapcrawl", description="Crawl the SCP Virtual Server 'List snapshots' API.")
     parser.add_argument("--version", action="version", version=f"snapcrawl {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for command in (crawl, bench, simulate, job, quota, migrate, completion):
+    for command in (list_, crawl, demo, bench, simulate, job, quota, migrate, completion):
         command.register(commands)
     parser.set_defaults(root_parser=parser)  # for `completion`, which describes the whole command line
     return parser

@@ -33,8 +33,8 @@ from ..sinks import CommitListener, JsonLinesSink, Sink, VolumeProgress, open_si
 from ..sinks._lock import lock_file
 from ..sinks.postgres import redact
 from ._common import CONCURRENCY, EXIT_AUTH, EXIT_FAILURES, EXIT_OK
+from ._distributed import open_worker, report_job
 from ._signals import stop_on_signal
-from .job import open_worker, report_job
 from .progress import StatusLine, status_line
 
 __all__ = ["add_fleet_options", "check_fleet_options", "run_fleet"]

@@ -8,7 +8,7 @@ import sys
 from .._config import load_credentials, resolve_endpoint
 from .._identity import default_account, endpoint_host
 from ..sinks import DEFAULT_TABLE
-from ..sinks._migrate import migrate_table
+from ..sinks._upgrade import migrate_table
 from ..sinks.postgres import redact
 from ._common import EXIT_OK
 

@@ -100,7 +100,9 @@ def load_fleet(
         raise ConfigError(f"{file}: no accounts: add a table [accounts.NAME] per account")
     for name in only:
         if name not in tables:
-            raise ConfigError(f"--account {name!r} is not in {file}; its accounts are: {', '.join(tables)}")
+            raise ConfigError(
+                f"{{account}} {name!r} is not in {file}; its accounts are: {', '.join(tables)}", options=("account",)
+            )
     picked = [name for name in tables if not only or name in only]
     accounts = tuple(_account(file, name, tables[name], environ) for name in picked)
     return FleetConfig(file, accounts, checked)

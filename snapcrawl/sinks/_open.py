@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, TypeAlias
 from .._exceptions import ConfigError
 from ._base import Sink
 from ._table import DEFAULT_TABLE, validate_table
-from ._urls import sqlite_path
 from .jsonl import JsonLinesSink
 from .postgres import PostgresSink
 from .sqlite import SqliteSink
@@ -19,6 +18,17 @@ AnySink: TypeAlias = JsonLinesSink | SqliteSink | PostgresSink
 
 if TYPE_CHECKING:  # every sink meets the protocol the crawl run relies on
     _SINKS: tuple[type[Sink], ...] = (JsonLinesSink, SqliteSink, PostgresSink)
+
+
+def sqlite_path(url: str) -> str:
+    """The file of a SQLAlchemy-style SQLite URL: ``sqlite:///relative.db``, ``sqlite:////absolute/path.db``."""
+    path = url.removeprefix("sqlite:///")
+    if path == url or not path or path == ":memory:" or "?" in path:
+        raise ConfigError(
+            f"invalid SQLite URL {url!r}: use sqlite:///relative/path.db or sqlite:////absolute/path.db "
+            "(a file: an in-memory database cannot be resumed)"
+        )
+    return path
 
 
 def open_sink(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
+import re
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final, TypeVar
@@ -28,7 +29,6 @@ from ._migrate import pg_check_account, pg_check_checkpoint
 from ._ranges import pg_create, pg_delete, pg_load, pg_write
 from ._runs import RunRecord, pg_begin, pg_end
 from ._table import COLUMNS, DEFAULT_TABLE, check_fits, nul_in
-from ._urls import redact
 
 __all__ = ["PostgresSink", "check_dsn", "redact"]
 
@@ -59,6 +59,30 @@ _CHECKPOINT: Final = (
 )
 _json: Final = msgspec.json.Encoder()
 ACCOUNT: Final = ""  # the account-wide listing's key (volume ids are never empty)
+
+
+def redact(dsn: str) -> str:
+    """The connection URL without its password (in the user part or as a ``password`` parameter).
+
+    Never raises: a URL too broken to parse (an unclosed IPv6 bracket) is cut back by pattern instead, so that
+    the error about it can be shown without the password.
+    """
+    try:
+        parts = urllib.parse.urlsplit(dsn)
+    except ValueError:
+        return _PASSWORD_PARAM.sub("", _USER_PASSWORD.sub(r"\1@", dsn))
+    netloc = parts.netloc
+    if "@" in netloc:
+        user, _, host = netloc.rpartition("@")
+        netloc = f"{user.partition(':')[0]}@{host}"
+    query = urllib.parse.urlencode(
+        [(k, v) for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True) if k != "password"]
+    )
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+_USER_PASSWORD: Final = re.compile(r"(//[^:/@]*):[^@]*@")
+_PASSWORD_PARAM: Final = re.compile(r"[?&]password=[^&#]*")
 
 
 def check_dsn(dsn: str) -> str:

@@ -19,8 +19,8 @@ import trustme
 from snapcrawl._config import Credentials
 from snapcrawl._signing import Signer
 from snapcrawl.cli import build_parser
+from snapcrawl.cli.simulate import faults_from_args
 from snapcrawl.simulator import Churn, Dataset, Faults
-from snapcrawl.simulator.cli import faults_from_args
 from tests.simulator.helpers import Api
 
 

@@ -9,8 +9,8 @@ import time
 import pytest
 
 from snapcrawl.cli import build_parser
+from snapcrawl.cli.simulate import faults_from_args
 from snapcrawl.simulator import Faults, Simulator
-from snapcrawl.simulator.cli import faults_from_args
 from snapcrawl.simulator.faults import Plan, parse_maintenance
 from tests.simulator.helpers import Api
 

@@ -1,7 +1,7 @@
 """A throwaway PostgreSQL server from the Debian binaries: initdb into a temp dir, fsync off, loopback only.
 
 Run as root, the binaries run as the ``postgres`` user (``runuser``), which then owns the cluster directory.
-Used by the tests' session fixture and by ``python -m benchmarks.sinks``.
+Used by the tests' session fixture and by ``python -m benchmarks.studies.sinks``.
 """
 
 # Fixed argument lists of trusted system tools (initdb, postgres, pg_ctl):

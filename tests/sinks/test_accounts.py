@@ -11,7 +11,7 @@ from snapcrawl.cli import main
 from snapcrawl.fleet import default_account, endpoint_host
 from snapcrawl.simulator import Simulator
 from snapcrawl.sinks import postgres, sqlite
-from snapcrawl.sinks._migrate import migrate_table
+from snapcrawl.sinks._upgrade import migrate_table
 
 from .conftest import Inventory, page, snapshots
 

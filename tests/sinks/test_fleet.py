@@ -203,7 +203,7 @@ def test_account_must_be_in_the_file(tmp_path: Path) -> None:
     (tmp_path / "c.json").write_text('{"access-key": "AK", "secret-key": "SK"}', encoding="utf-8")
     path = tmp_path / "fleet.toml"
     path.write_text('[accounts.x]\nendpoint = "http://h"\ncredentials_file = "c.json"\n', encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"--account 'y' is not in .*its accounts are: x"):
+    with pytest.raises(ConfigError, match=r"^account 'y' is not in .*its accounts are: x"):
         load_fleet(path, only=["y"])
     account = load_fleet(path).accounts[0]
     assert "SK" not in repr(account)

@@ -1,0 +1,1 @@
+"""Studies run on their own, one question each: ``python -m benchmarks.studies.NAME``."""

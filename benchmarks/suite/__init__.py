@@ -1,0 +1,1 @@
+"""The suite ``python -m benchmarks`` runs: one module per measurement, and the machinery that runs them."""
