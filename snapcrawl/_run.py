@@ -59,7 +59,12 @@ class ServerHints:
 
 
 class CrawlRun:
-    """One crawl's workers, counts and failures, and the fatal error that ended it (if any)."""
+    """One crawl's counts, failures and resume state, and the fatal error that ended it (if any).
+
+    Built complete by the facade; a strategy (:func:`._volumes.crawl_volumes`, :func:`._account.crawl_account`)
+    drives it through :meth:`walk_listing`, :meth:`deliver` and the outcome methods (``done``, ``fail_listing``,
+    ``rejected``, ``stop``).
+    """
 
     def __init__(
         self,

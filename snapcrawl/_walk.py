@@ -255,8 +255,8 @@ async def walk(
     already delivered, for a walk that has to start over. With ``seen`` (the account-wide listing), ids in it are
     never yielded and yielded ids are added to it; the cursor drops ids the walk itself delivered either way.
     The walk also ends, before it, at the first snapshot whose id ``until`` accepts.
-    ``first`` is a page the caller already fetched and advanced the cursor past: (its number, it, whether more
-    follow).
+    ``first`` is a page :func:`walk_into` already fetched and advanced the cursor past: (its number, it, whether
+    more follow).
     """
     volume_id = cursor.volume_id
     lost = _LostMarker(cursor, stats, fallback_markers, delivered_before)
