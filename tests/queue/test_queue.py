@@ -16,6 +16,7 @@ from snapcrawl.queue import JobQueue, Worker
 from snapcrawl.queue._job import GROUP
 from snapcrawl.sinks import Sink, VolumeProgress
 
+from ..logs import capture_logs
 from .memory import MemorySink
 
 VOLUMES = [f"vol-{n:03d}" for n in range(40)]
@@ -176,6 +177,23 @@ async def test_failed_volume_retried_by_another_worker(queue: JobQueue) -> None:
         assert [volume async for volume in volumes] == []
     status = await queue.status()
     assert (status.done, dict(status.failed)) == (1, {})
+
+
+async def test_only_a_dead_lettered_volume_is_warned_about(queue: JobQueue) -> None:
+    """The first failure requeues quietly (another delivery may succeed); the last one dead-letters the volume
+    and says so as a warning naming it, since nothing will crawl it again until `snapcrawl job retry`."""
+    await queue.enqueue(["doomed"])
+    warned: list[list[str]] = []
+    for _ in range(queue.max_deliveries):
+        same = JobQueue(queue.client, "nightly", max_deliveries=queue.max_deliveries)
+        with capture_logs() as logs:
+            async with Worker(same, poll=0.1) as worker:
+                sink = worker.sink(MemorySink())
+                assert await anext(worker.volumes()) == "doomed"
+                await sink.fail("doomed", "timed out")
+        warned.append([log["volume_id"] for log in logs if log["event"] == "volume.dead_lettered"])
+    assert warned == [[]] * (queue.max_deliveries - 1) + [["doomed"]]
+    assert dict((await queue.status()).failed) == {"doomed": "timed out"}
 
 
 async def test_volumes_done_in_the_output_are_acknowledged_without_crawling(queue: JobQueue) -> None:
