@@ -16,7 +16,7 @@ from ._config import (
     load_credentials,
     resolve_endpoint,
 )
-from ._crawler import Crawler, CrawlStream
+from ._crawler import Crawler
 from ._events import (
     Event,
     Hooks,
@@ -44,9 +44,9 @@ from ._exceptions import (
     TransportError,
     UnfitValueError,
 )
-from ._models import Page, Snapshot, VolumeFailure
-from ._run import CrawlResult
+from ._models import CrawlResult, Page, Snapshot, VolumeFailure
 from ._stats import CrawlStats
+from ._stream import CrawlStream
 from ._transport import AiohttpTransport, Transport
 from .limits import Limiter
 from .sinks import Sink

@@ -20,21 +20,82 @@ from __future__ import annotations
 
 import math
 from contextlib import aclosing
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import anyio
 
 from ._exceptions import AuthError, BadRequestError, SnapcrawlError
+from ._log import get_logger
 from ._models import Page, Snapshot
 from ._ranges import RangePage, RangeProgress
-from ._walk import MAX_MARKER_FALLBACKS, PageCursor, walk
+from ._walk import MAX_MARKER_FALLBACKS, Fetch, PageCursor, walk
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Awaitable, Iterable, Iterator, Mapping
 
-    from ._run import CrawlRun
+    from ._stats import CrawlStats
+    from .sinks import Sink, VolumeProgress
 
-__all__ = ["crawl_account"]
+__all__ = ["AccountRun", "crawl_account"]
+
+_log = get_logger("crawl")
+
+
+class AccountRun(Protocol):
+    """What the account listing needs of the run it drives (:class:`snapcrawl._run.CrawlRun` is one)."""
+
+    @property
+    def sink(self) -> Sink | None:
+        """The destination, asked for its ranges and what earlier runs delivered."""
+        ...
+
+    @property
+    def progress(self) -> Mapping[str | None, VolumeProgress]:
+        """What earlier runs recorded, by listing (``None``: the account's)."""
+        ...
+
+    @property
+    def stats(self) -> CrawlStats:
+        """The crawl's counts."""
+        ...
+
+    @property
+    def concurrency(self) -> int:
+        """How many pages to fetch at once."""
+        ...
+
+    @property
+    def fetch(self) -> Fetch:
+        """How one page is fetched."""
+        ...
+
+    def cursor(self, volume_id: str | None) -> PageCursor:
+        """A fresh cursor for a listing."""
+        ...
+
+    def deliver(self, page: Page) -> Awaitable[None]:
+        """Hand a page on (and count it)."""
+        ...
+
+    async def walk_listing(self, volume_id: str | None, *, seen: set[str] | None = None) -> None:
+        """Walk a listing by marker, from where earlier runs left it."""
+        ...
+
+    async def rejected(self, volume_id: str | None, error: BadRequestError, cursor: PageCursor) -> None:
+        """Record a 400 on the listing (or stop the crawl, when the query is to blame)."""
+        ...
+
+    async def fail_listing(self, volume_id: str | None, error: SnapcrawlError, pages_done: int) -> None:
+        """Record that the listing failed."""
+        ...
+
+    def done(self, volume_id: str | None, snapshots: int, *, cap: int | None = None) -> None:
+        """Record that the listing completed."""
+        ...
+
+    def stop(self, error: SnapcrawlError) -> None:
+        """End the crawl, reporting ``error``."""
+        ...
 
 
 class _Owners:
@@ -55,7 +116,7 @@ class _Owners:
             page_of.setdefault(snapshot_id, index)
 
 
-async def crawl_account(run: CrawlRun) -> None:
+async def crawl_account(run: AccountRun) -> None:
     """List every snapshot of the account once, whatever changes meanwhile."""
     sink = run.sink
     ranges: dict[int, RangeProgress] | None = getattr(sink, "ranges", None) if sink is not None else None
@@ -82,13 +143,13 @@ async def crawl_account(run: CrawlRun) -> None:
 class _AccountCrawl:
     """One fan-out over the account's pages, and the repair of its seams."""
 
-    def __init__(self, run: CrawlRun, *, ranged: bool = False) -> None:
+    def __init__(self, run: AccountRun, *, ranged: bool = False) -> None:
         self.run = run
         self.page_of: dict[str, int] = {}  # every id delivered -> the fan-out page (or seam) that delivered it
         self.firsts: dict[int, str] = {}  # fan-out page -> its first id, as fetched
         self.tails: dict[int, list[str]] = {}  # fan-out page -> its last ids, newest first
         self.full: dict[int, bool] = {}
-        self.length = run.settings.page_size  # the page length the server gives
+        self.length = run.cursor(None).page_size  # the page length the server gives
         self.ranged = ranged  # whether pages go out as :class:`RangePage`, for the sink's range checkpoint
         self.closed: set[int] = set()  # ranges whose seam an earlier run repaired
         self.number = 0  # page numbers of seam walks (after every fan-out page's)
@@ -106,7 +167,7 @@ class _AccountCrawl:
                 page_of[snapshot_id] = index
             if state.closed:
                 self.closed.add(index)
-        self.run.log.info("account.resume", ranges=len(ranges), closed=len(self.closed), committed=len(committed))
+        _log.info("account.resume", ranges=len(ranges), closed=len(self.closed), committed=len(committed))
 
     async def deliver(self, index: int, snapshots: list[Snapshot]) -> None:
         """Note fan-out page ``index``, and hand on those of its snapshots no page delivered yet."""
@@ -118,7 +179,6 @@ class _AccountCrawl:
         fresh = [s for s in snapshots if s.id not in page_of]
         for snapshot in fresh:
             page_of[snapshot.id] = index
-        self.run.stats.snapshots += len(fresh)
         if self.ranged and snapshots:  # the range is recorded even when every id in it was delivered before
             first, full, tail = snapshots[0].id, self.full[index], tuple(self.tails[index])
             page = RangePage(None, index + 1, fresh, last=False, range=index, first=first, full=full, tail=tail)
@@ -131,7 +191,7 @@ class _AccountCrawl:
         stats = run.stats
         cursor = run.cursor(None)
         try:
-            first = await run.fetcher.fetch(cursor.query(), volume_id=None, page=1, stats=stats)
+            first = await run.fetch(cursor.query(), volume_id=None, page=1, stats=stats)
             more = cursor.advance(first)
         except BadRequestError as exc:
             await run.rejected(None, exc, cursor)
@@ -142,7 +202,7 @@ class _AccountCrawl:
             await run.fail_listing(None, exc, 0)
             return
         stats.snapshots_expected = first.count
-        self.length = cursor.cap or run.settings.page_size
+        self.length = cursor.cap or cursor.page_size
         await self.deliver(0, first.snapshots)
         pages = 0
         if more and first.count is not None and self.length >= 2:
@@ -151,29 +211,27 @@ class _AccountCrawl:
             missing = [index for index in range(1, pages + 1) if index not in self.firsts]  # a rerun's gaps
             indexes = iter(missing)
             async with anyio.create_task_group() as tg:
-                for _ in range(min(run.settings.concurrency, len(missing))):
+                for _ in range(min(run.concurrency, len(missing))):
                     tg.start_soon(self._fetch_pages, cursor, indexes, step)
         pages = max([pages, *self.firsts])
         self.number = pages + 1  # the last fan-out page's number: seam walks and the closing page come after it
         if more and (error := await self._repair()) is not None:
             await run.fail_listing(None, error, len(self.firsts))
             return
-        if cursor.cap is not None:
-            run.hints.page_cap = cursor.cap
         await run.deliver(Page(None, self.number + 1, [], last=True))
-        run.done(None, len(self.page_of))
+        run.done(None, len(self.page_of), cap=cursor.cap)
 
     async def _fetch_pages(self, cursor: PageCursor, indexes: Iterator[int], step: int) -> None:
         run = self.run
         for index in indexes:
             query = cursor.offset_query(index * step)
             try:
-                page = await run.fetcher.fetch(query, volume_id=None, page=index + 1, stats=run.stats)
+                page = await run.fetch(query, volume_id=None, page=index + 1, stats=run.stats)
             except AuthError:
                 raise
             except SnapcrawlError as exc:
                 # The seam before it is repaired by a marker walk: a gap to fill, not a loss.
-                run.log.info("account.page_failed", page=index + 1, error=str(exc))
+                _log.info("account.page_failed", page=index + 1, error=str(exc))
                 continue
             await self.deliver(index, page.snapshots)
 
@@ -209,14 +267,14 @@ class _AccountCrawl:
     async def _walk_seam(self, index: int) -> None:
         """From page ``index``'s last id, by marker, up to the first id a later page delivered (or the end)."""
         run = self.run
-        run.log.debug("account.seam", page=index + 1)
+        _log.debug("account.seam", page=index + 1)
         cursor = run.cursor(None)
         marker, *earlier = self.tails[index]
         cursor.marker = marker
         cursor.page = index + 2
         page_of = self.page_of
         pages = walk(
-            run.fetcher.fetch,
+            run.fetch,
             cursor,
             run.stats,
             fallback_markers=earlier,  # should its last id have been deleted since
@@ -226,7 +284,6 @@ class _AccountCrawl:
         async with aclosing(pages):
             async for page in pages:
                 if page.snapshots:  # the seam's end is not the listing's: never ``last``
-                    run.stats.snapshots += len(page.snapshots)
                     await run.deliver(self._seam_page(index, page.snapshots))
         if self.ranged:
             await run.deliver(self._seam_page(index, [], closed=True))

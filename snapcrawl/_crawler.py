@@ -1,27 +1,28 @@
 """The facade users hold: settings, the HTTP session's lifetime, ``crawl()``, ``crawl_into()``, ``list_snapshots()``.
 
 The data flow: :mod:`._signing` signs -> :mod:`._fetch` fetches one page with retries -> :mod:`._walk` walks a
-listing page after page -> :mod:`._run` (or :mod:`._account`) runs one crawl's workers -> a sink or a stream.
+listing page after page -> one :mod:`._run`, driven by the strategy this facade picks (:mod:`._volumes` or
+:mod:`._account`) -> a sink or a stream (:mod:`._stream`).
 A :class:`Crawler` is built to live long: every crawl has its own task group, stats and failures, and leaves
 nothing behind when it ends or is cancelled.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
+import functools
 import math
 import ssl
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AsyncExitStack, aclosing
 from types import TracebackType
 from typing import TYPE_CHECKING, Final, Self
 
 import aiohttp
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from ._account import crawl_account
 from ._config import (
     DEFAULT_API_VERSION,
     DEFAULT_RETRY,
@@ -36,11 +37,13 @@ from ._exceptions import ConfigError
 from ._fetch import PageFetcher, Sleep
 from ._identity import default_account, endpoint_host
 from ._log import get_logger
-from ._models import Page, Snapshot
-from ._run import CrawlResult, CrawlRun, CrawlSettings, ServerHints, VolumeFailure, check_volume_id, check_volume_ids
+from ._models import CrawlResult, Page, Snapshot
+from ._run import CrawlRun, CrawlSettings, Deliver, ServerHints, Strategy
 from ._signing import Signer
 from ._stats import CrawlStats
+from ._stream import CrawlStream
 from ._transport import DEFAULT_MAX_BODY_BYTES, AiohttpTransport, HttpOptions, Transport
+from ._volumes import check_volume_id, check_volume_ids, crawl_volumes
 from ._walk import PageCursor, walk
 from .limits import Limiter
 from .limits.local import LocalLimiter
@@ -48,7 +51,7 @@ from .limits.local import LocalLimiter
 if TYPE_CHECKING:
     from .sinks import Sink
 
-__all__ = ["MAX_PAGE_SIZE", "CrawlStream", "Crawler"]
+__all__ = ["MAX_PAGE_SIZE", "CrawlStream", "Crawler"]  # CrawlStream re-exported: its home is _stream
 
 MAX_PAGE_SIZE: Final = 1000
 #: Headers the signer owns; ``headers=`` may not override them.
@@ -58,114 +61,6 @@ _SIGNED_HEADERS: Final = frozenset(
 
 VolumeIds = Iterable[object] | AsyncIterable[object] | None
 PageCallback = Callable[[Page], object]
-
-
-class CrawlStream(AsyncIterator[Snapshot]):
-    """The snapshots of one crawl, as they arrive; the crawl runs while the ``async with`` block is open.
-
-    ``async with crawler.crawl(ids) as stream: async for snapshot in stream: ...``. Leaving the block, however
-    it is left, cancels the crawl and waits for its tasks; ``pages()`` yields whole pages instead of snapshots.
-    ``stats`` and ``failures`` are this crawl's own. An :class:`AuthError` (or a query the server rejects for
-    every volume, as a :class:`ConfigError`) is raised from the iteration once what was fetched was yielded.
-    """
-
-    def __init__(self, run: CrawlRun, volume_ids: VolumeIds, buffer_pages: int) -> None:
-        self._run = run
-        self._volume_ids = volume_ids
-        self._buffer = buffer_pages
-        self._stack: AsyncExitStack | None = None
-        self._receive: MemoryObjectReceiveStream[Page] | None = None
-        self._page: list[Snapshot] = []
-        self._current = Page(None, 0, [], last=False)
-        self._index = 0
-
-    @property
-    def stats(self) -> CrawlStats:
-        """This crawl's counts so far."""
-        return self._run.stats
-
-    @property
-    def failures(self) -> list[VolumeFailure]:
-        """The volumes this crawl gave up on so far."""
-        return self._run.failures
-
-    async def __aenter__(self) -> Self:
-        if self._stack is not None:
-            raise ConfigError("a crawl stream can be entered once")
-        send, receive = anyio.create_memory_object_stream[Page](self._buffer)
-        self._receive = receive
-        stack = AsyncExitStack()
-        stack.enter_context(receive)
-        task_group = await stack.enter_async_context(anyio.create_task_group())
-        stack.callback(task_group.cancel_scope.cancel)  # leaving the block ends the crawl
-        self._stack = stack
-
-        async def produce(send: MemoryObjectSendStream[Page]) -> None:
-            async def deliver(page: Page) -> None:
-                try:
-                    send.send_nowait(page)
-                except anyio.WouldBlock:
-                    await send.send(page)
-
-            with send:
-                self._run.deliver = deliver
-                with contextlib.suppress(anyio.BrokenResourceError):  # the consumer left: the crawl ends
-                    await self._run.run(self._volume_ids)
-
-        task_group.start_soon(produce, send)
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> bool | None:
-        stack, self._stack = self._stack, None
-        if stack is None:
-            return None
-        try:
-            return await stack.__aexit__(exc_type, exc, tb)
-        except BaseExceptionGroup as group:
-            # The task group wraps the body's own exception; let the caller see it as it was raised.
-            if exc is not None and group.exceptions == (exc,):
-                return False
-            raise
-
-    def __aiter__(self) -> Self:
-        return self
-
-    async def __anext__(self) -> Snapshot:
-        while self._index >= len(self._page):
-            self._current = await self._next_page()
-            self._page = self._current.snapshots
-            self._index = 0
-        self._index += 1
-        return self._page[self._index - 1]
-
-    async def pages(self) -> AsyncIterator[Page]:
-        """Yield the rest of the crawl a page at a time, with its volume (cheaper for consumers that batch)."""
-        if self._index < len(self._page):
-            current, rest, self._page = self._current, self._page[self._index :], []
-            yield Page(current.volume_id, current.number, rest, current.last)
-        while True:
-            try:
-                page = await self._next_page()
-            except StopAsyncIteration:
-                return
-            yield page
-
-    async def _next_page(self) -> Page:
-        receive = self._receive
-        if receive is None or self._stack is None:
-            raise ConfigError("iterate a crawl inside 'async with crawler.crawl(...) as stream:'")
-        try:
-            try:
-                return receive.receive_nowait()
-            except anyio.WouldBlock:
-                return await receive.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            if (fatal := self._run.fatal) is not None:
-                self._run.fatal = None
-                raise fatal from None
-            raise StopAsyncIteration from None
 
 
 class Crawler:
@@ -350,18 +245,30 @@ class Crawler:
         return self._fetcher
 
     def _run(
-        self, *, name: str | None, sort: str | None, deliver: Callable[[Page], Awaitable[None]], sink: Sink | None
+        self,
+        *,
+        name: str | None,
+        sort: str | None,
+        deliver: Deliver,
+        sink: Sink | None = None,
+        stats: CrawlStats | None = None,
     ) -> CrawlRun:
+        """One crawl's run, complete: its settings, destination and stats; its counts join the crawler's at its end."""
         fetcher = self._require_open()
         api_version_info(self.api_version, sort=sort)
         settings = CrawlSettings(
             page_size=self.page_size, concurrency=self.concurrency, name=name, sort=sort, clock=self._clock
         )
-        run = CrawlRun(
-            fetcher=fetcher, settings=settings, deliver=deliver, sink=sink, events=fetcher.events, hints=self._hints
+        return CrawlRun(
+            fetcher=fetcher,
+            settings=settings,
+            deliver=deliver,
+            sink=sink,
+            events=fetcher.events,
+            hints=self._hints,
+            stats=stats,
+            on_end=self.stats.add,
         )
-        run.on_end = self.stats.add
-        return run
 
     async def list_snapshots(
         self,
@@ -414,12 +321,16 @@ class Crawler:
         ``buffer_pages`` bounds the pages waiting for the consumer (default: ``concurrency``).
         """
 
-        async def unset(page: Page) -> None:  # replaced when the stream is entered
-            raise ConfigError("the crawl stream was not entered")
+        def start(deliver: Deliver) -> CrawlRun:
+            return self._run(name=name, sort=sort, deliver=deliver)
 
-        run = self._run(name=name, sort=sort, deliver=unset, sink=None)
-        check_volume_ids(volume_ids)
-        return CrawlStream(run, volume_ids, buffer_pages or self.concurrency)
+        strategy, scope = _strategy(volume_ids)
+        return CrawlStream(
+            start,
+            strategy,
+            scope=scope,
+            buffer_pages=buffer_pages or self.concurrency,
+        )
 
     async def crawl_into(
         self,
@@ -439,7 +350,7 @@ class Crawler:
         ``sink``) is raised once every worker has stopped. Cancelling the calling task cancels the crawl.
         Pass ``stats`` to watch this crawl's counts while it runs (a progress display).
         """
-        check_volume_ids(volume_ids)
+        strategy, scope = _strategy(volume_ids)
         real_sink: Sink | None = None
         if callable(sink) and not hasattr(sink, "write"):
             callback = sink
@@ -457,15 +368,13 @@ class Crawler:
                 target.bind_account(  # type: ignore[attr-defined]
                     default_account(self.endpoint, self.credentials.access_key), endpoint_host(self.endpoint)
                 )
-        run = self._run(name=name, sort=sort, deliver=deliver, sink=real_sink)
-        if stats is not None:
-            run.stats = stats
+        run = self._run(name=name, sort=sort, deliver=deliver, sink=real_sink, stats=stats)
         begin_run = getattr(real_sink, "begin_run", None)  # a database records each crawl in snapcrawl_runs
         if begin_run is not None:
             await begin_run()
         ended = False
         try:
-            await run.run(volume_ids)
+            await run.run(strategy, scope=scope)
             if run.fatal is not None:
                 raise run.fatal
             if real_sink is not None:
@@ -480,3 +389,11 @@ class Crawler:
                         failed=[failure.volume_id for failure in run.failures],
                     )
         return run.result
+
+
+def _strategy(volume_ids: VolumeIds) -> tuple[Strategy, str]:
+    """The strategy that crawls ``volume_ids`` (the account's listing for ``None``), and its name for the log."""
+    if volume_ids is None:
+        return crawl_account, "account"
+    check_volume_ids(volume_ids)
+    return functools.partial(crawl_volumes, volume_ids=volume_ids), "volumes"

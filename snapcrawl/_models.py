@@ -11,9 +11,19 @@ import msgspec
 from msgspec.structs import force_setattr
 
 from ._exceptions import DecodeError, SnapcrawlError
+from ._stats import CrawlStats
 from ._text import shorten
 
-__all__ = ["ErrorBody", "Page", "Snapshot", "SnapshotPage", "VolumeFailure", "decode_error_body", "decode_page"]
+__all__ = [
+    "CrawlResult",
+    "ErrorBody",
+    "Page",
+    "Snapshot",
+    "SnapshotPage",
+    "VolumeFailure",
+    "decode_error_body",
+    "decode_page",
+]
 
 
 class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
@@ -83,6 +93,14 @@ class VolumeFailure:
     def where(self) -> str:
         """``volume <id>``, or ``account listing``."""
         return "account listing" if self.volume_id is None else f"volume {self.volume_id}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CrawlResult:
+    """What one finished crawl did: its own counts and its own failures."""
+
+    stats: CrawlStats
+    failures: list[VolumeFailure]
 
 
 class SnapshotPage(msgspec.Struct, frozen=True, kw_only=True):

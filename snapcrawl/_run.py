@@ -1,56 +1,39 @@
-"""One crawl: workers over volume ids, each volume walked by marker; its own stats, failures and resume.
+"""One crawl's run object: its settings, counts, failures and resume state, and the outcome of each listing.
 
 A run owns nothing beyond itself: its caller (``crawl()``'s stream, or ``crawl_into()``) owns the task group it
-runs in, so a cancelled or abandoned crawl leaves nothing behind. Pages go to one ``deliver`` coroutine (a sink's
-``write``, or the stream's send); a slow consumer slows the workers instead of growing memory.
+runs in, so a cancelled or abandoned crawl leaves nothing behind. The facade picks the strategy that drives it
+(:mod:`._volumes` or :mod:`._account`); both are built on the same few methods. Pages go to one ``deliver``
+coroutine (a sink's ``write``, or the stream's send), where they are counted; a slow consumer slows the workers
+instead of growing memory.
 """
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import dataclasses
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Collection, Iterable, Iterator, Mapping
-from contextlib import aclosing
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Final
 
 import anyio
-from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream
 
 from ._errors import query_option
 from ._events import Subscribers, VolumeDone, VolumeFailed, log_hooks
 from ._exceptions import AuthError, BadRequestError, ConfigError, SinkError, SnapcrawlError, UnfitValueError, detach
 from ._fetch import PageFetcher
-from ._ids import ThreadedIds
 from ._log import get_logger
-from ._models import Page, SnapshotPage, VolumeFailure
+from ._models import CrawlResult, Page, VolumeFailure
 from ._stats import CrawlStats
-from ._text import has_controls, printable, shorten
-from ._walk import PageCursor, note_repeats, walk
+from ._walk import Fetch, PageCursor, walk_into
 from .sinks import Sink, VolumeProgress
 
-__all__ = ["MAX_VOLUME_ID_LENGTH", "CrawlResult", "CrawlRun", "CrawlSettings", "VolumeFailure", "check_volume_id"]
+__all__ = ["CrawlRun", "CrawlSettings", "Deliver", "ServerHints", "Strategy"]
 
-#: Longer ids are rejected as invalid rather than sent (real ids are 36-character UUIDs).
-MAX_VOLUME_ID_LENGTH: Final = 255
-#: Ids read ahead of the crawl from a synchronous iterable, in a thread (it may block: a pipe, a slow generator).
-ID_BATCH: Final = 256
-#: How long the crawl waits for the next volume id before it flushes its sink (and again, while it waits).
-IDLE_FLUSH: Final = 0.2
 #: Distinct volumes failing alike on their first page, with none succeeding, before the query is blamed.
 SAME_FIRST_PAGE_400: Final = 3
 
 Deliver = Callable[[Page], Awaitable[None]]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class CrawlResult:
-    """What one finished crawl did: its own counts and its own failures."""
-
-    stats: CrawlStats
-    failures: list[VolumeFailure]
+#: What drives a run: the volumes strategy (bound to its ids) or the account listing.
+Strategy = Callable[["CrawlRun"], Awaitable[None]]
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,7 +59,12 @@ class ServerHints:
 
 
 class CrawlRun:
-    """One crawl's workers, counts and failures, and the fatal error that ended it (if any)."""
+    """One crawl's counts, failures and resume state, and the fatal error that ended it (if any).
+
+    Built complete by the facade; a strategy (:func:`._volumes.crawl_volumes`, :func:`._account.crawl_account`)
+    drives it through :meth:`walk_listing`, :meth:`deliver` and the outcome methods (``done``, ``fail_listing``,
+    ``rejected``, ``stop``).
+    """
 
     def __init__(
         self,
@@ -87,15 +75,18 @@ class CrawlRun:
         sink: Sink | None = None,
         events: Subscribers | None = None,
         hints: ServerHints | None = None,
+        stats: CrawlStats | None = None,
+        on_end: Callable[[CrawlStats], object] | None = None,
     ) -> None:
         self.fetcher = fetcher
         self.settings = settings
         self._write = deliver
-        self.deliver = deliver if sink is None else self._deliver_fitting
+        self._hand_on = deliver if sink is None else self._deliver_fitting
         self.sink = sink
         self.events = events or Subscribers([log_hooks()])
         self.hints = hints or ServerHints()
-        self.stats = CrawlStats(clock=settings.clock)
+        #: This crawl's counts (pass ``stats`` to watch them from outside while it runs).
+        self.stats = stats if stats is not None else CrawlStats(clock=settings.clock)
         self.failures: list[VolumeFailure] = []
         self.fatal: SnapcrawlError | None = None
         self.progress: Mapping[str | None, VolumeProgress] = {}
@@ -105,37 +96,40 @@ class CrawlRun:
         self._succeeded = False
         self._cancel = anyio.CancelScope()
         #: Called with this crawl's stats when it ends (the crawler adds them to its totals).
-        self.on_end: Callable[[CrawlStats], object] | None = None
+        self._on_end = on_end
+
+    @property
+    def concurrency(self) -> int:
+        """How many requests the crawl's strategy keeps going at once."""
+        return self.settings.concurrency
+
+    @property
+    def fetch(self) -> Fetch:
+        """How one page is fetched, with retries."""
+        return self.fetcher.fetch
 
     @property
     def result(self) -> CrawlResult:
         """This crawl's stats and failures."""
         return CrawlResult(self.stats, self.failures)
 
-    async def run(self, volume_ids: Iterable[object] | AsyncIterable[object] | None) -> None:
-        """Crawl every volume (or the account, for ``None``); errors end up in ``fatal``, never raised."""
+    async def run(self, strategy: Strategy, *, scope: str) -> None:
+        """Crawl by ``strategy`` (``scope`` names it in the log); errors end up in ``fatal``, never raised."""
         stats, settings = self.stats, self.settings
         stats.started_at = stats.clock()
-        self.log.info(
-            "crawl.start", scope="account" if volume_ids is None else "volumes", concurrency=settings.concurrency
-        )
+        self.log.info("crawl.start", scope=scope, concurrency=settings.concurrency)
         try:
             with self._cancel:
                 if self.sink is not None:
                     self.progress = await self.sink.load_progress()
-                if volume_ids is None:
-                    from ._account import crawl_account  # noqa: PLC0415 - the strategy imports this module
-
-                    await crawl_account(self)
-                else:
-                    await self._crawl_volumes(volume_ids)
+                await strategy(self)
         except SnapcrawlError as exc:
             self.fatal = exc
         finally:
             stats.ended_at = stats.clock()
             self.log.info("crawl.end", failures=len(self.failures), **stats.as_dict())
-            if self.on_end is not None:
-                self.on_end(stats)
+            if self._on_end is not None:
+                self._on_end(stats)
 
     def stop(self, error: SnapcrawlError) -> None:
         """Every other request would fail the same way: end the crawl now, reporting ``error``."""
@@ -153,8 +147,10 @@ class CrawlRun:
         if listeners := self.events.volume_failed:
             self.events.emit(listeners, VolumeFailed(failure=failure))
 
-    def done(self, volume_id: str | None, snapshots: int) -> None:
-        """Record that a listing completed."""
+    def done(self, volume_id: str | None, snapshots: int, *, cap: int | None = None) -> None:
+        """Record that a listing completed; ``cap`` is the page length the server gave it, if it capped ``limit``."""
+        if cap is not None:
+            self.hints.page_cap = cap
         self._succeeded = True
         self.stats.volumes_done += 1
         if listeners := self.events.volume_done:
@@ -190,7 +186,15 @@ class CrawlRun:
                 return await sink.delivered_ids(volume_id)
 
         try:
-            count = await self._walk(cursor, fallbacks, delivered_before, seen)
+            count = await walk_into(
+                self.fetcher.fetch,
+                cursor,
+                self.stats,
+                self.deliver,
+                fallback_markers=fallbacks,
+                delivered_before=delivered_before,
+                seen=seen,
+            )
         except (AuthError, SinkError) as exc:  # a broken destination commits nothing more: stop, not fail
             self.stop(exc)
         except BadRequestError as exc:
@@ -198,51 +202,15 @@ class CrawlRun:
         except SnapcrawlError as exc:
             await self.fail_listing(volume_id, exc, cursor.page - 1)
         else:
-            if cursor.cap is not None:
-                self.hints.page_cap = cursor.cap
-            self.done(volume_id, count)
+            self.done(volume_id, count, cap=cursor.cap)
 
-    async def _walk(
-        self,
-        cursor: PageCursor,
-        fallbacks: tuple[str, ...],
-        delivered_before: Callable[[], Awaitable[set[str]]] | None,
-        seen: set[str] | None,
-    ) -> int:
-        """Deliver the listing's pages; return how many snapshots it had.
+    def deliver(self, page: Page) -> Awaitable[None]:
+        """Hand ``page`` on (to the sink, or the stream): the one place the crawl's snapshots are counted.
 
-        Most volumes fit in one page: that page is fetched and delivered here, and only a listing with more
-        pages (or one resumed mid-way) goes through :func:`walk`'s generator, which costs a little per volume.
+        Not a coroutine itself: it returns the destination's, so a page costs no extra coroutine frame.
         """
-        stats, deliver, volume_id = self.stats, self.deliver, cursor.volume_id
-        first: tuple[int, SnapshotPage, bool] | None = None
-        if cursor.marker is None and seen is None:
-            answer = await self.fetcher.fetch(cursor.query(), volume_id=volume_id, page=1, stats=stats)
-            more = cursor.advance(answer)
-            if not more:
-                fresh = cursor.fresh
-                if cursor.duplicates:
-                    note_repeats(cursor, stats)
-                stats.snapshots += len(fresh)
-                await deliver(Page(volume_id, 1, fresh, True))
-                return len(fresh)
-            first = (1, answer, more)
-        count = 0
-        pages = walk(
-            self.fetcher.fetch,
-            cursor,
-            stats,
-            fallback_markers=fallbacks,
-            delivered_before=delivered_before,
-            seen=seen,
-            first=first,
-        )
-        async with aclosing(pages):
-            async for page in pages:
-                count += len(page.snapshots)
-                stats.snapshots += len(page.snapshots)
-                await deliver(page)
-        return count
+        self.stats.snapshots += len(page.snapshots)
+        return self._hand_on(page)
 
     async def _deliver_fitting(self, page: Page) -> None:
         """Hand ``page`` to the sink. A value it cannot hold fails the volume (raised); in the account-wide listing,
@@ -259,6 +227,7 @@ class CrawlRun:
                 return
 
     async def fail_listing(self, volume_id: str | None, error: SnapcrawlError, pages_done: int) -> None:
+        """Record that the crawl gave up on a listing, in the sink too (whose failure stops the crawl)."""
         self.fail(volume_id, error, pages_done)
         if self.sink is not None:
             try:
@@ -282,156 +251,3 @@ class CrawlRun:
                 self.stop(ConfigError(f"the server rejects the query of every volume: {detail}"))
                 return
         await self.fail_listing(volume_id, error, cursor.page - 1)
-
-    async def _crawl_volumes(self, volume_ids: Iterable[object] | AsyncIterable[object]) -> None:
-        check_volume_ids(volume_ids)
-        with contextlib.ExitStack() as streams:  # closed however the crawl ends
-            async with anyio.create_task_group() as tg:
-                ids: Iterator[object] | _Feed
-                if isinstance(volume_ids, AsyncIterable):
-                    ids = streams.enter_context(self._feed(tg, self._from_async(volume_ids)))
-                elif isinstance(volume_ids, Collection):  # in memory: workers share the iterator, no feeder task
-                    ids = self._unique(iter(volume_ids))
-                else:  # may block (a pipe, a slow generator): read in a thread, handed over as they arrive;
-                    # the thread, the feeder and the workers' buffer each hold up to half a batch ahead
-                    reader = streams.enter_context(ThreadedIds(iter(volume_ids), ahead=ID_BATCH // 2))
-                    ids = streams.enter_context(self._feed(tg, reader.batches()))
-                for _ in range(self.settings.concurrency):
-                    tg.start_soon(self._worker, ids)
-
-    def _first_time(self, volume_id: object) -> bool:
-        """Whether this id is new to the crawl (then it is counted); duplicates are crawled once."""
-        key = volume_id if isinstance(volume_id, str) else repr(volume_id)
-        if key in self._seen:
-            return False
-        self._seen.add(key)
-        self.stats.volumes_seen += 1
-        return True
-
-    def _unique(self, volume_ids: Iterator[object]) -> Iterator[object]:
-        return (volume_id for volume_id in volume_ids if self._first_time(volume_id))
-
-    @staticmethod
-    async def _from_async(volume_ids: AsyncIterable[object]) -> AsyncIterator[list[object]]:
-        async for volume_id in volume_ids:
-            yield [volume_id]
-
-    def _feed(self, tg: TaskGroup, batches: AsyncIterator[list[object]]) -> _Feed:
-        # Unbuffered: the feeder pulls the next batch only once a worker has taken the previous one.
-        send, receive = anyio.create_memory_object_stream[list[object]](0)
-
-        async def feed() -> None:
-            async with send:
-                async for batch in batches:
-                    if fresh := [volume_id for volume_id in batch if self._first_time(volume_id)]:
-                        await send.send(fresh)
-
-        tg.start_soon(feed)
-        return _Feed(receive, on_idle=self.sink.flush if self.sink is not None else None)
-
-    async def _worker(self, ids: Iterator[object] | _Feed) -> None:
-        """Crawl volumes one after another, each page after page."""
-        shared = ids if isinstance(ids, Iterator) else None
-        feed = ids if isinstance(ids, _Feed) else None
-        while True:
-            if shared is not None:
-                volume_id = next(shared, _END)
-            else:
-                assert feed is not None  # noqa: S101 - one of the two is set
-                volume_id = await feed.next()
-            if volume_id is _END:
-                return
-            if (problem := check_volume_id(volume_id)) is not None:
-                await self.fail_listing(failure_key(volume_id), problem, 0)
-                continue
-            assert isinstance(volume_id, str)  # noqa: S101 - checked just above
-            await self.walk_listing(volume_id)
-
-
-_END: Final = object()
-
-
-class _Feed:
-    """The receiving end of a feeder task: the next id, or ``_END``.
-
-    Ids arrive a batch at a time into a buffer the workers share, so a worker takes the next id without a trip
-    through the event loop; when the buffer is empty, one worker waits for the next batch and the others wait
-    for it (two stream checkpoints per id cost about a fifth of the crawl's CPU when each volume is one page).
-    """
-
-    __slots__ = ("_ended", "_on_idle", "_ready", "_receive", "_refill")
-
-    def __init__(
-        self,
-        receive: MemoryObjectReceiveStream[list[object]],
-        *,
-        on_idle: Callable[[], Awaitable[None]] | None = None,
-    ) -> None:
-        self._receive = receive
-        self._on_idle = on_idle
-        self._ready: collections.deque[object] = collections.deque()
-        self._refill = anyio.Lock(fast_acquire=True)
-        self._ended = False
-
-    def __enter__(self) -> _Feed:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._receive.close()
-
-    async def next(self) -> object:
-        ready = self._ready
-        while not ready:
-            if self._ended:
-                return _END
-            async with self._refill:
-                if ready or self._ended:
-                    continue  # another worker refilled the buffer (or saw the end) meanwhile
-                try:
-                    ready.extend(await self._receive_batch())
-                except (anyio.EndOfStream, anyio.ClosedResourceError):
-                    self._ended = True
-        return ready.popleft()
-
-    async def _receive_batch(self) -> list[object]:
-        """The next batch; while none comes (a producer that pauses, such as a person typing ids), the sink is
-        flushed every :data:`IDLE_FLUSH` seconds, so that what was crawled is written (to stdout) without waiting."""
-        try:
-            return self._receive.receive_nowait()
-        except anyio.WouldBlock:
-            if self._on_idle is None:
-                return await self._receive.receive()
-        while True:
-            with anyio.move_on_after(IDLE_FLUSH):
-                return await self._receive.receive()
-            await self._on_idle()
-
-
-def check_volume_ids(volume_ids: object) -> None:
-    """Refuse a single string where an iterable of ids belongs: iterating it would crawl one volume per character."""
-    if isinstance(volume_ids, str | bytes):
-        raise ConfigError("volume_ids must be an iterable of volume ids, not a single string")
-
-
-def check_volume_id(volume_id: object) -> ConfigError | None:
-    """Why ``volume_id`` cannot be sent, or ``None`` when it can (checked before any request)."""
-    if not isinstance(volume_id, str):
-        return ConfigError(
-            f"invalid volume id {shorten(repr(volume_id))}: it must be a string, not {type(volume_id).__name__}"
-        )
-    if not volume_id.strip():
-        return ConfigError(f"invalid volume id {volume_id!r}: it must be a non-empty string")
-    if len(volume_id) > MAX_VOLUME_ID_LENGTH:
-        return ConfigError(f"invalid volume id {shorten(volume_id, 40)}: more than {MAX_VOLUME_ID_LENGTH} characters")
-    if has_controls(volume_id):
-        return ConfigError(f"invalid volume id {shorten(volume_id)}: it holds control characters")
-    return None
-
-
-def failure_key(volume_id: object) -> str:
-    """What an invalid volume id is recorded as: bounded and printable, so a checkpoint can always hold it."""
-    text = volume_id if isinstance(volume_id, str) else repr(volume_id)
-    if len(text) <= MAX_VOLUME_ID_LENGTH and not has_controls(text):
-        return text
-    cut = printable(text[:64])
-    return cut if len(text) <= 64 else f"{cut}... ({len(text)} characters)"

@@ -22,6 +22,7 @@ yields pages, so a volume's crawl, a seam of the account listing and ``list_snap
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
+from contextlib import aclosing
 from typing import Protocol
 
 from ._exceptions import BadRequestError, PaginationError
@@ -31,7 +32,7 @@ from ._signing import encode_query, query_escape
 from ._stats import CrawlStats
 from ._text import shorten
 
-__all__ = ["Fetch", "PageCursor", "Seen", "note_repeats", "walk"]
+__all__ = ["Fetch", "PageCursor", "Seen", "note_repeats", "walk", "walk_into"]
 
 #: Earlier ids tried as a marker, newest first, before a walk whose marker was deleted starts over.
 MAX_MARKER_FALLBACKS = 4
@@ -254,8 +255,8 @@ async def walk(
     already delivered, for a walk that has to start over. With ``seen`` (the account-wide listing), ids in it are
     never yielded and yielded ids are added to it; the cursor drops ids the walk itself delivered either way.
     The walk also ends, before it, at the first snapshot whose id ``until`` accepts.
-    ``first`` is a page the caller already fetched and advanced the cursor past: (its number, it, whether more
-    follow).
+    ``first`` is a page :func:`walk_into` already fetched and advanced the cursor past: (its number, it, whether
+    more follow).
     """
     volume_id = cursor.volume_id
     lost = _LostMarker(cursor, stats, fallback_markers, delivered_before)
@@ -286,6 +287,51 @@ async def walk(
                 yield Page(volume_id, number, snapshots, not more)
     finally:
         note_repeats(cursor, stats)
+
+
+async def walk_into(
+    fetch: Fetch,
+    cursor: PageCursor,
+    stats: CrawlStats,
+    deliver: Callable[[Page], Awaitable[None]],
+    *,
+    fallback_markers: Iterable[str] = (),
+    delivered_before: Callable[[], Awaitable[set[str]]] | None = None,
+    seen: Seen | None = None,
+) -> int:
+    """Walk ``cursor``'s listing as :func:`walk` does, handing each page to ``deliver``; return how many snapshots
+    it delivered.
+
+    Most volumes fit in one page. A listing walked from its start fetches page 1 here, through the same cursor
+    and with the same answer handling as :func:`walk`; only when more pages follow (or for a listing resumed
+    mid-way) does the walk go on through :func:`walk`'s generator, which costs a little per listing.
+    """
+    first: tuple[int, SnapshotPage, bool] | None = None
+    if cursor.marker is None and seen is None:
+        answer = await fetch(cursor.query(), volume_id=cursor.volume_id, page=1, stats=stats)
+        more = cursor.advance(answer)
+        if not more:
+            fresh = cursor.fresh
+            if cursor.duplicates:
+                note_repeats(cursor, stats)
+            await deliver(Page(cursor.volume_id, 1, fresh, True))
+            return len(fresh)
+        first = (1, answer, more)
+    count = 0
+    pages = walk(
+        fetch,
+        cursor,
+        stats,
+        fallback_markers=fallback_markers,
+        delivered_before=delivered_before,
+        seen=seen,
+        first=first,
+    )
+    async with aclosing(pages):
+        async for page in pages:
+            count += len(page.snapshots)
+            await deliver(page)
+    return count
 
 
 def note_repeats(cursor: PageCursor, stats: CrawlStats) -> None:

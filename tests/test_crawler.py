@@ -20,7 +20,7 @@ from snapcrawl import (
     ServerError,
     Snapshot,
 )
-from snapcrawl._run import ID_BATCH
+from snapcrawl._volumes import ID_BATCH
 from snapcrawl.simulator import Faults, Simulator, run_in_thread
 from tests.helpers import collect
 from tests.logs import capture_logs

@@ -5,15 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from benchmarks.helpers.import_graph import circles, collapse, imports
-
-#: The crawl core's circle: _run imports the account strategy inside run(), and _account uses CrawlRun. The
-#: redesign of issue 21 removes it (the facade picks the strategy); strict, so the mark goes the day it does.
-CORE_CIRCLE = ["snapcrawl._account", "snapcrawl._run"]
-#: bench/_report.py imports _hist lazily, and _hist imports _report: landed with the bench work after this test.
-BENCH_CIRCLE = ["snapcrawl.bench._hist", "snapcrawl.bench._report"]
 
 
 def test_the_reader_sees_every_kind_of_import(tmp_path: Path) -> None:
@@ -42,14 +34,16 @@ def test_the_reader_sees_every_kind_of_import(tmp_path: Path) -> None:
     }
 
 
-def test_no_circle_outside_the_crawl_core() -> None:
-    """No module of snapcrawl/ is in an import circle, the two known ones aside."""
-    graph = imports()
-    assert len(graph) > 50 and "snapcrawl._run" in graph["snapcrawl._crawler"]
-    assert [circle for circle in circles(graph) if circle not in (CORE_CIRCLE, BENCH_CIRCLE)] == []
-
-
-@pytest.mark.xfail(strict=True, reason="the crawl core's circle (_run, _account), bench's (_hist, _report)")
 def test_no_import_circle() -> None:
     """No module of snapcrawl/ imports, however indirectly, a module that imports it."""
-    assert circles(imports()) == []
+    graph = imports()
+    assert len(graph) > 50 and "snapcrawl._run" in graph["snapcrawl._crawler"]
+    assert circles(graph) == []
+
+
+def test_the_run_does_not_know_its_strategies() -> None:
+    """The facade picks the strategy: the run imports neither, and the account listing does not import the run."""
+    graph = imports()
+    assert {"snapcrawl._account", "snapcrawl._volumes"}.isdisjoint(graph["snapcrawl._run"])
+    assert "snapcrawl._run" not in graph["snapcrawl._account"]
+    assert {"snapcrawl._account", "snapcrawl._volumes", "snapcrawl._stream"} <= graph["snapcrawl._crawler"]

@@ -34,8 +34,8 @@ import msgspec
 import structlog
 
 from snapcrawl import Crawler, Page, Snapshot
-from snapcrawl._crawler import CrawlStream
-from snapcrawl._run import CrawlResult
+from snapcrawl._models import CrawlResult
+from snapcrawl._stream import CrawlStream
 from snapcrawl.simulator import DEMO_CREDENTIALS, Dataset
 from snapcrawl.sinks import AnySink, open_sink
 from tests.sinks.driver import crawl_into_sink

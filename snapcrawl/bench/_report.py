@@ -12,6 +12,7 @@ from typing import Any, Literal
 import msgspec
 
 from .._exceptions import ConfigError
+from ._saved import Histograms, Latency, SavedHistogram
 
 __all__ = [
     "FORMAT",
@@ -28,35 +29,6 @@ __all__ = [
 
 #: The saved form's version; ``bench report`` refuses others with a clear error.
 FORMAT = 2
-
-
-class Latency(msgspec.Struct, frozen=True, kw_only=True):
-    """Percentiles of one latency distribution, in milliseconds."""
-
-    p50: float
-    p90: float
-    p99: float
-    p99_9: float = msgspec.field(name="p99.9")
-    max: float
-    mean: float
-    #: The ``--percentiles`` levels by name (``p95``, ``p99.9``).
-    percentiles: dict[str, float] = msgspec.field(default_factory=dict)
-
-
-class SavedHistogram(msgspec.Struct, frozen=True, kw_only=True):
-    """One HDR histogram of microseconds, losslessly: HdrHistogram's compressed V2 encoding in base64, as an
-    interval log line holds it, plus the exact sum of its values."""
-
-    hdr: str
-    sum_us: int
-
-
-class Histograms(msgspec.Struct, frozen=True, kw_only=True):
-    """The whole run's histograms: latency from the intended send, from the actual send, and scheduling lag."""
-
-    corrected: SavedHistogram
-    uncorrected: SavedHistogram
-    lag: SavedHistogram
 
 
 class Second(msgspec.Struct, frozen=True, kw_only=True):
@@ -157,7 +129,7 @@ class BenchReport(msgspec.Struct, frozen=True, kw_only=True):
 
     def latency_at(self, level: float) -> float:
         """Any percentile (ms) of latency from the intended send, from the saved histogram."""
-        from ._hist import Histogram  # noqa: PLC0415 - _hist builds on this module
+        from ._hist import Histogram  # noqa: PLC0415 - hdrh is loaded only to read a saved histogram
 
         if self.histograms is not None:
             return Histogram.load(self.histograms.corrected).value_at(level)

@@ -16,7 +16,7 @@ import anyio
 
 from .._crawler import Crawler
 from .._exceptions import AuthError, ConfigError, SinkError, unwrap_group
-from .._run import CrawlResult, VolumeFailure
+from .._models import CrawlResult, VolumeFailure
 from .._stats import CrawlStats
 from ..sinks import AnySink, open_sink
 from ..sinks._partial import PartialFile

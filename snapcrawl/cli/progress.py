@@ -9,7 +9,7 @@ from typing import IO, Any
 
 import anyio
 
-from .._run import VolumeFailure
+from .._models import VolumeFailure
 from .._stats import CrawlStats
 
 __all__ = ["Progress", "StatusLine", "plural", "status_line", "summary_record", "summary_text", "times"]

@@ -22,8 +22,7 @@ from .._config import DEFAULT_API_VERSION, DEFAULT_RETRY, RetryPolicy
 from .._crawler import Crawler
 from .._events import Hooks
 from .._exceptions import SnapcrawlError
-from .._models import Page
-from .._run import VolumeFailure
+from .._models import Page, VolumeFailure
 from .._stats import CrawlStats
 from .._transport import AiohttpTransport, Response, Transport
 from ..limits import Limiter

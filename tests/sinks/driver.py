@@ -17,7 +17,7 @@ from typing import Any
 import anyio
 
 from snapcrawl import Crawler, Credentials
-from snapcrawl._run import CrawlResult
+from snapcrawl._models import CrawlResult
 from snapcrawl.sinks import AnySink, open_sink
 
 

@@ -147,7 +147,7 @@ async def test_an_account_with_bad_keys_fails_alone(
     assert "account c: FAILED" in done.stderr and "not complete: c" in done.stderr
     assert await _counts(inventory) == {"b": accounts["b"].dataset.total}
     runs = await inventory.query("SELECT account, complete FROM snapcrawl_runs ORDER BY account")
-    assert [(account, bool(complete)) for account, complete in runs] == [("b", True), ("c", False)]
+    assert [(account, bool(complete)) for account, complete in runs] == [("b", True), ("c", False)], done.stderr
 
 
 async def test_json_lines_of_a_fleet_carry_the_account(accounts: dict[str, Simulator], tmp_path: Path) -> None:
