@@ -24,7 +24,7 @@ PENDING: frozenset[str] = frozenset(
     {
         "snapcrawl/bench/_config.py",
         "snapcrawl/bench/_report.py",
-        "snapcrawl/bench/_units.py",
+        "snapcrawl/_units.py",
     }
 )
 

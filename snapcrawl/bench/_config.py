@@ -10,9 +10,9 @@ from typing import Final, Literal
 
 from .._config import Credentials, api_version
 from .._exceptions import ConfigError
+from .._units import DEFAULT_PERCENTILES, Stage
 from ._ramp import Profile
 from ._thresholds import Threshold
-from ._units import DEFAULT_PERCENTILES, Stage
 
 __all__ = [
     "DEFAULT_BUDGET",

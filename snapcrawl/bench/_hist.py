@@ -14,8 +14,8 @@ from typing import Any, Final
 from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]  # no stubs upstream
 
 from .._exceptions import ConfigError
+from .._units import DEFAULT_PERCENTILES, level_name
 from ._saved import Histograms, Latency, SavedHistogram
-from ._units import DEFAULT_PERCENTILES, level_name
 
 __all__ = ["HIGHEST_US", "Histogram", "figures", "micros", "spectrum_levels"]
 

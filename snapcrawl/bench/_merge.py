@@ -15,11 +15,11 @@ from pathlib import Path
 import msgspec
 
 from .._exceptions import ConfigError
+from .._units import DEFAULT_PERCENTILES
 from ._hist import Histogram, figures
 from ._report import BenchReport, SavedHistogram, Second, decode_report
 from ._run import LAG_WARNING_PREFIX, lag_warning
 from ._thresholds import Threshold
-from ._units import DEFAULT_PERCENTILES
 
 __all__ = ["load_reports", "merge", "rejudge"]
 

@@ -12,7 +12,7 @@ import itertools
 import math
 from collections.abc import Iterator, Sequence
 
-from ._units import Stage
+from .._units import Stage
 
 __all__ = ["Profile"]
 

@@ -16,9 +16,9 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 
+from .._units import DEFAULT_PERCENTILES
 from ._hist import Histogram, micros
 from ._report import Latency, SavedHistogram, Second
-from ._units import DEFAULT_PERCENTILES
 
 __all__ = ["Recorder", "is_failure"]
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from .._units import format_duration
 from ._report import BenchReport, Latency
-from ._units import format_duration
 
 __all__ = ["summary"]
 

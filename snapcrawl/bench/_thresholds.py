@@ -16,8 +16,8 @@ from collections.abc import Callable
 from typing import Final, Protocol
 
 from .._exceptions import ConfigError
+from .._units import format_value, parse_latency_ms, parse_level
 from ._report import ThresholdResult
-from ._units import format_value, parse_latency_ms, parse_level
 
 __all__ = ["Metrics", "Threshold"]
 

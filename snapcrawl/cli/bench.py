@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .._exceptions import ConfigError
-from ..bench._units import (
+from .._units import (
     DEFAULT_PERCENTILES,
     LONGEST,
     parse_duration,

@@ -7,7 +7,7 @@ import argparse
 import pytest
 
 from snapcrawl import ConfigError
-from snapcrawl.bench._units import (
+from snapcrawl._units import (
     format_duration,
     format_value,
     level_name,

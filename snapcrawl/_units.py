@@ -3,7 +3,9 @@
 
 Every parser raises :class:`ConfigError` naming the option and the text; the ``*_arg`` wrappers turn that into
 the argparse error the CLI prints (durations and start times, numbers, go through the CLI's bounded type around
-these parsers), so bench's options parse here and nowhere else.
+these parsers), so bench's options parse here and nowhere else. It sits outside :mod:`snapcrawl.bench`, whose
+package needs the ``bench`` extra, because every command's parser is built at start-up: the CLI must start
+without hdrhistogram.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import re
 from collections.abc import Callable
 from typing import Final, TypeVar
 
-from .._exceptions import ConfigError
+from ._exceptions import ConfigError
 
 __all__ = [
     "DEFAULT_PERCENTILES",
