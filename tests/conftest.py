@@ -6,14 +6,17 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 import structlog
+from aioresponses import aioresponses
 from hypothesis import HealthCheck, settings
 
 from snapcrawl.simulator import NO_FAULTS, Simulator, run_in_thread
+from snapcrawl.transport import AiohttpTransport
+from tests.fakes import Aioresponses
 
 #: Servers other than the simulator, as fixtures any test folder can use.
 pytest_plugins = ("tests.redis_server",)
@@ -68,3 +71,18 @@ def env(simulator: Simulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     monkeypatch.setenv("SCP_ACCESS_KEY", simulator.credentials.access_key)
     monkeypatch.setenv("SCP_SECRET_KEY", simulator.credentials.secret_key)
     return simulator
+
+
+@pytest.fixture
+def mocked() -> Iterator[aioresponses]:
+    """aioresponses for the narrow tests of the aiohttp seam (its fake answers need the real transport)."""
+    with Aioresponses() as mock:
+        yield mock
+
+
+@pytest.fixture
+async def transport() -> AsyncIterator[AiohttpTransport]:
+    """A real transport with a short timeout, closed after the test."""
+    transport = AiohttpTransport(timeout=5)
+    yield transport
+    await transport.aclose()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -31,7 +31,7 @@ from snapcrawl._fetch import PageFetcher
 from snapcrawl._stats import CrawlStats
 from snapcrawl.limits.local import LocalLimiter
 from snapcrawl.signing import Signer, encode_query, make_signature
-from tests.fakes import Aioresponses, FakeClock
+from tests.fakes import FakeClock
 
 ENDPOINT = "http://scp.test"
 CREDS = Credentials(access_key="AK", secret_key="SK")
@@ -50,12 +50,6 @@ class Wall:
     def __call__(self) -> float:
         self.now += 0.01
         return self.now
-
-
-@pytest.fixture
-def mocked() -> Iterator[aioresponses]:
-    with Aioresponses() as mock:
-        yield mock
 
 
 class Fetcher:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
@@ -17,18 +16,12 @@ from snapcrawl._fetch import PageFetcher
 from snapcrawl._stats import CrawlStats
 from snapcrawl.limits.local import LocalLimiter
 from snapcrawl.signing import Signer
-from tests.fakes import Aioresponses, FakeClock
+from tests.fakes import FakeClock
 
 ENDPOINT = "http://scp.test"
 PAGE = b'{"count":1,"snapshots":[{"id":"s1","volume_id":"v1","size":1,"created_at":"2025-01-01T00:00:00Z"}]}'
 QUERY = "limit=100&volume_id=v1"
 WIRE_URL = f"{ENDPOINT}/v1/snapshots?{QUERY}"
-
-
-@pytest.fixture
-def mocked() -> Iterator[aioresponses]:
-    with Aioresponses() as mock:
-        yield mock
 
 
 class Recorder:
@@ -42,13 +35,6 @@ class Recorder:
             on_request=lambda event: self.calls.append(("request", event.volume_id, event.page)),
             on_response=lambda event: self.calls.append(("response", event.volume_id, event.page, event.status)),
         )
-
-
-@pytest.fixture
-async def transport() -> AsyncIterator[AiohttpTransport]:
-    transport = AiohttpTransport(timeout=5)
-    yield transport
-    await transport.aclose()
 
 
 def _fetcher(transport: AiohttpTransport, hooks: Hooks | None = None, retries: int = 3) -> PageFetcher:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import Mapping
 
 import aiohttp
 import anyio
@@ -17,7 +17,7 @@ from snapcrawl._fetch import PageFetcher
 from snapcrawl._stats import CrawlStats
 from snapcrawl.limits.local import LocalLimiter
 from snapcrawl.signing import Signer
-from tests.fakes import Aioresponses, FakeClock
+from tests.fakes import FakeClock
 
 ENDPOINT = "http://scp.test"
 PAGE = b'{"count":1,"snapshots":[{"id":"s1","volume_id":"v1","size":1,"created_at":"2025-01-01T00:00:00Z"}]}'
@@ -35,19 +35,6 @@ class TicketLimiter(LocalLimiter):
     def on_success(self, ticket: float, headers: Mapping[str, str]) -> None:
         self.tickets.append(ticket)
         super().on_success(ticket, headers)
-
-
-@pytest.fixture
-def mocked() -> Iterator[aioresponses]:
-    with Aioresponses() as mock:
-        yield mock
-
-
-@pytest.fixture
-async def transport() -> AsyncIterator[AiohttpTransport]:
-    transport = AiohttpTransport(timeout=5)
-    yield transport
-    await transport.aclose()
 
 
 def _fetcher(

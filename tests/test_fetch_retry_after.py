@@ -8,7 +8,7 @@ other request goes out before the server said it would be back.
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import anyio
 import pytest
@@ -21,7 +21,7 @@ from snapcrawl._stats import CrawlStats
 from snapcrawl.limits.local import LocalLimiter
 from snapcrawl.signing import Signer
 from snapcrawl.simulator import Faults, Simulator, run_in_thread
-from tests.fakes import Aioresponses, FakeClock
+from tests.fakes import FakeClock
 
 ENDPOINT = "http://scp.test"
 PAGE = b'{"count":1,"snapshots":[{"id":"s1","volume_id":"v1","size":1,"created_at":"2025-01-01T00:00:00Z"}]}'
@@ -37,19 +37,6 @@ class Sleeps:
     async def __call__(self, seconds: float) -> None:
         self.seconds.append(seconds)
         await anyio.lowlevel.checkpoint()
-
-
-@pytest.fixture
-def mocked() -> Iterator[aioresponses]:
-    with Aioresponses() as mock:
-        yield mock
-
-
-@pytest.fixture
-async def transport() -> AsyncIterator[AiohttpTransport]:
-    transport = AiohttpTransport(timeout=5)
-    yield transport
-    await transport.aclose()
 
 
 @pytest.mark.parametrize(("retry_after", "paused"), [(2, False), (60, True)], ids=["short", "long"])
