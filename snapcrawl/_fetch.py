@@ -8,6 +8,7 @@ server's ``Date`` shows the local clock is off (the skew is then measured and co
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 import time
@@ -19,7 +20,7 @@ import anyio
 from ._config import RetryPolicy
 from ._errors import error_for_response, http_date
 from ._events import RateChanged, RequestSent, ResponseReceived, RetryScheduled, Subscribers, Throttled, log_hooks
-from ._exceptions import ApiError, SnapcrawlError, detach
+from ._exceptions import ApiError, SnapcrawlError, TransportError, detach
 from ._log import get_logger
 from ._models import SnapshotPage, decode_page
 from ._signing import Signer
@@ -103,6 +104,11 @@ class PageFetcher:
                     exc.volume_id, exc.page = volume_id, page
                     self._answered(stats, volume_id, page, status=None, elapsed=time.perf_counter() - started)
                     error: SnapcrawlError = exc
+                except anyio.get_cancelled_exc_class():
+                    if anyio.current_effective_deadline() == -math.inf:
+                        raise  # this crawl is being cancelled
+                    error = _stray_cancellation(volume_id, page)
+                    self._answered(stats, volume_id, page, status=None, elapsed=time.perf_counter() - started)
                 else:
                     elapsed = time.perf_counter() - started
                     self._answered(
@@ -248,3 +254,16 @@ class PageFetcher:
                 self._log.warning("clock.skew_corrected", skew_s=round(skew, 1))
                 return True
         return self._accepted
+
+
+def _stray_cancellation(volume_id: str | None, page: int) -> TransportError:
+    """A cancellation of a request that nobody asked for (a timeout gone astray in the HTTP client, say).
+
+    A task group drops a task that ends in such a cancellation without a word, and the crawl would then end as if
+    the listing were complete: it is a failed request instead, retried like any other. The task's pending
+    ``cancel()`` requests are taken back, so that the timeouts of its later requests still work.
+    """
+    task = asyncio.current_task()
+    while task is not None and task.cancelling():
+        task.uncancel()
+    return TransportError("the request was cancelled inside the HTTP client", volume_id=volume_id, page=page)

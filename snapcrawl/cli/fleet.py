@@ -169,6 +169,8 @@ def _summary(name: str, outcome: AccountOutcome) -> str:
     head = f"snapcrawl: account {name}: "
     if outcome.error is not None:
         return f"{head}FAILED: {outcome.error}"
+    if not outcome.finished:  # stopped with the fleet (a signal) before its end
+        head += "stopped before its end: "
     return (
         f"{head}{finished} listings ({stats.volumes_done} complete, {stats.volumes_failed} failed), "
         f"{stats.snapshots} snapshots, {stats.requests} requests in {stats.elapsed:.1f} s, "

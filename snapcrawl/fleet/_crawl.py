@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -178,13 +179,14 @@ class Fleet:
             outcome = self.outcomes[account.name]
             sink: Sink | None = None
             try:
-                sink = sink_for(account)
-                async with self.crawler(account, cap) as crawler:
-                    result = await crawler.crawl_into(volumes(account), sink, name=name, sort=sort, stats=outcome.stats)
-                outcome.failures = result.failures
-                outcome.finished = True
-            except SnapcrawlError as exc:
-                self._failed(outcome, exc)
+                with self._alone(outcome):
+                    sink = sink_for(account)
+                    async with self.crawler(account, cap) as crawler:
+                        result = await crawler.crawl_into(
+                            volumes(account), sink, name=name, sort=sort, stats=outcome.stats
+                        )
+                    outcome.failures = result.failures
+                    outcome.finished = True
             finally:
                 if sink is not None:
                     with anyio.CancelScope(shield=True):
@@ -213,17 +215,16 @@ class Fleet:
             outcome = self.outcomes[account.name]
             with send:
                 try:
-                    async with (
-                        self.crawler(account, cap) as crawler,
-                        crawler.crawl(self.volume_ids(account), name=name, sort=sort) as pages,
-                    ):
-                        outcome.stats = pages.stats
-                        async for page in pages.pages():
-                            await send.send(AccountPage(account.name, page))
-                        outcome.failures = list(pages.failures)
-                    outcome.finished = True
-                except SnapcrawlError as exc:
-                    self._failed(outcome, exc)
+                    with self._alone(outcome):
+                        async with (
+                            self.crawler(account, cap) as crawler,
+                            crawler.crawl(self.volume_ids(account), name=name, sort=sort) as pages,
+                        ):
+                            outcome.stats = pages.stats
+                            async for page in pages.pages():
+                                await send.send(AccountPage(account.name, page))
+                            outcome.failures = list(pages.failures)
+                        outcome.finished = True
                 except anyio.BrokenResourceError:
                     return  # the consumer left
 
@@ -237,7 +238,37 @@ class Fleet:
             finally:
                 tg.cancel_scope.cancel()
 
+    @contextlib.contextmanager
+    def _alone(self, outcome: AccountOutcome) -> Iterator[None]:
+        """Whatever ends one account's crawl ends that account only: it becomes the account's error.
+
+        A task that ended in an exception (or a cancellation nobody asked for) would cancel every other account
+        of the fleet, which would then end neither finished nor failed. A cancellation of the fleet itself (the
+        caller's, or a signal's) still goes through.
+        """
+        try:
+            yield
+        except SnapcrawlError as exc:
+            self._failed(outcome, exc)
+        except anyio.get_cancelled_exc_class():
+            if anyio.current_effective_deadline() == -math.inf:
+                raise  # the fleet is being cancelled: every account stops
+            self._log.error("account.cancelled", account=outcome.name, exc_info=True)
+            self._failed(outcome, SnapcrawlError("its crawl was cancelled from within, without a cause"))
+        except anyio.BrokenResourceError:
+            raise
+        except Exception as exc:  # a defect: the traceback goes to the log, the account fails alone
+            self._log.error("account.crashed", account=outcome.name, exc_info=True)
+            self._failed(outcome, SnapcrawlError(f"unexpected {_describe(exc)}"))
+
     def _failed(self, outcome: AccountOutcome, error: SnapcrawlError) -> None:
         if outcome.error is None:
             outcome.error = error
         self._log.info("account.failed", account=outcome.name, error=str(error))  # the summary names it
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message`` of an unexpected error: of the first one inside a task group's exception group."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}"

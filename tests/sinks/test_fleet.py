@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -14,12 +15,13 @@ from pathlib import Path
 import anyio
 import pytest
 
-from snapcrawl import ConfigError, Credentials
+from snapcrawl import ConfigError, Credentials, RetryPolicy
 from snapcrawl._transport import AiohttpTransport, Response
 from snapcrawl.cli import main
-from snapcrawl.cli.fleet import _fleet_line
+from snapcrawl.cli.fleet import _fleet_line, _summary
 from snapcrawl.fleet import AccountConfig, AccountOutcome, Fleet, endpoint_host, load_fleet
 from snapcrawl.simulator import Faults, Simulator, run_in_thread
+from snapcrawl.sinks import JsonLinesSink, Sink
 
 from .conftest import Inventory
 
@@ -137,19 +139,10 @@ async def test_two_accounts_one_table_each_in_its_quota_and_pruned_apart(
     assert await _counts(inventory) == totals
 
 
-def _allow_sqlite_race(inventory: Inventory, request: pytest.FixtureRequest) -> None:
-    """Seen in loaded full-suite runs and CI, never alone: with accounts sharing one SQLite file, one account's
-    failure can leave another not complete. An open defect (issue 18 stays open for it): the SQLite variant may
-    fail without failing the suite, and reports XPASS when it passes; PostgreSQL runs the same tests strictly."""
-    if inventory.kind == "sqlite":
-        request.applymarker(pytest.mark.xfail(reason="open defect: a fleet sharing one SQLite file", strict=False))
-
-
 @pytest.mark.timeout(90)
 async def test_an_account_with_bad_keys_fails_alone(
-    accounts: dict[str, Simulator], inventory: Inventory, tmp_path: Path, request: pytest.FixtureRequest
+    accounts: dict[str, Simulator], inventory: Inventory, tmp_path: Path
 ) -> None:
-    _allow_sqlite_race(inventory, request)
     config = _config(tmp_path, accounts, bad=True)
     done = await _crawl(config, inventory.url, "--account", "b", "--account", "c")
     assert done.returncode == 1, done.stderr
@@ -231,10 +224,9 @@ def slow_accounts() -> Iterator[dict[str, Simulator]]:
 
 @pytest.mark.timeout(120)
 async def test_a_killed_fleet_resumes_every_account(
-    slow_accounts: dict[str, Simulator], inventory: Inventory, tmp_path: Path, request: pytest.FixtureRequest
+    slow_accounts: dict[str, Simulator], inventory: Inventory, tmp_path: Path
 ) -> None:
     """SIGKILL once both accounts committed some rows: the rerun completes each, fetching less than a full crawl."""
-    _allow_sqlite_race(inventory, request)
     config = tmp_path / "fleet.toml"
     config.write_text(
         f'[defaults]\nconcurrency = 2\n\n[accounts.a]\nendpoint = "{slow_accounts["a"].url}"\n'
@@ -353,3 +345,85 @@ async def test_one_cap_on_requests_in_flight_across_accounts(
     assert all(outcome.ok for outcome in fleet.outcomes.values())
     assert peak <= cap
     assert peak > 2 or cap == 2  # with room, both accounts' requests overlap: the bound above can bite
+
+
+class _Breaking:
+    """A transport whose every request ends in ``error``: a defect, or a cancellation nobody asked for."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    async def get(self, url: str, headers: dict[str, str]) -> Response:
+        await anyio.sleep(0.05)  # the other account is under way
+        raise self.error
+
+    async def aclose(self) -> None:
+        pass
+
+
+def _breaking_fleet(sims: dict[str, Simulator], error: BaseException) -> Fleet:
+    """Account a answers normally; account b's transport ends every request in ``error``."""
+    configs = [
+        AccountConfig(name=name, endpoint=sim.url, credentials=KEYS[name], concurrency=4) for name, sim in sims.items()
+    ]
+    return Fleet(
+        configs,
+        page_size=20,
+        retry=RetryPolicy(max_retries=0),
+        transport=lambda account: _Breaking(error) if account.name == "b" else AiohttpTransport(connections=4),
+    )
+
+
+@pytest.mark.parametrize(
+    ("error", "said"),
+    [
+        (RuntimeError("boom"), "unexpected RuntimeError: boom"),
+        (asyncio.CancelledError(), "cancelled inside the HTTP client"),
+    ],
+    ids=["defect", "stray-cancellation"],
+)
+async def test_an_account_that_crashes_fails_alone(
+    slow_accounts: dict[str, Simulator], error: BaseException, said: str, tmp_path: Path
+) -> None:
+    """A defect, or a cancellation nobody asked for, in one account's task fails that account only: the others
+    run to their end (they were cancelled with no error, and the fleet said neither finished nor failed)."""
+    fleet = _breaking_fleet(slow_accounts, error)
+
+    def sink_for(account: AccountConfig) -> Sink:
+        return JsonLinesSink(tmp_path / f"{account.name}.jsonl")
+
+    outcomes = await fleet.crawl_into(sink_for)
+    lines = (tmp_path / "a.jsonl").read_text(encoding="utf-8").splitlines()
+    assert outcomes["a"].ok and len(lines) == slow_accounts["a"].dataset.total
+    assert said in _why(outcomes["b"]) and not outcomes["b"].ok
+
+    streamed = _breaking_fleet(slow_accounts, error)
+    seen = 0
+    async with streamed.stream() as pages:
+        async for tagged in pages:
+            seen += len(tagged.page.snapshots)
+    assert streamed.outcomes["a"].ok and seen == slow_accounts["a"].dataset.total
+    assert said in _why(streamed.outcomes["b"]) and not streamed.outcomes["b"].ok
+
+
+def _why(outcome: AccountOutcome) -> str:
+    """What an account that did not complete says of it: its error, or its failed listings'."""
+    return " ".join([str(outcome.error or ""), *(str(failure.error) for failure in outcome.failures)])
+
+
+async def test_a_cancelled_fleet_still_stops_every_account(slow_accounts: dict[str, Simulator], tmp_path: Path) -> None:
+    """The caller's cancellation is not an account's failure: every account stops, none is marked failed."""
+    configs = [
+        AccountConfig(name=name, endpoint=sim.url, credentials=KEYS[name]) for name, sim in slow_accounts.items()
+    ]
+    fleet = Fleet(configs, page_size=10, concurrency=1)
+    with anyio.move_on_after(0.3) as scope:
+        await fleet.crawl_into(lambda account: JsonLinesSink(tmp_path / f"{account.name}.jsonl"))
+    assert scope.cancelled_caught
+    assert all(outcome.error is None and not outcome.finished for outcome in fleet.outcomes.values())
+
+
+def test_an_account_stopped_with_the_fleet_says_so() -> None:
+    """An account neither finished nor failed (a signal stopped the fleet) is not reported as if it ran."""
+    assert "account b: stopped before its end: 0 listings" in _summary("b", AccountOutcome("b"))
+    assert "stopped" not in _summary("a", AccountOutcome("a", finished=True))
