@@ -28,6 +28,7 @@ from ._exceptions import AuthError, BadRequestError, SnapcrawlError
 from ._log import get_logger
 from ._models import Page, Snapshot
 from ._ranges import RangePage, RangeProgress
+from ._tasks import check_none_dropped
 from ._walk import MAX_MARKER_FALLBACKS, Fetch, PageCursor, walk
 
 if TYPE_CHECKING:
@@ -213,6 +214,7 @@ class _AccountCrawl:
             async with anyio.create_task_group() as tg:
                 for _ in range(min(run.concurrency, len(missing))):
                     tg.start_soon(self._fetch_pages, cursor, indexes, step)
+            check_none_dropped(tg, "a fan-out page fetcher")
         pages = max([pages, *self.firsts])
         self.number = pages + 1  # the last fan-out page's number: seam walks and the closing page come after it
         if more and (error := await self._repair()) is not None:
@@ -262,6 +264,7 @@ class _AccountCrawl:
         async with anyio.create_task_group() as tg:
             for index in self.seams():
                 tg.start_soon(repair, index)
+        check_none_dropped(tg, "a seam repair")
         return failures[0] if failures else None
 
     async def _walk_seam(self, index: int) -> None:

@@ -18,6 +18,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from ._exceptions import ConfigError
 from ._ids import ThreadedIds
 from ._run import CrawlRun
+from ._tasks import check_none_dropped
 from ._text import has_controls, printable, shorten
 
 __all__ = ["MAX_VOLUME_ID_LENGTH", "check_volume_id", "check_volume_ids", "crawl_volumes"]
@@ -59,6 +60,7 @@ class _VolumeCrawl:
                     ids = streams.enter_context(self._feed(tg, reader.batches()))
                 for _ in range(self.run.settings.concurrency):
                     tg.start_soon(self._worker, ids)
+            check_none_dropped(tg, "a volume worker")
 
     def _first_time(self, volume_id: object) -> bool:
         """Whether this id is new to the crawl (then it is counted); duplicates are crawled once."""
