@@ -100,6 +100,20 @@ async def test_finds_a_raised_quota() -> None:
     assert trace.throttled_share(10.0, 15.0) <= 0.02
 
 
+@pytest.mark.parametrize("at", [6.0, 6.3, 6.6, 7.0, 7.5, 8.0, 9.0])
+async def test_finds_a_doubled_quota_within_two_and_a_half_seconds(at: float) -> None:
+    """Whenever the quota doubles (these times meet the limiter in different phases of its hold and probe),
+    every half second from 2.5 s after the change on admits at least 90 % of the new quota, with at most 2 % of
+    the requests throttled over the change. (Here every half second does from 0.9-2.1 s on; before the second
+    probe, from 1.3-3.3 s on.)"""
+    clock = FakeClock(0.0)
+    server = BucketServer([(0.0, 100.0), (at, 200.0)], burst=20)
+    trace = await drive(_limiter(clock), clock, server, seconds=at + 8.0, before=0.0, jitter=JITTER)
+    assert trace.admitted_rate(at - 2.0, at) <= 105.0
+    assert min(trace.admitted_rate(at + t / 10, at + t / 10 + 0.5) for t in range(25, 75, 5)) >= 0.9 * 200.0
+    assert trace.throttled_share(at, at + 5.0) <= 0.02
+
+
 async def test_told_rate_stays_within_rate_plus_burst() -> None:
     """Told the quota, every one-second window holds at most rate + burst, at 95 % of it with almost no 429."""
     clock = FakeClock(0.0)
