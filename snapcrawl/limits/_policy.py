@@ -9,8 +9,10 @@ answers to requests sent at the current rate (at least ``ROUND_ANSWERS`` over ``
 * **hold** ``MARGIN`` under the estimate for ``HOLD_SECONDS``: the server's bucket refills, so jitter and
   stalls cost nothing there;
 * **probe** ``PROBE_LIMIT`` above it. The first throttle there ends the probe at once (:meth:`_found`): the
-  quota is where it was, and a probe costs a throttle or two. Clean for longer than the hold could have saved
-  up (``RISE_EXCESS``), the quota rose: the estimate rises by ``FIRST_STEP``, doubling every clean round;
+  quota is where it was (refined by what the probe spent since the last throttle), and a probe costs a throttle
+  or two. Clean once it has spent what the hold saved up, the probe goes ``SECOND_PROBE`` above the estimate;
+  clean for ``RISE_EXCESS`` more, the quota rose: the estimate rises by ``FIRST_STEP``, doubling every clean
+  round;
 * **cut** on a round with throttles at or under the estimate: a heavy share measures the new quota (a round
   whose throttles go on ends after ``FAST_SECONDS``); a few, or a clump followed by clean answers (a stall that
   bunched requests), are noise.
@@ -39,8 +41,9 @@ class RateDiscovery:
     FAST_THROTTLES = 4  # a round this throttled (and FAST_SHARE of it) ends after FAST_SECONDS
     FAST_SHARE = 0.25
     FAST_SECONDS = 0.05
-    HOLD_SECONDS = 1.0  # clean this long under the estimate before probing above it again
-    PROBE_LIMIT = 0.03  # how far above the estimate a probe goes
+    HOLD_SECONDS = 0.9  # clean this long under the estimate before probing above it again
+    PROBE_LIMIT = 0.04  # how far above the estimate a probe goes
+    SECOND_PROBE = 0.1  # how far once the probe has spent what the hold saved up: a raised quota shows sooner
     RISE_EXCESS = 2.0  # requests the probe must send beyond what the hold saved up before the estimate rises
     FIRST_STEP = 0.1  # raises of the estimate while the probe stays clean, doubling up to MAX_STEP
     MAX_STEP = 0.25
@@ -71,6 +74,8 @@ class RateDiscovery:
         "_proven_before",
         "_rose_by",
         "_saved",
+        "_saved_for",
+        "_sent",
         "_since",
         "_step",
         "_throttled",
@@ -92,7 +97,7 @@ class RateDiscovery:
         self._first = math.nan
         self._step = self.FIRST_STEP
         self._held_since = -math.inf
-        self._saved = 0.0
+        self._saved = self._saved_for = self._sent = 0.0  # requests, over seconds since the last throttle
         self._proven = self._proven_before = math.nan
         self._first_step = self.FIRST_STEP
         self._rose_by = self.START_GROWTH - 1
@@ -187,10 +192,13 @@ class RateDiscovery:
         share, noise = self._judge(now, clump=clump)
         self.throttled = self._throttled > 0
         if self.throttled:
-            self._saved, self._proven, self._proven_before = 0.0, math.nan, math.nan
+            self._saved = self._saved_for = self._sent = 0.0
+            self._proven = self._proven_before = math.nan
         elif self.estimate is not None and old is not None:
             # What the server's bucket saved up (or spent) while we sent under (or over) the estimate.
             self._saved += (self.estimate - old) * (now - self._since)
+            self._saved_for += now - self._since
+            self._sent += old * (now - self._since)
         if self.throttled and self._ok and noise:
             # As likely jitter or a stall as the quota: stop climbing, and cut if they add up.
             rate = old if old is not None else answered
@@ -251,16 +259,28 @@ class RateDiscovery:
     def _found(self, estimate: float, now: float, *, found_at: float) -> bool:
         """A throttle to a request sent at ``found_at``, above ``estimate`` (see :meth:`_floor`): the probe found
         the quota. Back under it at once, before more of the probe's requests drain the server's bucket."""
+        rose = not math.isnan(self._proven)
+        if self.estimate is None:
+            pass  # the start's doubling: nothing was counted since a throttle
+        elif not rose:
+            # Pinned: the estimate, give or take what the hold and the probe were off by.
+            low, high = estimate * (1 - self.MARGIN), estimate * (1 + self.PROBE_LIMIT)
+            estimate = self._refined(estimate, now, found_at, low, high)
+        elif math.isnan(self._proven_before):
+            # Found by the first rise: the second probe may have been clean only because the estimate was a
+            # little low, so the server's bucket held more than counted. What was sent since says which.
+            estimate = self._refined(estimate, now, found_at, estimate / (1 + self.SECOND_PROBE), estimate)
         self.estimate = estimate
-        self._saved, self._proven, self._proven_before = 0.0, math.nan, math.nan
+        self._saved = self._saved_for = self._sent = 0.0
+        self._proven = self._proven_before = math.nan
         self.throttled = True
         self._window.clear()
         self._before_cut = math.nan
         self._cut = True
-        # Pinned between the estimate and a probe just above it: hold there. Found after a rise, the quota lies
-        # somewhere in that rise: search it again with half the step, without holding.
+        # Pinned between the estimate and a probe above it (no rise since the last throttle): hold there. Found
+        # after a rise, the quota lies somewhere in that rise: search it again with half the step, without holding.
         half = self._rose_by / 2
-        if found_at <= estimate * (1 + 2 * self.PROBE_LIMIT) or half <= self.PROBE_LIMIT:
+        if not rose or found_at <= estimate * (1 + 2 * self.PROBE_LIMIT) or half <= self.PROBE_LIMIT:
             self._held_since = now
             self._first_step = self.FIRST_STEP
         else:
@@ -269,6 +289,15 @@ class RateDiscovery:
         self._step = self._first_step
         self.start(estimate * (1 - self.MARGIN), now)
         return True
+
+    def _refined(self, floor: float, now: float, found_at: float, low: float, high: float) -> float:
+        """``floor`` corrected by what was sent since the last throttle, within ``low`` and ``high``: the
+        server's bucket, empty then, is empty again now (a throttle to a request sent at ``found_at``), so the
+        average rate in between is what it admits. Less than half a hold is too short to tell."""
+        span = self._saved_for + (now - self._since)
+        if span < self.HOLD_SECONDS / 2:
+            return floor
+        return min(max((self._sent + found_at * (now - self._since)) / span, low), high)
 
     def _judge(self, now: float, *, clump: bool) -> tuple[float, bool]:
         """The throttled share to act on, and whether it is noise: a few throttles are judged over the last
@@ -325,9 +354,12 @@ class RateDiscovery:
         for ``HOLD_SECONDS`` (an arrival-deciding bucket refills there, and jitter costs nothing); then probe
         ``PROBE_LIMIT`` above it. A throttle there ends the probe at once (:meth:`_found`).
 
-        Clean at the top for longer than the hold could have saved up (what the server's bucket gained while we
-        sent under the estimate, and ``RISE_EXCESS`` more), the quota rose: raise the estimate by the first step,
-        and by twice the last with every further clean round, up to ``MAX_STEP``.
+        Clean at the top once it has spent what the hold saved up (what the server's bucket gained while we sent
+        under the estimate), the bucket would be dry if the quota were where it was: the probe goes on
+        ``SECOND_PROBE`` above the estimate, which spends ``RISE_EXCESS`` more within a round or two (a throttle
+        there still only ends the probe, as the estimate never rose). Clean after that, the quota rose: raise the
+        estimate from the probe's rate by the first step, and by twice the last with every further clean round,
+        up to ``MAX_STEP``.
         """
         back = self._before_cut * (1 - self.MARGIN)
         if rate < back:  # concave, as CUBIC's return to W_max: quick at first, slower near it
@@ -340,12 +372,16 @@ class RateDiscovery:
         top = estimate * (1 + self.PROBE_LIMIT)
         if rate < top:
             return top
+        rising = self._step > self._first_step
+        second = estimate * (1 + self.SECOND_PROBE)
+        if not rising and self._saved < 0 and rate < second:
+            return second
         # The first rise waits until the probe has spent what the server's bucket saved up during the hold (and
         # a little more): clean after that, the quota is at least this rate. Once risen, every clean round rises.
-        if self._step > self._first_step or self._saved < -self.RISE_EXCESS:
+        if rising or self._saved < -self.RISE_EXCESS:
             self._proven_before, self._proven = self._proven, rate
             self._rose_by = self._step
-            self.estimate = estimate = estimate * (1 + self._step)
+            self.estimate = estimate = max(estimate, rate / (1 + self.PROBE_LIMIT)) * (1 + self._step)
             self._step = min(2 * self._step, self.MAX_STEP)
         return max(rate, estimate * (1 + self.PROBE_LIMIT))
 

@@ -141,15 +141,41 @@ def test_the_estimate_holds_then_a_probe_goes_a_few_percent_above_it() -> None:
 
 def test_a_throttle_during_a_probe_ends_it_under_the_estimate() -> None:
     """The first throttle to a request sent above the estimate ends the round at once: the quota is where the
-    estimate said, and the rate goes back under it."""
+    estimate said (refined by at most a few per cent: what was sent since the last throttle is what the server
+    admitted), and the rate goes back under it."""
     policy, now = _measured(200.0)
     estimate = policy.estimate
     assert estimate is not None
     while _rate(policy) <= estimate:
         now = _round(policy, start=now, rate=_rate(policy), pattern=".")
     assert policy.answer(now, now + 0.01, throttled=True)
-    assert _rate(policy) < estimate
-    assert policy.estimate == estimate
+    assert policy.estimate is not None
+    assert _rate(policy) < policy.estimate
+    assert policy.estimate == pytest.approx(estimate, rel=0.05)
+
+
+def test_a_probe_refines_the_estimate_from_what_was_sent_since_the_last_throttle() -> None:
+    """An estimate 1.5 % over the quota: the hold is under the quota, the probe over it, and the server's bucket
+    (empty at the last throttle) runs dry once the probe has spent what the hold saved up. The throttle that ends
+    the probe moves the estimate to what was sent since the last throttle, which is what the server admitted:
+    within 0.5 % of the quota (before, the estimate stayed where it was, and so did the hold's margin)."""
+    quota = 200.0
+    policy = RateDiscovery()
+    policy.estimate = 1.015 * quota
+    now, tokens = 0.0, 0.0
+    policy.start(policy.estimate * 0.98, now)
+    for _ in range(3):  # the first throttle only empties the bucket: what came before it says nothing
+        while True:
+            rate = _rate(policy)
+            now += 1 / rate
+            tokens += quota / rate - 1
+            if tokens < 0:
+                assert policy.answer(now - 0.001, now, throttled=True)
+                tokens = 0.0
+                break
+            policy.answer(now - 0.001, now, throttled=False)
+            assert now < 30, "the probe never reached the quota"
+    assert policy.estimate == pytest.approx(quota, rel=0.005)
 
 
 def test_clean_probes_raise_the_estimate_quickly() -> None:
