@@ -203,8 +203,7 @@ class CrawlRun:
                     fresh = cursor.fresh
                     if cursor.duplicates:
                         note_repeats(cursor, stats)
-                    stats.snapshots += len(fresh)
-                    await self._hand_on(Page(volume_id, 1, fresh, True))
+                    await self.deliver(Page(volume_id, 1, fresh, True))
                     self.done(volume_id, len(fresh), cap=cursor.cap)
                     return
             count = await walk_into(
@@ -229,10 +228,11 @@ class CrawlRun:
     def deliver(self, page: Page) -> Awaitable[None]:
         """Hand ``page`` on (to the sink, or the stream): the one place the crawl's snapshots are counted.
 
-        Not a coroutine itself: it returns the destination's, so a page costs no extra coroutine frame.
+        Not a coroutine itself: it returns the destination's, so a page costs no extra coroutine frame. A volume's
+        page goes straight to the destination: :meth:`_deliver_fitting` would only raise its error again.
         """
         self.stats.snapshots += len(page.snapshots)
-        return self._hand_on(page)
+        return self._hand_on(page) if page.volume_id is None else self._write(page)
 
     async def _deliver_fitting(self, page: Page) -> None:
         """Hand ``page`` to the sink. A value it cannot hold fails the volume (raised); in the account-wide listing,
