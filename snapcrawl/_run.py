@@ -195,27 +195,28 @@ class CrawlRun:
         stats = self.stats
         try:
             first: tuple[int, SnapshotPage, bool] | None = None
+            count: int | None = None
             if cursor.marker is None and seen is None:
                 answer = await self.fetcher.fetch(cursor.query(), volume_id=volume_id, page=1, stats=stats)
                 if cursor.advance(answer):
                     first = (1, answer, True)
-                else:
+                else:  # the listing's only page
                     fresh = cursor.fresh
                     if cursor.duplicates:
                         note_repeats(cursor, stats)
                     await self.deliver(Page(volume_id, 1, fresh, True))
-                    self.done(volume_id, len(fresh), cap=cursor.cap)
-                    return
-            count = await walk_into(
-                self.fetcher.fetch,
-                cursor,
-                stats,
-                self.deliver,
-                fallback_markers=fallbacks,
-                delivered_before=delivered_before,
-                seen=seen,
-                first=first,
-            )
+                    count = len(fresh)
+            if count is None:
+                count = await walk_into(
+                    self.fetcher.fetch,
+                    cursor,
+                    stats,
+                    self.deliver,
+                    fallback_markers=fallbacks,
+                    delivered_before=delivered_before,
+                    seen=seen,
+                    first=first,
+                )
         except (AuthError, SinkError) as exc:  # a broken destination commits nothing more: stop, not fail
             self.stop(exc)
         except BadRequestError as exc:
