@@ -75,7 +75,7 @@ class PageFetcher:
         """The corrected Unix time: the local clock plus the skew measured from the server's ``Date``."""
         return self._wall_clock() + self.signer.clock_offset
 
-    async def fetch(  # noqa: PLR0915 - the per-request path, a 200 handled inline on purpose (see the comment)
+    async def fetch(  # noqa: PLR0912, PLR0915 - the per-request path, inline on purpose (see the comments)
         self, query: str, *, volume_id: str | None, page: int, stats: CrawlStats
     ) -> SnapshotPage:
         """Fetch and decode one page for an encoded ``query``, retrying what may succeed later.
@@ -97,8 +97,10 @@ class PageFetcher:
         while True:
             delay: float | None = None
             # The awaited acquire checks for cancellation even when a slot is free (a tenth of this method's time):
-            # that check is what keeps a stopped crawl from sending one more request, so it stays.
-            async with in_flight:
+            # that check is what keeps a stopped crawl from sending one more request, so it stays. Acquired and
+            # released as ``async with in_flight`` does, without its two coroutines (__aenter__, __aexit__).
+            await in_flight.acquire()
+            try:
                 # Until there is a cap or a throttle the limiter has nothing to say: skip the call.
                 ticket = await limiter.acquire() if limiter.active else -math.inf
                 signed_offset = signer.clock_offset
@@ -147,6 +149,8 @@ class PageFetcher:
                         if resend:
                             resent_401 = True
                             continue
+            finally:
+                in_flight.release()
             if not error.retryable or attempt >= self._retry.max_retries:
                 raise error
             response = decoded = None  # nothing of the failed answer is held while waiting
