@@ -70,10 +70,17 @@ class Reservation:
     async def take(self, size: int) -> None:
         """Reserve ``size`` more bytes, waiting while they would pass the budget (unless this is the oldest)."""
         budget = self._budget
-        while not budget._fits(self, size):
+        while not self.try_take(size):
             if budget._changed is None:
                 budget._changed = anyio.Event()
             await budget._changed.wait()
+
+    def try_take(self, size: int) -> bool:
+        """Reserve ``size`` more bytes if that needs no wait (:meth:`take` without a coroutine); whether it did."""
+        budget = self._budget
+        if not budget._fits(self, size):
+            return False
         budget.used += size
         self.held += size
         budget.peak = max(budget.peak, budget.used)
+        return True

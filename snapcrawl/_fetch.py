@@ -13,6 +13,7 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable
+from time import perf_counter
 from typing import Final
 
 import anyio
@@ -75,13 +76,21 @@ class PageFetcher:
         """The corrected Unix time: the local clock plus the skew measured from the server's ``Date``."""
         return self._wall_clock() + self.signer.clock_offset
 
-    async def fetch(self, query: str, *, volume_id: str | None, page: int, stats: CrawlStats) -> SnapshotPage:
+    async def fetch(  # noqa: PLR0912, PLR0915 - the per-request path, inline on purpose (see the comments)
+        self, query: str, *, volume_id: str | None, page: int, stats: CrawlStats
+    ) -> SnapshotPage:
         """Fetch and decode one page for an encoded ``query``, retrying what may succeed later.
 
         Raises a :class:`SnapcrawlError` naming the volume and page.
         """
         url = f"{self.url}?{query}" if query else self.url
-        limiter, events, transport, in_flight = self.limiter, self.events, self._transport, self._in_flight
+        limiter, events, transport, in_flight, signer = (
+            self.limiter,
+            self.events,
+            self._transport,
+            self._in_flight,
+            self.signer,
+        )
         attempt = 0
         resent_401 = False
         response: Response | None = None
@@ -89,20 +98,22 @@ class PageFetcher:
         while True:
             delay: float | None = None
             # The awaited acquire checks for cancellation even when a slot is free (a tenth of this method's time):
-            # that check is what keeps a stopped crawl from sending one more request, so it stays.
-            async with in_flight:
+            # that check is what keeps a stopped crawl from sending one more request, so it stays. Acquired and
+            # released as ``async with in_flight`` does, without its two coroutines (__aenter__, __aexit__).
+            await in_flight.acquire()
+            try:
                 # Until there is a cap or a throttle the limiter has nothing to say: skip the call.
                 ticket = await limiter.acquire() if limiter.active else -math.inf
-                signed_offset = self.signer.clock_offset
-                headers = self.signer.headers("GET", url)  # now, and never the same signature twice
+                signed_offset = signer.clock_offset
+                headers = signer.headers("GET", url)  # now, and never the same signature twice
                 if events.request_sent:
                     events.emit(events.request_sent, RequestSent(volume_id=volume_id, page=page))
-                started = time.perf_counter()
+                started = perf_counter()
                 try:  # awaited here, not in a helper coroutine: one frame less on every resume
                     response = await transport.get(url, headers)
                 except SnapcrawlError as exc:
                     exc.volume_id, exc.page = volume_id, page
-                    self._answered(stats, volume_id, page, status=None, elapsed=time.perf_counter() - started)
+                    self._answered(stats, volume_id, page, status=None, elapsed=perf_counter() - started)
                     error: SnapcrawlError = exc
                 except anyio.get_cancelled_exc_class():
                     if anyio.current_effective_deadline() == -math.inf:
@@ -110,18 +121,28 @@ class PageFetcher:
                     error = _stray_cancellation(volume_id, page)
                     self._answered(stats, volume_id, page, status=None, elapsed=time.perf_counter() - started)
                 else:
-                    elapsed = time.perf_counter() - started
-                    self._answered(
-                        stats, volume_id, page, status=response.status, elapsed=elapsed, size=len(response.body)
-                    )
+                    elapsed = perf_counter() - started
+                    body = response.body
                     if response.status == 200:
+                        # The usual answer, handled inline: counted as _answered does, then decoded and counted.
+                        stats.requests += 1
+                        stats.bytes += len(body)
+                        stats.latency.record(elapsed)
+                        if events.response_received:
+                            self._received(volume_id, page, 200, elapsed, len(body))
+                        self._accepted = True
+                        limiter.on_success(ticket, response.headers)
+                        if limiter.active:  # no cap and no throttle yet: no rate to have changed
+                            self._rate_changed()
                         try:
-                            decoded = self._decoded(response, ticket, volume_id, page, stats)
+                            decoded = decode_page(body, volume_id=volume_id, page=page)
                         except SnapcrawlError as exc:
                             error = exc
                         else:
+                            stats.pages += 1
                             return decoded
                     else:
+                        self._answered(stats, volume_id, page, status=response.status, elapsed=elapsed, size=len(body))
                         error, delay, resend = self._refused(
                             response,
                             ticket,
@@ -134,25 +155,14 @@ class PageFetcher:
                         if resend:
                             resent_401 = True
                             continue
+            finally:
+                in_flight.release()
             if not error.retryable or attempt >= self._retry.max_retries:
                 raise error
             response = decoded = None  # nothing of the failed answer is held while waiting
             detach(error)
             attempt += 1
             await self._wait_to_retry(attempt, delay, error, volume_id=volume_id, page=page, stats=stats)
-
-    def _decoded(
-        self, response: Response, ticket: float, volume_id: str | None, page: int, stats: CrawlStats
-    ) -> SnapshotPage:
-        """A 200: feed the limiter, then decode and count the page (a :class:`DecodeError` is raised)."""
-        self._accepted = True
-        limiter = self.limiter
-        limiter.on_success(ticket, response.headers)
-        if limiter.active:  # no cap and no throttle yet: no rate to have changed
-            self._rate_changed()
-        decoded = decode_page(response.body, volume_id=volume_id, page=page)
-        stats.pages += 1
-        return decoded
 
     def _refused(
         self,
@@ -187,9 +197,12 @@ class PageFetcher:
         if status is not None:
             stats.bytes += size
             stats.latency.record(elapsed)
-        if listeners := self.events.response_received:
-            event = ResponseReceived(volume_id=volume_id, page=page, status=status, seconds=elapsed, size=size)
-            self.events.emit(listeners, event)
+        if self.events.response_received:
+            self._received(volume_id, page, status, elapsed, size)
+
+    def _received(self, volume_id: str | None, page: int, status: int | None, elapsed: float, size: int) -> None:
+        event = ResponseReceived(volume_id=volume_id, page=page, status=status, seconds=elapsed, size=size)
+        self.events.emit(self.events.response_received, event)
 
     async def _wait_to_retry(
         self,

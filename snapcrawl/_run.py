@@ -21,9 +21,9 @@ from ._events import Subscribers, VolumeDone, VolumeFailed, log_hooks
 from ._exceptions import AuthError, BadRequestError, ConfigError, SinkError, SnapcrawlError, UnfitValueError, detach
 from ._fetch import PageFetcher
 from ._log import get_logger
-from ._models import CrawlResult, Page, VolumeFailure
+from ._models import CrawlResult, Page, SnapshotPage, VolumeFailure
 from ._stats import CrawlStats
-from ._walk import Fetch, PageCursor, walk_into
+from ._walk import Fetch, PageCursor, note_repeats, walk_into
 from .sinks import Sink, VolumeProgress
 
 __all__ = ["CrawlRun", "CrawlSettings", "Deliver", "ServerHints", "Strategy"]
@@ -169,8 +169,15 @@ class CrawlRun:
         )
 
     async def walk_listing(self, volume_id: str | None, *, seen: set[str] | None = None) -> None:
-        """Walk one listing by marker from where earlier runs left it, and record the outcome."""
-        state = self.progress.get(volume_id)
+        """Walk one listing by marker from where earlier runs left it, and record the outcome.
+
+        Most volumes are one page: a listing walked from its start fetches page 1 here, in this frame (one
+        coroutine fewer on every resume than through :func:`walk_into`), and is done when that page was its last.
+        Only when more pages follow, or for a listing resumed mid-way, does the walk go on through
+        :func:`walk_into`, with the same cursor and the same answer handling.
+        """
+        progress = self.progress
+        state = progress.get(volume_id) if progress else None
         if state is not None and state.status == "done":
             self.stats.volumes_skipped += 1
             return
@@ -185,16 +192,31 @@ class CrawlRun:
             async def delivered_before() -> set[str]:
                 return await sink.delivered_ids(volume_id)
 
+        stats = self.stats
         try:
-            count = await walk_into(
-                self.fetcher.fetch,
-                cursor,
-                self.stats,
-                self.deliver,
-                fallback_markers=fallbacks,
-                delivered_before=delivered_before,
-                seen=seen,
-            )
+            first: tuple[int, SnapshotPage, bool] | None = None
+            count: int | None = None
+            if cursor.marker is None and seen is None:
+                answer = await self.fetcher.fetch(cursor.query(), volume_id=volume_id, page=1, stats=stats)
+                if cursor.advance(answer):
+                    first = (1, answer, True)
+                else:  # the listing's only page
+                    fresh = cursor.fresh
+                    if cursor.duplicates:
+                        note_repeats(cursor, stats)
+                    await self.deliver(Page(volume_id, 1, fresh, True))
+                    count = len(fresh)
+            if count is None:
+                count = await walk_into(
+                    self.fetcher.fetch,
+                    cursor,
+                    stats,
+                    self.deliver,
+                    fallback_markers=fallbacks,
+                    delivered_before=delivered_before,
+                    seen=seen,
+                    first=first,
+                )
         except (AuthError, SinkError) as exc:  # a broken destination commits nothing more: stop, not fail
             self.stop(exc)
         except BadRequestError as exc:
@@ -207,10 +229,11 @@ class CrawlRun:
     def deliver(self, page: Page) -> Awaitable[None]:
         """Hand ``page`` on (to the sink, or the stream): the one place the crawl's snapshots are counted.
 
-        Not a coroutine itself: it returns the destination's, so a page costs no extra coroutine frame.
+        Not a coroutine itself: it returns the destination's, so a page costs no extra coroutine frame. A volume's
+        page goes straight to the destination: :meth:`_deliver_fitting` would only raise its error again.
         """
         self.stats.snapshots += len(page.snapshots)
-        return self._hand_on(page)
+        return self._hand_on(page) if page.volume_id is None else self._write(page)
 
     async def _deliver_fitting(self, page: Page) -> None:
         """Hand ``page`` to the sink. A value it cannot hold fails the volume (raised); in the account-wide listing,

@@ -12,6 +12,7 @@ from types import MappingProxyType
 from typing import NamedTuple, Protocol
 
 import aiohttp
+from aiohttp import hdrs
 from yarl import URL
 
 from ._budget import DEFAULT_MAX_BYTES_IN_FLIGHT, ByteBudget, Reservation
@@ -138,13 +139,15 @@ class AiohttpTransport:
                 if length is not None and length > cap:
                     raise DecodeError(f"response body of {length} bytes exceeds the cap of {cap}")
                 with self.budget.reservation() as held:
-                    if length is not None and "Content-Encoding" not in resp.headers:
-                        await held.take(length)
+                    if length is not None and hdrs.CONTENT_ENCODING not in resp.headers:
+                        if not held.try_take(length):  # the usual case reserves without a coroutine
+                            await held.take(length)
                         body = await resp.read()  # exactly ``length`` bytes, known to be within the cap
                     else:
                         body = await self._read_capped(resp, held)
                 answer = resp.headers
-                return Response(resp.status, body, answer.get("Retry-After"), answer.get("Date"), answer)
+                # aiohttp's own case-insensitive names: looked up without being case-folded first
+                return Response(resp.status, body, answer.get(hdrs.RETRY_AFTER), answer.get(hdrs.DATE), answer)
         except TimeoutError:
             raise TransportError(f"no answer within the {self._timeout:g} s timeout") from None
         except ssl.SSLError as exc:

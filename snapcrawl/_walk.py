@@ -255,8 +255,8 @@ async def walk(
     already delivered, for a walk that has to start over. With ``seen`` (the account-wide listing), ids in it are
     never yielded and yielded ids are added to it; the cursor drops ids the walk itself delivered either way.
     The walk also ends, before it, at the first snapshot whose id ``until`` accepts.
-    ``first`` is a page :func:`walk_into` already fetched and advanced the cursor past: (its number, it, whether
-    more follow).
+    ``first`` is a page the caller (:meth:`CrawlRun.walk_listing`) already fetched and advanced the cursor past:
+    (its number, it, whether more follow).
     """
     volume_id = cursor.volume_id
     lost = _LostMarker(cursor, stats, fallback_markers, delivered_before)
@@ -298,25 +298,12 @@ async def walk_into(
     fallback_markers: Iterable[str] = (),
     delivered_before: Callable[[], Awaitable[set[str]]] | None = None,
     seen: Seen | None = None,
+    first: tuple[int, SnapshotPage, bool] | None = None,
 ) -> int:
     """Walk ``cursor``'s listing as :func:`walk` does, handing each page to ``deliver``; return how many snapshots
-    it delivered.
-
-    Most volumes fit in one page. A listing walked from its start fetches page 1 here, through the same cursor
-    and with the same answer handling as :func:`walk`; only when more pages follow (or for a listing resumed
-    mid-way) does the walk go on through :func:`walk`'s generator, which costs a little per listing.
+    it delivered. ``first`` is as for :func:`walk`: a page the caller already fetched and advanced the cursor past
+    (:meth:`CrawlRun.walk_listing` fetches page 1 itself, as most volumes end there).
     """
-    first: tuple[int, SnapshotPage, bool] | None = None
-    if cursor.marker is None and seen is None:
-        answer = await fetch(cursor.query(), volume_id=cursor.volume_id, page=1, stats=stats)
-        more = cursor.advance(answer)
-        if not more:
-            fresh = cursor.fresh
-            if cursor.duplicates:
-                note_repeats(cursor, stats)
-            await deliver(Page(cursor.volume_id, 1, fresh, True))
-            return len(fresh)
-        first = (1, answer, more)
     count = 0
     pages = walk(
         fetch,

@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from snapcrawl import AuthError, ConfigError, Crawler, Credentials
+from snapcrawl._text import _CONTROL_CHARS, has_controls
 from snapcrawl.signing import encode_query
 from snapcrawl.simulator import Faults, Simulator
 from tests.helpers import collect
@@ -29,6 +30,12 @@ def test_encoded_query_round_trips(volume_id: str, name: str) -> None:
     query = encode_query(params)
     assert "#" not in query and " " not in query
     assert dict(parse_qsl(query, keep_blank_values=True, strict_parsing=False)) == params
+
+
+@given(st.text() | st.text(st.sampled_from(sorted(_CONTROL_CHARS)) | st.characters()))
+def test_has_controls_is_exactly_a_control_character_in_the_text(text: str) -> None:
+    """The printable fast path answers as the full check does, whatever the text."""
+    assert has_controls(text) == any(char in _CONTROL_CHARS for char in text)
 
 
 async def test_hostile_volume_ids_never_change_the_query(simulator: Simulator) -> None:

@@ -117,3 +117,13 @@ def test_a_corrected_clock_is_followed_at_once() -> None:
     signer.clock_offset = -600.0
     after = int(signer.headers("GET", "https://h/v1/snapshots")["Scp-Timestamp"])
     assert after == before - 600_000
+
+
+@pytest.mark.parametrize("secret", ["SK", "k" * 63, "k" * 64, "k" * 65, "s" * 200, "clé-ü" * 20])
+def test_signer_hmac_equals_the_standard_one_for_any_key_length(secret: str) -> None:
+    """The signer's precomputed HMAC states sign as ``hmac.new`` does, keys longer than a block included."""
+    signer = Signer(Credentials(access_key="AK", secret_key=secret), api_version="1.3", clock=lambda: 1_800_000_000.0)
+    url = "https://example.test/v1/snapshots?limit=100&volume_id=v"
+    headers = signer.headers("GET", url)
+    expected = make_signature(method="GET", url=url, timestamp="1800000000000", access_key="AK", secret_key=secret)
+    assert headers["Scp-Signature"] == expected
