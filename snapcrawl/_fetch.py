@@ -119,7 +119,7 @@ class PageFetcher:
                     if anyio.current_effective_deadline() == -math.inf:
                         raise  # this crawl is being cancelled
                     error = _stray_cancellation(volume_id, page)
-                    self._answered(stats, volume_id, page, status=None, elapsed=time.perf_counter() - started)
+                    self._answered(stats, volume_id, page, status=None, elapsed=perf_counter() - started)
                 else:
                     elapsed = perf_counter() - started
                     body = response.body
