@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Final, TypeVar, cast
@@ -70,6 +71,8 @@ CREATE TABLE IF NOT EXISTS snapcrawl_progress (
 )
 _json: Final = msgspec.json.Encoder()
 ACCOUNT: Final = ""  # the account-wide listing's key (volume ids are never empty)
+#: How long a statement waits for another connection's write lock before "database is locked".
+_BUSY_SECONDS: Final = 10.0
 
 
 def _rows(snapshots: list[Snapshot], crawled_at: str) -> list[tuple[object, ...]]:
@@ -173,11 +176,11 @@ class SqliteSink(InventorySink):
             )
         if self.lock:
             self._lock_fd = lock_file(self.path, destination=self.destination)
-        self._db = db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
+        self._db = db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=_BUSY_SECONDS)
         # A new database gets 8 KiB pages (rows are about 400 bytes): about 25% less CPU a row than 4 KiB; an
         # existing one keeps its own. 32 MiB of cache holds the id and volume_id indexes: about 10% less again.
         db.execute("PRAGMA page_size=8192")
-        db.execute("PRAGMA journal_mode=WAL")
+        _use_wal(db)
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA cache_size=-32768")
         db.execute("BEGIN IMMEDIATE")
@@ -343,6 +346,27 @@ class SqliteSink(InventorySink):
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+
+
+def _use_wal(db: sqlite3.Connection, *, patience: float = _BUSY_SECONDS) -> None:
+    """Put the database in WAL mode (readers never wait for the writer), unless it is already.
+
+    Switching needs the file to itself, and there SQLite answers "database is locked" at once instead of waiting
+    out its busy timeout: a fleet's accounts opening one new file together would fail all but one. Retried as
+    the busy timeout would, for up to ``patience`` seconds.
+    """
+    if db.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+        return
+    give_up = time.monotonic() + patience
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > give_up:
+                raise
+            time.sleep(0.005)
+        else:
+            return
 
 
 def _explain(exc: sqlite3.Error) -> str:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from pathlib import Path
 
+import anyio
 import pytest
 
 from snapcrawl import Crawler, SinkError
 from snapcrawl.cli import main
 from snapcrawl.fleet import default_account, endpoint_host
 from snapcrawl.simulator import Simulator
-from snapcrawl.sinks import postgres, sqlite
+from snapcrawl.sinks import SqliteSink, postgres, sqlite
 from snapcrawl.sinks._upgrade import migrate_table
 
 from .conftest import Inventory, page, snapshots
@@ -166,3 +169,24 @@ async def test_a_02_checkpoint_alone_is_refused_then_dropped_by_migrate(inventor
         await migrate_table(inventory.url, table="fresh", account="prod", endpoint="h")
     await _write(inventory, "prod", [("v1", 2, True)], table="fresh")  # the checkpoint was dropped: it works now
     assert await inventory.ids("fresh") == ["v1-s0", "v1-s1"]
+
+
+async def test_sinks_of_many_accounts_open_one_new_sqlite_file_at_once(tmp_path: Path) -> None:
+    """A fleet's accounts open one new SQLite file together: none may fail with 'database is locked'.
+
+    Switching a file to WAL needs it to itself, and SQLite answers busy at once there, without its busy timeout:
+    one account's open failed when another's was creating the tables (seen in CI as ``account a: FAILED``).
+    """
+    for attempt in range(15):
+        path = tmp_path / f"fleet-{attempt}.db"
+        sinks = [SqliteSink(path, account=f"acct-{n}", lock=False) for n in range(4)]
+        try:
+            async with anyio.create_task_group() as tg:
+                for sink in sinks:
+                    tg.start_soon(sink.begin_run)
+        finally:
+            for sink in sinks:
+                await sink.aclose()
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+            assert db.execute("SELECT count(*) FROM snapcrawl_runs").fetchone() == (4,)
