@@ -64,7 +64,7 @@ def blocks(page: Path, text: str) -> list[Block]:
         if fence.group(2) or len(fence.group(1)) < len(ticks):
             continue  # a fence inside a longer one (an example of Markdown), not the end of this block
         before = next((lines[i].strip() for i in range(start - 2, -1, -1) if lines[i].strip()), "")
-        code = "\n".join(lines[start:number - 1]) + "\n"
+        code = "\n".join(lines[start : number - 1]) + "\n"
         found.append(Block(page, start, language, code, fragment=before == FRAGMENT))
         opened = None
     assert opened is None, f"{page}:{opened[0]}: a code fence is never closed"
@@ -142,9 +142,7 @@ def _environment(sim: Simulator, home: Path) -> dict[str, str]:
 
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("block", PYTHON, ids=lambda block: block.name)
-def test_python_block_runs(
-    block: Block, simulator: Simulator, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
+def test_python_block_runs(block: Block, simulator: Simulator, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     """The program runs to its end (exit 0) against the simulator."""
     environ = _environment(simulator, tmp_path)
     if "REDIS_URL" in block.code:
