@@ -32,10 +32,10 @@ from snapcrawl import DEFAULT_API_VERSION
 
 from .naive import Counts, client_main, run_client
 
-__all__ = ["crawl", "main", "run"]
+__all__ = ["StringsPage", "StringsSnapshot", "crawl", "main", "run"]
 
 
-class _Snapshot(msgspec.Struct, frozen=True, kw_only=True):
+class StringsSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     """snapcrawl's Snapshot fields, timestamps left as strings: the least work that still checks the shape."""
 
     id: str
@@ -50,12 +50,14 @@ class _Snapshot(msgspec.Struct, frozen=True, kw_only=True):
     user_id: str | None = None
 
 
-class _Page(msgspec.Struct, frozen=True, kw_only=True):
-    snapshots: list[_Snapshot]
+class StringsPage(msgspec.Struct, frozen=True, kw_only=True):
+    """A page of :class:`StringsSnapshot` (the in-process floor of ``benchmarks.studies.own_cpu`` decodes it too)."""
+
+    snapshots: list[StringsSnapshot]
     count: int | None = None
 
 
-_decoder = msgspec.json.Decoder(_Page)
+_decoder = msgspec.json.Decoder(StringsPage)
 _encoder = msgspec.json.Encoder()
 
 
