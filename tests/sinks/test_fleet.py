@@ -386,7 +386,7 @@ async def test_an_account_that_crashes_fails_alone(
     slow_accounts: dict[str, Simulator], error: BaseException, said: str, tmp_path: Path
 ) -> None:
     """A defect, or a cancellation nobody asked for, in one account's task fails that account only: the others
-    run to their end (they were cancelled with no error, and the fleet said neither finished nor failed)."""
+    run to their end (before, they were cancelled too, and ended neither finished nor failed)."""
     fleet = _breaking_fleet(slow_accounts, error)
 
     def sink_for(account: AccountConfig) -> Sink:
