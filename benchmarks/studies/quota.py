@@ -7,8 +7,10 @@ Every case starts ``snapcrawl simulate`` in its own process with a token-bucket 
 ``--rate-burst``, ``--retry-after``, ``--latency``, optionally ``--quota-schedule`` and ``--ratelimit-headers``),
 drives it for ``--seconds`` with 64 requests in flight, then reads ``GET /_simulator/stats``: every figure is
 counted at the server, per whole second since the first request. "Used" is the share of the quota the server
-admitted and "429s" the share of requests it throttled, both from the second second on (the first is the
-start-up, when a client that knows nothing has 64 requests out at once; its 429s are listed apart). The clients:
+admitted and "429s" the share of requests it throttled, both from the first request to the last: the start-up
+(when a client that knows nothing finds the quota) counts, as it counts against a user's quota. The first
+second's 429s are listed apart, and ``--json`` also holds the steady-state figures (from the second second on),
+which is what versions before 0.4 reported. The clients:
 
 * ``snapcrawl``: :class:`~snapcrawl.limits.LocalLimiter`, told ``--rate`` only where the case says so;
 * ``fixed``: a token bucket at the (first) quota, told it, that never adapts; a 429 waits its Retry-After;
@@ -248,28 +250,28 @@ def measure(case: Case, client: str, seconds: float) -> dict[str, Any]:
 
 
 def _result(case: Case, client: str, rows: list[dict[str, Any]], *, max_in_1s_window: int | None) -> dict[str, Any]:
-    """The figures of one run from the server's per-second counts."""
-    # The first second is the start-up: a client that knows nothing has CONCURRENCY requests out at once.
-    steady = rows[1:]
-    ok = sum(row["ok"] for row in steady)
-    quota = sum(row["quota"] for row in steady)
-    requests = sum(row["requests"] for row in steady)
-    throttled = sum(row["throttled"] for row in steady)
+    """The figures of one run from the server's per-second counts: from the first request to the last (the
+    start-up counts, as a user's quota counts it), and from the second second on ("steady")."""
+
+    def share(part: str, whole: str, of: list[dict[str, Any]]) -> float:
+        return sum(row[part] for row in of) / max(sum(row[whole] for row in of), 1)
+
     result: dict[str, Any] = {
         "case": case.name,
         "client": client,
-        "used": ok / quota,
-        "throttled": throttled / max(requests, 1),
+        "used": share("ok", "quota", rows),
+        "throttled": share("throttled", "requests", rows),
+        "steady_used": share("ok", "quota", rows[1:]),
+        "steady_throttled": share("throttled", "requests", rows[1:]),
         "first_second_throttled": rows[0]["throttled"] if rows else 0,
-        "whole_run_throttled": (throttled + (rows[0]["throttled"] if rows else 0))
-        / max(requests + (rows[0]["requests"] if rows else 0), 1),
-        "requests": requests,
+        "requests": sum(row["requests"] for row in rows),
         "max_in_1s_window": max_in_1s_window,
         "per_second": [(row["ok"], row["throttled"], row["quota"]) for row in rows],
     }
     step = case.step()
     if step is not None:
         result["settle"] = _settle(rows, step, rising=step[1] > case.quota)
+        result["step_throttled"] = share("throttled", "requests", rows[math.floor(step[0]) : math.ceil(step[0]) + 2])
     return result
 
 
@@ -347,7 +349,7 @@ def _table(
 ) -> str:
     """The Markdown table: per client the quota used and the share of 429s, "before" first if there is one."""
     by_key = {(r["case"], r["client"]): r for r in results}
-    before = {r["case"]: r for r in baseline if r["client"] == "snapcrawl"}
+    before = {r["case"]: _whole_run(r) for r in baseline if r["client"] == "snapcrawl"}
     columns = [(f"{client} used | 429s", by_key, client) for client in clients]
     if before:
         columns.insert(0, ("before used | 429s", {(case, "before"): r for case, r in before.items()}, "before"))
@@ -366,10 +368,19 @@ def _table(
             used = f"{r['used']:.0%}"
             if "settle" in r:
                 used += f" (settled {r['settle']:.0f} s)" if r["settle"] is not None else " (never settled)"
-            cells += [used, f"{r['throttled']:.1%}"]
+            cells += [used, f"{r['throttled']:.2%}"]
             firsts.append(str(r["first_second_throttled"]))
         lines.append(f"| {case.name}: {case.note} | " + " | ".join(cells) + f" | {' / '.join(firsts)} |")
     return "\n".join(lines)
+
+
+def _whole_run(result: dict[str, Any]) -> dict[str, Any]:
+    """A result from an earlier version, whose headline figures were steady-state, with this one's: from its
+    per-second counts (every request is admitted or throttled)."""
+    if "steady_used" in result:
+        return result
+    ok, throttled, quota = (sum(row[i] for row in result["per_second"]) for i in range(3))
+    return result | {"used": ok / max(quota, 1), "throttled": throttled / max(ok + throttled, 1)}
 
 
 def _stalls(text: str) -> tuple[float, float]:
@@ -409,7 +420,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 result = measure(case, client, args.seconds)
             results.append(result)
             print(
-                f"{case.name:>15} {client:>9}: used {result['used']:6.1%}, 429s {result['throttled']:5.1%}"
+                f"{case.name:>15} {client:>9}: used {result['used']:6.1%}, 429s {result['throttled']:5.2%}"
+                f" (steady {result['steady_used']:6.1%}, {result['steady_throttled']:5.2%})"
                 + (f", settled in {result['settle']} s" if "settle" in result else ""),
                 file=sys.stderr,
                 flush=True,
