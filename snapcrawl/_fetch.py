@@ -132,7 +132,7 @@ class PageFetcher:
                             self._received(volume_id, page, 200, elapsed, len(body))
                         self._accepted = True
                         limiter.on_success(ticket, response.headers)
-                        if limiter.active:  # no cap and no throttle yet: no rate to have changed
+                        if limiter.active or self._rate is not None:  # unpaced (rate None): nothing changed
                             self._rate_changed()
                         try:
                             decoded = decode_page(body, volume_id=volume_id, page=page)

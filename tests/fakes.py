@@ -16,7 +16,7 @@ import json
 import ssl
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 import aiohttp
@@ -25,6 +25,7 @@ from aiohttp import web
 from aioresponses import aioresponses
 
 from snapcrawl import Page
+from snapcrawl.limits import LocalLimiter
 from snapcrawl.sinks import VolumeProgress
 from snapcrawl.transport import Response
 
@@ -41,6 +42,7 @@ __all__ = [
     "query_of",
     "serve_in_thread",
     "snapshot",
+    "unpace",
 ]
 
 #: Answers one request: ``(url, headers) -> Response`` (or an awaitable of one); may raise ``TransportError``.
@@ -241,6 +243,21 @@ class FakeClock:
         self.sleeps.append(seconds)
         self.now += max(seconds, 0.0)
         await anyio.lowlevel.checkpoint()
+
+
+_Local = TypeVar("_Local", bound=LocalLimiter)
+
+
+def unpace(limiter: _Local, clock: FakeClock) -> _Local:
+    """Feed ``limiter`` answers at 20/s, a fifth of its first rate, until its start's climb outruns them and it
+    stops pacing, as in a crawl that no quota limits; it, unpaced."""
+    for _ in range(100):
+        if not limiter.active:
+            return limiter
+        ticket = clock.now
+        clock.now += 0.05
+        limiter.on_success(ticket, {})
+    raise AssertionError(f"still paced at {limiter.rate} req/s")
 
 
 class _SentRequest:

@@ -86,11 +86,13 @@ async def test_a_401_after_acceptance_is_resent_once_only(mocked: aioresponses, 
 async def test_a_503_without_retry_after_is_a_server_error_not_a_throttle(
     mocked: aioresponses, transport: AiohttpTransport
 ) -> None:
-    """Only a 503 that names a wait is a throttle: a bare one is retried on backoff, and the limiter stays idle."""
+    """Only a 503 that names a wait is a throttle: a bare one is retried on backoff, and the limiter hears none."""
     fetcher = _fetcher(transport, retries=1)
     mocked.get(WIRE_URL, status=503, repeat=True)
     stats = CrawlStats()
     with pytest.raises(ServerError):
         await fetcher.fetch(QUERY, volume_id="v1", page=1, stats=stats)
     assert (stats.requests, stats.retries, stats.throttled) == (2, 1, 0)
-    assert not fetcher.limiter.active
+    limiter = fetcher.limiter
+    assert isinstance(limiter, LocalLimiter)
+    assert (limiter.rate, limiter.estimate) == (LocalLimiter.START_RATE, None)

@@ -17,7 +17,7 @@ from snapcrawl._fetch import PageFetcher
 from snapcrawl._stats import CrawlStats
 from snapcrawl.limits.local import LocalLimiter
 from snapcrawl.signing import Signer
-from tests.fakes import FakeClock
+from tests.fakes import FakeClock, unpace
 
 ENDPOINT = "http://scp.test"
 PAGE = b'{"count":1,"snapshots":[{"id":"s1","volume_id":"v1","size":1,"created_at":"2025-01-01T00:00:00Z"}]}'
@@ -81,7 +81,9 @@ async def test_an_unpaced_request_answers_for_no_round(mocked: aioresponses, tra
     """A request sent while the limiter was idle gets a ticket older than any round (``-inf``): should a throttle
     start the limiter while it is in flight, its answer says nothing about the rate set after it was sent."""
     mocked.get(WIRE_URL, body=PAGE)
-    limiter = TicketLimiter(FakeClock())
+    clock = FakeClock()
+    limiter = unpace(TicketLimiter(clock), clock)
+    limiter.tickets.clear()
     await _fetcher(transport, limiter).fetch(QUERY, volume_id="v1", page=1, stats=CrawlStats())
     assert limiter.tickets == [-math.inf]
 

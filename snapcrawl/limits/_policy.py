@@ -5,7 +5,9 @@ it, once its burst is spent, it admits exactly its rate, so the throttled share 
 quota (``sending rate * (1 - throttled share)``) rather than merely "too fast". The policy, in *rounds* of
 answers to requests sent at the current rate (at least ``ROUND_ANSWERS`` over ``ROUND_SECONDS``):
 
-* **start**: nothing known, the rate doubles every short round until a throttle; the last clean rate stands;
+* **start**: nothing known, the rate doubles every short round until a throttle; the level before the last
+  clean one stands (the server's burst may have kept the last one clean), and the answers still coming at the
+  throttled rate, sent after the server's bucket ran dry, *gauge* the quota (:meth:`_gauged`);
 * **hold** ``MARGIN`` under the estimate for ``HOLD_SECONDS``: the server's bucket refills, so jitter and
   stalls cost nothing there;
 * **probe** ``PROBE_LIMIT`` above it. The first throttle there ends the probe at once (:meth:`_found`): the
@@ -17,8 +19,8 @@ answers to requests sent at the current rate (at least ``ROUND_ANSWERS`` over ``
   whose throttles go on ends after ``FAST_SECONDS``); a few, or a clump followed by clean answers (a stall that
   bunched requests), are noise.
 
-The figures behind these constants are in docs/rate-limits.md ("Discovering the quota"). The Redis limiter can
-share this policy.
+The figures behind these constants are in docs/rate-limits.md ("Discovering the quota"). The Redis limiter
+shares this policy (its batched answers do not gauge: it starts from the answers' rate at the first throttle).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class RateDiscovery:
     ROUND_SECONDS = 0.2
     ROUND_ANSWERS = 20
     START_ANSWERS = 3  # with nothing measured yet, a clean round this long is enough: the climb must be quick
-    START_SECONDS = 0.1
+    START_SECONDS = 0.01  # from a low first rate: a round spans two round trips, or this if longer
     FAST_THROTTLES = 4  # a round this throttled (and FAST_SHARE of it) ends after FAST_SECONDS
     FAST_SHARE = 0.25
     FAST_SECONDS = 0.05
@@ -60,12 +62,18 @@ class RateDiscovery:
     WINDOW_SECONDS = 1.0
     CLUMP_SHARE = 0.25  # throttles within this share of a round's span, and clean after: a stall's clump
     PACED = 0.85  # answers within 15 % of the rate: the bucket, not the client (or a burst), set the sending rate
+    GAUGE_ANSWERS = 4  # the start's first throttle: this many answers sent at its rate gauge the quota
+    GAUGE_NOISE = 2.0  # a gauge counts only this many answers' worth above the estimate
 
     __slots__ = (
         "_before_cut",
         "_cut",
         "_first",
         "_first_step",
+        "_gauge_answers",
+        "_gauge_from",
+        "_gauge_ok",
+        "_gauge_rate",
         "_held_since",
         "_lag",
         "_last_throttle",
@@ -81,6 +89,7 @@ class RateDiscovery:
         "_throttled",
         "_window",
         "ceiling",
+        "client_bound",
         "estimate",
         "rate",
         "throttled",
@@ -106,6 +115,11 @@ class RateDiscovery:
         self._cut = False
         #: Whether the last round that ended had throttles.
         self.throttled = False
+        #: Whether the start's climb stopped because the client sends less than the rate: nothing to limit.
+        self.client_bound = False
+        self._gauge_from = math.inf  # the start's first throttle: when the request it answered was sent
+        self._gauge_rate = math.nan
+        self._gauge_ok = self._gauge_answers = 0
 
     def start(self, rate: float | None, now: float) -> None:
         """Send at ``rate`` (clamped to the ceiling) from ``now`` on; answers to requests sent earlier are ignored."""
@@ -125,7 +139,12 @@ class RateDiscovery:
     def answer(self, ticket: float, now: float, *, throttled: bool) -> bool:
         """Count the answer to a request granted at ``ticket``; whether it ended a round (``rate`` may be new)."""
         if ticket < self._since:
+            if ticket > self._gauge_from:  # sent at the start's first throttled rate, after its first throttle
+                self._gauge_answers += 1
+                self._gauge_ok += not throttled
             return False  # sent at an earlier rate: it says nothing about this one
+        if self._gauge_from < math.inf and self._gauged(now):
+            return True
         return self.answers(0 if throttled else 1, 1 if throttled else 0, now, lag=now - ticket)
 
     def answers(self, ok: int, throttled: int, now: float, *, lag: float = 0.0, first: float | None = None) -> bool:
@@ -144,6 +163,9 @@ class RateDiscovery:
             self._last_throttle = now
             rate, floor = self.rate, self._floor()
             if rate is not None and floor is not None and rate > floor:
+                if self.estimate is None:  # gauge the quota with the answers still to come at this rate
+                    self._gauge_from, self._gauge_rate = now - lag, rate
+                    self._gauge_ok = self._gauge_answers = 0
                 return self._found(floor, now, found_at=rate)
             if self._throttled == throttled:
                 # The server's bucket ran dry just now: judge the round from here, not diluted by its clean start
@@ -207,13 +229,15 @@ class RateDiscovery:
             self._held_since = now
         elif self.estimate is None:
             # Nothing measured yet (a crawl's start, or a cap told or announced): double until throttled.
-            self._proven = rate = old if old is not None else answered
+            rate = old if old is not None else answered
+            self._proven_before, self._proven = self._proven, rate
             self._rose_by = self.START_GROWTH - 1
             rate *= self.START_GROWTH
         else:
             rate = self._probe(old if old is not None else answered, self.estimate, now)
         if old is None or rate > old:  # a raise, never past twice what the client actually sends
             rate = min(rate, max(old or 0.0, self.MAX_GROWTH * answered))
+        self.client_bound = self.estimate is None and not self.throttled and old is not None and rate <= old
         self._cut = rate < (old if old is not None else answered)
         self.start(max(rate, self.MIN_RATE), now)
         return True
@@ -255,6 +279,25 @@ class RateDiscovery:
         if math.isnan(self._proven):
             return self.estimate
         return self._proven if math.isnan(self._proven_before) else self._proven_before
+
+    def _gauged(self, now: float) -> bool:
+        """The first answer to a request sent since the start's first throttle: the answers to those sent at the
+        throttled rate after it, by when the server's bucket was dry, share its rate as it admits. Raise the
+        estimate to that if it is clearly more (a start doubling from a low rate finds the quota only within a
+        factor of two); whether it did."""
+        answers, ok, rate, estimate = self._gauge_answers, self._gauge_ok, self._gauge_rate, self.estimate
+        self._gauge_from = math.inf
+        self._gauge_ok = self._gauge_answers = 0
+        if answers < self.GAUGE_ANSWERS or estimate is None:
+            return False
+        gauged = rate * ok / answers
+        if gauged <= estimate + self.GAUGE_NOISE * rate / answers:
+            return False
+        self.estimate = gauged
+        self._held_since = now
+        self._first_step = self._step = self.FIRST_STEP
+        self.start(gauged * (1 - self.MARGIN), now)
+        return True
 
     def _found(self, estimate: float, now: float, *, found_at: float) -> bool:
         """A throttle to a request sent at ``found_at``, above ``estimate`` (see :meth:`_floor`): the probe found

@@ -1,7 +1,10 @@
 """The in-process limiter: a GCRA token bucket, paced by rate discovery, rate-limit headers and ``Retry-After``.
 
-Until there is a cap (``rate_limit``, or a quota announced in headers) or a throttle, :class:`LocalLimiter` is
-inactive: the fetcher skips :meth:`~LocalLimiter.acquire` and :meth:`~LocalLimiter.on_success` only counts.
+Without a cap (``rate_limit``, or a quota announced in headers), :class:`LocalLimiter` starts slowly, at
+``START_RATE``, and discovery doubles it while the answers are clean: a gateway that decides on arrival throttles
+only the last doubling. Once the climb outruns the client (CPU or concurrency bound it, not a quota), the limiter
+is inactive until a throttle: the fetcher skips :meth:`~LocalLimiter.acquire` and
+:meth:`~LocalLimiter.on_success` only counts.
 The policy that sets the rate is :class:`~snapcrawl.limits._policy.RateDiscovery`; ``Retry-After`` is honoured
 by the throttled request alone unless it is long or the server admits nothing (then by every request).
 
@@ -173,6 +176,9 @@ class LocalLimiter:
     #: A rate change larger than this share moves waiting callers too; smaller ones apply to new requests.
     REQUEUE_STEP = 0.05
     LOG_GROWTH = 1.25  # log a rise once the rate is this many times the last one logged
+    #: Without a cap, the first requests go at this rate (req/s), doubling while clean: a server that decides on
+    #: arrival throttles only the last doubling, instead of a whole unpaced first burst.
+    START_RATE = 100.0
 
     def __init__(
         self,
@@ -188,19 +194,21 @@ class LocalLimiter:
         self.rate_limit = rate_limit
         self._told = None if rate_limit is None else rate_limit * (1 - self.JITTER_MARGIN)
         # A discovered rate is paced evenly (burst 1): bunching only finds a server's smaller burst.
-        self.bucket = TokenBucket(self._told, burst=burst if rate_limit is not None else 1, clock=clock, sleep=sleep)
+        first = self.START_RATE if rate_limit is None else self._told
+        self.bucket = TokenBucket(first, burst=burst if rate_limit is not None else 1, clock=clock, sleep=sleep)
         self._clock = clock
         self._wall_clock = wall_clock
         self._policy = RateDiscovery(ceiling=self._told)
-        self._policy.start(self._told, clock())
+        self._policy.start(first, clock())
         self._meter = AnswerMeter()
         self._answers = 0
         self._next_look = 1
         self._announced: float | None = None
         self._streak_start = math.nan  # the first throttle since the last success
         self._logged_rate = math.inf
-        #: Whether requests must go through :meth:`acquire`; until there is a cap or a throttle, they need not.
-        self.active = rate_limit is not None
+        #: Whether requests must go through :meth:`acquire`: not once the client, not a quota, turned out to
+        #: bound the rate (then until a throttle, a cap or a pause).
+        self.active = True
 
     def __repr__(self) -> str:
         return f"LocalLimiter(rate_limit={self.rate_limit!r}, rate={self.rate!r}, active={self.active!r})"
@@ -266,8 +274,15 @@ class LocalLimiter:
             self._streak_start = math.nan
         if throttled or self._answers >= self._next_look:  # a throttle's headers are worth reading at once
             self._look(headers, now)
-        if self._policy.answer(ticket, now, throttled=throttled):
-            self._apply(reason="throttled" if self._policy.throttled else "probing")
+        policy = self._policy
+        if policy.answer(ticket, now, throttled=throttled):
+            if policy.client_bound and policy.ceiling is None:
+                # The start's climb outran the client: nothing to pace, so take the unpaced path until a throttle.
+                self.active = False
+                policy.start(None, now)
+                self._apply(reason="client-bound")
+                return
+            self._apply(reason="throttled" if policy.throttled else "probing")
 
     def _look(self, headers: Mapping[str, str], now: float) -> None:
         """Sample the answer rate and read the rate-limit headers (every ``LOOK_EVERY`` answers, and throttles)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from snapcrawl.limits import Limiter, LocalLimiter
-from tests.fakes import FakeClock
+from tests.fakes import FakeClock, unpace
 from tests.limits.model import BucketServer, Trace, drive
 from tests.logs import capture_logs
 
@@ -14,6 +14,10 @@ EPOCH = 1_800_000_000.0
 
 def _limiter(clock: FakeClock, rate_limit: float | None = None, *, burst: int = 10) -> LocalLimiter:
     return LocalLimiter(rate_limit, burst=burst, clock=clock, sleep=clock.sleep, wall_clock=lambda: EPOCH + clock.now)
+
+
+def _unpaced(clock: FakeClock) -> LocalLimiter:
+    return unpace(_limiter(clock), clock)
 
 
 def _max_in_window(times: list[float], window: float) -> int:
@@ -28,8 +32,31 @@ def _max_in_window(times: list[float], window: float) -> int:
 def test_is_a_limiter() -> None:
     """LocalLimiter satisfies the Limiter protocol the fetcher calls."""
     limiter: Limiter = LocalLimiter()
-    assert not limiter.active
-    assert limiter.rate is None
+    assert limiter.active
+    assert limiter.rate == LocalLimiter.START_RATE
+
+
+def test_a_client_slower_than_the_start_goes_unpaced() -> None:
+    """Once the start's climb outruns what the client sends, there is nothing to pace: the limiter steps out of
+    the way (the fetcher then skips acquire), with no rate and no estimate, and logs why."""
+    clock = FakeClock(0.0)
+    with capture_logs() as logs:
+        limiter = _unpaced(clock)
+    assert (limiter.rate, limiter.estimate) == (None, None)
+    assert "rate.decreased" not in [entry["event"] for entry in logs]  # stepping aside is not a cut
+    assert clock.now < 1.0  # a few short rounds
+
+
+def test_a_throttle_after_going_unpaced_paces_again() -> None:
+    """Unpaced, the first throttle starts a rate from the answers' recent rate, as with no cap at all."""
+    clock = FakeClock(0.0)
+    limiter = _unpaced(clock)
+    for _ in range(200):
+        clock.now += 0.01
+        limiter.on_success(-1.0, {})
+    limiter.on_throttle(-1.0, None, {})
+    assert limiter.active
+    assert limiter.rate is not None and 80.0 <= limiter.rate <= 110.0
 
 
 def test_rejects_a_bad_rate() -> None:
@@ -184,7 +211,7 @@ async def test_repeated_retry_after_without_success_pauses_every_request() -> No
 def test_windowed_meter_forgets_an_idle_hour() -> None:
     """After an idle hour, the first throttle starts from the recent answer rate, not the all-time average."""
     clock = FakeClock(0.0)
-    limiter = _limiter(clock)
+    limiter = _unpaced(clock)
     for _ in range(1000):  # 100/s for 10 s
         clock.now += 0.01
         limiter.on_success(-1.0, {})
@@ -197,36 +224,42 @@ def test_windowed_meter_forgets_an_idle_hour() -> None:
 
 
 def test_a_throttle_as_the_very_first_answer_sets_a_rate() -> None:
-    """When the first answer of all is a 429 there is nothing to measure: the limiter still starts from a finite
-    rate (and climbs from it), never from none, which would let every waiting request flood the server."""
+    """When the first answer of all is a 429 there is nothing to measure: the limiter goes on at its start rate,
+    never climbing from it (nor going unpaced) until a round says more."""
     clock = FakeClock(0.0)
     limiter = _limiter(clock)
-    limiter.on_throttle(-1.0, 1.0, {})
+    limiter.on_throttle(clock.now, 1.0, {})
+    for _ in range(20):
+        ticket = clock.now
+        clock.now += 0.02
+        limiter.on_throttle(ticket, 1.0, {})
     assert limiter.active
-    assert limiter.rate is not None and limiter.rate <= 20.0
+    assert limiter.rate is not None and limiter.rate <= LocalLimiter.START_RATE / 2
 
 
 def test_unlimited_hot_path_rarely_reads_the_clock() -> None:
-    """With no cap and no throttle, answers are counted; the clock and headers are consulted every 16th."""
-    reads = 0
+    """Unpaced, answers are counted; the clock and headers are consulted every 16th."""
 
-    def clock() -> float:
-        nonlocal reads
-        reads += 1
-        return 0.0
+    class CountingClock(FakeClock):
+        reads = 0
 
-    limiter = LocalLimiter(clock=clock)
-    before = reads
+        def __call__(self) -> float:
+            self.reads += 1
+            return self.now
+
+    clock = CountingClock(0.0)
+    limiter = _unpaced(clock)
+    before = clock.reads
     for _ in range(1600):
         limiter.on_success(-1.0, {})
     assert not limiter.active
-    assert reads - before <= 1600 // LocalLimiter.LOOK_EVERY + 1
+    assert clock.reads - before <= 1600 // LocalLimiter.LOOK_EVERY + 1
 
 
 def test_rate_changes_are_logged() -> None:
     """The first throttle logs a decrease at once; a climb back is logged in steps, not per round."""
     clock = FakeClock(0.0)
-    limiter = _limiter(clock)
+    limiter = _unpaced(clock)
     for _ in range(200):
         clock.now += 0.005
         limiter.on_success(-1.0, {})

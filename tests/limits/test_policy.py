@@ -70,17 +70,78 @@ def test_all_throttled_halves() -> None:
     assert policy.estimate is None
 
 
-def test_the_start_doubles_until_throttled_and_the_last_clean_rate_stands() -> None:
-    """With nothing known, each clean round doubles the rate; the first throttle above the last clean rate sets
-    the estimate to it at once, without waiting for the round to end."""
+def _thrown_at_80() -> tuple[RateDiscovery, float]:
+    """A policy whose start climbed 10, 20, 40 clean and was throttled at 80; it and when the throttle came."""
     policy = RateDiscovery()
     policy.start(10.0, 0.0)
     now = _clean(policy, 0.0, rounds=3)
     assert policy.rate == pytest.approx(80.0)
     assert policy.estimate is None
-    assert policy.answer(now, now + 0.01, throttled=True)
-    assert policy.estimate == pytest.approx(40.0)
-    assert 0.95 * 40.0 <= _rate(policy) < 40.0
+    assert policy.answer(now, now + 0.02, throttled=True)
+    return policy, now + 0.02
+
+
+def test_the_start_doubles_until_throttled_and_the_level_before_the_last_clean_one_stands() -> None:
+    """With nothing known, each clean round doubles the rate; the first throttle above sets the estimate at once,
+    without waiting for the round to end, to the level before the last clean one: a start round is short, and
+    the server's burst may have kept the last one clean."""
+    policy, _ = _thrown_at_80()
+    assert policy.estimate == pytest.approx(20.0)
+    assert 0.95 * 20.0 <= _rate(policy) < 20.0
+
+
+def _gauge(policy: RateDiscovery, now: float, pattern: str) -> bool:
+    """Answers to requests sent at 80/s after the first throttle (``pattern``: ``.`` ok, ``x`` throttled), then
+    the first answer to one sent at the new rate; whether that one changed the rate."""
+    sent = now - 0.02
+    for mark in pattern:
+        sent += 0.02 / (len(pattern) + 1)
+        assert not policy.answer(sent, now, throttled=mark == "x")
+        now += 0.001
+    return policy.answer(now, now + 0.02, throttled=False)
+
+
+def test_the_answers_still_coming_at_the_throttled_rate_gauge_the_quota() -> None:
+    """After the start's first throttle the server's bucket is dry, so the share of the answers still to come at
+    the throttled rate that it admitted is its rate: 6 in 8 at 80/s is 60/s, well above the 20 the doubling
+    proved. The estimate takes it, held under, at once."""
+    policy, now = _thrown_at_80()
+    assert _gauge(policy, now, "..x.x...")
+    assert policy.estimate == pytest.approx(60.0)
+    assert 0.95 * 60.0 <= _rate(policy) < 60.0
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        pytest.param("x..x.x.x", id="within-two-answers-of-the-estimate"),
+        pytest.param("...", id="too-few-answers"),
+        pytest.param("", id="none-at-all"),
+    ],
+)
+def test_a_gauge_within_its_noise_leaves_the_estimate(pattern: str) -> None:
+    """A gauge counts only when it is clearly above the estimate (two answers' worth) over enough answers."""
+    policy, now = _thrown_at_80()
+    _gauge(policy, now, pattern)
+    assert policy.estimate == pytest.approx(20.0)
+
+
+def test_a_client_slower_than_the_start_rate_is_client_bound() -> None:
+    """Answers coming back at a quarter of the rate: the client, not the quota, sets the pace. The climb stops,
+    and the policy says so (the local limiter then stops pacing)."""
+    policy = RateDiscovery()
+    policy.start(100.0, 0.0)
+    now = 0.0
+    while True:
+        now += 0.04
+        if policy.answer(now - 0.001, now, throttled=False):
+            break
+    assert policy.client_bound
+    assert policy.rate == pytest.approx(100.0)
+    fast = RateDiscovery()
+    fast.start(100.0, 0.0)
+    _clean(fast, 0.0, rounds=1)
+    assert not fast.client_bound
 
 
 def test_the_first_throttle_restarts_the_round() -> None:
