@@ -11,6 +11,7 @@ import pytest
 from benchmarks.clients import ceiling, naive
 from benchmarks.helpers.harness import expected_requests, pages_per_volume
 from benchmarks.studies import own_cpu
+from benchmarks.studies import quota as quota_study
 from benchmarks.suite._main import MEASUREMENTS, RENAMED, main, missing_modules
 from snapcrawl import Crawler
 from snapcrawl._models import Page
@@ -107,3 +108,18 @@ def test_own_cpu_compares_snapcrawl_with_its_floor(capsys: pytest.CaptureFixture
     rows = {line.split()[0]: line.split() for line in lines[1:]}
     assert set(rows) == {"floor", "snapcrawl"}
     assert float(rows["floor"][1]) > 0 and float(rows["snapcrawl"][1]) > 0 and "own" in rows["snapcrawl"]
+
+
+def test_quota_figures_count_the_whole_run_and_recompute_an_older_one() -> None:
+    """'Used' and '429s' run from the first request (the start-up counts against the quota); the steady-state ones
+    skip the first second; an older run's steady-state headline is recomputed from its per-second counts."""
+    case = next(case for case in quota_study.CASES if case.name == "discover")
+    rows = [
+        {"ok": 150, "throttled": 50, "requests": 200, "quota": 200},
+        {"ok": 200, "throttled": 0, "requests": 200, "quota": 200},
+    ]
+    result = quota_study._result(case, "snapcrawl", rows, max_in_1s_window=None)
+    assert (result["used"], result["throttled"]) == (350 / 400, 50 / 400)
+    assert (result["steady_used"], result["steady_throttled"], result["first_second_throttled"]) == (1.0, 0.0, 50)
+    older = {key: value for key, value in result.items() if not key.startswith("steady")} | {"used": 1.0}
+    assert quota_study._whole_run(older)["used"] == result["used"]
