@@ -254,7 +254,7 @@ def _result(case: Case, client: str, rows: list[dict[str, Any]], *, max_in_1s_wi
     start-up counts, as a user's quota counts it), and from the second second on ("steady")."""
 
     def share(part: str, whole: str, of: list[dict[str, Any]]) -> float:
-        return sum(row[part] for row in of) / max(sum(row[whole] for row in of), 1)
+        return float(sum(row[part] for row in of) / max(sum(row[whole] for row in of), 1))
 
     result: dict[str, Any] = {
         "case": case.name,
