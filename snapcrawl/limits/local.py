@@ -277,9 +277,11 @@ class LocalLimiter:
         policy = self._policy
         if policy.answer(ticket, now, throttled=throttled):
             if policy.client_bound and policy.ceiling is None:
-                # The start's climb outran the client: nothing to pace, so take the unpaced path until a throttle.
+                # The start's climb outran the client: nothing to pace, so take the unpaced path until a throttle,
+                # which starts discovery afresh: the levels this climb passed say nothing about a quota met later.
                 self.active = False
-                policy.start(None, now)
+                self._policy = RateDiscovery()
+                self._policy.start(None, now)
                 self._apply(reason="client-bound")
                 return
             self._apply(reason="throttled" if policy.throttled else "probing")

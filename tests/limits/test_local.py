@@ -287,3 +287,27 @@ async def test_an_exhausted_window_pauses_until_it_resets() -> None:
     limiter.on_success(-1.0, {"X-RateLimit-Limit": "100", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset})
     await limiter.acquire()
     assert clock.now >= 60.0
+
+
+def test_after_stepping_aside_a_throttle_measures_afresh() -> None:
+    """The start's climb that ended when the client turned out to be the bound proves nothing about a quota met
+    later, at a faster pace: the throttled share at the new rate measures it, not the levels the climb passed."""
+    clock = FakeClock(0.0)
+    limiter = _unpaced(clock)
+    for _ in range(2000):  # the client got faster: 1000/s, unpaced
+        clock.now += 0.001
+        limiter.on_success(-1.0, {})
+    limiter.on_throttle(-1.0, None, {})
+    assert limiter.rate is not None and limiter.rate > 900.0
+    rate = limiter.rate
+    for n in range(400):  # at that rate the server admits every other request: its quota is about half of it
+        ticket = clock.now
+        clock.now += 1 / rate
+        if n % 2:
+            limiter.on_throttle(ticket, None, {})
+        else:
+            limiter.on_success(ticket, {})
+        if limiter.estimate is not None:
+            break
+    assert limiter.active
+    assert limiter.estimate == pytest.approx(rate / 2, rel=0.05)
