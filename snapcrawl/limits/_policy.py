@@ -39,7 +39,7 @@ class RateDiscovery:
     ROUND_SECONDS = 0.2
     ROUND_ANSWERS = 20
     START_ANSWERS = 3  # with nothing measured yet, a clean round this long is enough: the climb must be quick
-    START_SECONDS = 0.01  # from a low first rate: a round spans two round trips, or this if longer
+    START_SECONDS = 0.002  # from a low first rate: a round spans two round trips, or this if longer
     FAST_THROTTLES = 4  # a round this throttled (and FAST_SHARE of it) ends after FAST_SECONDS
     FAST_SHARE = 0.25
     FAST_SECONDS = 0.05
