@@ -249,20 +249,21 @@ def measure(case: Case, client: str, seconds: float) -> dict[str, Any]:
     return _result(case, client, rows, max_in_1s_window=stats.get("max_in_1s_window"))
 
 
+def _share(part: str, whole: str, rows: list[dict[str, Any]]) -> float:
+    """``part`` over ``whole``, both summed over the per-second ``rows`` (0 where there is no whole)."""
+    return float(sum(row[part] for row in rows) / max(sum(row[whole] for row in rows), 1))
+
+
 def _result(case: Case, client: str, rows: list[dict[str, Any]], *, max_in_1s_window: int | None) -> dict[str, Any]:
     """The figures of one run from the server's per-second counts: from the first request to the last (the
     start-up counts, as a user's quota counts it), and from the second second on ("steady")."""
-
-    def share(part: str, whole: str, of: list[dict[str, Any]]) -> float:
-        return float(sum(row[part] for row in of) / max(sum(row[whole] for row in of), 1))
-
     result: dict[str, Any] = {
         "case": case.name,
         "client": client,
-        "used": share("ok", "quota", rows),
-        "throttled": share("throttled", "requests", rows),
-        "steady_used": share("ok", "quota", rows[1:]),
-        "steady_throttled": share("throttled", "requests", rows[1:]),
+        "used": _share("ok", "quota", rows),
+        "throttled": _share("throttled", "requests", rows),
+        "steady_used": _share("ok", "quota", rows[1:]),
+        "steady_throttled": _share("throttled", "requests", rows[1:]),
         "first_second_throttled": rows[0]["throttled"] if rows else 0,
         "requests": sum(row["requests"] for row in rows),
         "max_in_1s_window": max_in_1s_window,
@@ -271,7 +272,7 @@ def _result(case: Case, client: str, rows: list[dict[str, Any]], *, max_in_1s_wi
     step = case.step()
     if step is not None:
         result["settle"] = _settle(rows, step, rising=step[1] > case.quota)
-        result["step_throttled"] = share("throttled", "requests", rows[math.floor(step[0]) : math.ceil(step[0]) + 2])
+        result["step_throttled"] = _share("throttled", "requests", rows[math.floor(step[0]) : math.ceil(step[0]) + 2])
     return result
 
 
@@ -379,8 +380,10 @@ def _whole_run(result: dict[str, Any]) -> dict[str, Any]:
     per-second counts (every request is admitted or throttled)."""
     if "steady_used" in result:
         return result
-    ok, throttled, quota = (sum(row[i] for row in result["per_second"]) for i in range(3))
-    return result | {"used": ok / max(quota, 1), "throttled": throttled / max(ok + throttled, 1)}
+    rows = [
+        {"ok": ok, "throttled": thr, "requests": ok + thr, "quota": quota} for ok, thr, quota in result["per_second"]
+    ]
+    return result | {"used": _share("ok", "quota", rows), "throttled": _share("throttled", "requests", rows)}
 
 
 def _stalls(text: str) -> tuple[float, float]:
